@@ -1,0 +1,568 @@
+//! Typed tables over the [`Store`]: one key prefix per record type, protobuf (`meridian.v1`)
+//! as the stored encoding, validation before every write.
+//!
+//! | table | key | record |
+//! |---|---|---|
+//! | `sites/` | site | [`Site`] |
+//! | `servers/` | site/server | [`Server`] |
+//! | `tenants/` | tenant | [`Tenant`] |
+//! | `regions/` | region | [`Region`] |
+//! | `datasets/` | tenant/dataset | [`Dataset`] |
+//! | `workloads/` | tenant/workload | [`Workload`] |
+//! | `placements/` | tenant/workload | [`Placement`] |
+//! | `intents/` | site | [`SiteIntent`] |
+//! | `tokens/bootstrap/` | token | [`proto::BootstrapTokenRecord`] |
+//! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
+//! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
+//!
+//! Keys are made of validated IDs (which cannot hold `/`), so a key names one record and a
+//! parent prefix (`servers/edge-de-0001/`) lists exactly that parent's records. Values are
+//! protobuf so the stored format is versioned with the API and converts through the same
+//! checked `TryFrom` as wire input: a stored record that no longer converts is reported as
+//! corrupt, never silently defaulted.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use meridian_common::convert::ConvertError;
+use meridian_common::ids::{
+    DatasetId, PoolId, RegionId, ServerId, SiteId, TenantId, TokenId, UserId, WorkloadId,
+};
+use meridian_common::model::{
+    Dataset, Placement, Region, Server, Site, SiteIntent, Tenant, Workload,
+};
+use meridian_common::validate::{self, Problem, ValidationError};
+use meridian_proto::v1 as proto;
+use prost::Message;
+
+use super::{Expect, Op, RangeRequest, Revision, Store, StoreError, Txn};
+
+/// The part of a key after the table prefix.
+pub trait TableKey {
+    /// The key path, e.g. `edge-de-0001/srv-0003`.
+    fn path(&self) -> String;
+}
+
+macro_rules! id_keys {
+    ($($id:ty),+) => {$(
+        impl TableKey for $id {
+            fn path(&self) -> String {
+                self.as_str().to_owned()
+            }
+        }
+    )+};
+}
+
+id_keys!(
+    SiteId, ServerId, TenantId, WorkloadId, DatasetId, RegionId, UserId, TokenId, PoolId
+);
+
+impl<A: TableKey, B: TableKey> TableKey for (&A, &B) {
+    fn path(&self) -> String {
+        format!("{}/{}", self.0.path(), self.1.path())
+    }
+}
+
+/// Audit sequence numbers, zero-padded so key order is numeric order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditSeq(pub u64);
+
+impl TableKey for AuditSeq {
+    fn path(&self) -> String {
+        format!("{:020}", self.0)
+    }
+}
+
+/// A raw key path, for records keyed by something other than typed IDs (token ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath(pub String);
+
+impl TableKey for KeyPath {
+    fn path(&self) -> String {
+        self.0.clone()
+    }
+}
+
+/// Why a stored record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeFailure {
+    #[error("not valid protobuf")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("does not convert into the model")]
+    Convert(#[from] ConvertError),
+}
+
+/// A record type stored in its own table.
+pub trait Record: Sized + Clone + Send + Sync + 'static {
+    /// The table name; keys are `{TABLE}/{key path}`.
+    const TABLE: &'static str;
+    /// This record's key path.
+    fn key_path(&self) -> String;
+    /// The stored bytes.
+    fn encode(&self) -> Vec<u8>;
+    /// Back from stored bytes.
+    fn decode(raw: &[u8]) -> Result<Self, DecodeFailure>;
+    /// Semantic checks run before every write.
+    fn validate(&self) -> Result<(), ValidationError>;
+}
+
+/// A record with the revision it was last written at (for compare-and-swap updates).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<R> {
+    pub record: R,
+    pub revision: Revision,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<R> {
+    pub items: Vec<Versioned<R>>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Why a table operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// The record breaks a validation rule; nothing was written.
+    #[error("invalid {table} record {key}")]
+    Invalid {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: ValidationError,
+    },
+    /// A create found the key taken.
+    #[error("{table}/{key} already exists")]
+    AlreadyExists { table: &'static str, key: String },
+    /// An update or delete found the record missing.
+    #[error("{table}/{key} does not exist")]
+    NotFound { table: &'static str, key: String },
+    /// An update or delete found the record changed since it was read.
+    #[error("{table}/{key} changed since it was read (now at revision {current})")]
+    Conflict {
+        table: &'static str,
+        key: String,
+        current: Revision,
+    },
+    /// A stored record does not decode.
+    #[error("stored record {table}/{key} is corrupt")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        #[source]
+        source: DecodeFailure,
+    },
+    /// The store failed.
+    #[error("store error")]
+    Store(#[from] StoreError),
+}
+
+/// Typed access to one table.
+pub struct Table<R> {
+    store: Arc<dyn Store>,
+    record: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Table<R>
+where
+    R: Record,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table").field("table", &R::TABLE).finish()
+    }
+}
+
+impl<R> Clone for Table<R> {
+    fn clone(&self) -> Self {
+        Table {
+            store: Arc::clone(&self.store),
+            record: PhantomData,
+        }
+    }
+}
+
+impl<R: Record> Table<R> {
+    /// The table over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Table {
+            store,
+            record: PhantomData,
+        }
+    }
+
+    /// The full store key of a key path.
+    pub fn store_key(path: &str) -> Vec<u8> {
+        format!("{}/{}", R::TABLE, path).into_bytes()
+    }
+
+    fn decode(path: &str, raw: &[u8]) -> Result<R, TableError> {
+        R::decode(raw).map_err(|source| TableError::Corrupt {
+            table: R::TABLE,
+            key: path.to_owned(),
+            source,
+        })
+    }
+
+    fn checked(record: &R) -> Result<String, TableError> {
+        let key = record.key_path();
+        record.validate().map_err(|source| TableError::Invalid {
+            table: R::TABLE,
+            key: key.clone(),
+            source,
+        })?;
+        Ok(key)
+    }
+
+    /// The record at `key`, if any.
+    pub async fn get(&self, key: &impl TableKey) -> Result<Option<Versioned<R>>, TableError> {
+        let path = key.path();
+        match self.store.get(&Self::store_key(&path)).await? {
+            Some(kv) => Ok(Some(Versioned {
+                record: Self::decode(&path, &kv.value)?,
+                revision: kv.mod_revision,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a new record; fails if its key is taken.
+    pub async fn create(&self, record: &R) -> Result<Revision, TableError> {
+        let key = Self::checked(record)?;
+        let result = self
+            .store
+            .put(&Self::store_key(&key), &record.encode(), Expect::Absent)
+            .await;
+        match result {
+            Err(StoreError::Conflict { .. }) => Err(TableError::AlreadyExists {
+                table: R::TABLE,
+                key,
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// Replaces a record read at `read_at`; fails if it changed or vanished since.
+    pub async fn update(&self, record: &R, read_at: Revision) -> Result<Revision, TableError> {
+        let key = Self::checked(record)?;
+        let result = self
+            .store
+            .put(
+                &Self::store_key(&key),
+                &record.encode(),
+                Expect::ModRevision(read_at),
+            )
+            .await;
+        self.map_cas(key, result)
+    }
+
+    /// Stores a record whether or not its key exists.
+    pub async fn upsert(&self, record: &R) -> Result<Revision, TableError> {
+        let key = Self::checked(record)?;
+        Ok(self
+            .store
+            .put(&Self::store_key(&key), &record.encode(), Expect::Any)
+            .await?)
+    }
+
+    /// Removes the record at `key` if it is still at `read_at` (or unconditionally with
+    /// `None`); returns whether something was removed.
+    pub async fn delete(
+        &self,
+        key: &impl TableKey,
+        read_at: Option<Revision>,
+    ) -> Result<bool, TableError> {
+        let path = key.path();
+        let expect = read_at.map_or(Expect::Any, Expect::ModRevision);
+        let result = self.store.delete(&Self::store_key(&path), expect).await;
+        self.map_cas(path, result).map(|rev| rev.is_some())
+    }
+
+    fn map_cas<T>(&self, key: String, result: Result<T, StoreError>) -> Result<T, TableError> {
+        match result {
+            Err(StoreError::Conflict { found: None, .. }) => Err(TableError::NotFound {
+                table: R::TABLE,
+                key,
+            }),
+            Err(StoreError::Conflict {
+                found: Some(current),
+                ..
+            }) => Err(TableError::Conflict {
+                table: R::TABLE,
+                key,
+                current,
+            }),
+            other => Ok(other?),
+        }
+    }
+
+    /// A validated write for a multi-table transaction.
+    pub fn put_op(record: &R) -> Result<Op, TableError> {
+        let key = Self::checked(record)?;
+        Ok(Op::Put {
+            key: Self::store_key(&key),
+            value: record.encode(),
+        })
+    }
+
+    /// Records in key order, optionally only under `parent` (a key path prefix such as a site
+    /// id for servers), after the key path `after`, at most `limit` (0: all).
+    pub async fn list(
+        &self,
+        parent: Option<&dyn TableKeyDyn>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<R>, TableError> {
+        let prefix = match parent {
+            Some(p) => format!("{}/{}/", R::TABLE, p.path_dyn()),
+            None => format!("{}/", R::TABLE),
+        };
+        let table_prefix_len = R::TABLE.len() + 1;
+        let response = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.into_bytes(),
+                start_after: after.map(|a| Self::store_key(a)),
+                limit,
+            })
+            .await?;
+        let mut items = Vec::with_capacity(response.kvs.len());
+        for kv in &response.kvs {
+            let path = String::from_utf8_lossy(&kv.key[table_prefix_len..]).into_owned();
+            items.push(Versioned {
+                record: Self::decode(&path, &kv.value)?,
+                revision: kv.mod_revision,
+            });
+        }
+        let next = if response.more {
+            items.last().map(|v| v.record.key_path())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Every record (or every record under `parent`), following pages of `page_size`.
+    pub async fn list_all(
+        &self,
+        parent: Option<&dyn TableKeyDyn>,
+        page_size: usize,
+    ) -> Result<Vec<R>, TableError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list(parent, after.as_deref(), page_size).await?;
+            all.extend(page.items.into_iter().map(|v| v.record));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Creates many records in transactions of up to `per_txn` writes each, all-or-nothing per
+    /// transaction; every record is validated before anything is written.
+    pub async fn create_many(&self, records: &[R], per_txn: usize) -> Result<usize, TableError> {
+        let per_txn = per_txn.clamp(1, super::MAX_TXN_OPS / 2);
+        let mut ops = Vec::with_capacity(records.len());
+        for record in records {
+            ops.push(Self::put_op(record)?);
+        }
+        for chunk in ops.chunks(per_txn) {
+            let mut txn = Txn::new();
+            for op in chunk {
+                txn = txn
+                    .when(super::Compare::Absent(op.key().to_vec()))
+                    .then(op.clone());
+            }
+            if !self.store.txn(txn).await?.succeeded {
+                return Err(TableError::AlreadyExists {
+                    table: R::TABLE,
+                    key: "(one of a batch)".into(),
+                });
+            }
+        }
+        Ok(records.len())
+    }
+}
+
+/// Object-safe [`TableKey`], for optional parent prefixes.
+pub trait TableKeyDyn {
+    fn path_dyn(&self) -> String;
+}
+
+impl<T: TableKey> TableKeyDyn for T {
+    fn path_dyn(&self) -> String {
+        self.path()
+    }
+}
+
+macro_rules! model_record {
+    ($model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr) => {
+        impl Record for $model {
+            const TABLE: &'static str = $table;
+            fn key_path(&self) -> String {
+                let $r = self;
+                $key
+            }
+            fn encode(&self) -> Vec<u8> {
+                <$wire>::from(self.clone()).encode_to_vec()
+            }
+            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
+                Ok(Self::try_from(<$wire>::decode(raw)?)?)
+            }
+            fn validate(&self) -> Result<(), ValidationError> {
+                ($validate)(self)
+            }
+        }
+    };
+}
+
+model_record!(
+    Site,
+    proto::Site,
+    "sites",
+    |r| r.id.path(),
+    validate::validate_site
+);
+model_record!(
+    Server,
+    proto::Server,
+    "servers",
+    |r| (&r.site, &r.id).path(),
+    validate::validate_server
+);
+model_record!(
+    Tenant,
+    proto::Tenant,
+    "tenants",
+    |r| r.id.path(),
+    validate::validate_tenant
+);
+model_record!(
+    Region,
+    proto::Region,
+    "regions",
+    |r| r.id.path(),
+    validate::validate_region
+);
+model_record!(
+    Dataset,
+    proto::Dataset,
+    "datasets",
+    |r| (&r.tenant, &r.id).path(),
+    validate::validate_dataset
+);
+model_record!(
+    Workload,
+    proto::Workload,
+    "workloads",
+    |r| (&r.tenant, &r.id).path(),
+    |w: &Workload| validate::validate_workload_spec(&w.spec)
+);
+model_record!(
+    Placement,
+    proto::Placement,
+    "placements",
+    |r| (&r.tenant, &r.workload).path(),
+    |_: &Placement| Ok(())
+);
+model_record!(
+    SiteIntent,
+    proto::SiteIntent,
+    "intents",
+    |r| r.site.path(),
+    validate::validate_site_intent
+);
+
+/// A protobuf message stored as it is, with a required field holding its key.
+macro_rules! wire_record {
+    ($wire:ty, $table:literal, |$r:ident| $key:expr) => {
+        impl Record for $wire {
+            const TABLE: &'static str = $table;
+            fn key_path(&self) -> String {
+                let $r = self;
+                $key
+            }
+            fn encode(&self) -> Vec<u8> {
+                self.encode_to_vec()
+            }
+            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
+                Ok(<$wire as Message>::decode(raw)?)
+            }
+            fn validate(&self) -> Result<(), ValidationError> {
+                if self.key_path().is_empty() {
+                    return Err(ValidationError(vec![Problem::new(
+                        "id",
+                        "is required: the record's key field is empty",
+                    )]));
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+wire_record!(proto::BootstrapTokenRecord, "tokens/bootstrap", |r| r
+    .token
+    .as_ref()
+    .map_or_else(String::new, |t| t.id.clone()));
+wire_record!(proto::ApiTokenRecord, "tokens/api", |r| r
+    .token
+    .as_ref()
+    .map_or_else(String::new, |t| t.id.clone()));
+wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
+
+/// Every table of central, over one store.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    store: Arc<dyn Store>,
+}
+
+impl Tables {
+    /// The tables over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Tables { store }
+    }
+    /// The store underneath, for multi-table transactions.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    /// Any table by record type.
+    pub fn table<R: Record>(&self) -> Table<R> {
+        Table::new(Arc::clone(&self.store))
+    }
+    pub fn sites(&self) -> Table<Site> {
+        self.table()
+    }
+    pub fn servers(&self) -> Table<Server> {
+        self.table()
+    }
+    pub fn tenants(&self) -> Table<Tenant> {
+        self.table()
+    }
+    pub fn regions(&self) -> Table<Region> {
+        self.table()
+    }
+    pub fn datasets(&self) -> Table<Dataset> {
+        self.table()
+    }
+    pub fn workloads(&self) -> Table<Workload> {
+        self.table()
+    }
+    pub fn placements(&self) -> Table<Placement> {
+        self.table()
+    }
+    pub fn intents(&self) -> Table<SiteIntent> {
+        self.table()
+    }
+    pub fn bootstrap_tokens(&self) -> Table<proto::BootstrapTokenRecord> {
+        self.table()
+    }
+    pub fn api_tokens(&self) -> Table<proto::ApiTokenRecord> {
+        self.table()
+    }
+    pub fn audit(&self) -> Table<proto::AuditRecord> {
+        self.table()
+    }
+}

@@ -1,0 +1,112 @@
+//! The sled store against the shared conformance suite, plus sled-specific behaviour.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_central::store::conformance::{self, Backend};
+use meridian_central::store::{Expect, Revision, SledStore, Store, StoreConfig, StoreError};
+
+struct SledBackend {
+    dir: tempfile::TempDir,
+    config: StoreConfig,
+}
+
+#[async_trait::async_trait]
+impl Backend for SledBackend {
+    async fn open(&self, name: &str) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(SledStore::open(
+            &self.dir.path().join(name),
+            &self.config,
+        )?))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_store_conforms_with_group_commit() {
+    let backend = SledBackend {
+        dir: tempfile::tempdir().unwrap(),
+        config: StoreConfig::default(),
+    };
+    let failures = conformance::run(&backend).await;
+    assert!(failures.is_empty(), "conformance failures: {failures:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sled_store_conforms_without_group_commit() {
+    let backend = SledBackend {
+        dir: tempfile::tempdir().unwrap(),
+        config: StoreConfig {
+            group_commit: false,
+            ..StoreConfig::default()
+        },
+    };
+    let failures = conformance::run(&backend).await;
+    assert!(failures.is_empty(), "conformance failures: {failures:#?}");
+}
+
+#[test]
+fn the_suite_has_every_check() {
+    assert!(conformance::CHECKS.len() >= 11, "{:?}", conformance::CHECKS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_history_is_refused_and_recent_history_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        history: 1_000,
+        ..StoreConfig::default()
+    };
+    let store = SledStore::open(dir.path(), &config).unwrap();
+    for i in 0..3_000u32 {
+        store
+            .put(
+                format!("h/{}", i % 10).as_bytes(),
+                &i.to_be_bytes(),
+                Expect::Any,
+            )
+            .await
+            .unwrap();
+    }
+    let oldest = store.oldest_revision();
+    assert!(
+        oldest > Revision(1),
+        "nothing was compacted (oldest {oldest})"
+    );
+    assert!(
+        oldest.0 <= 3_000 - 1_000,
+        "kept less than the configured history: {oldest}"
+    );
+    match store.watch(b"h/", Revision(1)).await {
+        Err(StoreError::Compacted {
+            requested,
+            oldest: o,
+        }) => {
+            assert_eq!(requested, Revision(1));
+            assert_eq!(o, oldest);
+        }
+        other => panic!("watch from a compacted revision: {other:?}"),
+    }
+    let mut w = store.watch(b"h/", oldest).await.unwrap();
+    let e = w
+        .next_timeout(Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.kv.mod_revision, oldest);
+    drop(w);
+    drop(store);
+    let reopened = SledStore::open(dir.path(), &config).unwrap();
+    assert_eq!(reopened.revision(), Revision(3_000));
+    assert!(reopened.oldest_revision() >= oldest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_ends_when_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), &StoreConfig::default()).unwrap();
+    let mut w = store.watch(b"", Revision(0)).await.unwrap();
+    assert_eq!(store.watchers(), 1);
+    drop(store);
+    let end = w.next_timeout(Duration::from_secs(5)).await;
+    assert!(matches!(end, Err(StoreError::Closed)), "{end:?}");
+}

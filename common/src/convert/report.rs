@@ -1,0 +1,123 @@
+//! [`SiteReport`] and every body.
+
+use meridian_proto::v1 as proto;
+use proto::site_report::Body;
+
+use super::{
+    AtField, ConvertError, ConvertProblem, enum_in, enum_out, failable_state, id, list, required,
+    to_wire, wire_enum,
+};
+use crate::ids::{Generation, Sequence, Timestamp};
+use crate::model::{ReportBody, SiteReport};
+
+wire_enum!(Severity <=> EventSeverity { Info, Warning, Error });
+failable_state!(AllocationStatus <=> AllocationState {
+    phase: AllocationPhase, Pending, Applied, Ended,
+});
+
+impl From<ReportBody> for Body {
+    fn from(b: ReportBody) -> Self {
+        match b {
+            ReportBody::Event {
+                severity,
+                resource,
+                message,
+            } => Body::Event(proto::Event {
+                severity: enum_out(severity),
+                resource,
+                message,
+            }),
+            ReportBody::ServerState { server, state } => {
+                Body::ServerState(proto::ServerStateReport {
+                    server: server.into(),
+                    state: Some(state.into()),
+                })
+            }
+            ReportBody::Inventory { servers } => Body::Inventory(proto::Inventory {
+                servers: to_wire(servers),
+            }),
+            ReportBody::AllocationState {
+                workload,
+                server,
+                state,
+            } => Body::AllocationState(proto::AllocationStateReport {
+                workload: workload.into(),
+                server: server.into(),
+                state: Some(state.into()),
+            }),
+            ReportBody::Rtt { region, rtt_ms } => Body::Rtt(proto::RttReport {
+                region: region.into(),
+                rtt_ms,
+            }),
+            ReportBody::Metrics {
+                gpu_utilisation_pct,
+                power_watts,
+            } => Body::Metrics(proto::Metrics {
+                gpu_utilisation_pct,
+                power_watts,
+            }),
+        }
+    }
+}
+
+impl TryFrom<Body> for ReportBody {
+    type Error = ConvertError;
+
+    /// Paths start at the body's oneof member (`server_state.state.phase`).
+    fn try_from(b: Body) -> Result<Self, ConvertError> {
+        Ok(match b {
+            Body::Event(e) => Self::Event {
+                severity: enum_in(e.severity).at("event.severity")?,
+                resource: e.resource,
+                message: e.message,
+            },
+            Body::ServerState(s) => Self::ServerState {
+                server: id(&s.server).at("server_state.server")?,
+                state: required(s.state, "server_state.state")?,
+            },
+            Body::Inventory(i) => Self::Inventory {
+                servers: list(i.servers, "inventory.servers")?,
+            },
+            Body::AllocationState(a) => Self::AllocationState {
+                workload: id(&a.workload).at("allocation_state.workload")?,
+                server: id(&a.server).at("allocation_state.server")?,
+                state: required(a.state, "allocation_state.state")?,
+            },
+            Body::Rtt(r) => Self::Rtt {
+                region: id(&r.region).at("rtt.region")?,
+                rtt_ms: r.rtt_ms,
+            },
+            Body::Metrics(m) => Self::Metrics {
+                gpu_utilisation_pct: m.gpu_utilisation_pct,
+                power_watts: m.power_watts,
+            },
+        })
+    }
+}
+
+impl From<SiteReport> for proto::SiteReport {
+    fn from(r: SiteReport) -> Self {
+        Self {
+            site: r.site.into(),
+            sequence: r.sequence.get(),
+            generation: r.generation.get(),
+            at: r.at.as_millis(),
+            body: Some(r.body.into()),
+        }
+    }
+}
+
+impl TryFrom<proto::SiteReport> for SiteReport {
+    type Error = ConvertError;
+
+    fn try_from(r: proto::SiteReport) -> Result<Self, ConvertError> {
+        let body = r.body.ok_or(ConvertProblem::Missing).at("body")?;
+        Ok(Self {
+            site: id(&r.site).at("site")?,
+            sequence: Sequence::new(r.sequence),
+            generation: Generation::new(r.generation),
+            at: Timestamp::from_millis(r.at),
+            body: ReportBody::try_from(body)?,
+        })
+    }
+}

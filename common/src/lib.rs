@@ -1,0 +1,10 @@
+//! Meridian's shared vocabulary: typed IDs, the domain model, validation, configuration and
+//! telemetry. No IO runtime lives here (no tokio, quinn or sled), so everything in this crate
+//! is usable from the pure planner and from tests without sockets.
+
+pub mod config;
+pub mod convert;
+pub mod ids;
+pub mod model;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,3 @@
+//! Zero-touch provisioning: builds the bootable ISO that carries the site agent and its
+//! bootstrap file, and drives BMCs through virtual media. Reserved by the foundation; the
+//! provisioning issue fills it in.

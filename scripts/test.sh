@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Meridian's whole test suite: formatting, lints, and every test of every crate.
+#
+# Idempotent. Installs what the tests need when it is missing (Debian packages with apt-get,
+# Python test peers with pip), then runs the checks CI runs. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the tests need, as "command:package" pairs. A package is installed only when
+# its command is missing.
+DEBIAN_NEEDS=(
+)
+
+missing=()
+for pair in "${DEBIAN_NEEDS[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "==> adding rustup component $component"
+    rustup component add "$component"
+  fi
+done
+
+export RUST_BACKTRACE=1
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked
+echo "==> all checks passed"

@@ -1,0 +1,5 @@
+//! Meridian's fleet simulator: the seeded benchmark fleet, device emulators, scenarios and
+//! benchmarks.
+
+pub mod demo;
+pub mod fleet;
