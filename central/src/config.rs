@@ -7,6 +7,7 @@ use meridian_common::config::{ConfigError, Validate};
 use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
+use crate::channel::ChannelConfig;
 use crate::store::StoreConfig;
 
 /// Prefix of central's environment overrides.
@@ -16,10 +17,12 @@ pub const ENV_PREFIX: &str = "MERIDIAN_CENTRAL";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CentralConfig {
-    /// Where central keeps its store (and, later, its CA).
+    /// Where central keeps its store and its certificate authority.
     pub data_dir: PathBuf,
     /// The embedded store.
     pub store: StoreConfig,
+    /// The agent channel (QUIC endpoint, certificates, limits).
+    pub channel: ChannelConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
 }
@@ -29,6 +32,7 @@ impl Default for CentralConfig {
         CentralConfig {
             data_dir: PathBuf::from("meridian-data"),
             store: StoreConfig::default(),
+            channel: ChannelConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -42,6 +46,7 @@ impl Validate for CentralConfig {
         self.store
             .check()
             .map_err(|(key, message)| ConfigError::invalid(key, message))?;
+        self.channel.check()?;
         self.telemetry
             .env_filter()
             .map_err(|e| ConfigError::invalid("telemetry.filter", e.to_string()))?;
@@ -53,6 +58,11 @@ impl CentralConfig {
     /// The store's directory inside `data_dir`.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
+    }
+
+    /// The certificate authority's directory inside `data_dir`.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.data_dir.join("ca")
     }
 }
 
@@ -98,6 +108,21 @@ mod tests {
                 "store.group_commt",
             ),
             ("MERIDIAN_CENTRAL_DATA_DIR", "\"\"", "data_dir"),
+            (
+                "MERIDIAN_CENTRAL_CHANNEL__SITE_CERT_LIFETIME_S",
+                "1",
+                "channel.site_cert_lifetime_s",
+            ),
+            (
+                "MERIDIAN_CENTRAL_CHANNEL__LISTEN",
+                "nowhere",
+                "channel.listen",
+            ),
+            (
+                "MERIDIAN_CENTRAL_CHANNEL__UDP_BUFFER_BYTES",
+                "10",
+                "channel.udp_buffer_bytes",
+            ),
             (
                 "MERIDIAN_CENTRAL_TELEMETRY__FORMAT",
                 "xml",

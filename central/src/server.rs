@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::ca::{CaError, CertificateAuthority};
+use crate::channel::{Channel, ChannelError};
 use crate::config::CentralConfig;
 use crate::store::tables::Tables;
 use crate::store::{SledStore, Store, StoreError};
@@ -25,6 +27,12 @@ pub enum CentralError {
         #[source]
         source: StoreError,
     },
+    /// The certificate authority could not be loaded or created.
+    #[error("cannot load the certificate authority")]
+    Ca(#[from] CaError),
+    /// The agent channel could not start.
+    #[error("cannot start the agent channel")]
+    Channel(#[from] ChannelError),
 }
 
 /// A running central.
@@ -32,6 +40,8 @@ pub enum CentralError {
 pub struct Central {
     config: CentralConfig,
     store: Arc<dyn Store>,
+    ca: Arc<CertificateAuthority>,
+    channel: Channel,
 }
 
 impl Central {
@@ -51,7 +61,27 @@ impl Central {
             group_commit = config.store.group_commit,
             "central store open"
         );
-        Ok(Central { config, store })
+        let ca = Arc::new(CertificateAuthority::load_or_create(
+            &config.ca_dir(),
+            crate::channel::now(),
+        )?);
+        let channel = Channel::start(
+            config.channel.clone(),
+            Tables::new(Arc::clone(&store)),
+            Arc::clone(&ca),
+        )
+        .await?;
+        tracing::info!(
+            ca_fingerprint = %hex::encode(ca.fingerprint()),
+            channel = %channel.local_addr(),
+            "central is up"
+        );
+        Ok(Central {
+            config,
+            store,
+            ca,
+            channel,
+        })
     }
 
     /// The configuration central runs with.
@@ -69,36 +99,53 @@ impl Central {
         Tables::new(Arc::clone(&self.store))
     }
 
+    /// The certificate authority.
+    pub fn ca(&self) -> &Arc<CertificateAuthority> {
+        &self.ca
+    }
+
+    /// The agent channel.
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     /// Stops every component and closes the store once the last user lets go of it.
     pub async fn shutdown(self) {
+        self.channel.shutdown().await;
         let revision = self.store.revision();
         drop(self.store);
         tracing::info!(%revision, "central stopped");
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is called (not
+/// when the future is first polled), so a binary calls it before starting anything and a
+/// signal that arrives during start-up still leads to a clean shutdown.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops central");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, term) {
+                (Ok(mut interrupt), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    tracing::warn!("cannot listen for SIGTERM; only Ctrl-C stops central");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! telemetry. No IO runtime lives here (no tokio, quinn or sled), so everything in this crate
 //! is usable from the pure planner and from tests without sockets.
 
+pub mod channel;
 pub mod config;
 pub mod convert;
 pub mod ids;

@@ -114,10 +114,12 @@ pub async fn run(
             (temp.path().to_owned(), Some(temp))
         }
     };
-    let config = CentralConfig {
+    let mut config = CentralConfig {
         data_dir: data_dir.clone(),
         ..CentralConfig::default()
     };
+    // Any free port: demos and their tests run side by side.
+    config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
     let central = Central::open(config).await?;
     let tables = central.tables();
     if !tables.sites().list(None, None, 1).await?.items.is_empty() {

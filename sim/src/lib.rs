@@ -1,5 +1,6 @@
 //! Meridian's fleet simulator: the seeded benchmark fleet, device emulators, scenarios and
 //! benchmarks.
 
+pub mod bench;
 pub mod demo;
 pub mod fleet;

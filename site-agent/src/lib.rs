@@ -1,3 +1,213 @@
-//! The Meridian site agent: the channel client, the intent store, the reconciler and the
-//! device drivers live here. The foundation only reserves the crate; the secure-channel and
-//! driver issues fill it in.
+//! The Meridian site agent. This crate holds the agent's side of the secure channel: it reads
+//! the bootstrap file, enrols once, keeps its key, certificate, intent and report buffer in its
+//! own sled database ([`store`]), holds a session to central with reconnects under exponential
+//! backoff with full jitter ([`session`]), persists each intent before acknowledging it and
+//! refuses older generations, and hands intents to a [`reconciler::Reconciler`] (a later issue
+//! plugs in the real one; [`reconciler::RecordingReconciler`] records what it would apply).
+
+pub mod config;
+pub mod enroll;
+pub mod reconciler;
+pub mod session;
+pub mod store;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use meridian_common::ids::{Generation, Sequence, Timestamp};
+use meridian_common::model::ReportBody;
+use tokio::sync::Notify;
+
+pub use config::AgentConfig;
+use reconciler::Reconciler;
+use store::{AgentStore, AgentStoreError};
+
+/// UDP buffer asked for the agent's socket.
+const AGENT_UDP_BUFFER: usize = 2 * 1024 * 1024;
+
+/// Why the agent could not start or take a report.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot open the agent database in {path}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: AgentStoreError,
+    },
+    #[error("agent database error")]
+    Store(#[from] AgentStoreError),
+    #[error("cannot bind the agent's UDP socket")]
+    Bind(#[source] std::io::Error),
+    #[error("the agent has not enrolled yet")]
+    NotEnrolled,
+}
+
+/// The wall clock, unix millis.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: AgentConfig,
+    pub(crate) store: AgentStore,
+    pub(crate) reconciler: Arc<dyn Reconciler>,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) reports_ready: Notify,
+    pub(crate) connected: AtomicBool,
+    pub(crate) reenroll: AtomicBool,
+    pub(crate) sessions: AtomicU64,
+    pub(crate) renewals: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// A snapshot of the agent's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    /// A session is up.
+    pub connected: bool,
+    /// Sessions established since start.
+    pub sessions: u64,
+    /// Generation held (persisted).
+    pub held: Generation,
+    /// Generation applied.
+    pub applied: Generation,
+    /// Highest report sequence central acknowledged.
+    pub acked: Sequence,
+    /// Last report sequence assigned.
+    pub last_sequence: Sequence,
+    /// Reports buffered.
+    pub buffered: usize,
+    /// Reports dropped by the bound.
+    pub dropped: u64,
+    /// Certificates renewed over a session.
+    pub renewals: u64,
+    /// Older generations refused.
+    pub refused: u64,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    inner: Arc<Inner>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Agent {
+    /// Opens the database in `config.data_dir` and starts.
+    pub async fn start(
+        config: AgentConfig,
+        reconciler: Arc<dyn Reconciler>,
+    ) -> Result<Agent, AgentError> {
+        let store = AgentStore::open(&config.data_dir).map_err(|source| AgentError::Open {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        Self::start_with_store(config, store, reconciler).await
+    }
+
+    /// Starts on an already opened store (simulated agents share one database).
+    pub async fn start_with_store(
+        config: AgentConfig,
+        store: AgentStore,
+        reconciler: Arc<dyn Reconciler>,
+    ) -> Result<Agent, AgentError> {
+        let endpoint =
+            tls::client_endpoint(config.bind, AGENT_UDP_BUFFER).map_err(AgentError::Bind)?;
+        // The intent held stays in force across restarts: hand it to the reconciler again
+        // (reconciling is idempotent).
+        if let Some(intent) = store.intent()? {
+            match reconciler.apply(&intent) {
+                Ok(()) => store.set_applied(intent.generation)?,
+                Err(e) => tracing::warn!(error = %e, "held intent could not be applied"),
+            }
+        }
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            reconciler,
+            endpoint,
+            reports_ready: Notify::new(),
+            connected: AtomicBool::new(false),
+            reenroll: AtomicBool::new(false),
+            sessions: AtomicU64::new(0),
+            renewals: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(session::run(Arc::clone(&inner), stop_rx));
+        Ok(Agent { inner, stop, task })
+    }
+
+    /// The local UDP address (to map this agent in a fault proxy).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.endpoint.local_addr().ok()
+    }
+
+    /// The agent's database.
+    pub fn store(&self) -> &AgentStore {
+        &self.inner.store
+    }
+
+    /// Appends a report durably (it gets its sequence number now) and wakes the sender.
+    pub fn report(&self, body: ReportBody) -> Result<Sequence, AgentError> {
+        let identity = self
+            .inner
+            .store
+            .identity()?
+            .ok_or(AgentError::NotEnrolled)?;
+        let seq = self.inner.store.append_report(
+            &identity.site,
+            self.inner.store.applied_generation()?,
+            Timestamp::from_millis(now_ms()),
+            body,
+            self.inner.config.report_buffer_max,
+        )?;
+        self.inner.reports_ready.notify_one();
+        Ok(seq)
+    }
+
+    /// A snapshot of the agent's state.
+    pub fn status(&self) -> Result<AgentStatus, AgentError> {
+        let s = &self.inner.store;
+        Ok(AgentStatus {
+            connected: self.inner.connected.load(Ordering::Relaxed),
+            sessions: self.inner.sessions.load(Ordering::Relaxed),
+            held: s.held_generation()?,
+            applied: s.applied_generation()?,
+            acked: s.last_acked()?,
+            last_sequence: s.last_sequence()?,
+            buffered: s.buffered(),
+            dropped: s.dropped()?,
+            renewals: self.inner.renewals.load(Ordering::Relaxed),
+            refused: self.inner.refused.load(Ordering::Relaxed),
+            last_error: self
+                .inner
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        })
+    }
+
+    /// Stops the session loop and closes the endpoint.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.task).await;
+        self.inner.endpoint.close(0u32.into(), b"agent stopped");
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.inner.endpoint.wait_idle(),
+        )
+        .await;
+    }
+}

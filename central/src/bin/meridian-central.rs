@@ -1,24 +1,71 @@
 //! `meridian-central`: the orchestrator server. Parses its config, sets up telemetry, starts
-//! the library and waits for SIGINT or SIGTERM.
+//! the library and waits for SIGINT or SIGTERM. Operator subcommands (`token`, `site revoke`)
+//! work on central's store while central is stopped.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use meridian_central::channel::operator::Offline;
 use meridian_central::config::{CentralConfig, ENV_PREFIX};
 use meridian_central::server::Central;
 use meridian_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
+use meridian_common::ids::{SiteId, TokenId};
 
 /// Meridian central orchestrator.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// TOML configuration file; `MERIDIAN_CENTRAL_*` variables override it.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Bootstrap tokens (central must be stopped).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Sites (central must be stopped).
+    #[command(subcommand)]
+    Site(SiteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates a one-time token for a site and prints (or writes) its bootstrap file.
+    Create {
+        #[arg(long)]
+        site: String,
+        /// Lifetime in seconds (default: channel.token_ttl_s).
+        #[arg(long)]
+        ttl_s: Option<u64>,
+        /// Central address for the file, host:port (repeatable; default: channel.advertise).
+        #[arg(long = "address")]
+        addresses: Vec<String>,
+        /// Write the bootstrap file here (mode 0600) instead of printing it.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Lists tokens (never their secrets).
+    List {
+        #[arg(long)]
+        site: Option<String>,
+    },
+    /// Revokes a token.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    /// Revokes a site's certificates; it must enrol again with a new token.
+    Revoke { site: String },
 }
 
 #[tokio::main]
@@ -36,10 +83,23 @@ async fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
+    if let Some(command) = args.command {
+        return match operator(config, command).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "meridian-central: {}",
+                    meridian_common::telemetry::error_chain(e.as_ref())
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = meridian_common::telemetry::init(&config.telemetry) {
         eprintln!("meridian-central: {e}");
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
+    let stop = meridian_central::server::shutdown_signal();
     let central = match Central::open(config).await {
         Ok(central) => central,
         Err(e) => {
@@ -47,8 +107,71 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    meridian_central::server::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     central.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn operator(
+    config: CentralConfig,
+    command: Command,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let offline = Offline::open(config)?;
+    let actor = "operator-cli";
+    match command {
+        Command::Token(TokenCommand::Create {
+            site,
+            ttl_s,
+            addresses,
+            export,
+        }) => {
+            let site = SiteId::parse(&site)?;
+            let (token, file) = offline
+                .create_token(&site, ttl_s.map(Duration::from_secs), addresses, actor)
+                .await?;
+            match export {
+                Some(path) => {
+                    write_secret(&path, &file)?;
+                    println!(
+                        "token {} for site {site} written to {}",
+                        token.token.id,
+                        path.display()
+                    );
+                }
+                None => print!("{file}"),
+            }
+        }
+        Command::Token(TokenCommand::List { site }) => {
+            let site = site.as_deref().map(SiteId::parse).transpose()?;
+            for t in offline.list_tokens(site.as_ref()).await? {
+                println!(
+                    "{}\tsite={}\texpires_at={}\tused_at={}\trevoked={}",
+                    t.id, t.site, t.expires_at, t.used_at, t.revoked
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            offline.revoke_token(&TokenId::parse(&id)?, actor).await?;
+            println!("token {id} revoked");
+        }
+        Command::Site(SiteCommand::Revoke { site }) => {
+            offline.revoke_site(&SiteId::parse(&site)?, actor).await?;
+            println!("site {site} revoked; it must enrol again with a new token");
+        }
+    }
+    Ok(())
+}
+
+fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }

@@ -309,7 +309,7 @@ impl<R: Record> Table<R> {
     /// id for servers), after the key path `after`, at most `limit` (0: all).
     pub async fn list(
         &self,
-        parent: Option<&dyn TableKeyDyn>,
+        parent: Option<&(dyn TableKeyDyn + Sync)>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<R>, TableError> {
@@ -345,7 +345,7 @@ impl<R: Record> Table<R> {
     /// Every record (or every record under `parent`), following pages of `page_size`.
     pub async fn list_all(
         &self,
-        parent: Option<&dyn TableKeyDyn>,
+        parent: Option<&(dyn TableKeyDyn + Sync)>,
         page_size: usize,
     ) -> Result<Vec<R>, TableError> {
         let mut all = Vec::new();

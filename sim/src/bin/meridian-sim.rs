@@ -32,6 +32,27 @@ enum Command {
         #[arg(long)]
         serve: bool,
     },
+    /// Run benchmarks and print their figures beside the targets.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// B1: placement throughput and latency, and its growth with fleet size.
+    Placement {
+        /// Also measure a 50,000-site fleet.
+        #[arg(long)]
+        full: bool,
+        /// Decisions per measured run.
+        #[arg(long, default_value_t = 20_000)]
+        workloads: usize,
+        /// Seed of the fleet and the workloads.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 #[tokio::main]
@@ -42,6 +63,17 @@ async fn main() -> ExitCode {
         ..TelemetryConfig::default()
     });
     match args.command {
+        Command::Bench {
+            which:
+                BenchCommand::Placement {
+                    full,
+                    workloads,
+                    seed,
+                },
+        } => {
+            bench_placement(full, workloads, seed);
+            ExitCode::SUCCESS
+        }
         Command::Demo {
             sites,
             seed,
@@ -82,5 +114,40 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+fn bench_placement(full: bool, workloads: usize, seed: u64) {
+    use meridian_sim::bench::placement::{self, Shape};
+    let sizes: &[usize] = if full {
+        &[1_000, 3_000, 10_000, 20_000, 50_000]
+    } else {
+        &[1_000, 3_000, 10_000]
+    };
+    println!("B1 placement, commit included, one core, {workloads} decisions per run");
+    let mut at_10k = None;
+    let mut growth = Vec::new();
+    for &sites in sizes {
+        let result = placement::run(sites, Shape::Single, workloads, seed);
+        println!("  {result}");
+        growth.push((sites, 1e6 / result.per_second));
+        if sites == 10_000 {
+            at_10k = Some(result);
+        }
+    }
+    let spread = placement::run(10_000, Shape::Spread8, workloads / 4, seed);
+    println!("  {spread}");
+    println!("  cost per decision by fleet size:");
+    for (sites, us) in &growth {
+        println!("    {sites:>6} sites  {us:>7.1} us");
+    }
+    if let Some(r) = at_10k {
+        let met = r.per_second >= 20_000.0 && r.p99.as_secs_f64() <= 1e-3;
+        println!(
+            "  target B1 (10,000 sites): >= 20000 placements/s and p99 <= 1 ms: {:.0}/s, p99 {:.0} us: {}",
+            r.per_second,
+            r.p99.as_secs_f64() * 1e6,
+            if met { "met" } else { "NOT met" }
+        );
     }
 }

@@ -1,0 +1,55 @@
+//! The distributor: watches `intents/` and wakes the session of every site whose intent
+//! changed. The session reads the newest intent when it wakes, so any number of generations
+//! written while it was busy (or while the site was away) collapse into one snapshot of the
+//! newest. A site without a session gets its newest intent when it connects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use super::state::site_of;
+use crate::store::{Revision, StoreError};
+
+/// The table prefix the distributor watches.
+pub const INTENTS_PREFIX: &str = "intents/";
+
+/// Runs until `stop`.
+pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let store = Arc::clone(shared.tables.store());
+    let mut from = Revision(store.revision().0 + 1);
+    loop {
+        let mut watch = match store.watch(INTENTS_PREFIX.as_bytes(), from).await {
+            Ok(w) => w,
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "intent watch failed; waking every session");
+                from = Revision(store.revision().0 + 1);
+                shared.registry.wake_all();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                e = watch.next() => e,
+                _ = stop.changed() => return,
+            };
+            match event {
+                Ok(event) => {
+                    if let Some(site) = site_of(&event.kv.key, INTENTS_PREFIX) {
+                        shared.registry.wake(&site);
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    // Fell behind the history: re-watch from now and let every session
+                    // re-read its newest intent.
+                    tracing::warn!(error = %e, "intent watch lost; waking every session");
+                    from = Revision(store.revision().0 + 1);
+                    shared.registry.wake_all();
+                    break;
+                }
+            }
+        }
+    }
+}

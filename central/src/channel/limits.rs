@@ -1,0 +1,231 @@
+//! Load limits at the edge of the channel: the UDP socket (buffers of several MiB, set before
+//! quinn gets the socket), QUIC transport limits (streams, windows, idle timeout), handshake
+//! pacing (a rate and a concurrency bound), address validation (Retry) when many handshakes
+//! are pending, and a timeout on half-open handshakes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use meridian_common::channel::{ALPN_ENROLL, ALPN_SESSION};
+use tokio::sync::Semaphore;
+
+use super::{ChannelConfig, Shared};
+
+/// What the kernel granted for the UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    /// Receive buffer, bytes.
+    pub recv: usize,
+    /// Send buffer, bytes.
+    pub send: usize,
+}
+
+/// Counters of what the accept loop did.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Handshakes completed.
+    pub handshakes: AtomicU64,
+    /// Handshakes that failed or timed out.
+    pub handshake_failures: AtomicU64,
+    /// Handshakes that timed out (half-open).
+    pub handshake_timeouts: AtomicU64,
+    /// Retries sent (address validation).
+    pub retries: AtomicU64,
+    /// Connections refused (over `max_connections`).
+    pub refused: AtomicU64,
+    /// Connections now open.
+    pub open: AtomicUsize,
+    /// Sessions closed for a protocol violation.
+    pub protocol_errors: AtomicU64,
+}
+
+/// Binds a UDP socket with the asked buffer sizes; returns it with the sizes granted.
+pub fn bind_udp(
+    addr: SocketAddr,
+    buffer: usize,
+) -> std::io::Result<(std::net::UdpSocket, BufferSizes)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: the kernel caps these at net.core.{r,w}mem_max; the result is reported.
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    let sizes = BufferSizes {
+        recv: socket.recv_buffer_size()?,
+        send: socket.send_buffer_size()?,
+    };
+    Ok((socket.into(), sizes))
+}
+
+/// Transport limits for channel connections.
+pub fn transport(idle_timeout: Duration, max_frame: usize) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    // One session stream (or one enrolment stream); a second is allowed so a replacing
+    // stream is never blocked, nothing more.
+    t.max_concurrent_bidi_streams(2u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    let window = (max_frame as u64 * 2).min(u32::MAX as u64) as u32;
+    t.stream_receive_window(window.into());
+    t.receive_window(window.into());
+    t.send_window(window as u64);
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle_timeout) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// The server endpoint on a socket of `config.udp_buffer_bytes` buffers.
+pub fn endpoint(
+    config: &ChannelConfig,
+    crypto: quinn::crypto::rustls::QuicServerConfig,
+) -> std::io::Result<(quinn::Endpoint, BufferSizes)> {
+    let (socket, sizes) = bind_udp(config.listen, config.udp_buffer_bytes)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(
+        Duration::from_millis(config.idle_timeout_ms),
+        config.max_frame_bytes,
+    )));
+    server.max_incoming(
+        config
+            .max_concurrent_handshakes
+            .saturating_mul(16)
+            .max(1024),
+    );
+    server.incoming_buffer_size(64 * 1024);
+    server.incoming_buffer_size_total(64 * 1024 * 1024);
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok((endpoint, sizes))
+}
+
+/// A token bucket: at most `rate` starts per second, bursts of `rate / 10` (at least 1).
+#[derive(Debug)]
+struct Pacer {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(rate: u32) -> Self {
+        let burst = (rate as f64 / 10.0).max(1.0);
+        Pacer {
+            rate: rate as f64,
+            burst,
+            tokens: burst,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn take(&mut self) {
+        loop {
+            let now = tokio::time::Instant::now();
+            let elapsed = now.duration_since(self.last).as_secs_f64();
+            self.last = now;
+            self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                return;
+            }
+            let wait = (1.0 - self.tokens) / self.rate;
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+}
+
+/// Accepts connections until `stop`, pacing handshakes and bounding how many run at once.
+pub async fn accept_loop(
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let config = shared.config.clone();
+    let in_flight = Arc::new(Semaphore::new(config.max_concurrent_handshakes));
+    let mut pacer = Pacer::new(config.handshakes_per_second);
+    let timeout = Duration::from_millis(config.handshake_timeout_ms);
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+            _ = stop.changed() => break,
+        };
+        let pending = config.max_concurrent_handshakes - in_flight.available_permits();
+        if shared.counters.open.load(Ordering::Relaxed) >= config.max_connections {
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        }
+        if !incoming.remote_address_validated() && pending >= config.retry_above_pending {
+            shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if incoming.retry().is_err() {
+                tracing::debug!("retry not possible for this incoming connection");
+            }
+            continue;
+        }
+        pacer.take().await;
+        let permit = match Arc::clone(&in_flight).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let connecting = match incoming.accept() {
+                Ok(c) => c,
+                Err(e) => {
+                    shared
+                        .counters
+                        .handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "incoming connection failed");
+                    return;
+                }
+            };
+            let connection = match tokio::time::timeout(timeout, connecting).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    shared
+                        .counters
+                        .handshake_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared
+                        .counters
+                        .handshake_timeouts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("handshake timed out (half-open)");
+                    return;
+                }
+            };
+            drop(permit);
+            shared.counters.handshakes.fetch_add(1, Ordering::Relaxed);
+            shared.counters.open.fetch_add(1, Ordering::Relaxed);
+            let alpn = connection
+                .handshake_data()
+                .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                .and_then(|d| d.protocol);
+            match alpn.as_deref() {
+                Some(p) if p == ALPN_SESSION => {
+                    super::session::serve(Arc::clone(&shared), connection).await
+                }
+                Some(p) if p == ALPN_ENROLL => {
+                    super::enroll::serve(Arc::clone(&shared), connection).await
+                }
+                _ => connection.close(
+                    meridian_common::channel::close::PROTOCOL.into(),
+                    b"unknown ALPN",
+                ),
+            }
+            shared.counters.open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}

@@ -1,0 +1,77 @@
+//! `meridian-agent`: the site agent. Parses its config, sets up telemetry, starts the library
+//! and waits for SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use meridian_agent::Agent;
+use meridian_agent::config::{AgentConfig, ENV_PREFIX};
+use meridian_agent::reconciler::RecordingReconciler;
+use meridian_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
+
+/// Meridian site agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; `MERIDIAN_AGENT_*` variables override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let config: AgentConfig =
+        match meridian_common::config::load(args.config.as_deref(), ENV_PREFIX, &ProcessEnv) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("meridian-agent: bad configuration: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG as u8);
+            }
+        };
+    if args.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = meridian_common::telemetry::init(&config.telemetry) {
+        eprintln!("meridian-agent: {e}");
+        return ExitCode::from(EXIT_BAD_CONFIG as u8);
+    }
+    let stop = shutdown_signal();
+    let agent = match Agent::start(config, Arc::new(RecordingReconciler::default())).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "agent failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    stop.await;
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// SIGINT or SIGTERM; handlers installed at the call, before the agent starts.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, term) {
+            (Ok(mut i), Ok(mut t)) => {
+                tokio::select! {
+                    _ = i.recv() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! TLS for the agent's side of the channel.
+//!
+//! - Enrolment: the agent has no CA yet, only its SHA-256 fingerprint from the bootstrap
+//!   file. [`PinnedCa`] accepts central only if the chain central presents contains a
+//!   certificate with that fingerprint and the server certificate verifies against it as the
+//!   sole root (name [`CENTRAL_SERVER_NAME`]).
+//! - Sessions: central's CA (received at enrolment, checked against the pin) is the sole
+//!   root, and the agent presents its site certificate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_common::channel::{ALPN_ENROLL, ALPN_SESSION};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use sha2::{Digest, Sha256};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("invalid TLS configuration")]
+    Rustls(#[from] rustls::Error),
+    #[error("stored certificate or key is not valid PEM")]
+    Pem(#[from] rustls_pki_types::pem::Error),
+    #[error("TLS configuration is not usable for QUIC")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+/// The crypto provider (ring), as on central.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts central's certificate only under the pinned CA.
+#[derive(Debug)]
+pub struct PinnedCa {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl PinnedCa {
+    /// Pins the CA with this SHA-256 fingerprint.
+    pub fn new(fingerprint: [u8; 32]) -> Self {
+        PinnedCa {
+            fingerprint,
+            provider: provider(),
+        }
+    }
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| Sha256::digest(c.as_ref()).as_slice() == self.fingerprint)
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ))?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// SHA-256 of the first certificate in a PEM text.
+pub fn pem_fingerprint(pem: &str) -> Option<[u8; 32]> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    Some(Sha256::digest(der.as_ref()).into())
+}
+
+fn transport(heartbeat: Duration, max_frame: usize) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(0u32.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    let window = (max_frame as u64 * 2).min(u32::MAX as u64) as u32;
+    t.stream_receive_window(window.into());
+    t.receive_window(window.into());
+    if let Ok(idle) = quinn::IdleTimeout::try_from(heartbeat * 3) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// Client configuration for enrolment: pinned CA, no client certificate.
+pub fn enroll_config(
+    fingerprint: [u8; 32],
+    heartbeat: Duration,
+    max_frame: usize,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa::new(fingerprint)))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_ENROLL.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport(
+        heartbeat.max(Duration::from_secs(5)),
+        max_frame,
+    )));
+    Ok(config)
+}
+
+/// Client configuration for sessions: central's CA as the root, the site certificate as the
+/// client certificate.
+pub fn session_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+    heartbeat: Duration,
+    max_frame: usize,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes())?];
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    tls.alpn_protocols = vec![ALPN_SESSION.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(Arc::new(transport(heartbeat, max_frame)));
+    Ok(config)
+}
+
+/// A client endpoint on `bind` with UDP buffers of `buffer` bytes (granted sizes logged).
+pub fn client_endpoint(
+    bind: std::net::SocketAddr,
+    buffer: usize,
+) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(buffer);
+    let _ = socket.set_send_buffer_size(buffer);
+    socket.bind(&bind.into())?;
+    socket.set_nonblocking(true)?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )
+}

@@ -1,0 +1,188 @@
+//! Enrolment end to end with the real binaries: `meridian-central` (operator subcommand to
+//! create the token and export the bootstrap file, then the server) and `meridian-agent`, as
+//! processes on 127.0.0.1.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_common::model::SiteState;
+use support::*;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_meridian-agent");
+
+/// `meridian-central` sits next to `meridian-agent` in the target directory; built on demand
+/// when this crate's tests run alone.
+fn central_bin() -> PathBuf {
+    let path = Path::new(AGENT).with_file_name("meridian-central");
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-p",
+                "meridian-central",
+                "--bin",
+                "meridian-central",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn clean(mut cmd: Command) -> Command {
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MERIDIAN_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn central_cmd(data: &Path, port: u16) -> Command {
+    let mut c = clean(Command::new(central_bin()));
+    c.env("MERIDIAN_CENTRAL_DATA_DIR", data)
+        .env(
+            "MERIDIAN_CENTRAL_CHANNEL__LISTEN",
+            format!("127.0.0.1:{port}"),
+        )
+        .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "2000");
+    c
+}
+
+fn agent(data: &Path, boot: &Path, log: &Path) -> Child {
+    let mut c = clean(Command::new(AGENT));
+    c.env("MERIDIAN_AGENT_DATA_DIR", data)
+        .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", boot)
+        .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
+        .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
+        .env("MERIDIAN_AGENT_BACKOFF_MAX_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    c.spawn().unwrap()
+}
+
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_log(path: &Path, needle: &str) {
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{needle:?} never appeared in {}:\n{}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_binaries_enrol_connect_and_refuse_a_replayed_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("central");
+    let port = free_udp_port();
+    // The operator creates the site (through the library here) ...
+    {
+        let central = meridian_central::server::Central::open(central_config(&data))
+            .await
+            .unwrap();
+        add_site(&central, "edge-bin").await;
+        central.shutdown().await;
+    }
+    // ... then a token and its bootstrap file with the CLI, central stopped.
+    let boot = dir.path().join("bootstrap.toml");
+    let out = central_cmd(&data, port)
+        .args(["token", "create", "--site", "edge-bin", "--export"])
+        .arg(&boot)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&boot).unwrap();
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+
+    let central_log = dir.path().join("central.log");
+    let central = central_cmd(&data, port)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&central_log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_log(&central_log, "agent channel listening");
+
+    let log = dir.path().join("agent.log");
+    let agent1 = agent(&dir.path().join("agent"), &boot, &log);
+    wait_log(&log, "session open");
+    // A second machine with the same bootstrap file: the token is spent.
+    let log2 = dir.path().join("agent2.log");
+    let agent2 = agent(&dir.path().join("agent2"), &boot, &log2);
+    wait_log(&log2, "already used");
+    terminate(agent2);
+    terminate(agent1);
+    terminate(central);
+
+    // Central recorded the site (Online, since the agent connected) and spent the token.
+    let central = meridian_central::server::Central::open(central_config(&data))
+        .await
+        .unwrap();
+    let site = central
+        .tables()
+        .sites()
+        .get(&site_id("edge-bin"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(
+            site.record.state,
+            SiteState::Online | SiteState::Disconnected | SiteState::Enrolled
+        ),
+        "{:?}",
+        site.record.state
+    );
+    let tokens = central
+        .channel()
+        .tokens()
+        .list(Some(&site_id("edge-bin")))
+        .await
+        .unwrap();
+    assert_eq!(tokens.len(), 1);
+    assert!(tokens[0].used_at > 0);
+    central.shutdown().await;
+    // The agent kept its key and certificate in its own database.
+    let store = meridian_agent::store::AgentStore::open(&dir.path().join("agent")).unwrap();
+    assert_eq!(store.identity().unwrap().unwrap().site, site_id("edge-bin"));
+}
