@@ -267,8 +267,13 @@ pub(crate) fn filter(
     fleet: &FleetIndex,
     r: &Resolved,
     site_allowance: Option<&std::collections::BTreeSet<u32>>,
+    mut reuse: Vec<Candidate>,
 ) -> Filtered {
-    let mut out = Filtered::default();
+    reuse.clear();
+    let mut out = Filtered {
+        candidates: reuse,
+        ..Filtered::default()
+    };
     let key = r.need.key();
     // Country-level filters and hardware, counted from the per-country totals.
     let mut index_passing = 0u32;

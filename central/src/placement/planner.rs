@@ -39,9 +39,17 @@ pub struct Planner {
     tenants: HashMap<meridian_common::ids::TenantId, TenantCell>,
     committed: HashMap<WorkloadId, Committed>,
     next_owner: u32,
-    /// Scratch buffer for free-GPU lists.
+    /// Scratch buffers, reused across decisions: free-GPU lists, candidates, per-candidate
+    /// flags, and the best-first order.
     free: Vec<u16>,
+    candidates: Vec<Candidate>,
+    flags: Vec<u8>,
+    order: Vec<Bound>,
 }
+
+/// Per-candidate flags of one search.
+const EXAMINED: u8 = 1;
+const NO_CAPACITY: u8 = 2;
 
 /// A candidate's best reachable score, ordered best first, then earlier candidate first.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,6 +105,9 @@ impl Planner {
             committed: HashMap::new(),
             next_owner: 1,
             free: Vec::with_capacity(16),
+            candidates: Vec::new(),
+            flags: Vec::new(),
+            order: Vec::new(),
         };
         for placement in &snapshot.placements {
             planner.rebook(placement)?;
@@ -250,7 +261,8 @@ impl Planner {
             now.as_millis(),
         )?;
         let allowance = quota::site_allowance(&cell.tenant.quotas, &cell.usages, &r.span);
-        let mut filtered = decide::filter(&self.fleet, &r, allowance.as_ref());
+        let reuse = std::mem::take(&mut self.candidates);
+        let mut filtered = decide::filter(&self.fleet, &r, allowance.as_ref(), reuse);
         let owner = self.next_owner;
         self.next_owner = self.next_owner.wrapping_add(1).max(1);
         let mut holds = Vec::new();
@@ -287,6 +299,7 @@ impl Planner {
             return Ok(self.unplaceable(request, &r, filtered, reason));
         }
         let placement = self.placement(request, &r, &filtered, &chosen, now);
+        self.candidates = std::mem::take(&mut filtered.candidates);
         if commit {
             self.tenants
                 .get_mut(&request.tenant)
@@ -317,30 +330,36 @@ impl Planner {
     ) -> Result<Vec<Chosen>, String> {
         // (site, replicas there): a handful of entries, a linear scan beats hashing.
         let mut per_site: Vec<(u32, u32)> = Vec::with_capacity(r.replicas as usize);
-        let mut no_capacity = vec![false; filtered.candidates.len()];
-        let mut examined = vec![false; filtered.candidates.len()];
+        let n = filtered.candidates.len();
+        let mut flags = std::mem::take(&mut self.flags);
+        flags.clear();
+        flags.resize(n, 0);
         let mut chosen: Vec<Chosen> = Vec::with_capacity(r.replicas as usize);
         for replica in 0..r.replicas {
             let remaining = r.replicas - replica;
             let must_be_new = r.min_sites.saturating_sub(per_site.len() as u32) >= remaining;
             let mut best: Option<(Chosen, usize)> = None;
             let mut blocked_by_spread = 0;
-            // Candidates by the score they could reach with a perfectly packed slot, best
-            // first: once that bound cannot beat the best found, no later one can either.
-            let mut order: BinaryHeap<Bound> = filtered
-                .candidates
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| !no_capacity[*i])
-                .map(|(i, c)| Bound {
-                    value: decide::total(
-                        &r.weights,
-                        c,
-                        decide::packing_bound(&self.fleet, r, c.site),
-                    ),
-                    index: i,
-                })
-                .collect();
+            // Candidates by the score they could reach with the best packing their site
+            // allows, best first: once that bound cannot beat the best found, no later one can.
+            let mut bounds = std::mem::take(&mut self.order);
+            bounds.clear();
+            bounds.extend(
+                filtered
+                    .candidates
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| flags[*i] & NO_CAPACITY == 0)
+                    .map(|(i, c)| Bound {
+                        value: decide::total(
+                            &r.weights,
+                            c,
+                            decide::packing_bound(&self.fleet, r, c.site),
+                        ),
+                        index: i,
+                    }),
+            );
+            let mut order = BinaryHeap::from(bounds);
             while let Some(Bound { value, index: i }) = order.pop() {
                 if let Some((b, bi)) = &best
                     && (value < b.score || (value == b.score && i > *bi))
@@ -356,9 +375,9 @@ impl Planner {
                     blocked_by_spread += 1;
                     continue;
                 }
-                examined[i] = true;
+                flags[i] |= EXAMINED;
                 let Some(slot) = decide::find_slot(&self.fleet, r, c.site, &mut self.free) else {
-                    no_capacity[i] = true;
+                    flags[i] |= NO_CAPACITY;
                     continue;
                 };
                 let score = decide::total(&r.weights, c, slot.packing);
@@ -377,17 +396,18 @@ impl Planner {
                     ));
                 }
             }
+            self.order = order.into_vec();
             let best = best.map(|(chosen, _)| chosen);
             let Some(pick) = best else {
-                let capacity = no_capacity.iter().filter(|x| **x).count() as u32;
+                let capacity = flags.iter().filter(|f| **f & NO_CAPACITY != 0).count() as u32;
                 let fits = filtered.candidates.len() as u32 - capacity;
                 filtered.reject(RejectReason::Capacity, capacity);
                 filtered.reject(RejectReason::Spread, fits);
                 let full: Vec<u32> = filtered
                     .candidates
                     .iter()
-                    .zip(&no_capacity)
-                    .filter(|(_, full)| **full)
+                    .zip(&flags)
+                    .filter(|(_, f)| **f & NO_CAPACITY != 0)
                     .map(|(c, _)| c.site)
                     .collect();
                 for site in full {
@@ -398,6 +418,7 @@ impl Planner {
                         value: 0.0,
                     });
                 }
+                self.flags = flags;
                 return Err(if filtered.candidates.is_empty() {
                     "no site meets the constraints".to_owned()
                 } else if replica == 0 {
@@ -423,14 +444,15 @@ impl Planner {
             chosen.push(pick);
         }
         // A site that took replicas and then filled up is used, not rejected.
-        let capacity = no_capacity
+        let capacity = flags
             .iter()
             .zip(&filtered.candidates)
-            .filter(|(full, c)| **full && !per_site.iter().any(|(s, _)| *s == c.site))
+            .filter(|(f, c)| **f & NO_CAPACITY != 0 && !per_site.iter().any(|(s, _)| *s == c.site))
             .count() as u32;
         filtered.reject(RejectReason::Capacity, capacity);
         filtered.feasible = filtered.candidates.len() as u32 - capacity;
-        filtered.unexamined = examined.iter().filter(|x| !**x).count() as u32;
+        filtered.unexamined = flags.iter().filter(|f| **f & EXAMINED == 0).count() as u32;
+        self.flags = flags;
         Ok(chosen)
     }
 
