@@ -9,6 +9,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Debian packages the tests need, as "command:package" pairs. A package is installed only when
 # its command is missing.
 DEBIAN_NEEDS=(
+  "ip:iproute2"
+  "nft:nftables"
+  "ping:iputils-ping"
 )
 
 missing=()

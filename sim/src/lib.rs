@@ -4,3 +4,5 @@
 pub mod bench;
 pub mod demo;
 pub mod fleet;
+pub mod nvue;
+pub mod proxy;

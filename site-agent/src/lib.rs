@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod enroll;
+pub mod network;
 pub mod reconciler;
 pub mod session;
 pub mod store;
@@ -63,6 +64,9 @@ pub(crate) struct Inner {
     pub(crate) sessions: AtomicU64,
     pub(crate) renewals: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) pushes: AtomicU64,
+    pub(crate) push_bytes: AtomicU64,
+    pub(crate) owns_endpoint: bool,
     pub(crate) last_error: Mutex<Option<String>>,
 }
 
@@ -89,6 +93,10 @@ pub struct AgentStatus {
     pub renewals: u64,
     /// Older generations refused.
     pub refused: u64,
+    /// Intent pushes received since start (every one, also refused or repeated ones).
+    pub pushes_received: u64,
+    /// Bytes of those pushes on the session stream (frame header included).
+    pub push_bytes_received: u64,
     /// The last error, if any.
     pub last_error: Option<String>,
 }
@@ -122,6 +130,33 @@ impl Agent {
     ) -> Result<Agent, AgentError> {
         let endpoint =
             tls::client_endpoint(config.bind, AGENT_UDP_BUFFER).map_err(AgentError::Bind)?;
+        Self::start_inner(config, store, reconciler, endpoint, true).await
+    }
+
+    /// Starts on an already opened store and a QUIC endpoint shared with other agents (the
+    /// simulator runs thousands in one process). `config.bind` is ignored; stopping this agent
+    /// leaves the endpoint open for the others.
+    pub async fn start_on_endpoint(
+        config: AgentConfig,
+        store: AgentStore,
+        reconciler: Arc<dyn Reconciler>,
+        endpoint: quinn::Endpoint,
+    ) -> Result<Agent, AgentError> {
+        Self::start_inner(config, store, reconciler, endpoint, false).await
+    }
+
+    /// A client endpoint simulated agents can share ([`Agent::start_on_endpoint`]).
+    pub fn shared_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, AgentError> {
+        tls::client_endpoint(bind, AGENT_UDP_BUFFER).map_err(AgentError::Bind)
+    }
+
+    async fn start_inner(
+        config: AgentConfig,
+        store: AgentStore,
+        reconciler: Arc<dyn Reconciler>,
+        endpoint: quinn::Endpoint,
+        owns_endpoint: bool,
+    ) -> Result<Agent, AgentError> {
         // The intent held stays in force across restarts: hand it to the reconciler again
         // (reconciling is idempotent).
         if let Some(intent) = store.intent()? {
@@ -141,6 +176,9 @@ impl Agent {
             sessions: AtomicU64::new(0),
             renewals: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            push_bytes: AtomicU64::new(0),
+            owns_endpoint,
             last_error: Mutex::new(None),
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -190,6 +228,8 @@ impl Agent {
             dropped: s.dropped()?,
             renewals: self.inner.renewals.load(Ordering::Relaxed),
             refused: self.inner.refused.load(Ordering::Relaxed),
+            pushes_received: self.inner.pushes.load(Ordering::Relaxed),
+            push_bytes_received: self.inner.push_bytes.load(Ordering::Relaxed),
             last_error: self
                 .inner
                 .last_error
@@ -203,6 +243,9 @@ impl Agent {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.task).await;
+        if !self.inner.owns_endpoint {
+            return;
+        }
         self.inner.endpoint.close(0u32.into(), b"agent stopped");
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(1),

@@ -194,7 +194,7 @@ async fn attempt(
         .connect_with(config, remote, CENTRAL_SERVER_NAME)
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let connection = tokio::select! {
-        c = tokio::time::timeout(inner.config.heartbeat() * 3 + Duration::from_secs(2), connecting) => match c {
+        c = tokio::time::timeout(tls::connect_timeout(inner.config.heartbeat()), connecting) => match c {
             Ok(c) => c?,
             Err(_) => return Err(SessionError::Connect(format!("{addr}: handshake timed out"))),
         },
@@ -386,7 +386,13 @@ impl Live<'_> {
                 tracing::info!(site = %self.identity.site, not_after = r.not_after, "site certificate renewed");
                 Ok(())
             }
-            Some(CentralKind::IntentPush(push)) => self.on_push(push).await,
+            Some(CentralKind::IntentPush(push)) => {
+                self.inner.pushes.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .push_bytes
+                    .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
+                self.on_push(push).await
+            }
         }
     }
 

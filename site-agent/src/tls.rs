@@ -117,8 +117,18 @@ pub fn pem_fingerprint(pem: &str) -> Option<[u8; 32]> {
     Some(Sha256::digest(der.as_ref()).into())
 }
 
+/// How long one connection attempt may take before the agent gives up on it and backs off:
+/// one heartbeat period, at least 1 s. Together with a short initial RTT estimate (so lost
+/// handshake packets are resent quickly) this bounds how long an agent stays away after a
+/// healed partition: the attempt in progress, plus one backoff delay.
+pub fn connect_timeout(heartbeat: Duration) -> Duration {
+    heartbeat.max(Duration::from_secs(1))
+}
+
 fn transport(heartbeat: Duration, max_frame: usize) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    // Resend lost handshake packets sooner than quinn's 333 ms default estimate would.
+    t.initial_rtt((heartbeat / 10).clamp(Duration::from_millis(50), Duration::from_millis(333)));
     t.max_concurrent_bidi_streams(0u32.into());
     t.max_concurrent_uni_streams(0u32.into());
     let window = (max_frame as u64 * 2).min(u32::MAX as u64) as u32;
@@ -176,6 +186,7 @@ pub fn session_config(
 }
 
 /// A client endpoint on `bind` with UDP buffers of `buffer` bytes (granted sizes logged).
+/// Simulated agents may share one endpoint (see [`crate::Agent::start_on_endpoint`]).
 pub fn client_endpoint(
     bind: std::net::SocketAddr,
     buffer: usize,

@@ -68,6 +68,7 @@ struct Entry {
     id: u64,
     connection: quinn::Connection,
     wake: Arc<Notify>,
+    inject: tokio::sync::mpsc::UnboundedSender<proto::IntentPush>,
 }
 
 /// Live sessions by site, and when each site was last heard from.
@@ -79,9 +80,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    fn insert(&self, site: &SiteId, connection: quinn::Connection) -> (u64, Arc<Notify>) {
+    fn insert(
+        &self,
+        site: &SiteId,
+        connection: quinn::Connection,
+    ) -> (
+        u64,
+        Arc<Notify>,
+        tokio::sync::mpsc::UnboundedReceiver<proto::IntentPush>,
+    ) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let wake = Arc::new(Notify::new());
+        let (inject, injected) = tokio::sync::mpsc::unbounded_channel();
         let old = self
             .sessions
             .lock()
@@ -92,6 +102,7 @@ impl Registry {
                     id,
                     connection,
                     wake: Arc::clone(&wake),
+                    inject,
                 },
             );
         if let Some(old) = old {
@@ -99,7 +110,18 @@ impl Registry {
             old.connection
                 .close(close::REPLACED.into(), b"replaced by a newer session");
         }
-        (id, wake)
+        (id, wake, injected)
+    }
+
+    /// Fault injection for tests and the simulator: sends `push` as it is on the live session
+    /// of `site`, bypassing the distributor's newest-only rule (to replay an old generation
+    /// and check that the agent refuses it, R4). False if the site has no session.
+    pub fn inject_push(&self, site: &SiteId, push: proto::IntentPush) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(site)
+            .is_some_and(|e| e.inject.send(push).is_ok())
     }
 
     fn remove(&self, site: &SiteId, id: u64) {
@@ -341,7 +363,7 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
             hello.site
         )));
     }
-    let (id, wake) = shared.registry.insert(&site, connection.clone());
+    let (id, wake, injected) = shared.registry.insert(&site, connection.clone());
     let result = run(
         shared,
         connection,
@@ -350,7 +372,7 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
         recv,
         hello,
         identity.not_after,
-        wake,
+        (wake, injected),
     )
     .await;
     shared.registry.remove(&site, id);
@@ -366,7 +388,10 @@ async fn run(
     mut recv: quinn::RecvStream,
     hello: proto::Hello,
     cert_not_after: meridian_common::ids::Timestamp,
-    wake: Arc<Notify>,
+    (wake, mut injected): (
+        Arc<Notify>,
+        tokio::sync::mpsc::UnboundedReceiver<proto::IntentPush>,
+    ),
 ) -> Result<(), SessionError> {
     let store = shared.tables.store();
     let (channel, channel_rev) =
@@ -440,6 +465,11 @@ async fn run(
             },
             _ = wake.notified() => {
                 if let Err(e) = session.push_newest().await {
+                    break Err(e);
+                }
+            }
+            Some(push) = injected.recv() => {
+                if let Err(e) = session.send(CentralKind::IntentPush(push)).await {
                     break Err(e);
                 }
             }

@@ -53,6 +53,33 @@ enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// B2, B3, B4, B7: the agent channel with N simulated agents (1,000; 10,000 with --full).
+    Channel {
+        /// N = 10,000 simulated agents (unless --agents says otherwise).
+        #[arg(long)]
+        full: bool,
+        /// Simulated agents.
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Heartbeat period of the simulated agents, ms.
+        #[arg(long, default_value_t = 5_000)]
+        heartbeat_ms: u64,
+        /// QUIC endpoints the simulated agents share.
+        #[arg(long, default_value_t = 16)]
+        endpoints: usize,
+    },
+    /// The child process of `bench channel` (its simulated agents).
+    #[command(hide = true)]
+    ChannelAgents {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        count: usize,
+        #[arg(long)]
+        heartbeat_ms: u64,
+        #[arg(long)]
+        endpoints: usize,
+    },
 }
 
 #[tokio::main]
@@ -74,6 +101,52 @@ async fn main() -> ExitCode {
             bench_placement(full, workloads, seed);
             ExitCode::SUCCESS
         }
+        Command::Bench {
+            which:
+                BenchCommand::Channel {
+                    full,
+                    agents,
+                    heartbeat_ms,
+                    endpoints,
+                },
+        } => {
+            use meridian_sim::bench::channel::{self, ChannelBenchOptions};
+            let options = ChannelBenchOptions {
+                agents: agents.unwrap_or(if full { 10_000 } else { 1_000 }),
+                heartbeat_ms,
+                endpoints,
+            };
+            match channel::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench channel: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::ChannelAgents {
+                    dir,
+                    count,
+                    heartbeat_ms,
+                    endpoints,
+                },
+        } => match meridian_sim::bench::channel::run_agents(&dir, count, heartbeat_ms, endpoints)
+            .await
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("meridian-sim bench channel-agents: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo {
             sites,
             seed,

@@ -1,0 +1,637 @@
+//! `meridian-sim bench channel`: the agent channel's benchmarks (TARGETS.md B2, B3, B4, B7).
+//!
+//! Central runs in this process (a real `Central`, sled store, QUIC on 127.0.0.1); the N
+//! simulated agents run in a child process (`meridian-sim bench channel-agents`), all real
+//! `meridian_agent::Agent`s sharing one sled database (a set of trees per agent) and a few
+//! QUIC endpoints, so central's memory is measured on its own.
+//!
+//! - B7: the real `meridian-agent` binary (next to this executable), enrolled, connected and
+//!   idle: its RSS, CPU and file size.
+//! - B2: one change touching all N sites (a new generation for every site): time from the
+//!   start of the change until central holds each agent's acknowledgement that it persisted
+//!   it (`IntentAck RECEIVED`, seen in central's store): p50, p99, max.
+//! - B4: central's RSS growth from before the agents connected to N connected idle sites with
+//!   their intents cached, divided by N.
+//! - B3: central restarts (same data directory and port); time until all N agents are back
+//!   with a session and their generation resynced, beside the raw quinn handshake rate
+//!   measured in this run (N handshakes, server certificate only) and UDP receive-buffer drops.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meridian_agent::Agent;
+use meridian_agent::config::AgentConfig;
+use meridian_agent::reconciler::RecordingReconciler;
+use meridian_agent::store::AgentStore;
+use meridian_central::channel::state::{SITES_PREFIX, SiteChannel, site_of};
+use meridian_central::config::CentralConfig;
+use meridian_central::server::Central;
+use meridian_central::store::Revision;
+use meridian_common::ids::{Generation, SiteId};
+use meridian_common::model::{Site, SiteIntent};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Options of `bench channel`.
+#[derive(Debug, Clone)]
+pub struct ChannelBenchOptions {
+    /// Simulated agents.
+    pub agents: usize,
+    /// Agent heartbeat period, ms.
+    pub heartbeat_ms: u64,
+    /// QUIC endpoints the simulated agents share.
+    pub endpoints: usize,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelBenchReport {
+    pub agents: usize,
+    pub enrol_and_connect: Duration,
+    pub b2_p50: Duration,
+    pub b2_p99: Duration,
+    pub b2_max: Duration,
+    pub b2_acked: usize,
+    pub b3_all_back: Option<Duration>,
+    pub b3_raw_rate: f64,
+    pub b3_udp_drops: Option<u64>,
+    pub b4_bytes_per_site: f64,
+    pub b7_rss: Option<u64>,
+    pub b7_cpu_pct: Option<f64>,
+    pub b7_binary: Option<u64>,
+    pub b7_binary_stripped: Option<u64>,
+}
+
+fn kib(b: f64) -> String {
+    format!("{:.1} KiB", b / 1024.0)
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl std::fmt::Display for ChannelBenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.agents;
+        let floor = n as f64 / self.b3_raw_rate.max(1e-9);
+        writeln!(
+            f,
+            "agent channel, N = {n} simulated agents (enrolled and connected in {})",
+            ms(self.enrol_and_connect)
+        )?;
+        writeln!(
+            f,
+            "  {:<44} {:<34} {:<30} baseline ratio",
+            "figure", "measured", "target"
+        )?;
+        let row = |f: &mut std::fmt::Formatter<'_>, a: &str, b: String, c: &str, d: String| {
+            writeln!(f, "  {a:<44} {b:<34} {c:<30} {d}")
+        };
+        row(
+            f,
+            "B2 fan-out, persisted + acked by all",
+            format!(
+                "p50 {} p99 {} max {} ({}/{n})",
+                ms(self.b2_p50),
+                ms(self.b2_p99),
+                ms(self.b2_max),
+                self.b2_acked
+            ),
+            "p99 <= 2 s (10,000 sites)",
+            "etcd watch fan-out: not measured".into(),
+        )?;
+        let b3 = self.b3_all_back.map_or("not all back".into(), |d| {
+            format!(
+                "{} ({:.0}/s), UDP drops {}",
+                ms(d),
+                n as f64 / d.as_secs_f64(),
+                self.b3_udp_drops
+                    .map_or("unknown".into(), |v| v.to_string())
+            )
+        });
+        row(
+            f,
+            "B3 reconnect storm after central restart",
+            b3,
+            "<= 10 s; <= 1.5x raw floor",
+            self.b3_all_back.map_or("-".into(), |d| {
+                format!(
+                    "{:.2}x raw quinn ({:.0} handshakes/s, floor {})",
+                    d.as_secs_f64() / floor,
+                    self.b3_raw_rate,
+                    ms(Duration::from_secs_f64(floor))
+                )
+            }),
+        )?;
+        row(
+            f,
+            "B4 central memory per connected idle site",
+            kib(self.b4_bytes_per_site),
+            "<= 64 KiB",
+            format!(
+                "{:.2}x quinn's ~37 KiB",
+                self.b4_bytes_per_site / (37.0 * 1024.0)
+            ),
+        )?;
+        row(
+            f,
+            "B7 agent RSS idle (real binary)",
+            self.b7_rss.map_or("not measured".into(), mib),
+            "<= 20 MiB",
+            self.b7_rss.map_or("-".into(), |r| {
+                format!("{:.2}x YurtHub's 30 MB", r as f64 / 30e6)
+            }),
+        )?;
+        row(
+            f,
+            "B7 agent idle CPU",
+            self.b7_cpu_pct
+                .map_or("not measured".into(), |c| format!("{c:.2} % of a core")),
+            "<= 0.5 %",
+            "-".into(),
+        )?;
+        row(
+            f,
+            "B7 agent binary size",
+            self.b7_binary.map_or("not found".into(), |b| {
+                format!(
+                    "{} ({} stripped)",
+                    mib(b),
+                    self.b7_binary_stripped.map_or("?".into(), mib)
+                )
+            }),
+            "<= 25 MB",
+            "-".into(),
+        )
+    }
+}
+
+/// Resident set size of a process (`self` or a pid), bytes.
+pub fn rss_bytes(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The kernel's count of UDP datagrams dropped for a full receive buffer.
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "RcvbufErrors")?;
+    values.get(i)?.parse().ok()
+}
+
+fn site_name(i: usize) -> String {
+    format!("sim-{i:05}")
+}
+
+fn site_record(id: &str) -> Result<Site, BoxError> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "id": id,
+        "name": id,
+        "tier": "edge",
+        "location": {"lat": 50.1, "lon": 8.7},
+        "country": "DE",
+        "gateway_range": "198.51.100.0/24",
+        "price_per_gpu_hour": 1000,
+        "state": "pending"
+    }))?)
+}
+
+fn intent(site: &SiteId, generation: u64) -> SiteIntent {
+    SiteIntent {
+        site: site.clone(),
+        generation: Generation::new(generation),
+        networks: vec![],
+        allocations: vec![],
+        exposures: vec![],
+        volumes: vec![],
+        server_actions: vec![],
+        pools: vec![],
+    }
+}
+
+async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+async fn write_bootstrap(central: &Central, site: &str, path: &Path) -> Result<(), BoxError> {
+    let id = SiteId::parse(site)?;
+    central.tables().sites().create(&site_record(site)?).await?;
+    let token = central
+        .channel()
+        .tokens()
+        .create(
+            &id,
+            Duration::from_secs(24 * 3600),
+            meridian_central::channel::now(),
+            "bench",
+        )
+        .await?;
+    let file = token.bootstrap_file(central.channel().advertised(), central.ca().fingerprint());
+    std::fs::write(path, file.render())?;
+    Ok(())
+}
+
+fn central_config(dir: &Path, listen: SocketAddr) -> CentralConfig {
+    let mut c = CentralConfig {
+        data_dir: dir.to_owned(),
+        ..CentralConfig::default()
+    };
+    c.channel.listen = listen;
+    c.channel.disconnect_after_ms = 60_000;
+    c.channel.idle_timeout_ms = 60_000;
+    c
+}
+
+/// Runs the benchmark and returns its figures.
+pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxError> {
+    let n = opts.agents;
+    let mut report = ChannelBenchReport {
+        agents: n,
+        ..ChannelBenchReport::default()
+    };
+    let temp = tempfile::tempdir()?;
+    let dir = temp.path();
+    let boot_dir = dir.join("boot");
+    std::fs::create_dir_all(&boot_dir)?;
+    let config = central_config(&dir.join("central"), "127.0.0.1:0".parse()?);
+    let central = Central::open(config.clone()).await?;
+    let listen = central.channel().local_addr();
+    eprintln!("central on {listen}; creating {n} sites and bootstrap tokens");
+    let mut jobs = tokio::task::JoinSet::new();
+    let central = Arc::new(central);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(16).max(1)) {
+        let central = Arc::clone(&central);
+        let chunk = chunk.to_vec();
+        let boot_dir = boot_dir.clone();
+        jobs.spawn(async move {
+            for i in chunk {
+                write_bootstrap(&central, &site_name(i), &boot_dir.join(format!("{i}.toml")))
+                    .await?;
+            }
+            Ok::<(), BoxError>(())
+        });
+    }
+    while let Some(r) = jobs.join_next().await {
+        r??;
+    }
+
+    // B7: the real agent binary, alone, connected and idle.
+    let b7_boot = dir.join("b7.toml");
+    write_bootstrap(&central, "sim-b7", &b7_boot).await?;
+    let agent_bin = std::env::current_exe()?.with_file_name("meridian-agent");
+    if agent_bin.exists() {
+        report.b7_binary = std::fs::metadata(&agent_bin).ok().map(|m| m.len());
+        // Release builds here keep debug info; the shipped binary is stripped.
+        let stripped = dir.join("meridian-agent.stripped");
+        if Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&agent_bin)
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            report.b7_binary_stripped = std::fs::metadata(&stripped).ok().map(|m| m.len());
+        }
+        let mut child = Command::new(&agent_bin)
+            .env("MERIDIAN_AGENT_DATA_DIR", dir.join("b7-agent"))
+            .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &b7_boot)
+            .env("MERIDIAN_AGENT_TELEMETRY__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let up = wait_until(Duration::from_secs(30), || {
+            central.channel().connected_sites() == 1
+        })
+        .await;
+        if up.is_some() {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let pid = child.id();
+            let t0 = cpu_ticks(pid);
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let t1 = cpu_ticks(pid);
+            report.b7_rss = rss_bytes(&pid.to_string());
+            // Clock ticks are 1/100 s on Linux.
+            report.b7_cpu_pct = t0
+                .zip(t1)
+                .map(|(a, b)| (b - a) as f64 / 100.0 / 5.0 * 100.0);
+        } else {
+            eprintln!("B7: the agent binary did not connect");
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = wait_until(Duration::from_secs(10), || {
+            central.channel().connected_sites() == 0
+        })
+        .await;
+    } else {
+        eprintln!(
+            "B7: {} not found (cargo build --release -p meridian-agent)",
+            agent_bin.display()
+        );
+    }
+
+    // The simulated agents, in their own process.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before = rss_bytes("self").unwrap_or(0);
+    let started = Instant::now();
+    let mut agents = spawn_agents(dir, n, opts)?;
+    let connected = wait_until(Duration::from_secs(600), || {
+        central.channel().connected_sites() >= n
+    })
+    .await;
+    report.enrol_and_connect = started.elapsed();
+    if connected.is_none() {
+        let _ = agents.kill();
+        return Err(format!(
+            "only {} of {n} agents connected",
+            central.channel().connected_sites()
+        )
+        .into());
+    }
+    eprintln!("{n} agents connected in {}", ms(report.enrol_and_connect));
+
+    // B2: one change touching every site.
+    let (b2, acked) = fan_out(&central, n, 1).await?;
+    report.b2_acked = acked;
+    if !b2.is_empty() {
+        report.b2_p50 = super::percentile(&b2, 0.5);
+        report.b2_p99 = super::percentile(&b2, 0.99);
+        report.b2_max = *b2.last().expect("not empty");
+    }
+
+    // B4: idle, everything cached.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_after = rss_bytes("self").unwrap_or(0);
+    report.b4_bytes_per_site = rss_after.saturating_sub(rss_before) as f64 / n as f64;
+
+    // B3: central restarts; time until every agent is back and resynced.
+    report.b3_raw_rate = raw_handshake_rate(n, opts.endpoints).await?;
+    let Ok(central) = Arc::try_unwrap(central) else {
+        return Err("central still shared".into());
+    };
+    central.shutdown().await;
+    let drops_before = udp_rcvbuf_errors();
+    let mut config = config;
+    config.channel.listen = listen;
+    // The old endpoint lets go of the port once its last connection is dropped.
+    let reopen = Instant::now();
+    let central = loop {
+        match Central::open(config.clone()).await {
+            Ok(c) => break c,
+            Err(e) if reopen.elapsed() < Duration::from_secs(30) => {
+                tracing::debug!(error = %e, "central cannot restart yet");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let back = wait_until(Duration::from_secs(120), || {
+        central.channel().connected_sites() >= n
+    })
+    .await;
+    report.b3_all_back = back;
+    report.b3_udp_drops = drops_before
+        .zip(udp_rcvbuf_errors())
+        .map(|(a, b)| b.saturating_sub(a));
+
+    let _ = agents.kill();
+    let _ = agents.wait();
+    central.shutdown().await;
+    Ok(report)
+}
+
+fn spawn_agents(dir: &Path, n: usize, opts: &ChannelBenchOptions) -> Result<Child, BoxError> {
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args([
+            "bench",
+            "channel-agents",
+            "--dir",
+            &dir.display().to_string(),
+            "--count",
+            &n.to_string(),
+            "--heartbeat-ms",
+            &opts.heartbeat_ms.to_string(),
+            "--endpoints",
+            &opts.endpoints.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(child)
+}
+
+/// Writes generation `generation` for every site and returns, sorted, the time from the start
+/// of the change until central stored each agent's `RECEIVED` acknowledgement.
+async fn fan_out(
+    central: &Arc<Central>,
+    n: usize,
+    generation: u64,
+) -> Result<(Vec<Duration>, usize), BoxError> {
+    let store = Arc::clone(central.store());
+    let mut watch = store
+        .watch(SITES_PREFIX.as_bytes(), Revision(store.revision().0 + 1))
+        .await?;
+    let start = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(64).max(1)) {
+        let tables = central.tables();
+        let chunk = chunk.to_vec();
+        writers.spawn(async move {
+            for i in chunk {
+                let site = SiteId::parse(&site_name(i))?;
+                tables.intents().upsert(&intent(&site, generation)).await?;
+            }
+            Ok::<(), BoxError>(())
+        });
+    }
+    let mut acked: HashMap<SiteId, Duration> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.len() < n {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let event = match tokio::time::timeout(left, watch.next()).await {
+            Ok(Ok(e)) => e,
+            _ => break,
+        };
+        let Some(site) = site_of(&event.kv.key, SITES_PREFIX) else {
+            continue;
+        };
+        if let Ok(ch) = serde_json::from_slice::<SiteChannel>(&event.kv.value)
+            && ch.received_generation >= Generation::new(generation)
+        {
+            acked.entry(site).or_insert_with(|| start.elapsed());
+        }
+    }
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    let mut times: Vec<Duration> = acked.into_values().collect();
+    times.sort();
+    let count = times.len();
+    Ok((times, count))
+}
+
+/// The raw quinn handshake rate on this machine: `n` connections (TLS 1.3, server
+/// certificate only) from `endpoints` client endpoints to one server, all at once.
+async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<f64, BoxError> {
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = rcgen::generate_simple_self_signed(vec!["raw.invalid".into()])?;
+    let cert_der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let mut server_tls = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone()], key)?;
+    server_tls.alpn_protocols = vec![b"raw".to_vec()];
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
+    ));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::try_from(Duration::from_secs(60))?));
+    server_config.transport_config(Arc::new(transport));
+    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse()?)?;
+    let addr = server.local_addr()?;
+    let accepting = tokio::spawn({
+        let server = server.clone();
+        async move {
+            let mut held = Vec::with_capacity(n);
+            while held.len() < n {
+                let Some(incoming) = server.accept().await else {
+                    break;
+                };
+                if let Ok(c) = incoming.await {
+                    held.push(c);
+                }
+            }
+            held
+        }
+    });
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der)?;
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_tls.alpn_protocols = vec![b"raw".to_vec()];
+    let client_config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
+    ));
+    let clients: Vec<quinn::Endpoint> = (0..endpoints.max(1))
+        .map(|_| quinn::Endpoint::client("127.0.0.1:0".parse().expect("valid")))
+        .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let mut connects = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let connecting =
+            clients[i % clients.len()].connect_with(client_config.clone(), addr, "raw.invalid")?;
+        connects.spawn(connecting);
+    }
+    let mut ok = 0usize;
+    let mut conns = Vec::with_capacity(n);
+    while let Some(r) = connects.join_next().await {
+        if let Ok(Ok(c)) = r {
+            ok += 1;
+            conns.push(c);
+        }
+    }
+    let elapsed = start.elapsed();
+    let held = tokio::time::timeout(Duration::from_secs(10), accepting)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    for c in conns.iter().chain(held.iter()) {
+        c.close(0u32.into(), b"done");
+    }
+    server.close(0u32.into(), b"done");
+    for c in &clients {
+        c.close(0u32.into(), b"done");
+    }
+    Ok(ok as f64 / elapsed.as_secs_f64())
+}
+
+/// The child of `bench channel`: `count` real agents sharing one sled database and
+/// `endpoints` QUIC endpoints, until stdin closes.
+pub async fn run_agents(
+    dir: &Path,
+    count: usize,
+    heartbeat_ms: u64,
+    endpoints: usize,
+) -> Result<(), BoxError> {
+    let db = sled::Config::new()
+        .path(dir.join("agents-db"))
+        .cache_capacity(64 * 1024 * 1024)
+        .open()?;
+    let endpoints: Vec<quinn::Endpoint> = (0..endpoints.max(1))
+        .map(|_| Agent::shared_endpoint("127.0.0.1:0".parse().expect("valid")))
+        .collect::<Result<_, _>>()?;
+    let mut agents = Vec::with_capacity(count);
+    for i in 0..count {
+        let config = AgentConfig {
+            data_dir: PathBuf::from("unused"),
+            bootstrap_file: dir.join("boot").join(format!("{i}.toml")),
+            heartbeat_interval_ms: heartbeat_ms,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 1_000,
+            ..AgentConfig::default()
+        };
+        let store = AgentStore::in_db(db.clone(), &format!("a{i}/"))?;
+        agents.push(
+            Agent::start_on_endpoint(
+                config,
+                store,
+                Arc::new(RecordingReconciler::default()),
+                endpoints[i % endpoints.len()].clone(),
+            )
+            .await?,
+        );
+    }
+    // Until the parent goes away (stdin closes) or kills this process.
+    tokio::task::spawn_blocking(|| {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        while stdin
+            .lock()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            line.clear();
+        }
+    })
+    .await?;
+    Ok(())
+}
