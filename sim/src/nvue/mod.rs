@@ -20,11 +20,16 @@
 //!   otherwise it stops at `ays` until a `{"state":"ays_yes"}` (or `ays_no`, which ends
 //!   `ays_fail`); then after the configured apply delay `applied`, or `apply_fail` when a
 //!   failure was injected.
+//! - Optionally ([`NvueEmulator::with_namespace`]), every apply is realised on the real kernel
+//!   inside a network namespace standing for the switch (bridges, VXLAN devices, access ports;
+//!   see [`KernelSwitch`]) before the revision becomes `applied`; a realisation that fails
+//!   ends the revision `apply_fail` with the error as its issue, and the previous applied
+//!   configuration is realised again.
 //! - Faults per method and path: a status (with `Retry-After` for 503), a dropped connection or
 //!   added latency, N times ([`Fault`]).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -41,7 +46,10 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
+mod realise;
 mod schema;
+
+pub use realise::{KernelSwitch, Segment, segments};
 
 /// Credentials and timing of an emulated switch.
 #[derive(Debug, Clone)]
@@ -136,6 +144,8 @@ struct State {
     faults: Vec<Fault>,
     apply_delay: Duration,
     fail_next: Option<String>,
+    kernel: Option<Arc<KernelSwitch>>,
+    realisations: Vec<meridian_agent::network::ChangeReport>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -169,6 +179,8 @@ impl NvueEmulator {
             faults: Vec::new(),
             apply_delay: Duration::ZERO,
             fail_next: None,
+            kernel: None,
+            realisations: Vec::new(),
         }));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -266,6 +278,24 @@ impl NvueEmulator {
     /// Makes every apply take `delay` longer in its `ays_yes` stage.
     pub fn set_apply_delay(&self, delay: Duration) {
         lock(&self.state).apply_delay = delay;
+    }
+
+    /// Realises every later apply on the kernel inside network namespace `netns` (which must
+    /// exist), with `local_vtep` as the VXLAN source and `peers` as the flood list when the
+    /// applied tree has no `nve.vxlan.flooding.head-end-replication`.
+    pub fn with_namespace(
+        self,
+        netns: impl Into<String>,
+        local_vtep: Ipv4Addr,
+        peers: &[Ipv4Addr],
+    ) -> Self {
+        lock(&self.state).kernel = Some(Arc::new(KernelSwitch::new(netns, local_vtep, peers)));
+        self
+    }
+
+    /// The change reports of the kernel realisations so far, oldest first.
+    pub fn realisations(&self) -> Vec<meridian_agent::network::ChangeReport> {
+        lock(&self.state).realisations.clone()
     }
 
     /// Makes the next apply that passes validation end `apply_fail` with `issue`.
@@ -595,18 +625,50 @@ async fn run_apply(st: Shared, id: String, step: Duration) {
 async fn finish_apply(st: Shared, id: String, step: Duration) {
     let extra = lock(&st).apply_delay;
     tokio::time::sleep(step + extra).await;
+    let (tree, previous, kernel) = {
+        let mut s = lock(&st);
+        let fail = s.fail_next.take();
+        let previous = s.applied.clone();
+        let kernel = s.kernel.clone();
+        let Some(r) = s.revisions.get_mut(&id) else {
+            return;
+        };
+        if let Some(issue) = fail {
+            r.issue = issues(&[issue]);
+            r.set_state("apply_fail");
+            return;
+        }
+        (r.tree.clone(), previous, kernel)
+    };
+    if let Some(k) = kernel {
+        let wanted = tree.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let out = k.realise(&wanted);
+            if out.is_err() {
+                // Roll the kernel back, as a switch does when an apply fails.
+                let _ = k.realise(&previous);
+            }
+            out
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("realisation panicked: {e}")));
+        let mut s = lock(&st);
+        match done {
+            Ok(report) => s.realisations.push(report),
+            Err(issue) => {
+                if let Some(r) = s.revisions.get_mut(&id) {
+                    r.issue = issues(&[format!("realising on the kernel failed: {issue}")]);
+                    r.set_state("apply_fail");
+                }
+                return;
+            }
+        }
+    }
     let mut s = lock(&st);
-    let fail = s.fail_next.take();
     let Some(r) = s.revisions.get_mut(&id) else {
         return;
     };
-    if let Some(issue) = fail {
-        r.issue = issues(&[issue]);
-        r.set_state("apply_fail");
-        return;
-    }
     r.set_state("applied");
-    let tree = r.tree.clone();
     s.applied = tree.clone();
     s.startup = tree;
 }

@@ -89,6 +89,10 @@ fn schema() -> Node {
                     ("arp-nd-suppress", Leaf),
                     ("port", Leaf),
                     ("mlag", Obj(vec![("shared-address", Leaf)])),
+                    (
+                        "flooding",
+                        Obj(vec![enable(), ("head-end-replication", map(empty()))]),
+                    ),
                 ]),
             )]),
         ),

@@ -255,6 +255,51 @@ impl HostNetwork for NetlinkHost {
     }
 }
 
+/// Makes the existing links `ports` of namespace `netns` (`None`: the current one) the ports of
+/// bridge `bridge` and brings them up; names that are not links there are skipped. Other ports
+/// of the bridge (except the driver's own `mvx*`/`mvh*` devices) are released. Idempotent: an
+/// empty report when nothing had to change. Used by the NVUE emulator to attach a switch's
+/// access ports to the bridge [`NetlinkHost`] made for a VNI.
+pub fn attach_ports(
+    netns: Option<&str>,
+    bridge: &str,
+    ports: &[String],
+) -> Result<ChangeReport, HostNetworkError> {
+    let bridge = bridge.to_owned();
+    let ports = ports.to_vec();
+    let changes = in_netns(netns, move |handle| async move {
+        let mut r = ChangeReport::default();
+        let all = links(&handle).await?;
+        let br = all
+            .get(&bridge)
+            .ok_or_else(|| HostNetworkError::Spec(format!("bridge {bridge} does not exist")))?
+            .index;
+        for (name, link) in &all {
+            let own = name.starts_with("mvx") || name.starts_with("mvh");
+            if link.controller == Some(br) && !own && !ports.contains(name) {
+                handle
+                    .link()
+                    .set(
+                        LinkUnspec::new_with_index(link.index)
+                            .nocontroller()
+                            .build(),
+                    )
+                    .execute()
+                    .await
+                    .map_err(nl(format!("release {name} from {bridge}")))?;
+                r.push(format!("release {name} from {bridge}"));
+            }
+        }
+        for name in &ports {
+            if let Some(link) = all.get(name) {
+                ensure_link_state(&handle, name, link, None, Some(br), &mut r).await?;
+            }
+        }
+        Ok(r.changes)
+    })?;
+    Ok(ChangeReport { changes })
+}
+
 /// Runs `f` with a netlink handle opened inside namespace `ns` (`None`: the current one), on a
 /// thread of its own so entering the namespace affects nothing else.
 fn in_netns<T, F, Fut>(ns: Option<&str>, f: F) -> Result<T, HostNetworkError>

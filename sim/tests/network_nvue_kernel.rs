@@ -1,0 +1,318 @@
+//! The NVUE emulator realising its applied configuration on the real kernel: two emulated
+//! switches, each in a network namespace of its own, joined by a routed underlay namespace,
+//! each with a "host" namespace on a veth access port. The NVUE driver applies tenants to
+//! both switches; the hosts of one tenant then talk across the VXLAN through the switches,
+//! the hosts of another tenant cannot reach them, and removing a tenant through the driver
+//! removes its devices from the switch namespaces.
+//!
+//! Needs root (it makes network namespaces) and `ip`, `ping`, which `scripts/test.sh`
+//! installs; without them it fails with a message saying so rather than passing unchecked.
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use meridian_agent::network::nvue::{NvueClient, NvueConfig};
+use meridian_agent::network::{FabricSpec, FabricTenant, SwitchFabric};
+use meridian_common::ids::TenantId;
+use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
+use meridian_sim::nvue::{NvueEmulator, NvueEmulatorConfig};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
+}
+
+fn ok(args: &[&str]) {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ns_ok(ns: &str, cmd: &str) {
+    let mut args = vec!["ip", "netns", "exec", ns];
+    args.extend(cmd.split_whitespace());
+    ok(&args);
+}
+
+fn require_root_and_tools() {
+    let root = run(&["id", "-u"]).stdout == b"0\n";
+    let missing: Vec<&str> = ["ip", "ping"]
+        .into_iter()
+        .filter(|t| {
+            !run(&["sh", "-c", &format!("command -v {t}")])
+                .status
+                .success()
+        })
+        .collect();
+    assert!(
+        root && missing.is_empty(),
+        "this test needs root and ip, ping (missing: {missing:?}); run scripts/test.sh, which \
+         installs them, as root"
+    );
+}
+
+/// Deletes every namespace whose name starts with the test's prefix, also on panic.
+struct Namespaces {
+    prefix: String,
+}
+
+impl Namespaces {
+    fn add(&self, name: &str) -> String {
+        let full = format!("{}{name}", self.prefix);
+        ok(&["ip", "netns", "add", &full]);
+        ns_ok(&full, "ip link set lo up");
+        full
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        if std::env::var_os("MERIDIAN_KEEP_NETNS").is_some() {
+            eprintln!("keeping namespaces {}*", self.prefix);
+            return;
+        }
+        if let Ok(dir) = std::fs::read_dir("/run/netns") {
+            for e in dir.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&self.prefix) {
+                    let _ = run(&["ip", "netns", "del", &name]);
+                }
+            }
+        }
+    }
+}
+
+/// A veth pair `a` in `ns_a`, `b` in `ns_b`, both up.
+fn veth(ns_a: &str, a: &str, ns_b: &str, b: &str) {
+    // Made in this namespace under names unique to the process, then moved and renamed.
+    let (ta, tb) = (
+        format!("mnk{}a", std::process::id()),
+        format!("mnk{}b", std::process::id()),
+    );
+    ok(&[
+        "ip", "link", "add", &ta, "type", "veth", "peer", "name", &tb,
+    ]);
+    ok(&["ip", "link", "set", &ta, "netns", ns_a, "name", a]);
+    ok(&["ip", "link", "set", &tb, "netns", ns_b, "name", b]);
+    ns_ok(ns_a, &format!("ip link set {a} up"));
+    ns_ok(ns_b, &format!("ip link set {b} up"));
+}
+
+/// Whether `ns` gets an answer from `ip` (a couple of tries, so ARP and learning settle).
+fn pings(ns: &str, ip: Ipv4Addr) -> bool {
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "ping",
+        "-n",
+        "-q",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "1",
+        &ip.to_string(),
+    ])
+    .status
+    .success()
+}
+
+/// The names of the links of `ns` with their `ip -d link` detail.
+fn links(ns: &str) -> String {
+    String::from_utf8_lossy(&run(&["ip", "-n", ns, "-d", "link", "show"]).stdout).into_owned()
+}
+
+fn tenant(name: &str, n: u8, port: &str) -> FabricTenant {
+    FabricTenant {
+        network: TenantNetworkIntent {
+            tenant: TenantId::parse(name).unwrap(),
+            vni: 10100 + u32::from(n),
+            table: 100 + u32::from(n),
+            subnet: Ipv4Net::parse(&format!("10.{}.0.0/24", 100 + n)).unwrap(),
+            gateway: Ipv4Addr::new(10, 100 + n, 0, 1),
+        },
+        l3_vni: 104000 + u32::from(n),
+        vlan: 100 + u16::from(n),
+        svi_address: Ipv4Addr::new(10, 100 + n, 0, 2),
+        bonds: vec![(format!("bond{n}"), vec![port.into()])],
+    }
+}
+
+struct Switch {
+    ns: String,
+    vtep: Ipv4Addr,
+    emu: NvueEmulator,
+    driver: NvueClient,
+}
+
+impl Switch {
+    fn spec(&self, tenants: &[FabricTenant]) -> FabricSpec {
+        FabricSpec {
+            vtep: self.vtep,
+            asn: 65000 + u32::from(self.vtep.octets()[3]),
+            uplinks: vec!["swp51".into()],
+            private_range: Ipv4Net::parse("10.0.0.0/8").unwrap(),
+            tenants: tenants.to_vec(),
+        }
+    }
+}
+
+fn switch(ns: String, vtep: Ipv4Addr, peer: Ipv4Addr) -> Switch {
+    let emu = NvueEmulator::start(NvueEmulatorConfig {
+        step_delay: Duration::from_millis(5),
+        ..NvueEmulatorConfig::default()
+    })
+    .unwrap()
+    .with_namespace(ns.clone(), vtep, &[peer]);
+    let d = NvueEmulatorConfig::default();
+    let mut cfg = NvueConfig::new(emu.url(), d.username, d.password);
+    cfg.request_timeout = Duration::from_secs(5);
+    cfg.poll_interval = Duration::from_millis(10);
+    cfg.apply_timeout = Duration::from_secs(10);
+    let driver = NvueClient::new(cfg).unwrap();
+    Switch {
+        ns,
+        vtep,
+        emu,
+        driver,
+    }
+}
+
+#[test]
+fn tenant_traffic_runs_through_emulated_switches() {
+    require_root_and_tools();
+    let started = Instant::now();
+    let nss = Namespaces {
+        prefix: format!("mnk{}-", std::process::id()),
+    };
+    let underlay = nss.add("ul");
+    ok(&[
+        "ip",
+        "netns",
+        "exec",
+        &underlay,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+
+    // Underlay: each switch's uplink swp51 on a routed /30 to the underlay namespace; the
+    // VTEP is the uplink address.
+    let mut switches = Vec::new();
+    let vteps = [Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2)];
+    for (i, vtep) in vteps.iter().enumerate() {
+        let n = i + 1;
+        let ns = nss.add(&format!("sw{n}"));
+        veth(&underlay, &format!("ul{n}"), &ns, "swp51");
+        ns_ok(&underlay, &format!("ip addr add 10.0.{n}.1/30 dev ul{n}"));
+        ns_ok(&ns, &format!("ip addr add {vtep}/30 dev swp51"));
+        ns_ok(&ns, &format!("ip route add default via 10.0.{n}.1"));
+        switches.push(switch(ns, *vtep, vteps[1 - i]));
+    }
+
+    // Hosts: per switch one host of tenant A (on swp3) and one of tenant B (on swp4).
+    let mut hosts_a = Vec::new();
+    let mut hosts_b = Vec::new();
+    for (i, sw) in switches.iter().enumerate() {
+        let n = i + 1;
+        for (t, port, list) in [(1u8, "swp3", &mut hosts_a), (2u8, "swp4", &mut hosts_b)] {
+            let h = nss.add(&format!("h{n}t{t}"));
+            veth(&sw.ns, port, &h, "eth0");
+            let ip = Ipv4Addr::new(10, 100 + t, 0, 10 + n as u8);
+            ns_ok(&h, &format!("ip addr add {ip}/24 dev eth0"));
+            ns_ok(&h, "ip link set eth0 mtu 1450");
+            list.push((h, ip));
+        }
+    }
+    // To show isolation by VNI rather than by subnet, B's host on switch 2 also gets an
+    // address in A's subnet.
+    let b2_in_a = Ipv4Addr::new(10, 101, 0, 99);
+    ns_ok(&hosts_b[1].0, &format!("ip addr add {b2_in_a}/24 dev eth0"));
+
+    let a = tenant("tenant-a", 1, "swp3");
+    let b = tenant("tenant-b", 2, "swp4");
+
+    // Tenant A only: A's hosts talk across the VXLAN.
+    let t0 = Instant::now();
+    for sw in &switches {
+        let report = sw.driver.apply(&sw.spec(std::slice::from_ref(&a))).unwrap();
+        assert!(report.changed());
+        let links = links(&sw.ns);
+        assert!(links.contains("mbr10101"), "{links}");
+        assert!(
+            links.contains("vxlan id 10101") && links.contains(&format!("local {}", sw.vtep)),
+            "{links}"
+        );
+        assert!(links.contains("dstport 4789"), "{links}");
+        let realised = sw.emu.realisations();
+        assert_eq!(realised.len(), 1);
+        assert!(
+            realised[0]
+                .changes
+                .iter()
+                .any(|c| c == "set link swp3 controller"),
+            "{realised:?}"
+        );
+    }
+    println!(
+        "tenant A applied and realised on both switches in {:?}",
+        t0.elapsed()
+    );
+    assert!(pings(&hosts_a[0].0, hosts_a[1].1), "A1 cannot reach A2");
+    assert!(pings(&hosts_a[1].0, hosts_a[0].1), "A2 cannot reach A1");
+    // B's host is not attached to any segment yet.
+    assert!(
+        !pings(&hosts_b[1].0, hosts_a[0].1),
+        "B2 reached A1 unattached"
+    );
+
+    // Re-applying the same intent changes nothing, on the switch or the kernel.
+    for sw in &switches {
+        let report = sw.driver.apply(&sw.spec(std::slice::from_ref(&a))).unwrap();
+        assert!(!report.changed(), "{report}");
+        assert_eq!(sw.emu.realisations().len(), 1);
+    }
+
+    // Tenant B added on its own VNI: B's hosts talk, and nothing crosses between A and B,
+    // not even from B's host holding an address in A's subnet.
+    for sw in &switches {
+        sw.driver.apply(&sw.spec(&[a.clone(), b.clone()])).unwrap();
+        let links = links(&sw.ns);
+        assert!(links.contains("vxlan id 10102"), "{links}");
+    }
+    assert!(pings(&hosts_b[0].0, hosts_b[1].1), "B1 cannot reach B2");
+    assert!(pings(&hosts_a[0].0, hosts_a[1].1), "A1 lost A2");
+    assert!(!pings(&hosts_b[1].0, hosts_a[0].1), "B2 reached A1");
+    assert!(!pings(&hosts_a[0].0, b2_in_a), "A1 reached B2");
+
+    // Tenant A removed through the driver: its devices leave both switches, A's ping stops,
+    // B keeps working.
+    let t0 = Instant::now();
+    for sw in &switches {
+        sw.driver.apply(&sw.spec(std::slice::from_ref(&b))).unwrap();
+        let links = links(&sw.ns);
+        assert!(!links.contains("mbr10101"), "{links}");
+        assert!(!links.contains("mvx10101"), "{links}");
+        assert!(!links.contains("vxlan id 10101"), "{links}");
+        assert!(links.contains("vxlan id 10102"), "{links}");
+        let last = sw.emu.realisations().pop().unwrap();
+        assert!(
+            last.changes.iter().any(|c| c == "delete link mvx10101"),
+            "{last}"
+        );
+    }
+    println!("tenant A removed from both switches in {:?}", t0.elapsed());
+    assert!(!pings(&hosts_a[0].0, hosts_a[1].1), "A1 still reaches A2");
+    assert!(pings(&hosts_b[0].0, hosts_b[1].1), "B1 lost B2");
+    println!("whole test took {:?}", started.elapsed());
+}
