@@ -78,11 +78,30 @@ pub async fn enroll(
     max_frame: usize,
     now_ms: i64,
 ) -> Result<Identity, EnrollError> {
+    enroll_with_patience(endpoint, bootstrap, max_frame, now_ms, 0).await
+}
+
+/// [`enroll`], waiting `2^patience` times longer for each attempt (patience is capped at 3):
+/// the session loop raises it with every consecutive failure, so when thousands of agents
+/// enrol at once and central paces its handshakes, attempts get more patient instead of
+/// timing out and retrying in a storm.
+pub async fn enroll_with_patience(
+    endpoint: &quinn::Endpoint,
+    bootstrap: &BootstrapFile,
+    max_frame: usize,
+    now_ms: i64,
+    patience: u32,
+) -> Result<Identity, EnrollError> {
+    let scale = 1u32 << patience.min(3);
     let key = rcgen::KeyPair::generate()?;
     let csr = rcgen::CertificateParams::new(Vec::<String>::new())?
         .serialize_request(&key)?
         .pem()?;
-    let config = tls::enroll_config(bootstrap.ca_fingerprint, Duration::from_secs(5), max_frame)?;
+    let config = tls::enroll_config(
+        bootstrap.ca_fingerprint,
+        Duration::from_secs(5) * scale,
+        max_frame,
+    )?;
     let request = proto::EnrollRequest {
         site: bootstrap.site.as_str().to_owned(),
         token: bootstrap.token.clone(),
@@ -118,7 +137,7 @@ pub async fn enroll(
             connection.close(0u32.into(), b"enrolled");
             Ok::<_, EnrollError>(proto::EnrollResponse::decode(body.as_slice())?)
         };
-        let response = match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt).await {
+        let response = match tokio::time::timeout(ATTEMPT_TIMEOUT * scale, attempt).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) if e.is_retryable() => {
                 failures.push(format!("{addr}: {e}"));

@@ -89,14 +89,20 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: tokio::sync::watch::Receive
     );
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let mut address = 0usize;
+    // Consecutive failed attempts: each makes the next one more patient (see connect_timeout).
+    let mut failures = 0u32;
     loop {
         if *stop.borrow() {
             return;
         }
-        match attempt(&inner, &mut stop, address).await {
+        match attempt(&inner, &mut stop, address, failures).await {
             Ok(Ended::Stopped) => return,
-            Ok(Ended::WasEstablished) => backoff.reset(),
+            Ok(Ended::WasEstablished) => {
+                backoff.reset();
+                failures = 0;
+            }
             Err(e) => {
+                failures = failures.saturating_add(1);
                 if let SessionError::Connection(c) = &e
                     && cert_rejected(c)
                 {
@@ -132,7 +138,7 @@ fn read_bootstrap(inner: &Inner) -> Result<BootstrapFile, SessionError> {
 }
 
 /// The identity to connect with: the stored one, or a new one from (re-)enrolment.
-async fn ensure_identity(inner: &Inner) -> Result<Identity, SessionError> {
+async fn ensure_identity(inner: &Inner, failures: u32) -> Result<Identity, SessionError> {
     let stored = inner.store.identity()?;
     let usable = stored
         .as_ref()
@@ -150,11 +156,12 @@ async fn ensure_identity(inner: &Inner) -> Result<Identity, SessionError> {
         });
     }
     tracing::info!(site = %bootstrap.site, "enrolling");
-    let identity = enroll::enroll(
+    let identity = enroll::enroll_with_patience(
         &inner.endpoint,
         &bootstrap,
         inner.config.max_frame_bytes,
         now_ms(),
+        failures,
     )
     .await?;
     inner.store.set_identity(&identity)?;
@@ -175,8 +182,9 @@ async fn attempt(
     inner: &Arc<Inner>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     address: usize,
+    failures: u32,
 ) -> Result<Ended, SessionError> {
-    let identity = ensure_identity(inner).await?;
+    let identity = ensure_identity(inner, failures).await?;
     let config = tls::session_config(
         &identity.ca_pem,
         &identity.cert_pem,
@@ -194,7 +202,7 @@ async fn attempt(
         .connect_with(config, remote, CENTRAL_SERVER_NAME)
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let connection = tokio::select! {
-        c = tokio::time::timeout(tls::connect_timeout(inner.config.heartbeat()), connecting) => match c {
+        c = tokio::time::timeout(tls::connect_timeout(inner.config.heartbeat(), failures), connecting) => match c {
             Ok(c) => c?,
             Err(_) => return Err(SessionError::Connect(format!("{addr}: handshake timed out"))),
         },

@@ -118,11 +118,14 @@ pub fn pem_fingerprint(pem: &str) -> Option<[u8; 32]> {
 }
 
 /// How long one connection attempt may take before the agent gives up on it and backs off:
-/// one heartbeat period, at least 1 s. Together with a short initial RTT estimate (so lost
-/// handshake packets are resent quickly) this bounds how long an agent stays away after a
-/// healed partition: the attempt in progress, plus one backoff delay.
-pub fn connect_timeout(heartbeat: Duration) -> Duration {
-    heartbeat.max(Duration::from_secs(1))
+/// one heartbeat period (at least 1 s), doubled for each consecutive failed attempt up to 8
+/// periods (at most 60 s). The first attempt after a healed partition is short, which with a
+/// short initial RTT estimate (lost handshake packets are resent quickly) bounds how long an
+/// agent stays away; an overloaded central (a reconnect storm of thousands of agents) gets
+/// ever more patient attempts instead of a retry storm.
+pub fn connect_timeout(heartbeat: Duration, failures: u32) -> Duration {
+    let base = heartbeat.max(Duration::from_secs(1));
+    (base * (1u32 << failures.min(3))).min(Duration::from_secs(60).max(base))
 }
 
 fn transport(heartbeat: Duration, max_frame: usize) -> quinn::TransportConfig {
@@ -203,4 +206,29 @@ pub fn client_endpoint(
         socket.into(),
         Arc::new(quinn::TokioRuntime),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn attempts_grow_more_patient_after_failures_and_stay_bounded() {
+        let hb = Duration::from_secs(5);
+        let got: Vec<u64> = (0..6).map(|f| connect_timeout(hb, f).as_secs()).collect();
+        assert_eq!(got, [5, 10, 20, 40, 40, 40]);
+        assert_eq!(
+            connect_timeout(Duration::from_millis(200), 0),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            connect_timeout(Duration::from_secs(30), 3),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            connect_timeout(Duration::from_secs(90), 0),
+            Duration::from_secs(90)
+        );
+    }
 }

@@ -585,16 +585,26 @@ async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<f64, BoxError>
 
 /// The child of `bench channel`: `count` real agents sharing one sled database and
 /// `endpoints` QUIC endpoints, until stdin closes.
+/// Simulated agents sharing one sled database.
+const AGENTS_PER_DB: usize = 500;
+
 pub async fn run_agents(
     dir: &Path,
     count: usize,
     heartbeat_ms: u64,
     endpoints: usize,
 ) -> Result<(), BoxError> {
-    let db = sled::Config::new()
-        .path(dir.join("agents-db"))
-        .cache_capacity(64 * 1024 * 1024)
-        .open()?;
+    // sled keeps every tree's root in one meta tree that it rewrites when trees change, so
+    // thousands of agents (three trees each) in one database cost quadratic time and disk;
+    // a database per AGENTS_PER_DB agents keeps that bounded.
+    let dbs: Vec<sled::Db> = (0..count.div_ceil(AGENTS_PER_DB).max(1))
+        .map(|i| {
+            sled::Config::new()
+                .path(dir.join(format!("agents-db-{i}")))
+                .cache_capacity(16 * 1024 * 1024)
+                .open()
+        })
+        .collect::<Result<_, _>>()?;
     let endpoints: Vec<quinn::Endpoint> = (0..endpoints.max(1))
         .map(|_| Agent::shared_endpoint("127.0.0.1:0".parse().expect("valid")))
         .collect::<Result<_, _>>()?;
@@ -608,7 +618,7 @@ pub async fn run_agents(
             backoff_max_ms: 1_000,
             ..AgentConfig::default()
         };
-        let store = AgentStore::in_db(db.clone(), &format!("a{i}/"))?;
+        let store = AgentStore::in_db(dbs[i / AGENTS_PER_DB].clone(), &format!("a{i}/"))?;
         agents.push(
             Agent::start_on_endpoint(
                 config,
