@@ -35,6 +35,10 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Connections refused (over `max_connections`).
     pub refused: AtomicU64,
+    /// Handshakes refused because the pace or the concurrency bound was reached (shed load:
+    /// the agent backs off with jitter and comes back, rather than waiting in a queue that
+    /// would hand central stale handshakes their agents had already given up on).
+    pub shed: AtomicU64,
     /// Connections now open.
     pub open: AtomicUsize,
     /// Sessions closed for a protocol violation.
@@ -125,23 +129,23 @@ impl Pacer {
         }
     }
 
-    async fn take(&mut self) {
-        loop {
-            let now = tokio::time::Instant::now();
-            let elapsed = now.duration_since(self.last).as_secs_f64();
-            self.last = now;
-            self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-            if self.tokens >= 1.0 {
-                self.tokens -= 1.0;
-                return;
-            }
-            let wait = (1.0 - self.tokens) / self.rate;
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+    /// Takes a token if one is available now.
+    fn try_take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
 
-/// Accepts connections until `stop`, pacing handshakes and bounding how many run at once.
+/// Accepts connections until `stop`, pacing handshakes and bounding how many run at once;
+/// excess handshakes are refused immediately (see [`Counters::shed`]).
 pub async fn accept_loop(
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
@@ -169,10 +173,15 @@ pub async fn accept_loop(
             }
             continue;
         }
-        pacer.take().await;
-        let permit = match Arc::clone(&in_flight).acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => break,
+        // Over the pace or the concurrency bound, refuse at once (a stateless close): waiting
+        // would queue handshakes whose agents give up before central reaches them.
+        let permit = match Arc::clone(&in_flight).try_acquire_owned() {
+            Ok(p) if pacer.try_take() => p,
+            _ => {
+                shared.counters.shed.fetch_add(1, Ordering::Relaxed);
+                incoming.refuse();
+                continue;
+            }
         };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
