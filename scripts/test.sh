@@ -25,6 +25,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Python test peers, as "import-name:pip-requirement" pairs (pinned). A peer is installed only
+# when importing it fails. Keep one pair per line so changes merge cleanly.
+PYTHON_NEEDS=(
+)
+
+pip_missing=()
+for pair in "${PYTHON_NEEDS[@]}"; do
+  python3 -c "import ${pair%%:*}" >/dev/null 2>&1 || pip_missing+=("${pair#*:}")
+done
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "==> installing Python test peers: ${pip_missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${pip_missing[@]}"
+fi
+
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
     echo "==> adding rustup component $component"
