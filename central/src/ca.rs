@@ -240,9 +240,20 @@ impl CertificateAuthority {
         &self,
         now: Timestamp,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CaError> {
+        self.issue_server_cert_for(now, &[])
+    }
+
+    /// A server certificate naming [`CENTRAL_SERVER_NAME`] and `names` (DNS names or IP
+    /// addresses), for the gRPC API.
+    pub fn issue_server_cert_for(
+        &self,
+        now: Timestamp,
+        names: &[String],
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), CaError> {
         let key = KeyPair::generate().map_err(CaError::Issue)?;
-        let mut params =
-            CertificateParams::new(vec![CENTRAL_SERVER_NAME.to_owned()]).map_err(CaError::Issue)?;
+        let mut sans = vec![CENTRAL_SERVER_NAME.to_owned()];
+        sans.extend(names.iter().cloned());
+        let mut params = CertificateParams::new(sans).map_err(CaError::Issue)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "Meridian central");

@@ -7,6 +7,7 @@ use meridian_common::config::{ConfigError, Validate};
 use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
+use crate::api::ApiConfig;
 use crate::channel::ChannelConfig;
 use crate::store::StoreConfig;
 
@@ -23,6 +24,8 @@ pub struct CentralConfig {
     pub store: StoreConfig,
     /// The agent channel (QUIC endpoint, certificates, limits).
     pub channel: ChannelConfig,
+    /// The `[api]` table: the tenant/operator gRPC API.
+    pub api: ApiConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
 }
@@ -33,6 +36,7 @@ impl Default for CentralConfig {
             data_dir: PathBuf::from("meridian-data"),
             store: StoreConfig::default(),
             channel: ChannelConfig::default(),
+            api: ApiConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -47,6 +51,7 @@ impl Validate for CentralConfig {
             .check()
             .map_err(|(key, message)| ConfigError::invalid(key, message))?;
         self.channel.check()?;
+        self.api.check()?;
         self.telemetry
             .env_filter()
             .map_err(|e| ConfigError::invalid("telemetry.filter", e.to_string()))?;
@@ -123,6 +128,8 @@ mod tests {
                 "10",
                 "channel.udp_buffer_bytes",
             ),
+            ("MERIDIAN_CENTRAL_API__RATE_BURST", "0", "api.rate_burst"),
+            ("MERIDIAN_CENTRAL_API__LISTEN", "nowhere", "api.listen"),
             (
                 "MERIDIAN_CENTRAL_TELEMETRY__FORMAT",
                 "xml",

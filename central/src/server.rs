@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::api::{Api, ApiStartError, ApiState};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
 use crate::config::CentralConfig;
+use crate::lifecycle::{Lifecycle, LifecycleHandle};
+use crate::placement::PlannerConfig;
 use crate::store::tables::Tables;
 use crate::store::{SledStore, Store, StoreError};
 
@@ -33,6 +36,9 @@ pub enum CentralError {
     /// The agent channel could not start.
     #[error("cannot start the agent channel")]
     Channel(#[from] ChannelError),
+    /// The gRPC API could not start.
+    #[error("cannot start the gRPC API")]
+    Api(#[from] ApiStartError),
 }
 
 /// A running central.
@@ -42,6 +48,9 @@ pub struct Central {
     store: Arc<dyn Store>,
     ca: Arc<CertificateAuthority>,
     channel: Channel,
+    lifecycle: Lifecycle,
+    lifecycle_handle: LifecycleHandle,
+    api: Api,
 }
 
 impl Central {
@@ -71,9 +80,23 @@ impl Central {
             Arc::clone(&ca),
         )
         .await?;
+        let tables = Tables::new(Arc::clone(&store));
+        let lifecycle_handle = LifecycleHandle::new(PlannerConfig::default());
+        let lifecycle = Lifecycle::start(tables.clone(), lifecycle_handle.clone());
+        let api = Api::start(ApiState::new(
+            config.api.clone(),
+            tables,
+            channel.shared().audit.clone(),
+            lifecycle_handle.clone(),
+            channel.tokens().clone(),
+            Arc::clone(&ca),
+            channel.advertised(),
+        ))
+        .await?;
         tracing::info!(
             ca_fingerprint = %hex::encode(ca.fingerprint()),
             channel = %channel.local_addr(),
+            api = %api.local_addr(),
             "central is up"
         );
         Ok(Central {
@@ -81,6 +104,9 @@ impl Central {
             store,
             ca,
             channel,
+            lifecycle,
+            lifecycle_handle,
+            api,
         })
     }
 
@@ -109,8 +135,20 @@ impl Central {
         &self.channel
     }
 
+    /// The gRPC API.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// The reservation lifecycle (dry runs, nudges).
+    pub fn lifecycle(&self) -> &LifecycleHandle {
+        &self.lifecycle_handle
+    }
+
     /// Stops every component and closes the store once the last user lets go of it.
     pub async fn shutdown(self) {
+        self.api.shutdown().await;
+        self.lifecycle.shutdown().await;
         self.channel.shutdown().await;
         let revision = self.store.revision();
         drop(self.store);

@@ -14,7 +14,7 @@ use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use sha2::{Digest, Sha256};
 
-use crate::channel::audit::{AuditEntry, Auditor, Outcome};
+use crate::audit::{AuditEntry, Auditor, Outcome};
 use crate::store::tables::{TableError, Tables, Versioned};
 
 /// Default lifetime of a bootstrap token.
@@ -188,7 +188,7 @@ impl Tokens {
         &self,
         site: Option<&SiteId>,
     ) -> Result<Vec<proto::BootstrapToken>, TokenError> {
-        let all = crate::channel::audit::list_records::<proto::BootstrapTokenRecord>(
+        let all = crate::audit::list_records::<proto::BootstrapTokenRecord>(
             &self.tables,
             "tokens/bootstrap/",
         )

@@ -120,6 +120,7 @@ pub async fn run(
     };
     // Any free port: demos and their tests run side by side.
     config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.api.listen = "127.0.0.1:0".parse().expect("valid address");
     let central = Central::open(config).await?;
     let tables = central.tables();
     if !tables.sites().list(None, None, 1).await?.items.is_empty() {

@@ -58,7 +58,8 @@ fn central_cmd(data: &Path, port: u16) -> Command {
             "MERIDIAN_CENTRAL_CHANNEL__LISTEN",
             format!("127.0.0.1:{port}"),
         )
-        .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "2000");
+        .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "2000")
+        .env("MERIDIAN_CENTRAL_API__LISTEN", "127.0.0.1:0");
     c
 }
 

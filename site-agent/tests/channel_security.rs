@@ -25,12 +25,10 @@ async fn audit_count(
     action: &str,
     result: proto::AuditResult,
 ) -> usize {
-    let all = meridian_central::channel::audit::list_records::<proto::AuditRecord>(
-        &central.tables(),
-        "audit/",
-    )
-    .await
-    .unwrap();
+    let all =
+        meridian_central::audit::list_records::<proto::AuditRecord>(&central.tables(), "audit/")
+            .await
+            .unwrap();
     all.iter()
         .filter(|r| r.action == action && r.result == result as i32)
         .count()

@@ -85,8 +85,11 @@ async fn enrol_session_push_ack_and_reports() {
     assert_eq!(stored.kvs.len(), 20);
     assert_eq!(agent.status().unwrap().buffered, 0);
     // The audit chain holds the token creation and the enrolment, unbroken.
-    let auditor = meridian_central::channel::audit::Auditor::new(central.tables());
-    assert!(auditor.verify().await.unwrap().unwrap() >= 2);
+    let auditor = meridian_central::audit::Auditor::new(central.tables());
+    match auditor.verify().await.unwrap() {
+        meridian_central::audit::Verdict::Intact { records, .. } => assert!(records >= 2),
+        broken => panic!("audit chain broken: {broken:?}"),
+    }
 
     agent.shutdown().await;
     wait_for("site disconnected after silence", LIMIT, || async {

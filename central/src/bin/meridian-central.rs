@@ -1,6 +1,6 @@
 //! `meridian-central`: the orchestrator server. Parses its config, sets up telemetry, starts
-//! the library and waits for SIGINT or SIGTERM. Operator subcommands (`token`, `site revoke`)
-//! work on central's store while central is stopped.
+//! the library and waits for SIGINT or SIGTERM. Operator subcommands (`token`, `site revoke`,
+//! `admin-token`, `audit verify`) work on central's store while central is stopped.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +35,28 @@ enum Command {
     /// Sites (central must be stopped).
     #[command(subcommand)]
     Site(SiteCommand),
+    /// Creates a provider-admin API token for the `meridian` CLI (central must be stopped);
+    /// creates the admin user on first use.
+    AdminToken {
+        /// The provider admin user.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 30)]
+        ttl_days: u64,
+        /// Write the secret here (mode 0600) instead of printing it.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// The audit log (central must be stopped).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Checks the hash chain; exits 1 and names the first bad record if it was tampered with.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +176,46 @@ async fn operator(
         Command::Token(TokenCommand::Revoke { id }) => {
             offline.revoke_token(&TokenId::parse(&id)?, actor).await?;
             println!("token {id} revoked");
+        }
+        Command::AdminToken {
+            user,
+            ttl_days,
+            export,
+        } => {
+            let user = meridian_common::ids::UserId::parse(&user)?;
+            if ttl_days == 0 || ttl_days > 366 {
+                return Err("--ttl-days must be between 1 and 366".into());
+            }
+            let token = meridian_central::accounts::bootstrap_admin(
+                &offline.tables,
+                &user,
+                Duration::from_secs(ttl_days * 86_400),
+                meridian_central::channel::now(),
+            )
+            .await?;
+            match export {
+                Some(path) => {
+                    write_secret(&path, &format!("{}\n", token.secret))?;
+                    println!(
+                        "provider-admin token {} for user {user} written to {}",
+                        token.token.id,
+                        path.display()
+                    );
+                }
+                None => println!("{}", token.secret),
+            }
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            use meridian_central::audit::{Auditor, Verdict};
+            match Auditor::new(offline.tables.clone()).verify().await? {
+                Verdict::Intact { records, head } => println!(
+                    "audit log intact: {records} records, head {}",
+                    hex::encode(head)
+                ),
+                Verdict::Broken { at, why } => {
+                    return Err(format!("audit log tampered with at record {at}: {why}").into());
+                }
+            }
         }
         Command::Site(SiteCommand::Revoke { site }) => {
             offline.revoke_site(&SiteId::parse(&site)?, actor).await?;

@@ -16,9 +16,9 @@ use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use prost::Message;
 
-use super::audit::{AuditEntry, Outcome};
 use super::state::{self, SiteAuth};
 use super::{Shared, now};
+use crate::audit::{AuditEntry, Outcome};
 use crate::store::tables::{Table, TableError};
 use crate::store::{Compare, Op, Txn};
 use crate::tokens::{TokenError, TokenRefusal, mark_used};

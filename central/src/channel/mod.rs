@@ -13,7 +13,6 @@
 //!
 //! The protocol is documented in `docs/agent-channel.md`.
 
-pub mod audit;
 pub mod distributor;
 pub mod enroll;
 pub mod ingest;
@@ -32,11 +31,11 @@ use meridian_common::ids::{SiteId, Timestamp};
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
+use crate::audit::{AuditEntry, Auditor, Outcome};
 use crate::ca::CertificateAuthority;
 use crate::store::tables::{TableError, Tables};
 use crate::store::{Expect, StoreError};
 use crate::tokens::Tokens;
-use audit::{AuditEntry, Auditor, Outcome};
 use session::Registry;
 use state::{AuthCache, SiteAuth, SiteChannel};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use meridian_common::ids::{SiteId, TokenId};
 use meridian_proto::v1 as proto;
 
-use super::audit::Auditor;
+use crate::audit::Auditor;
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::CentralConfig;
 use crate::store::tables::{TableError, Tables};

@@ -606,11 +606,11 @@ impl Session<'_> {
                 self.shared
                     .audit
                     .append(
-                        super::audit::AuditEntry {
+                        crate::audit::AuditEntry {
                             actor: &format!("site:{}", self.site),
                             action: "channel/RenewCertificate",
                             object: &format!("site/{}", self.site),
-                            outcome: super::audit::Outcome::Success,
+                            outcome: crate::audit::Outcome::Success,
                             detail: &format!("valid until {}", issued.not_after),
                         },
                         now(),

@@ -13,6 +13,9 @@
 //! | `intents/` | site | [`SiteIntent`] |
 //! | `tokens/bootstrap/` | token | [`proto::BootstrapTokenRecord`] |
 //! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
+//! | `users/` | user | [`proto::User`] |
+//! | `index/workloads/` | workload | [`WorkloadIndex`] (its tenant) |
+//! | `index/datasets/` | dataset | [`DatasetIndex`] (its tenant) |
 //! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
 //!
 //! Keys are made of validated IDs (which cannot hold `/`), so a key names one record and a
@@ -512,6 +515,60 @@ wire_record!(proto::ApiTokenRecord, "tokens/api", |r| r
     .as_ref()
     .map_or_else(String::new, |t| t.id.clone()));
 wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
+wire_record!(proto::User, "users", |r| r.id.clone());
+
+/// Which tenant owns a workload, so an ID alone finds the record (`index/workloads/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadIndex {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its tenant.
+    pub tenant: TenantId,
+}
+
+/// Which tenant owns a dataset (`index/datasets/{id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetIndex {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// Its tenant.
+    pub tenant: TenantId,
+}
+
+macro_rules! index_record {
+    ($ty:ident, $id:ident, $idty:ty, $table:literal) => {
+        impl Record for $ty {
+            const TABLE: &'static str = $table;
+            fn key_path(&self) -> String {
+                self.$id.path()
+            }
+            /// Stored as `{id} {tenant}`, so an entry reads back whole.
+            fn encode(&self) -> Vec<u8> {
+                format!("{} {}", self.$id, self.tenant).into_bytes()
+            }
+            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
+                let bad = || {
+                    DecodeFailure::Convert(ConvertError::new(
+                        meridian_common::convert::ConvertProblem::Invalid(
+                            "index entry is not `{id} {tenant}`".into(),
+                        ),
+                    ))
+                };
+                let text = std::str::from_utf8(raw).map_err(|_| bad())?;
+                let (id, tenant) = text.split_once(' ').ok_or_else(bad)?;
+                Ok($ty {
+                    $id: <$idty>::parse(id).map_err(|_| bad())?,
+                    tenant: TenantId::parse(tenant).map_err(|_| bad())?,
+                })
+            }
+            fn validate(&self) -> Result<(), ValidationError> {
+                Ok(())
+            }
+        }
+    };
+}
+index_record!(WorkloadIndex, workload, WorkloadId, "index/workloads");
+index_record!(DatasetIndex, dataset, DatasetId, "index/datasets");
 
 /// Every table of central, over one store.
 #[derive(Debug, Clone)]
@@ -560,6 +617,15 @@ impl Tables {
         self.table()
     }
     pub fn api_tokens(&self) -> Table<proto::ApiTokenRecord> {
+        self.table()
+    }
+    pub fn users(&self) -> Table<proto::User> {
+        self.table()
+    }
+    pub fn workload_index(&self) -> Table<WorkloadIndex> {
+        self.table()
+    }
+    pub fn dataset_index(&self) -> Table<DatasetIndex> {
         self.table()
     }
     pub fn audit(&self) -> Table<proto::AuditRecord> {

@@ -266,6 +266,7 @@ fn central_config(dir: &Path, listen: SocketAddr) -> CentralConfig {
         ..CentralConfig::default()
     };
     c.channel.listen = listen;
+    c.api.listen = "127.0.0.1:0".parse().expect("valid address");
     c.channel.disconnect_after_ms = 60_000;
     c.channel.idle_timeout_ms = 60_000;
     c
@@ -402,6 +403,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     let drops_before = udp_rcvbuf_errors();
     let mut config = config;
     config.channel.listen = listen;
+    config.api.listen = "127.0.0.1:0".parse().expect("valid address");
     // The old endpoint lets go of the port once its last connection is dropped.
     let reopen = Instant::now();
     let central = loop {

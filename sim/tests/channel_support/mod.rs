@@ -41,6 +41,7 @@ pub fn central_config(dir: &Path, listen: SocketAddr) -> CentralConfig {
         ..CentralConfig::default()
     };
     c.channel.listen = listen;
+    c.api.listen = "127.0.0.1:0".parse().expect("valid address");
     c.channel.disconnect_after_ms = 1_500;
     c.channel.handshake_timeout_ms = 2_000;
     c

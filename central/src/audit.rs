@@ -1,5 +1,9 @@
-//! Appending to central's hash-chained audit log (`audit/` table): each record carries the
-//! hash of the one before it, so an edit, a deletion or a reordering breaks the chain.
+//! Central's hash-chained audit log (`audit/` table): each record carries the hash of the one
+//! before it, so an edit, a deletion or a reordering breaks the chain. The head of the chain
+//! (last sequence and hash) is also written to `audit-head`, in the same transaction as the
+//! record, so deleting records from the end is detected too. Someone able to rewrite the whole
+//! store can rewrite the chain and its head together: [`Auditor::verify`] returns the head's
+//! hash so an operator can anchor it outside central (a ticket, a log shipper).
 //!
 //! Appends from this process are serialised by a lock around the cached head of the chain;
 //! each append is a create-if-absent at the next sequence, so a concurrent writer in another
@@ -13,7 +17,20 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::store::tables::{TableError, Tables};
+use crate::store::tables::{Table, TableError, Tables};
+use crate::store::{Compare, Op, Txn};
+
+/// Key of the chain's head record: `{seq}:{hex hash}`.
+pub const HEAD_KEY: &[u8] = b"audit-head";
+
+/// What [`Auditor::verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The chain is whole: this many records, ending in this hash.
+    Intact { records: u64, head: Vec<u8> },
+    /// The chain is broken at this sequence (or, for a cut-off end, just after the last one).
+    Broken { at: u64, why: &'static str },
+}
 
 /// What the audited action came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +121,23 @@ impl Auditor {
                 hash: Vec::new(),
             };
             record.hash = record_hash(&record);
-            match self.tables.audit().create(&record).await {
-                Ok(_) => {
+            let put = Table::<proto::AuditRecord>::put_op(&record)?;
+            let txn = Txn::new()
+                .when(Compare::Absent(put.key().to_vec()))
+                .then(put)
+                .then(Op::Put {
+                    key: HEAD_KEY.to_vec(),
+                    value: head_value(record.seq, &record.hash),
+                });
+            match self.tables.store().txn(txn).await {
+                Ok(r) if r.succeeded => {
                     *guard = Some((record.seq, record.hash));
                     return Ok(record.seq);
                 }
-                Err(TableError::AlreadyExists { .. }) => *guard = None,
+                Ok(_) => *guard = None,
                 Err(e) => {
                     *guard = None;
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
         }
@@ -123,17 +148,51 @@ impl Auditor {
         })
     }
 
-    /// Checks the whole chain; returns the number of records or the first broken sequence.
-    pub async fn verify(&self) -> Result<Result<u64, u64>, TableError> {
+    /// Checks the whole chain against itself and against the head record.
+    pub async fn verify(&self) -> Result<Verdict, TableError> {
         let records = list_records::<proto::AuditRecord>(&self.tables, "audit/").await?;
-        let mut prev = vec![0u8; 32];
-        for (i, r) in records.iter().enumerate() {
-            if r.seq != i as u64 + 1 || r.prev_hash != prev || r.hash != record_hash(r) {
-                return Ok(Err(r.seq));
-            }
-            prev = r.hash.clone();
+        let head = self.tables.store().get(HEAD_KEY).await?.map(|kv| kv.value);
+        Ok(verify_chain(&records, head.as_deref()))
+    }
+}
+
+fn head_value(seq: u64, hash: &[u8]) -> Vec<u8> {
+    format!("{seq}:{}", hex::encode(hash)).into_bytes()
+}
+
+/// Checks a chain read in key order against the stored head (`None`: no head written).
+pub fn verify_chain(records: &[proto::AuditRecord], head: Option<&[u8]>) -> Verdict {
+    let mut prev = vec![0u8; 32];
+    for (i, r) in records.iter().enumerate() {
+        let expected = i as u64 + 1;
+        let why = if r.seq != expected {
+            Some("a record is missing or out of order")
+        } else if r.prev_hash != prev {
+            Some("the record does not follow the one before it")
+        } else if r.hash != record_hash(r) {
+            Some("the record was edited")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Verdict::Broken {
+                at: expected.min(r.seq),
+                why,
+            };
         }
-        Ok(Ok(records.len() as u64))
+        prev = r.hash.clone();
+    }
+    let last = records.last().map(|r| (r.seq, r.hash.as_slice()));
+    let expected_head = last.map(|(seq, hash)| head_value(seq, hash));
+    if head.map(<[u8]>::to_vec) != expected_head {
+        return Verdict::Broken {
+            at: last.map_or(1, |(seq, _)| seq + 1),
+            why: "records after the last one were removed (the head names a later record)",
+        };
+    }
+    Verdict::Intact {
+        records: records.len() as u64,
+        head: last.map(|(_, h)| h.to_vec()).unwrap_or_default(),
     }
 }
 

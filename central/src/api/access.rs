@@ -1,0 +1,283 @@
+//! Who may call what: roles, the authenticated caller, and the role x RPC matrix.
+//!
+//! Authorisation has two halves. The **function** half ([`allowed`]) is a pure table of every
+//! RPC against every role: a role not in an RPC's row is refused with `PermissionDenied`. The
+//! **object** half is the caller's scope ([`Caller::scope`]): a tenant-scoped caller sees only
+//! its own tenant's objects, and another tenant's object is answered exactly like a missing one
+//! (`NotFound`). A tenant named in a request is never trusted: it is checked against the scope.
+
+use meridian_common::ids::{TenantId, TokenId, UserId};
+use meridian_proto::v1 as proto;
+
+/// A role, as granted to a user and carried by each of its API tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Everything, fleet-wide.
+    ProviderAdmin,
+    /// The fleet (sites, servers, regions, bootstrap tokens), and reads of everything.
+    SiteOperator,
+    /// One tenant: its users, tokens, policy, datasets and workloads.
+    TenantAdmin,
+    /// One tenant's workloads and datasets.
+    TenantMember,
+    /// Reads only: fleet-wide without a tenant, one tenant's objects with one.
+    Viewer,
+}
+
+impl Role {
+    /// Every role, for tables and tests.
+    pub const ALL: [Role; 5] = [
+        Role::ProviderAdmin,
+        Role::SiteOperator,
+        Role::TenantAdmin,
+        Role::TenantMember,
+        Role::Viewer,
+    ];
+
+    /// The role's name (`provider-admin`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::ProviderAdmin => "provider-admin",
+            Role::SiteOperator => "site-operator",
+            Role::TenantAdmin => "tenant-admin",
+            Role::TenantMember => "tenant-member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+
+    /// Whether the role belongs to the provider (no tenant) or to a tenant (`None`: either).
+    pub const fn provider_side(self) -> Option<bool> {
+        match self {
+            Role::ProviderAdmin | Role::SiteOperator => Some(true),
+            Role::TenantAdmin | Role::TenantMember => Some(false),
+            Role::Viewer => None,
+        }
+    }
+
+    /// How much the role may do; a user can hand out tokens of its own rank or lower only.
+    pub const fn rank(self) -> u8 {
+        match self {
+            Role::ProviderAdmin => 4,
+            Role::SiteOperator | Role::TenantAdmin => 3,
+            Role::TenantMember => 2,
+            Role::Viewer => 1,
+        }
+    }
+
+    /// Whether a holder of `self` may grant `other` (to itself or another user it manages).
+    pub fn may_grant(self, other: Role) -> bool {
+        match self {
+            Role::ProviderAdmin => true,
+            Role::SiteOperator => matches!(other, Role::SiteOperator | Role::Viewer),
+            Role::TenantAdmin => {
+                matches!(other, Role::TenantAdmin | Role::TenantMember | Role::Viewer)
+            }
+            Role::TenantMember => matches!(other, Role::TenantMember | Role::Viewer),
+            Role::Viewer => other == Role::Viewer,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Role> for proto::Role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::ProviderAdmin => proto::Role::ProviderAdmin,
+            Role::SiteOperator => proto::Role::SiteOperator,
+            Role::TenantAdmin => proto::Role::TenantAdmin,
+            Role::TenantMember => proto::Role::TenantMember,
+            Role::Viewer => proto::Role::Viewer,
+        }
+    }
+}
+
+impl TryFrom<i32> for Role {
+    type Error = String;
+    fn try_from(v: i32) -> Result<Self, String> {
+        match proto::Role::try_from(v) {
+            Ok(proto::Role::ProviderAdmin) => Ok(Role::ProviderAdmin),
+            Ok(proto::Role::SiteOperator) => Ok(Role::SiteOperator),
+            Ok(proto::Role::TenantAdmin) => Ok(Role::TenantAdmin),
+            Ok(proto::Role::TenantMember) => Ok(Role::TenantMember),
+            Ok(proto::Role::Viewer) => Ok(Role::Viewer),
+            Ok(proto::Role::Unspecified) => Err("is unspecified (0); set one of provider-admin, \
+                 site-operator, tenant-admin, tenant-member, viewer"
+                .into()),
+            Err(_) => Err(format!("has unknown enum value {v}")),
+        }
+    }
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user the token belongs to.
+    pub user: UserId,
+    /// The token used.
+    pub token: TokenId,
+    /// The user's tenant; `None` for provider users.
+    pub tenant: Option<TenantId>,
+    /// The token's role.
+    pub role: Role,
+}
+
+/// Which tenants' objects a caller can see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every tenant's (provider users).
+    All,
+    /// One tenant's.
+    Tenant(&'a TenantId),
+}
+
+impl Scope<'_> {
+    /// Whether an object of `tenant` is visible.
+    pub fn sees(&self, tenant: &TenantId) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Tenant(t) => *t == tenant,
+        }
+    }
+}
+
+impl Caller {
+    /// The actor written to the audit log.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.user)
+    }
+
+    /// Which tenants' objects this caller can see.
+    pub fn scope(&self) -> Scope<'_> {
+        match &self.tenant {
+            Some(t) => Scope::Tenant(t),
+            None => Scope::All,
+        }
+    }
+
+    /// The key its requests are rate-limited under: the tenant, or the provider user.
+    pub fn rate_key(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("tenant:{t}"),
+            None => format!("provider:{}", self.user),
+        }
+    }
+}
+
+macro_rules! rpcs {
+    ($($rpc:ident = $service:literal $method:literal, mutating: $m:literal, roles: [$($role:ident),*];)*) => {
+        /// Every RPC of the API.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Rpc { $($rpc),* }
+
+        impl Rpc {
+            /// Every RPC, in declaration order.
+            pub const ALL: &'static [Rpc] = &[$(Rpc::$rpc),*];
+
+            /// `Service/Method`, as in the audit log.
+            pub const fn name(self) -> &'static str {
+                match self { $(Rpc::$rpc => concat!($service, "/", $method)),* }
+            }
+
+            /// Whether the RPC changes anything (and so is audited).
+            pub const fn mutating(self) -> bool {
+                match self { $(Rpc::$rpc => $m),* }
+            }
+
+            /// The roles allowed to call it.
+            pub const fn roles(self) -> &'static [Role] {
+                match self { $(Rpc::$rpc => &[$(Role::$role),*]),* }
+            }
+        }
+    };
+}
+
+rpcs! {
+    CreateWorkload = "PlacementService" "CreateWorkload", mutating: true, roles: [ProviderAdmin, TenantAdmin, TenantMember];
+    GetWorkload = "PlacementService" "GetWorkload", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    ListWorkloads = "PlacementService" "ListWorkloads", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    DeleteWorkload = "PlacementService" "DeleteWorkload", mutating: true, roles: [ProviderAdmin, TenantAdmin, TenantMember];
+    DryRun = "PlacementService" "DryRun", mutating: false, roles: [ProviderAdmin, TenantAdmin, TenantMember];
+    WatchWorkload = "PlacementService" "WatchWorkload", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    CreateTenant = "TenantService" "CreateTenant", mutating: true, roles: [ProviderAdmin];
+    GetTenant = "TenantService" "GetTenant", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    ListTenants = "TenantService" "ListTenants", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    UpdateTenant = "TenantService" "UpdateTenant", mutating: true, roles: [ProviderAdmin, TenantAdmin];
+    DeleteTenant = "TenantService" "DeleteTenant", mutating: true, roles: [ProviderAdmin];
+    CreateUser = "TenantService" "CreateUser", mutating: true, roles: [ProviderAdmin, TenantAdmin];
+    ListUsers = "TenantService" "ListUsers", mutating: false, roles: [ProviderAdmin, TenantAdmin];
+    DeleteUser = "TenantService" "DeleteUser", mutating: true, roles: [ProviderAdmin, TenantAdmin];
+    CreateApiToken = "TenantService" "CreateApiToken", mutating: true, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    ListApiTokens = "TenantService" "ListApiTokens", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    RevokeApiToken = "TenantService" "RevokeApiToken", mutating: true, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    GetQuotaUsage = "TenantService" "GetQuotaUsage", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    CreateSite = "FleetService" "CreateSite", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    GetSite = "FleetService" "GetSite", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    ListSites = "FleetService" "ListSites", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    UpdateSite = "FleetService" "UpdateSite", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    DecommissionSite = "FleetService" "DecommissionSite", mutating: true, roles: [ProviderAdmin];
+    RevokeSite = "FleetService" "RevokeSite", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    GetSiteDrift = "FleetService" "GetSiteDrift", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    ListServers = "FleetService" "ListServers", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    GetServer = "FleetService" "GetServer", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    CreateRegion = "FleetService" "CreateRegion", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    ListRegions = "FleetService" "ListRegions", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    CreateDataset = "FleetService" "CreateDataset", mutating: true, roles: [ProviderAdmin, TenantAdmin, TenantMember];
+    GetDataset = "FleetService" "GetDataset", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    ListDatasets = "FleetService" "ListDatasets", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    DeleteDataset = "FleetService" "DeleteDataset", mutating: true, roles: [ProviderAdmin, TenantAdmin];
+    CreateBootstrapToken = "FleetService" "CreateBootstrapToken", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    ListBootstrapTokens = "FleetService" "ListBootstrapTokens", mutating: false, roles: [ProviderAdmin, SiteOperator];
+    RevokeBootstrapToken = "FleetService" "RevokeBootstrapToken", mutating: true, roles: [ProviderAdmin, SiteOperator];
+}
+
+/// Whether `role` may call `rpc` at all (the object check comes after).
+pub fn allowed(role: Role, rpc: Rpc) -> bool {
+    rpc.roles().contains(&role)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_round_trip_and_grants_never_escalate() {
+        for r in Role::ALL {
+            assert_eq!(Role::parse(r.name()), Some(r));
+            assert_eq!(Role::try_from(proto::Role::from(r) as i32), Ok(r));
+            for other in Role::ALL {
+                if r.may_grant(other) && r != Role::ProviderAdmin {
+                    assert!(other.rank() <= r.rank(), "{r} grants {other}");
+                }
+            }
+        }
+        assert!(Role::try_from(0).is_err());
+        assert!(Role::try_from(99).is_err());
+    }
+
+    #[test]
+    fn viewers_call_nothing_that_mutates_and_rpc_names_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        for &rpc in Rpc::ALL {
+            assert!(names.insert(rpc.name()), "{} twice", rpc.name());
+            if rpc.mutating() && rpc != Rpc::CreateApiToken && rpc != Rpc::RevokeApiToken {
+                assert!(!allowed(Role::Viewer, rpc), "viewer may {}", rpc.name());
+            }
+            assert!(
+                allowed(Role::ProviderAdmin, rpc),
+                "provider-admin may not {}",
+                rpc.name()
+            );
+        }
+        assert_eq!(Rpc::ALL.len(), 36);
+    }
+}

@@ -1,0 +1,233 @@
+//! The tenant and operator gRPC API (tonic): `PlacementService`, `TenantService` and
+//! `FleetService` from `proto/meridian/v1`, with server reflection.
+//!
+//! Every call goes through [`ApiState::begin`]: authenticate the bearer token, take a token
+//! from the caller's rate bucket, check the role against the RPC ([`access::allowed`]). Each
+//! handler then scopes what it touches to the caller's tenant ([`access::Scope`]) and answers
+//! another tenant's object as `NotFound`. Every mutating call goes through
+//! [`ApiState::finish`], which appends an audit record (who, what, which object, result)
+//! before the answer leaves.
+//!
+//! Limits: request and response size, HTTP/2 streams per connection, concurrent watches per
+//! tenant, a deadline per request, and a per-tenant rate. See `docs/api.md`.
+
+pub mod access;
+pub mod auth;
+mod config;
+pub mod error;
+mod fleet;
+mod pages;
+mod placement;
+pub mod ratelimit;
+mod server;
+mod tenants;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tonic::{Request, Status};
+
+pub use access::{Caller, Role, Rpc, Scope};
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use server::{Api, ApiStartError};
+
+use crate::audit::{AuditEntry, Auditor, Outcome};
+use crate::ca::CertificateAuthority;
+use crate::lifecycle::LifecycleHandle;
+use crate::store::tables::Tables;
+use crate::tokens::Tokens;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    pub config: ApiConfig,
+    pub tables: Tables,
+    pub audit: Auditor,
+    pub auth: auth::Authenticator,
+    pub limiter: ratelimit::RateLimiter,
+    pub lifecycle: LifecycleHandle,
+    pub tokens: Tokens,
+    pub ca: Arc<CertificateAuthority>,
+    /// Addresses written into bootstrap files.
+    pub channel_addresses: Vec<String>,
+    watches: Mutex<HashMap<String, usize>>,
+}
+
+/// RPCs whose success the callee audits itself (bootstrap tokens, site revocation).
+const SELF_AUDITED: [Rpc; 3] = [
+    Rpc::CreateBootstrapToken,
+    Rpc::RevokeBootstrapToken,
+    Rpc::RevokeSite,
+];
+
+impl ApiState {
+    /// Shared state for the handlers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ApiConfig,
+        tables: Tables,
+        audit: Auditor,
+        lifecycle: LifecycleHandle,
+        tokens: Tokens,
+        ca: Arc<CertificateAuthority>,
+        channel_addresses: Vec<String>,
+    ) -> Self {
+        ApiState {
+            limiter: ratelimit::RateLimiter::new(config.rate_per_second, config.rate_burst),
+            auth: auth::Authenticator::new(tables.clone()),
+            config,
+            tables,
+            audit,
+            lifecycle,
+            tokens,
+            ca,
+            channel_addresses,
+            watches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticates, rate-limits and authorises one call of `rpc`.
+    pub async fn begin<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Caller, Status> {
+        let now = crate::channel::now();
+        let caller = self.auth.authenticate(request.metadata(), now).await?;
+        if let Err(retry_after) = self.limiter.check(&caller.rate_key(), Instant::now()) {
+            return Err(ApiError::RateLimited {
+                key: caller.rate_key(),
+                retry_after,
+            }
+            .into());
+        }
+        if !access::allowed(caller.role, rpc) {
+            let e = ApiError::PermissionDenied(format!(
+                "role {} may not call {}",
+                caller.role,
+                rpc.name()
+            ));
+            if rpc.mutating() {
+                self.record(&caller, rpc, "", Outcome::Denied, &e.to_string())
+                    .await?;
+            }
+            return Err(e.into());
+        }
+        Ok(caller)
+    }
+
+    /// Audits the end of a mutating call on `object`, then answers.
+    pub async fn finish<R>(
+        &self,
+        caller: &Caller,
+        rpc: Rpc,
+        object: &str,
+        result: Result<R, ApiError>,
+    ) -> Result<R, Status> {
+        let (outcome, detail) = match &result {
+            Ok(_) if SELF_AUDITED.contains(&rpc) => return result.map_err(Status::from),
+            Ok(_) => (Outcome::Success, String::new()),
+            Err(
+                e @ (ApiError::NotFound { .. }
+                | ApiError::PermissionDenied(_)
+                | ApiError::Unauthenticated(_)),
+            ) => (Outcome::Denied, e.to_string()),
+            Err(e) => (Outcome::Failed, e.to_string()),
+        };
+        self.record(caller, rpc, object, outcome, &detail).await?;
+        result.map_err(Status::from)
+    }
+
+    async fn record(
+        &self,
+        caller: &Caller,
+        rpc: Rpc,
+        object: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<(), Status> {
+        let actor = caller.actor();
+        self.audit
+            .append(
+                AuditEntry {
+                    actor: &actor,
+                    action: rpc.name(),
+                    object,
+                    outcome,
+                    detail,
+                },
+                crate::channel::now(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot append to the audit log");
+                Status::unavailable("audit log unavailable; the call's effect may have been applied")
+            })
+    }
+
+    /// Counts a new watch stream of `key`, or refuses it over the limit. The guard releases it.
+    fn open_watch(self: &Arc<Self>, key: String) -> Result<WatchSlot, ApiError> {
+        let mut map = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key.clone()).or_default();
+        if *n >= self.config.max_watches_per_tenant {
+            return Err(ApiError::Exhausted(format!(
+                "at most {} concurrent watches per tenant; close one first",
+                self.config.max_watches_per_tenant
+            )));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            state: Arc::clone(self),
+            key,
+        })
+    }
+}
+
+/// One open watch stream; dropping it frees the slot.
+#[derive(Debug)]
+struct WatchSlot {
+    state: Arc<ApiState>,
+    key: String,
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut map = self.state.watches.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The tenant a call acts for: a tenant-scoped caller's own (a different tenant named in the
+/// request is answered as not found), or, for a provider caller, the one it names.
+pub fn acting_tenant(
+    caller: &Caller,
+    requested: &str,
+    field: &str,
+) -> Result<meridian_common::ids::TenantId, ApiError> {
+    match &caller.tenant {
+        Some(own) if requested.is_empty() || requested == own.as_str() => Ok(own.clone()),
+        Some(_) => Err(ApiError::not_found("tenant", requested)),
+        None if requested.is_empty() => Err(ApiError::invalid(
+            field,
+            "is required for provider users: name the tenant to act for",
+        )),
+        None => meridian_common::ids::TenantId::parse(requested)
+            .map_err(|e| ApiError::invalid(field, e.to_string())),
+    }
+}
+
+/// A tenant filter of a list call: `None` for every tenant (provider callers only).
+pub fn tenant_filter(
+    caller: &Caller,
+    requested: &str,
+    field: &str,
+) -> Result<Option<meridian_common::ids::TenantId>, ApiError> {
+    if caller.tenant.is_none() && requested.is_empty() {
+        return Ok(None);
+    }
+    acting_tenant(caller, requested, field).map(Some)
+}

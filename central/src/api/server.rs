@@ -1,0 +1,157 @@
+//! Binding and serving the API: TLS from central's CA, HTTP/2 limits, reflection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_proto::v1::fleet_service_server::FleetServiceServer;
+use meridian_proto::v1::placement_service_server::PlacementServiceServer;
+use meridian_proto::v1::tenant_service_server::TenantServiceServer;
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use super::ApiState;
+use super::fleet::Fleet;
+use super::placement::Placements;
+use super::tenants::Tenants;
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiStartError {
+    #[error("cannot bind the API listener on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot issue the API's TLS certificate")]
+    Certificate(#[from] crate::ca::CaError),
+    #[error("cannot configure the API server: {0}")]
+    Server(String),
+}
+
+/// The running API.
+#[derive(Debug)]
+pub struct Api {
+    local_addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    state: Arc<ApiState>,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+impl Api {
+    /// Binds `state.config.listen` and serves until [`Api::shutdown`].
+    pub async fn start(state: ApiState) -> Result<Api, ApiStartError> {
+        let state = Arc::new(state);
+        let config = state.config.clone();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ApiStartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ApiStartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let mut builder = Server::builder()
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .max_concurrent_streams(Some(config.max_streams_per_connection))
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .tcp_nodelay(true);
+        if config.tls {
+            let mut names = vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ];
+            names.extend(config.tls_names.iter().cloned());
+            let (chain, key) = state
+                .ca
+                .issue_server_cert_for(crate::channel::now(), &names)?;
+            let cert_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
+            let key_pem = pem("PRIVATE KEY", key.secret_der());
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem)))
+                .map_err(|e| ApiStartError::Server(e.to_string()))?;
+        }
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(meridian_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ApiStartError::Server(e.to_string()))?;
+        let max = config.max_message_bytes;
+        let router = builder
+            .add_service(reflection)
+            .add_service(
+                PlacementServiceServer::new(Placements(Arc::clone(&state)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                TenantServiceServer::new(Tenants(Arc::clone(&state)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                FleetServiceServer::new(Fleet(Arc::clone(&state)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            );
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let result = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "API server stopped");
+            }
+        });
+        tracing::info!(%local_addr, tls = config.tls, "gRPC API listening");
+        Ok(Api {
+            local_addr,
+            stop: Some(stop),
+            task,
+            state,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (for tests and the console).
+    pub fn state(&self) -> &Arc<ApiState> {
+        &self.state
+    }
+
+    /// Stops accepting, lets running calls finish (bounded), and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}

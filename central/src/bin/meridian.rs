@@ -1,0 +1,11 @@
+//! `meridian`: the tenant and operator command line. See [`meridian_central::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args = meridian_central::cli::Args::parse();
+    ExitCode::from(meridian_central::cli::run(args).await)
+}

@@ -1,0 +1,613 @@
+//! The reservation lifecycle: a central task that moves each workload through
+//! `Pending -> Approved -> Active -> Completed` (or `Canceled`, or `Failed` with a reason),
+//! places workloads with the planner, and has the intent compiler publish what changed.
+//!
+//! - **Idempotent and restartable.** All state is in the store: placements are the planner's
+//!   bookings, workload states are the lifecycle's progress. On start the planner is rebuilt
+//!   from the fleet tables and the placements, and a full publish runs. Every state change is a
+//!   transaction guarded by the workload's revision, so a step repeated after a crash, or
+//!   racing an API call (a cancel), either applies once or is re-decided on the next pass.
+//! - **Placement and quota are one commit.** The planner checks the tenant's quotas while
+//!   deciding, and the placement and the workload's `Approved` state are written in one
+//!   transaction; this task is the only one placing, so no two placements race for capacity.
+//! - **Active** means the window has started and every site of the placement has applied an
+//!   intent holding the allocation (the channel's applied generation has reached the
+//!   intent's). **Completed** at the window's end; capacity is released and the compiler
+//!   removes the allocation from the site's next intent (the agent also ends it on time by
+//!   itself, since the window travels in the intent).
+//!
+//! A pass runs when woken (a new or canceled workload, a site applying an intent) and at least
+//! every [`TICK`], so windows start and end within a tick.
+
+mod publish;
+mod step;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::tables::Record;
+use meridian_common::ids::{SiteId, TenantId, Timestamp};
+use meridian_common::model::{Placement, ReservationState, Site, Tenant, Workload};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+pub use step::{Progress, Step, step};
+
+use crate::placement::{
+    Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
+};
+use crate::store::tables::{Table, TableError, Tables, Versioned};
+use crate::store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
+
+/// Prefix of the "publish needed" markers: `lifecycle/dirty/{tenant}`, written in the same
+/// transaction as each change of a tenant's placements and removed once the compiler has
+/// published, so a crash in between still publishes on the next pass (and nothing else does).
+pub const DIRTY_PREFIX: &str = "lifecycle/dirty/";
+
+fn dirty_marker(tenant: &TenantId) -> Op {
+    Op::Put {
+        key: format!("{DIRTY_PREFIX}{tenant}").into_bytes(),
+        value: Vec::new(),
+    }
+}
+
+/// Longest time between passes.
+pub const TICK: Duration = Duration::from_secs(1);
+/// Shortest time between passes (wake-ups in between are merged).
+const MIN_GAP: Duration = Duration::from_millis(50);
+
+/// Why a lifecycle pass failed (it is retried on the next tick).
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// The store failed.
+    #[error("store error")]
+    Table(#[from] TableError),
+    /// The stored fleet does not make a planner (a bug or a damaged store).
+    #[error("cannot build the planner from the stored fleet")]
+    Planner(#[from] PlacementError),
+    /// The planner build task died.
+    #[error("the planner build task failed: {0}")]
+    Task(String),
+}
+
+/// Why a dry run could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    /// The planner is still being built (central just started).
+    #[error("the planner is starting; retry in a second")]
+    NotReady,
+    /// The request names something the planner cannot evaluate.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+}
+
+#[derive(Debug)]
+struct Shared {
+    planner: Mutex<Option<Planner>>,
+    config: PlannerConfig,
+    wake: Notify,
+    fleet_dirty: AtomicBool,
+}
+
+/// What the API uses of the lifecycle: dry runs on the live planner, and nudges.
+#[derive(Debug, Clone)]
+pub struct LifecycleHandle(Arc<Shared>);
+
+impl LifecycleHandle {
+    /// A handle with no planner yet.
+    pub fn new(config: PlannerConfig) -> Self {
+        LifecycleHandle(Arc::new(Shared {
+            planner: Mutex::new(None),
+            config,
+            wake: Notify::new(),
+            fleet_dirty: AtomicBool::new(true),
+        }))
+    }
+
+    fn planner(&self) -> std::sync::MutexGuard<'_, Option<Planner>> {
+        self.0.planner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides `request` on the live planner without committing anything.
+    pub fn dry_run(
+        &self,
+        request: &PlacementRequest,
+        now: Timestamp,
+    ) -> Result<Decision, DryRunError> {
+        let mut guard = self.planner();
+        let planner = guard.as_mut().ok_or(DryRunError::NotReady)?;
+        Ok(planner.dry_run(request, now)?)
+    }
+
+    /// Asks for a pass soon (a workload was created or canceled).
+    pub fn wake(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// The fleet tables changed (sites, servers, regions, datasets): rebuild the planner on
+    /// the next pass.
+    pub fn fleet_changed(&self) {
+        self.0.fleet_dirty.store(true, Ordering::Release);
+        self.wake();
+    }
+
+    /// A tenant was created or its policy changed.
+    pub fn tenant_changed(&self, tenant: Tenant) {
+        if let Some(p) = self.planner().as_mut() {
+            p.upsert_tenant(tenant);
+        }
+    }
+
+    /// A site's lifecycle state changed (the channel marks sites online and disconnected).
+    fn site_changed(&self, site: &Site) {
+        let known = match self.planner().as_mut() {
+            Some(p) => p.set_site_state(&site.id, site.state).is_ok(),
+            None => true,
+        };
+        if !known {
+            self.fleet_changed();
+        } else {
+            self.wake();
+        }
+    }
+}
+
+/// The running lifecycle task.
+#[derive(Debug)]
+pub struct Lifecycle {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Lifecycle {
+    /// Starts the reconciler and its watches.
+    pub fn start(tables: Tables, handle: LifecycleHandle) -> Lifecycle {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let reconciler = Reconciler {
+            tables: tables.clone(),
+            handle: handle.clone(),
+        };
+        tasks.spawn(reconciler.run(stop_rx.clone()));
+        tasks.spawn(watch_prefix(
+            tables.clone(),
+            "sites/",
+            handle.clone(),
+            stop_rx.clone(),
+            |handle, value| {
+                if let Ok(site) = <Site as crate::store::tables::Record>::decode(value) {
+                    handle.site_changed(&site);
+                }
+            },
+        ));
+        tasks.spawn(watch_prefix(
+            tables,
+            crate::channel::state::SITES_PREFIX,
+            handle,
+            stop_rx,
+            |handle, _| handle.wake(),
+        ));
+        Lifecycle { stop, tasks }
+    }
+
+    /// Stops the tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Calls `on_change` for each change under `prefix` until `stop`.
+async fn watch_prefix(
+    tables: Tables,
+    prefix: &'static str,
+    handle: LifecycleHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    on_change: fn(&LifecycleHandle, &[u8]),
+) {
+    let store = Arc::clone(tables.store());
+    let mut from = Revision(store.revision().0 + 1);
+    loop {
+        let mut watch = match store.watch(prefix.as_bytes(), from).await {
+            Ok(w) => w,
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, prefix, "lifecycle watch failed; retrying");
+                handle.fleet_changed();
+                from = Revision(store.revision().0 + 1);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                event = watch.next() => match event {
+                    Ok(event) => on_change(&handle, &event.kv.value),
+                    Err(StoreError::Closed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, prefix, "lifecycle watch lost; rebuilding");
+                        handle.fleet_changed();
+                        from = Revision(store.revision().0 + 1);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    pub placed: usize,
+    pub failed: usize,
+    pub activated: usize,
+    pub completed: usize,
+    pub released: usize,
+    /// Tenants whose allocations changed (their sites need new intents).
+    pub dirty_tenants: BTreeSet<TenantId>,
+}
+
+impl PassSummary {
+    fn changed(&self) -> bool {
+        !self.dirty_tenants.is_empty()
+    }
+}
+
+/// The lifecycle's reconciler.
+#[derive(Debug, Clone)]
+pub struct Reconciler {
+    tables: Tables,
+    handle: LifecycleHandle,
+}
+
+impl Reconciler {
+    /// A reconciler over `tables` sharing `handle`'s planner.
+    pub fn new(tables: Tables, handle: LifecycleHandle) -> Self {
+        Reconciler { tables, handle }
+    }
+
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let now = crate::channel::now();
+            match self.pass(now).await {
+                Ok(summary) => {
+                    if summary.changed() {
+                        tracing::debug!(?summary, "lifecycle pass");
+                    }
+                }
+                Err(LifecycleError::Table(TableError::Store(StoreError::Closed))) => return,
+                Err(e) => tracing::warn!(
+                    error = %meridian_common::telemetry::error_chain(&e),
+                    "lifecycle pass failed; retrying"
+                ),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = self.handle.0.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            tokio::time::sleep(MIN_GAP).await;
+        }
+    }
+
+    /// Rebuilds the planner from the tables.
+    pub async fn rebuild(&self) -> Result<(), LifecycleError> {
+        let t = &self.tables;
+        let snapshot = FleetSnapshot {
+            sites: t.sites().list_all(None, 1000).await?,
+            servers: t.servers().list_all(None, 1000).await?,
+            regions: t.regions().list_all(None, 1000).await?,
+            rtts: Vec::new(),
+            datasets: t.datasets().list_all(None, 1000).await?,
+            tenants: t.tenants().list_all(None, 1000).await?,
+            placements: t.placements().list_all(None, 1000).await?,
+        };
+        let config = self.handle.0.config.clone();
+        let planner = tokio::task::spawn_blocking(move || Planner::new(&snapshot, config))
+            .await
+            .map_err(|e| LifecycleError::Task(e.to_string()))??;
+        *self.handle.planner() = Some(planner);
+        Ok(())
+    }
+
+    /// One pass over every workload at `now`, then a publish for every tenant marked dirty.
+    pub async fn pass(&self, now: Timestamp) -> Result<PassSummary, LifecycleError> {
+        if self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel)
+            || self.handle.planner().is_none()
+        {
+            if let Err(e) = self.rebuild().await {
+                self.handle.0.fleet_dirty.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        let mut summary = PassSummary::default();
+        let workloads = self.tables.workloads().list(None, None, 0).await?;
+        for Versioned { record, revision } in workloads.items {
+            let placed = self
+                .handle
+                .planner()
+                .as_ref()
+                .is_some_and(|p| p.is_placed(&record.id));
+            let progress = if record.state == ReservationState::Approved && placed {
+                self.progress(&record).await?
+            } else {
+                Progress::default()
+            };
+            match step(&record, placed, &progress, now) {
+                Step::Wait => {}
+                Step::Place => self.place(record, revision, now, &mut summary).await?,
+                Step::Activate => {
+                    if self
+                        .transition(&record, revision, ReservationState::Active)
+                        .await?
+                    {
+                        summary.activated += 1;
+                    }
+                }
+                Step::Complete => {
+                    if self
+                        .finish(&record, revision, ReservationState::Completed)
+                        .await?
+                    {
+                        summary.completed += 1;
+                        summary.dirty_tenants.insert(record.tenant.clone());
+                    }
+                }
+                Step::Fail(reason) => {
+                    if self
+                        .finish(&record, revision, ReservationState::Failed { reason })
+                        .await?
+                    {
+                        summary.failed += 1;
+                        summary.dirty_tenants.insert(record.tenant.clone());
+                    }
+                }
+                Step::Release => {
+                    self.release(&record).await?;
+                    summary.released += 1;
+                    summary.dirty_tenants.insert(record.tenant.clone());
+                }
+            }
+        }
+        self.publish_dirty(now).await?;
+        Ok(summary)
+    }
+
+    /// Publishes intents for every tenant with a marker, then removes the markers that did not
+    /// change meanwhile.
+    async fn publish_dirty(&self, now: Timestamp) -> Result<(), LifecycleError> {
+        let store = self.tables.store();
+        let marks = store
+            .range(RangeRequest {
+                prefix: DIRTY_PREFIX.as_bytes().to_vec(),
+                start_after: None,
+                limit: 0,
+            })
+            .await
+            .map_err(TableError::from)?;
+        if marks.kvs.is_empty() {
+            return Ok(());
+        }
+        let tenants: BTreeSet<TenantId> = marks
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..])
+                    .ok()
+                    .and_then(|t| TenantId::parse(t).ok())
+            })
+            .collect();
+        publish::publish(&self.tables, now, &tenants).await?;
+        for kv in marks.kvs {
+            let txn = Txn::new()
+                .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+                .then(Op::Delete { key: kv.key });
+            store.txn(txn).await.map_err(TableError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Whether every site of a placed workload has applied an intent holding it.
+    async fn progress(&self, workload: &Workload) -> Result<Progress, TableError> {
+        let Some(placement) = self
+            .tables
+            .placements()
+            .get(&(&workload.tenant, &workload.id))
+            .await?
+        else {
+            return Ok(Progress::default());
+        };
+        let sites: BTreeSet<&SiteId> = placement
+            .record
+            .assignments
+            .iter()
+            .map(|a| &a.site)
+            .collect();
+        for site in sites {
+            let intent = self.tables.intents().get(site).await?;
+            let holds = intent.as_ref().is_some_and(|i| {
+                i.record
+                    .allocations
+                    .iter()
+                    .any(|a| a.workload == workload.id)
+            });
+            let applied = match (&intent, holds) {
+                (Some(i), true) => {
+                    let channel =
+                        crate::channel::site_channel(self.tables.store().as_ref(), site).await?;
+                    channel.applied_generation >= i.record.generation
+                }
+                _ => false,
+            };
+            if !applied {
+                return Ok(Progress {
+                    applied: false,
+                    waiting_for: Some(site.to_string()),
+                });
+            }
+        }
+        Ok(Progress {
+            applied: true,
+            waiting_for: None,
+        })
+    }
+
+    async fn place(
+        &self,
+        workload: Workload,
+        revision: Revision,
+        now: Timestamp,
+        summary: &mut PassSummary,
+    ) -> Result<(), TableError> {
+        let request = PlacementRequest {
+            workload: workload.id.clone(),
+            tenant: workload.tenant.clone(),
+            spec: workload.spec.clone(),
+        };
+        let decision = {
+            let mut guard = self.handle.planner();
+            let Some(planner) = guard.as_mut() else {
+                return Ok(());
+            };
+            planner.place(&request, now)
+        };
+        let placement = match decision {
+            Ok(Decision::Placed(p)) => p,
+            Ok(Decision::Unplaceable(u)) => {
+                if self
+                    .transition(
+                        &workload,
+                        revision,
+                        ReservationState::Failed {
+                            reason: u.explanation,
+                        },
+                    )
+                    .await?
+                {
+                    summary.failed += 1;
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                if self
+                    .transition(
+                        &workload,
+                        revision,
+                        ReservationState::Failed {
+                            reason: e.to_string(),
+                        },
+                    )
+                    .await?
+                {
+                    summary.failed += 1;
+                }
+                return Ok(());
+            }
+        };
+        let mut next = workload.clone();
+        next.state = ReservationState::Approved;
+        let txn = Txn::new()
+            .when(Compare::ModRevision(
+                Table::<Workload>::store_key(&workload.key_path()),
+                revision,
+            ))
+            .then(Table::<Placement>::put_op(&placement)?)
+            .then(Table::<Workload>::put_op(&next)?)
+            .then(dirty_marker(&workload.tenant));
+        let committed = self.tables.store().txn(txn).await.map(|r| r.succeeded);
+        match committed {
+            Ok(true) => {
+                summary.placed += 1;
+                summary.dirty_tenants.insert(workload.tenant.clone());
+                Ok(())
+            }
+            Ok(false) => {
+                // Changed meanwhile (canceled?): undo the booking; the next pass re-decides.
+                if let Some(p) = self.handle.planner().as_mut() {
+                    p.release(&workload.id);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(p) = self.handle.planner().as_mut() {
+                    p.release(&workload.id);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Moves a workload to `to` if it is still at `revision`; returns whether it moved.
+    async fn transition(
+        &self,
+        workload: &Workload,
+        revision: Revision,
+        to: ReservationState,
+    ) -> Result<bool, TableError> {
+        let mut next = workload.clone();
+        next.state = match workload.state.clone().transition(to) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
+                return Ok(false);
+            }
+        };
+        match self.tables.workloads().update(&next, revision).await {
+            Ok(_) => Ok(true),
+            Err(TableError::Conflict { .. } | TableError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a workload to a terminal state and frees what it holds, in one transaction.
+    async fn finish(
+        &self,
+        workload: &Workload,
+        revision: Revision,
+        to: ReservationState,
+    ) -> Result<bool, TableError> {
+        let mut next = workload.clone();
+        next.state = match workload.state.clone().transition(to) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
+                return Ok(false);
+            }
+        };
+        let key = Table::<Workload>::store_key(&workload.key_path());
+        let txn = Txn::new()
+            .when(Compare::ModRevision(key, revision))
+            .then(Table::<Workload>::put_op(&next)?)
+            .then(Op::Delete {
+                key: Table::<Placement>::store_key(&workload.key_path()),
+            })
+            .then(dirty_marker(&workload.tenant));
+        if !self.tables.store().txn(txn).await?.succeeded {
+            return Ok(false);
+        }
+        if let Some(p) = self.handle.planner().as_mut() {
+            p.release(&workload.id);
+        }
+        Ok(true)
+    }
+
+    /// Deletes the placement (marking the tenant for a publish) and frees the planner's
+    /// booking, in that order: a crash in between leaves no placement, and the rebuilt planner
+    /// holds nothing for it.
+    async fn release(&self, workload: &Workload) -> Result<(), TableError> {
+        let txn = Txn::new()
+            .then(Op::Delete {
+                key: Table::<Placement>::store_key(&workload.key_path()),
+            })
+            .then(dirty_marker(&workload.tenant));
+        self.tables.store().txn(txn).await?;
+        if let Some(p) = self.handle.planner().as_mut() {
+            p.release(&workload.id);
+        }
+        Ok(())
+    }
+}
