@@ -104,7 +104,7 @@ impl Target {
             } else {
                 return Err(CliError::usage(
                     "an https endpoint needs the CA that signed central's certificate: pass --ca \
-                     (central's data dir has it at ca/ca.pem) or set MERIDIAN_CA",
+                     (central's data dir has it at ca/ca.crt) or set MERIDIAN_CA",
                 ));
             }
             endpoint = endpoint

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tonic::Code;
 
-pub use client::{DEFAULT_ENDPOINT, Target};
+pub use client::{Clients, DEFAULT_ENDPOINT, Target};
 pub use output::Format;
 
 /// A failure with its exit code.
