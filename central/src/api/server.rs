@@ -71,8 +71,7 @@ impl Api {
         let mut builder = Server::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .max_concurrent_streams(Some(config.max_streams_per_connection))
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .tcp_nodelay(true);
+            .http2_keepalive_interval(Some(Duration::from_secs(30)));
         if config.tls {
             let mut names = vec![
                 "localhost".to_owned(),
@@ -112,7 +111,10 @@ impl Api {
                     .max_encoding_message_size(max),
             );
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // A custom incoming stream does not inherit the builder's socket options.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
         let task = tokio::spawn(async move {
             let result = router
                 .serve_with_incoming_shutdown(incoming, async {

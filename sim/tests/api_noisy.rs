@@ -1,0 +1,129 @@
+//! Noisy neighbour (R9): tenant A floods the API far past its rate limit; tenant B, within its
+//! own limit, keeps getting answers. The assertion is on B's success rate (>= 99.9 %); B's
+//! latency with and without the flood is printed (timings are for the benchmark, not a test).
+
+mod api_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use api_support::spec;
+use meridian_proto::v1 as proto;
+use tonic::Code;
+
+const RATE: f64 = 50.0;
+
+async fn tenant_b_round(
+    c: &mut meridian_central::cli::Clients,
+    id: &str,
+    n: usize,
+) -> (usize, Vec<Duration>) {
+    let mut ok = 0;
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        if c.placement
+            .get_workload(proto::GetWorkloadRequest { id: id.into() })
+            .await
+            .is_ok()
+        {
+            ok += 1;
+        }
+        latencies.push(t.elapsed());
+        // 20 requests/s: well inside B's limit.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    latencies.sort();
+    (ok, latencies)
+}
+
+fn p99(l: &[Duration]) -> Duration {
+    l[(l.len() * 99 / 100).min(l.len() - 1)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_flooding_past_its_limit_does_not_starve_another() {
+    let api = api_support::start(4, |c| {
+        c.api.rate_per_second = RATE;
+        c.api.rate_burst = RATE;
+    })
+    .await;
+    let people = api.people().await;
+    let secret = |u: &str| people.iter().find(|p| p.0 == u).unwrap().2.clone();
+    let mut b = api.clients(&secret("globex-dev")).await;
+    let b_workload = b
+        .placement
+        .create_workload(proto::CreateWorkloadRequest {
+            spec: Some(spec("steady")),
+            tenant: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap()
+        .id;
+
+    let (base_ok, base) = tenant_b_round(&mut b, &b_workload, 40).await;
+    assert_eq!(base_ok, 40, "tenant B failed without any flood");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
+    let other = Arc::new(AtomicU64::new(0));
+    let mut flooders = Vec::new();
+    let started = Instant::now();
+    for _ in 0..12 {
+        let mut a = api.clients(&secret("acme-dev")).await;
+        let (stop, sent, limited, other) =
+            (stop.clone(), sent.clone(), limited.clone(), other.clone());
+        flooders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = a
+                    .placement
+                    .list_workloads(proto::ListWorkloadsRequest::default())
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                match r {
+                    Err(s) if s.code() == Code::ResourceExhausted => {
+                        assert!(s.metadata().get("retry-after-ms").is_some());
+                        limited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        other.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }));
+    }
+    let (flood_ok, flooded) = tenant_b_round(&mut b, &b_workload, 60).await;
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let a_rate = sent.load(Ordering::Relaxed) as f64 / seconds;
+    println!(
+        "R9: tenant A sent {:.0} req/s ({:.0}x its limit of {RATE}/s), {} limited, {} other errors; \
+         tenant B {flood_ok}/60 ok, p99 {:?} under flood vs {:?} alone ({:.2}x)",
+        a_rate,
+        a_rate / RATE,
+        limited.load(Ordering::Relaxed),
+        other.load(Ordering::Relaxed),
+        p99(&flooded),
+        p99(&base),
+        p99(&flooded).as_secs_f64() / p99(&base).as_secs_f64()
+    );
+    // A really was far past its limit, and was refused for it rather than served.
+    assert!(
+        a_rate > 10.0 * RATE,
+        "the flood only reached {a_rate:.0} req/s"
+    );
+    assert!(limited.load(Ordering::Relaxed) as f64 > 0.8 * sent.load(Ordering::Relaxed) as f64);
+    assert_eq!(other.load(Ordering::Relaxed), 0);
+    // B: >= 99.9 % of 60 means all of them.
+    assert_eq!(flood_ok, 60, "tenant B lost requests to A's flood");
+    api.central.shutdown().await;
+}
