@@ -28,6 +28,9 @@ fi
 # Python test peers, as "import-name:pip-requirement" pairs (pinned). A peer is installed only
 # when importing it fails. Keep one pair per line so changes merge cleanly.
 PYTHON_NEEDS=(
+  "grpc:grpcio==1.85.1"
+  "grpc_tools:grpcio-tools==1.85.1"
+  "grpc_reflection:grpcio-reflection==1.85.1"
 )
 
 pip_missing=()

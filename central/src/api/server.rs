@@ -88,13 +88,19 @@ impl Api {
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem)))
                 .map_err(|e| ApiStartError::Server(e.to_string()))?;
         }
+        // Both reflection versions: tools in the field still ask for v1alpha.
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(meridian_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| ApiStartError::Server(e.to_string()))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(meridian_proto::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ApiStartError::Server(e.to_string()))?;
         let max = config.max_message_bytes;
         let router = builder
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(
                 PlacementServiceServer::new(Placements(Arc::clone(&state)))
                     .max_decoding_message_size(max)
