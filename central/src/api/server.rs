@@ -97,8 +97,20 @@ impl Api {
             .register_encoded_file_descriptor_set(meridian_proto::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| ApiStartError::Server(e.to_string()))?;
+        // Standard health checks (grpc.health.v1) for load balancers and probes: no token.
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<PlacementServiceServer<Placements>>()
+            .await;
+        health_reporter
+            .set_serving::<TenantServiceServer<Tenants>>()
+            .await;
+        health_reporter
+            .set_serving::<FleetServiceServer<Fleet>>()
+            .await;
         let max = config.max_message_bytes;
         let router = builder
+            .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(

@@ -28,7 +28,8 @@ pub use client::{Clients, DEFAULT_ENDPOINT, Target};
 pub use output::Format;
 
 /// A failure with its exit code.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct CliError {
     /// The process exit code.
     pub code: u8,

@@ -1,6 +1,7 @@
 //! Benchmarks run by `meridian-sim bench`: each prints its figures beside the targets of
 //! TARGETS.md and, where a target is a ratio, the baseline measured in the same run.
 
+pub mod api;
 pub mod channel;
 pub mod placement;
 

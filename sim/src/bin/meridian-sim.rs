@@ -53,6 +53,18 @@ enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// B9: the tenant gRPC API (authenticated GetWorkload and DryRun) under load.
+    Api {
+        /// 10,000 sites and 15 s phases instead of 1,000 sites and 5 s.
+        #[arg(long)]
+        full: bool,
+        /// HTTP/2 connections of the load generator.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Requests in flight per connection.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+    },
     /// B2, B3, B4, B7: the agent channel with N simulated agents (1,000; 10,000 with --full).
     Channel {
         /// N = 10,000 simulated agents (unless --agents says otherwise).
@@ -100,6 +112,31 @@ async fn main() -> ExitCode {
         } => {
             bench_placement(full, workloads, seed);
             ExitCode::SUCCESS
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Api {
+                    full,
+                    connections,
+                    in_flight,
+                },
+        } => {
+            let options = meridian_sim::bench::api::ApiBenchOptions {
+                sites: if full { 10_000 } else { 1_000 },
+                seconds: if full { 15 } else { 5 },
+                connections: connections.max(1),
+                in_flight: in_flight.max(1),
+            };
+            match meridian_sim::bench::api::run(&options).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench api: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Bench {
             which:
