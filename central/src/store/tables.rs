@@ -14,6 +14,7 @@
 //! | `tokens/bootstrap/` | token | [`proto::BootstrapTokenRecord`] |
 //! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
 //! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
+//! | `net/` | kind/... (see [`crate::networks::claims`]) | [`crate::networks::NetworkClaim`] |
 //!
 //! Keys are made of validated IDs (which cannot hold `/`), so a key names one record and a
 //! parent prefix (`servers/edge-de-0001/`) lists exactly that parent's records. Values are
@@ -563,6 +564,10 @@ impl Tables {
         self.table()
     }
     pub fn audit(&self) -> Table<proto::AuditRecord> {
+        self.table()
+    }
+    /// Network claims (VNIs, tables, subnets, addresses, public endpoints).
+    pub fn network_claims(&self) -> Table<crate::networks::NetworkClaim> {
         self.table()
     }
 }
