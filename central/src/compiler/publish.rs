@@ -156,9 +156,6 @@ struct Loaded {
     intent_revisions: BTreeMap<SiteId, Revision>,
 }
 
-/// One all-or-nothing group of compares and writes.
-type Unit = (Vec<Compare>, Vec<Op>);
-
 /// A run's outcome.
 enum Run {
     Done,
@@ -188,7 +185,6 @@ impl Publisher {
         now: Timestamp,
     ) -> Result<PublishSummary, CompileError> {
         let mut summary = PublishSummary::default();
-        let mut published: BTreeMap<SiteId, Generation> = BTreeMap::new();
         for attempt in 1..=self.max_attempts.max(1) {
             summary.attempts = attempt;
             let mut loaded = match scope {
@@ -207,11 +203,8 @@ impl Publisher {
             let run = self
                 .write(tables, &loaded, &compiled.intents, &mut summary)
                 .await?;
-            for intent in &compiled.intents {
-                published.insert(intent.site.clone(), intent.generation);
-            }
             if let Run::Done = run {
-                summary.published = published.into_iter().collect();
+                summary.published.sort();
                 return Ok(summary);
             }
             tracing::debug!(
@@ -422,7 +415,8 @@ impl Publisher {
         Ok(())
     }
 
-    /// Writes the three phases; [`Run::Conflict`] when a compare failed.
+    /// Writes the three phases; [`Run::Conflict`] when a compare failed. What committed is
+    /// added to `summary` transaction by transaction.
     async fn write(
         &self,
         tables: &Tables,
@@ -436,7 +430,6 @@ impl Publisher {
         // Phase 1: tenant records with new networks (with their tenant-level claims), then
         // every other new claim.
         let mut phase1: Vec<Unit> = Vec::new();
-        let mut created = 0;
         let mut grouped: BTreeSet<&str> = BTreeSet::new();
         for (id, v) in loaded.input.tenants.iter() {
             let network = loaded.state.tenant_network(id);
@@ -451,9 +444,10 @@ impl Publisher {
                 ..v.clone()
             };
             let key = Table::<Tenant>::store_key(&id.path());
-            let mut unit: Unit = (
-                vec![Compare::ModRevision(key, revision)],
-                vec![Table::put_op(&record)?],
+            let mut unit = Unit::new(
+                Compare::ModRevision(key, revision),
+                Table::put_op(&record)?,
+                Effect::Tenant(id.clone()),
             );
             for (path, claim) in &after {
                 let tenant_level = matches!(
@@ -463,36 +457,26 @@ impl Publisher {
                         | NetworkClaim::Supernet { .. }
                 );
                 if tenant_level && claim.tenant() == id && !loaded.claims.contains_key(path) {
-                    unit.0.push(Compare::Absent(claim_key(path)));
-                    unit.1.push(Table::put_op(claim)?);
+                    unit.compares.push(Compare::Absent(claim_key(path)));
+                    unit.writes.push(Table::put_op(claim)?);
+                    unit.effects.push(Effect::Created);
                     grouped.insert(path);
-                    created += 1;
                 }
             }
-            summary.tenants_allocated.push(id.clone());
             phase1.push(unit);
         }
         for (path, claim) in &after {
             if grouped.contains(path.as_str()) {
                 continue;
             }
-            match loaded.claims.get(path) {
-                None => {
-                    phase1.push((
-                        vec![Compare::Absent(claim_key(path))],
-                        vec![Table::put_op(claim)?],
-                    ));
-                    created += 1;
-                }
+            let compare = match loaded.claims.get(path) {
+                None => Compare::Absent(claim_key(path)),
                 Some((old, revision)) if old != claim => {
-                    phase1.push((
-                        vec![Compare::ModRevision(claim_key(path), *revision)],
-                        vec![Table::put_op(claim)?],
-                    ));
-                    created += 1;
+                    Compare::ModRevision(claim_key(path), *revision)
                 }
-                Some(_) => {}
-            }
+                Some(_) => continue,
+            };
+            phase1.push(Unit::new(compare, Table::put_op(claim)?, Effect::Created));
         }
         // Phase 2: the changed intents.
         let mut phase2: Vec<Unit> = Vec::new();
@@ -502,51 +486,89 @@ impl Publisher {
                 Some(&revision) => Compare::ModRevision(key, revision),
                 None => Compare::Absent(key),
             };
-            phase2.push((vec![compare], vec![Table::put_op(intent)?]));
+            let effect = Effect::Published(intent.site.clone(), intent.generation);
+            phase2.push(Unit::new(compare, Table::put_op(intent)?, effect));
         }
         // Phase 3: releases.
         let mut phase3: Vec<Unit> = Vec::new();
         for (path, (_, revision)) in &loaded.claims {
             if !after.contains_key(path) {
                 let key = claim_key(path);
-                phase3.push((
-                    vec![Compare::ModRevision(key.clone(), *revision)],
-                    vec![Op::Delete { key }],
+                phase3.push(Unit::new(
+                    Compare::ModRevision(key.clone(), *revision),
+                    Op::Delete { key },
+                    Effect::Released,
                 ));
             }
         }
-        let released = phase3.len();
         for phase in [phase1, phase2, phase3] {
-            for txn in pack(phase) {
+            for (txn, effects) in pack(phase) {
                 if !tables.store().txn(txn).await?.succeeded {
                     return Ok(Run::Conflict);
                 }
+                for effect in effects {
+                    match effect {
+                        Effect::Tenant(id) => summary.tenants_allocated.push(id),
+                        Effect::Created => summary.claims_created += 1,
+                        Effect::Published(site, generation) => {
+                            summary.published.push((site, generation));
+                        }
+                        Effect::Released => summary.claims_released += 1,
+                    }
+                }
             }
         }
-        summary.claims_created += created;
-        summary.claims_released += released;
         Ok(Run::Done)
+    }
+}
+
+/// What a committed write did, for the summary.
+#[derive(Debug)]
+enum Effect {
+    Tenant(TenantId),
+    Created,
+    Published(SiteId, Generation),
+    Released,
+}
+
+/// One all-or-nothing group of compares and writes, with what it does.
+#[derive(Debug)]
+struct Unit {
+    compares: Vec<Compare>,
+    writes: Vec<Op>,
+    effects: Vec<Effect>,
+}
+
+impl Unit {
+    fn new(compare: Compare, write: Op, effect: Effect) -> Self {
+        Unit {
+            compares: vec![compare],
+            writes: vec![write],
+            effects: vec![effect],
+        }
     }
 }
 
 /// Packs units into transactions of at most [`MAX_TXN_OPS`] compares and writes, never
 /// splitting a unit.
-fn pack(units: Vec<Unit>) -> Vec<Txn> {
+fn pack(units: Vec<Unit>) -> Vec<(Txn, Vec<Effect>)> {
     let mut out = Vec::new();
     let mut txn = Txn::new();
+    let mut effects = Vec::new();
     let mut ops = 0;
-    for (compares, writes) in units {
-        let size = compares.len() + writes.len();
+    for unit in units {
+        let size = unit.compares.len() + unit.writes.len();
         if ops > 0 && ops + size > MAX_TXN_OPS {
-            out.push(std::mem::take(&mut txn));
+            out.push((std::mem::take(&mut txn), std::mem::take(&mut effects)));
             ops = 0;
         }
         ops += size;
-        txn.compares.extend(compares);
-        txn.success.extend(writes);
+        txn.compares.extend(unit.compares);
+        txn.success.extend(unit.writes);
+        effects.extend(unit.effects);
     }
     if ops > 0 {
-        out.push(txn);
+        out.push((txn, effects));
     }
     out
 }
