@@ -357,3 +357,101 @@ async fn a_deleted_tenant_releases_its_network_for_the_next_one() {
     );
     assert!(publish(&tables, NOW).await.unwrap().published.is_empty());
 }
+
+/// 10,000 sites, 100 tenants, one workload per site: a full publish, then one changed
+/// workload published incrementally. Ignored by default (it writes ~50,000 records); run with
+/// `cargo test -p meridian-central --release --test compiler_publish -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ten_thousand_sites() {
+    use std::time::Instant;
+    const SITES: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let mut fleet = Fleet::default();
+    for i in 0..SITES {
+        let id = format!("edge-{i:05}");
+        let base = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + 16 * i as u32;
+        let range = format!("{}/28", std::net::Ipv4Addr::from(base));
+        let s = site(&id, &range);
+        fleet.sites.push(s);
+        fleet
+            .servers
+            .push(server(&id, "srv-1", 2, 0, Some("default")));
+    }
+    for t in 0..100 {
+        fleet.tenants.push(tenant(&format!("t{t:03}")));
+    }
+    for i in 0..SITES {
+        let w = workload(
+            &format!("t{:03}", i % 100),
+            &format!("w{i:05}"),
+            ReservationState::Active,
+            WEB,
+        );
+        fleet.place(w, vec![whole(0, &format!("edge-{i:05}"), "srv-1", &[0])]);
+    }
+    let started = Instant::now();
+    tables.sites().create_many(&fleet.sites, 500).await.unwrap();
+    tables
+        .servers()
+        .create_many(&fleet.servers, 500)
+        .await
+        .unwrap();
+    tables
+        .tenants()
+        .create_many(&fleet.tenants, 500)
+        .await
+        .unwrap();
+    tables
+        .workloads()
+        .create_many(&fleet.workloads, 500)
+        .await
+        .unwrap();
+    tables
+        .placements()
+        .create_many(&fleet.placements, 500)
+        .await
+        .unwrap();
+    eprintln!("seeded {SITES} sites in {:?}", started.elapsed());
+
+    let started = Instant::now();
+    let s = publish(&tables, NOW).await.unwrap();
+    eprintln!(
+        "full publish: {} intents, {} claims in {:?}",
+        s.published.len(),
+        s.claims_created,
+        started.elapsed()
+    );
+    assert_eq!(s.published.len(), SITES);
+    assert!(s.unmet.is_empty(), "{:?}", &s.unmet[..s.unmet.len().min(3)]);
+
+    let started = Instant::now();
+    let s = publish(&tables, NOW).await.unwrap();
+    eprintln!("full publish, nothing changed: {:?}", started.elapsed());
+    assert!(s.published.is_empty());
+
+    // Move one workload to another site.
+    let w = &fleet.workloads[42];
+    tables
+        .placements()
+        .upsert(&placement(w, vec![whole(0, "edge-00043", "srv-1", &[1])]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let scope = changed(&[(w.tenant.as_str(), w.id.as_str())]);
+    let s = Publisher::default()
+        .publish(&tables, &scope, NOW)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    eprintln!(
+        "incremental publish of one moved workload: {:?} ({:?})",
+        took,
+        published(&s)
+    );
+    assert_eq!(
+        published(&s),
+        [("edge-00042".into(), 2), ("edge-00043".into(), 2)]
+    );
+}

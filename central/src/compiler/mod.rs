@@ -2,7 +2,7 @@
 //! site whose content changed.
 //!
 //! Pure (STYLE habit 1): no IO, no clock, no randomness; `now` is an argument. [`plan`] runs the
-//! network allocator ([`crate::networks`]) and then [`compile`]; [`publish`] is the thin async
+//! network allocator ([`crate::networks`]) and then [`compile`]; [`publish()`] is the thin async
 //! step that loads the inputs from the store and writes the results.
 //!
 //! # Guarantees

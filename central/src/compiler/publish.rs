@@ -368,8 +368,8 @@ impl Publisher {
                 loaded.input.workloads.insert((t, w), placed);
             }
         }
-        // Tenant-level claims, only when a network may be allocated or released.
-        let needs_pools = !deleted.is_empty()
+        // Tenant-level claims, only when a network may be allocated, changed or released.
+        let needs_pools = !changes.tenants.is_empty()
             || loaded.input.workloads.keys().any(|(t, _)| {
                 loaded
                     .input

@@ -647,12 +647,13 @@ impl NetworkState {
                 self.subnet_sites.remove(&(key.0, net));
             }
         }
-        // Tenant-level claims of deleted tenants, and (with everything known) strays: claims
-        // that do not match their holder's recorded network.
+        // Tenant-level claims of deleted tenants, and strays: claims that do not match their
+        // holder's recorded network (a holder whose record is not loaded keeps its claims
+        // unless everything is known).
         if self.coverage.pools() {
             let networks = &self.networks;
             let keep = |t: &TenantId, matches: &dyn Fn(&TenantNetwork) -> bool| {
-                !gone(t) && (!everything || networks.get(t).is_some_and(matches))
+                !gone(t) && networks.get(t).map_or(!everything, matches)
             };
             self.vnis.retain(|&v, t| keep(t, &|n| n.vni == v));
             self.tables.retain(|&v, t| keep(t, &|n| n.table == v));

@@ -357,6 +357,47 @@ fn recorded_networks_are_claimed_or_refused() {
 }
 
 #[test]
+fn a_network_changed_by_hand_moves_its_claims() {
+    let pools = NetworkPools::default();
+    let mut st = state_with(&["acme"]);
+    let d = demand(&[(host("acme", "fra-1", "a", 0), &[])]);
+    st.reconcile(&pools, &d, &ranges(), &ReleaseScope::Everything);
+    let old = st.claims();
+    assert!(old.contains_key("vni/00010000"));
+    // The provider gives acme another network; only the tenant-level claims are loaded.
+    let mut st2 = NetworkState::new(Coverage {
+        pools: true,
+        ..Coverage::default()
+    });
+    for c in old.values().filter(|c| {
+        matches!(
+            c,
+            NetworkClaim::Vni { .. } | NetworkClaim::Table { .. } | NetworkClaim::Supernet { .. }
+        )
+    }) {
+        st2.add_claim(c.clone());
+    }
+    let manual = TenantNetwork {
+        vni: 77,
+        table: 77,
+        supernet: net("172.16.0.0/16"),
+    };
+    st2.add_tenant(&tenant("acme", Some(manual)));
+    st2.allocate_tenant(&pools, &t("acme")).unwrap();
+    st2.reconcile(
+        &pools,
+        &Demand::default(),
+        &ranges(),
+        &ReleaseScope::nothing(),
+    );
+    let keys: Vec<String> = st2.claims().into_keys().collect();
+    assert_eq!(
+        keys,
+        ["supernet/172.16.0.0_16", "table/0000000077", "vni/00000077"]
+    );
+}
+
+#[test]
 fn unloaded_parts_are_refused() {
     let pools = NetworkPools::default();
     let mut st = NetworkState::new(Coverage::default());
