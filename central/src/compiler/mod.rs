@@ -49,7 +49,7 @@ use crate::networks::{
     Demand, HostKey, NetworkError, NetworkPools, NetworkState, PublicKey, ReleaseScope,
 };
 
-pub use publish::{CompileError, PublishSummary, Publisher, Scope, publish};
+pub use publish::{Changes, CompileError, PublishSummary, Publisher, Scope, publish};
 
 /// A workload with its placement, if it has one.
 #[derive(Debug, Clone, PartialEq)]
