@@ -1,7 +1,10 @@
 //! Meridian central: the durable store and its typed tables, configuration, start-up, the
 //! certificate authority ([`ca`]), bootstrap tokens ([`tokens`]) and the agent channel
-//! ([`channel`]: enrolment, sessions, distributor, report ingest). The planner, the intent
-//! compiler and the tenant/operator API arrive in later issues, each as its own module.
+//! ([`channel`]: enrolment, sessions, distributor, report ingest), the planner
+//! ([`placement`]), tenant network allocation ([`networks`]), the intent compiler with its
+//! publish step ([`compiler`]), the reservation lifecycle ([`lifecycle`]), the tenant/operator
+//! gRPC API ([`api`], with [`accounts`] and the hash-chained [`audit`] log) and the `meridian`
+//! command line ([`cli`]).
 
 pub mod accounts;
 pub mod api;
@@ -9,8 +12,10 @@ pub mod audit;
 pub mod ca;
 pub mod channel;
 pub mod cli;
+pub mod compiler;
 pub mod config;
 pub mod lifecycle;
+pub mod networks;
 pub mod placement;
 pub mod server;
 pub mod store;

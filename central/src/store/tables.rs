@@ -17,6 +17,7 @@
 //! | `index/workloads/` | workload | [`WorkloadIndex`] (its tenant) |
 //! | `index/datasets/` | dataset | [`DatasetIndex`] (its tenant) |
 //! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
+//! | `net/` | kind/... (see [`crate::networks::claims`]) | [`crate::networks::NetworkClaim`] |
 //!
 //! Keys are made of validated IDs (which cannot hold `/`), so a key names one record and a
 //! parent prefix (`servers/edge-de-0001/`) lists exactly that parent's records. Values are
@@ -629,6 +630,10 @@ impl Tables {
         self.table()
     }
     pub fn audit(&self) -> Table<proto::AuditRecord> {
+        self.table()
+    }
+    /// Network claims (VNIs, tables, subnets, addresses, public endpoints).
+    pub fn network_claims(&self) -> Table<crate::networks::NetworkClaim> {
         self.table()
     }
 }
