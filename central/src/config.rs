@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::channel::ChannelConfig;
+use crate::networks::NetworkPools;
 use crate::store::StoreConfig;
 
 /// Prefix of central's environment overrides.
@@ -26,6 +27,8 @@ pub struct CentralConfig {
     pub channel: ChannelConfig,
     /// The `[api]` table: the tenant/operator gRPC API.
     pub api: ApiConfig,
+    /// The `[networks]` table: pools tenant networks are carved from.
+    pub networks: NetworkPools,
     /// Logging.
     pub telemetry: TelemetryConfig,
 }
@@ -37,6 +40,7 @@ impl Default for CentralConfig {
             store: StoreConfig::default(),
             channel: ChannelConfig::default(),
             api: ApiConfig::default(),
+            networks: NetworkPools::default(),
             telemetry: TelemetryConfig::default(),
         }
     }
@@ -52,6 +56,7 @@ impl Validate for CentralConfig {
             .map_err(|(key, message)| ConfigError::invalid(key, message))?;
         self.channel.check()?;
         self.api.check()?;
+        self.networks.check()?;
         self.telemetry
             .env_filter()
             .map_err(|e| ConfigError::invalid("telemetry.filter", e.to_string()))?;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::api::{Api, ApiStartError, ApiState};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
+use crate::compiler::{CompileError, Publisher};
 use crate::config::CentralConfig;
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
 use crate::placement::PlannerConfig;
@@ -36,6 +37,9 @@ pub enum CentralError {
     /// The agent channel could not start.
     #[error("cannot start the agent channel")]
     Channel(#[from] ChannelError),
+    /// The network pools are misconfigured.
+    #[error("bad [networks] configuration")]
+    Networks(#[from] CompileError),
     /// The gRPC API could not start.
     #[error("cannot start the gRPC API")]
     Api(#[from] ApiStartError),
@@ -82,7 +86,8 @@ impl Central {
         .await?;
         let tables = Tables::new(Arc::clone(&store));
         let lifecycle_handle = LifecycleHandle::new(PlannerConfig::default());
-        let lifecycle = Lifecycle::start(tables.clone(), lifecycle_handle.clone());
+        let publisher = Publisher::new(config.networks.clone())?;
+        let lifecycle = Lifecycle::start(tables.clone(), lifecycle_handle.clone(), publisher);
         let api = Api::start(ApiState::new(
             config.api.clone(),
             tables,

@@ -91,6 +91,7 @@ fn terminate(mut child: Child) {
 }
 
 struct Cli {
+    logs: Vec<PathBuf>,
     bin: PathBuf,
     endpoint: String,
     ca: PathBuf,
@@ -146,10 +147,15 @@ impl Cli {
                 !(name == "failed" && want != "failed"),
                 "{id} failed: {got}"
             );
-            assert!(
-                Instant::now() < deadline,
-                "{id} never reached {want}; last {got}"
-            );
+            if Instant::now() > deadline {
+                for log in &self.logs {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    eprintln!("--- {}:\n{}", log.display(), tail.join("\n"));
+                }
+                panic!("{id} never reached {want}; last {got}");
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -220,6 +226,7 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         .unwrap();
     wait_log(&log, "gRPC API listening");
     let cli = Cli {
+        logs: vec![log.clone(), dir.path().join("agent.log")],
         bin: cli_bin,
         endpoint: format!("https://127.0.0.1:{tcp}"),
         ca: data.join("ca").join("ca.crt"),

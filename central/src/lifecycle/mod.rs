@@ -28,27 +28,29 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::store::tables::Record;
-use meridian_common::ids::{SiteId, TenantId, Timestamp};
+use meridian_common::ids::{SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{Placement, ReservationState, Site, Tenant, Workload};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use step::{Progress, Step, step};
 
+use crate::compiler::Publisher;
 use crate::placement::{
     Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
 };
 use crate::store::tables::{Table, TableError, Tables, Versioned};
 use crate::store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
 
-/// Prefix of the "publish needed" markers: `lifecycle/dirty/{tenant}`, written in the same
-/// transaction as each change of a tenant's placements and removed once the compiler has
-/// published, so a crash in between still publishes on the next pass (and nothing else does).
+/// Prefix of the "publish needed" markers: `lifecycle/dirty/{tenant}/{workload}`, written in
+/// the same transaction as each change of a workload's placement and removed once the compiler
+/// has published, so a crash in between still publishes on the next pass (and nothing else
+/// does).
 pub const DIRTY_PREFIX: &str = "lifecycle/dirty/";
 
-fn dirty_marker(tenant: &TenantId) -> Op {
+fn dirty_marker(workload: &Workload) -> Op {
     Op::Put {
-        key: format!("{DIRTY_PREFIX}{tenant}").into_bytes(),
+        key: format!("{DIRTY_PREFIX}{}/{}", workload.tenant, workload.id).into_bytes(),
         value: Vec::new(),
     }
 }
@@ -70,6 +72,9 @@ pub enum LifecycleError {
     /// The planner build task died.
     #[error("the planner build task failed: {0}")]
     Task(String),
+    /// The intent compiler could not publish.
+    #[error("the intent compiler could not publish: {0}")]
+    Publish(String),
 }
 
 /// Why a dry run could not be answered.
@@ -162,14 +167,12 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// Starts the reconciler and its watches.
-    pub fn start(tables: Tables, handle: LifecycleHandle) -> Lifecycle {
+    /// Starts the reconciler and its watches; the compiler carves networks from `publisher`'s
+    /// pools.
+    pub fn start(tables: Tables, handle: LifecycleHandle, publisher: Publisher) -> Lifecycle {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = JoinSet::new();
-        let reconciler = Reconciler {
-            tables: tables.clone(),
-            handle: handle.clone(),
-        };
+        let reconciler = Reconciler::new(tables.clone(), handle.clone(), publisher);
         tasks.spawn(reconciler.run(stop_rx.clone()));
         tasks.spawn(watch_prefix(
             tables.clone(),
@@ -262,12 +265,17 @@ impl PassSummary {
 pub struct Reconciler {
     tables: Tables,
     handle: LifecycleHandle,
+    publisher: Arc<Publisher>,
 }
 
 impl Reconciler {
     /// A reconciler over `tables` sharing `handle`'s planner.
-    pub fn new(tables: Tables, handle: LifecycleHandle) -> Self {
-        Reconciler { tables, handle }
+    pub fn new(tables: Tables, handle: LifecycleHandle, publisher: Publisher) -> Self {
+        Reconciler {
+            tables,
+            handle,
+            publisher: Arc::new(publisher),
+        }
     }
 
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -392,16 +400,31 @@ impl Reconciler {
         if marks.kvs.is_empty() {
             return Ok(());
         }
-        let tenants: BTreeSet<TenantId> = marks
+        let workloads: BTreeSet<(TenantId, WorkloadId)> = marks
             .kvs
             .iter()
             .filter_map(|kv| {
-                std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..])
-                    .ok()
-                    .and_then(|t| TenantId::parse(t).ok())
+                let (t, w) = std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..])
+                    .ok()?
+                    .split_once('/')?;
+                Some((TenantId::parse(t).ok()?, WorkloadId::parse(w).ok()?))
             })
             .collect();
-        publish::publish(&self.tables, now, &tenants).await?;
+        let (summary, unmet) =
+            publish::publish(&self.publisher, &self.tables, now, &workloads).await?;
+        if !summary.published.is_empty() {
+            tracing::debug!(sites = summary.published.len(), "published intents");
+        }
+        // A replica the compiler could not fit (no network address, an unknown server) fails
+        // its workload; the next pass releases it and publishes again.
+        for ((tenant, workload), reason) in unmet {
+            if let Some(v) = self.tables.workloads().get(&(&tenant, &workload)).await?
+                && !v.record.state.is_terminal()
+            {
+                self.finish(&v.record, v.revision, ReservationState::Failed { reason })
+                    .await?;
+            }
+        }
         for kv in marks.kvs {
             let txn = Txn::new()
                 .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
@@ -517,7 +540,7 @@ impl Reconciler {
             ))
             .then(Table::<Placement>::put_op(&placement)?)
             .then(Table::<Workload>::put_op(&next)?)
-            .then(dirty_marker(&workload.tenant));
+            .then(dirty_marker(&workload));
         let committed = self.tables.store().txn(txn).await.map(|r| r.succeeded);
         match committed {
             Ok(true) => {
@@ -585,7 +608,7 @@ impl Reconciler {
             .then(Op::Delete {
                 key: Table::<Placement>::store_key(&workload.key_path()),
             })
-            .then(dirty_marker(&workload.tenant));
+            .then(dirty_marker(workload));
         if !self.tables.store().txn(txn).await?.succeeded {
             return Ok(false);
         }
@@ -603,7 +626,7 @@ impl Reconciler {
             .then(Op::Delete {
                 key: Table::<Placement>::store_key(&workload.key_path()),
             })
-            .then(dirty_marker(&workload.tenant));
+            .then(dirty_marker(workload));
         self.tables.store().txn(txn).await?;
         if let Some(p) = self.handle.planner().as_mut() {
             p.release(&workload.id);

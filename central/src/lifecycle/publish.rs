@@ -1,17 +1,49 @@
-//! The lifecycle's call into the intent compiler.
+//! The lifecycle's call into the intent compiler, and what it does with replicas the compiler
+//! could not fit (their workloads fail with the compiler's reason).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use meridian_common::ids::{TenantId, Timestamp};
+use meridian_common::ids::{TenantId, Timestamp, WorkloadId};
 
-use crate::store::tables::{TableError, Tables};
+use crate::compiler::{Changes, PublishSummary, Publisher, Scope};
+use crate::store::tables::Tables;
 
-/// Publishes new intents for the sites of `tenants`.
+use super::LifecycleError;
+
+/// Publishes new intents for the sites of `workloads` (old and new); returns the workloads
+/// some replica of which could not be fitted, with the reason.
 pub async fn publish(
+    publisher: &Publisher,
     tables: &Tables,
     now: Timestamp,
-    tenants: &BTreeSet<TenantId>,
-) -> Result<(), TableError> {
-    let _ = (tables, now, tenants);
-    Ok(())
+    workloads: &BTreeSet<(TenantId, WorkloadId)>,
+) -> Result<(PublishSummary, BTreeMap<(TenantId, WorkloadId), String>), LifecycleError> {
+    let scope = Scope::Changed(Changes {
+        workloads: workloads.clone(),
+        ..Changes::default()
+    });
+    let summary = publisher
+        .publish(tables, &scope, now)
+        .await
+        .map_err(|e| LifecycleError::Publish(e.to_string()))?;
+    let mut unmet = BTreeMap::new();
+    for u in &summary.unmet {
+        unmet
+            .entry((u.replica.tenant.clone(), u.replica.workload.clone()))
+            .or_insert_with(|| {
+                format!(
+                    "replica {} on site {}: {}",
+                    u.replica.replica,
+                    u.replica.site,
+                    meridian_common::telemetry::error_chain(&u.reason)
+                )
+            });
+    }
+    for held in &summary.held_back {
+        tracing::error!(
+            ?held,
+            "a compiled intent failed validation; the site keeps its previous intent"
+        );
+    }
+    Ok((summary, unmet))
 }
