@@ -28,6 +28,7 @@ fi
 # Python test peers, as "import-name:pip-requirement" pairs (pinned). A peer is installed only
 # when importing it fails. Keep one pair per line so changes merge cleanly.
 PYTHON_NEEDS=(
+  "sushy_tools:sushy-tools==2.2.0"
 )
 
 pip_missing=()
