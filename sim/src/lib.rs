@@ -4,5 +4,6 @@
 pub mod bench;
 pub mod demo;
 pub mod fleet;
+pub mod nvml;
 pub mod nvue;
 pub mod proxy;
