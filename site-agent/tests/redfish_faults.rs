@@ -298,13 +298,39 @@ async fn power_uses_only_advertised_reset_types() {
         .collect()
     });
     assert_eq!(sent, ["ForceOn", "GracefulRestart", "ForceOff"]);
-    // PowerCycle maps to nothing advertised: refused without a request.
+    // No power-cycle reset type advertised: ForceOff, then ForceOn.
     bmc.power(PowerAction::On).await.unwrap();
-    let err = bmc.power(PowerAction::PowerCycle).await.unwrap_err();
+    assert_eq!(
+        bmc.power(PowerAction::PowerCycle).await.unwrap(),
+        PowerState::On
+    );
+    let sent = mock.with(|s| {
+        s.requests(
+            &Method::POST,
+            &format!("{SYS}/Actions/ComputerSystem.Reset"),
+        )
+        .len()
+    });
+    assert_eq!(sent, 6);
+    // An action with no advertised reset type is refused without a request.
+    mock.with(|s| {
+        s.resources.get_mut(SYS).unwrap()["Actions"]["#ComputerSystem.Reset"]
+            ["ResetType@Redfish.AllowableValues"] = serde_json::json!(["ForceOn"]);
+    });
+    let err = bmc.power(PowerAction::ForceOff).await.unwrap_err();
     match &err {
-        BmcError::Unsupported { offered, .. } => assert!(offered.contains(&"ForceOn".into())),
+        BmcError::Unsupported { offered, .. } => assert_eq!(offered, &["ForceOn".to_owned()]),
         other => panic!("{other}"),
     }
+    assert_eq!(
+        mock.with(|s| s
+            .requests(
+                &Method::POST,
+                &format!("{SYS}/Actions/ComputerSystem.Reset")
+            )
+            .len()),
+        6
+    );
 }
 
 #[tokio::test]
@@ -459,6 +485,9 @@ async fn bluefield_bfb_install_takes_rshim_and_polls_the_task() {
     let done = dpu.install_bfb(&image).await.unwrap();
     assert_eq!(done.task.state, TaskState::Completed);
     assert_eq!(done.version.as_deref(), Some("DOCA_2.9.1_BSP_4.9.1"));
+    let release =
+        mock.with(|s| s.requests(&Method::POST, &format!("{BF_OEM}/Actions/HostRshim.Set")));
+    assert_eq!(release.len(), 1, "the host's RShim was released first");
     let rshim = mock.with(|s| s.requests(&Method::PATCH, BF_MGR_OEM));
     assert_eq!(rshim.len(), 1);
     assert!(rshim[0].if_match.is_some());
@@ -479,7 +508,7 @@ async fn bluefield_bfb_install_takes_rshim_and_polls_the_task() {
 #[tokio::test]
 async fn bluefield_rshim_held_by_the_host_is_reported() {
     let mut state = MockState::bluefield();
-    state.host_holds_rshim = true;
+    state.host_keeps_rshim = true;
     let mock = Mock::start(state).await;
     let dpu = BlueFieldDpu::new(bluefield_config(&mock)).unwrap();
     let err = dpu

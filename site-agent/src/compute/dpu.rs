@@ -7,13 +7,15 @@
 //! [`quirks::nvidia_oem_path`]).
 //!
 //! - **Mode** (`DpuMode`/`NicMode`) is read from the System's OEM resource and set with its
-//!   `Mode.Set` action. A new mode takes effect only after the Arm cores are reset and the card
-//!   power-cycled ([`Dpu::reset`]); until then [`DpuModeStatus::pending`] reports it. The BMC
+//!   `Mode.Set` action. A new mode takes effect only after the Arm cores are reset and then the
+//!   card power-cycled ([`Dpu::reset`] does both); until then [`DpuModeStatus::pending`] reports it. The BMC
 //!   keeps reporting the running mode, so the pending one is what this driver asked for since
 //!   it started: after an agent restart the reconciler simply asks again (setting a mode is
 //!   idempotent).
-//! - **BFB install**: the BMC must own RShim first (`BmcRShim.BmcRShimEnabled` on the Manager's
-//!   OEM resource, PATCHed with `If-Match` and read back), then `UpdateService.SimpleUpdate`
+//! - **BFB install**: the BMC must own RShim first: the host's side is released with the
+//!   System OEM's `HostRshim.Set` (`Disabled`) when it shows `HostRshim: Enabled`, then
+//!   `BmcRShim.BmcRShimEnabled` on the Manager's OEM resource is PATCHed with `If-Match` and
+//!   read back (a host that keeps RShim is [`DpuError::RshimNotOwned`]); then `UpdateService.SimpleUpdate`
 //!   targets the `DPU_OS` firmware entry and its task is polled to the end (minutes).
 
 use std::fmt;
@@ -138,7 +140,7 @@ pub trait Dpu: Send + Sync + fmt::Debug {
     /// effect at the next [`Dpu::reset`].
     async fn set_mode(&self, mode: DpuMode) -> Result<DpuModeStatus, DpuError>;
 
-    /// Power-cycles the DPU (Arm cores and card) and waits until it is back on.
+    /// Resets the Arm cores, then power-cycles the card, and waits until it is back on.
     async fn reset(&self) -> Result<DpuModeStatus, DpuError>;
 
     /// Installs a BFB bundle on the Arm cores (RShim taken for the BMC first) and waits for
@@ -202,8 +204,22 @@ impl BlueFieldDpu {
         Ok((path, body, DpuModeStatus { current, pending }))
     }
 
-    /// Makes the BMC own RShim (idempotent) and checks it does.
+    /// Makes the BMC own RShim (idempotent) and checks it does: the host's side is released
+    /// first where the System's OEM resource offers `HostRshim.Set` and shows it enabled.
     async fn take_rshim(&self) -> Result<(), DpuError> {
+        let (_, system_oem, _) = self.read_mode().await?;
+        if system_oem["HostRshim"] == "Enabled"
+            && let Some(target) = oem_action(&system_oem, "HostRshim.Set")
+        {
+            tracing::info!("releasing RShim on the host side");
+            let reply = self
+                .bmc
+                .post(&target, &json!({"HostRshim": "Disabled"}))
+                .await?;
+            if reply.status() == hyper::StatusCode::ACCEPTED {
+                self.bmc.finish_task(reply).await?;
+            }
+        }
         let manager = self.bmc.host_manager().await?;
         let r = self.bmc.get(manager.as_str()).await?;
         let path = link(&r.body["Oem"]["Nvidia"])
@@ -225,6 +241,15 @@ impl BlueFieldDpu {
     }
 }
 
+/// The target of an OEM action whose key ends with `name` (`#Mode.Set`, `#HostRshim.Set`).
+fn oem_action(oem: &Value, name: &str) -> Option<String> {
+    oem["Actions"].as_object().and_then(|a| {
+        a.iter()
+            .find(|(k, _)| k.ends_with(name))
+            .and_then(|(_, v)| text(&v["target"]))
+    })
+}
+
 #[async_trait]
 impl Dpu for BlueFieldDpu {
     async fn mode(&self) -> Result<DpuModeStatus, DpuError> {
@@ -240,14 +265,8 @@ impl Dpu for BlueFieldDpu {
         if status.pending == Some(mode) {
             return Ok(status);
         }
-        let target = body["Actions"]
-            .as_object()
-            .and_then(|a| {
-                a.iter()
-                    .find(|(k, _)| k.ends_with("Mode.Set"))
-                    .and_then(|(_, v)| text(&v["target"]))
-            })
-            .unwrap_or_else(|| format!("{path}/Actions/Mode.Set"));
+        let target =
+            oem_action(&body, "Mode.Set").unwrap_or_else(|| format!("{path}/Actions/Mode.Set"));
         let reply = self
             .bmc
             .post(&target, &json!({"Mode": mode.as_str()}))
@@ -264,6 +283,8 @@ impl Dpu for BlueFieldDpu {
     }
 
     async fn reset(&self) -> Result<DpuModeStatus, DpuError> {
+        // The Arm cores first, then the card.
+        self.bmc.power(PowerAction::ForceRestart).await?;
         self.bmc.power(PowerAction::PowerCycle).await?;
         let status = self.read_mode().await?.2;
         if status.pending.is_none() {

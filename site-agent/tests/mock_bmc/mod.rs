@@ -87,9 +87,11 @@ pub struct MockState {
     pub task_counter: u32,
     /// How SimpleUpdate tasks end, and after how many polls.
     pub update_end: (u32, String, String),
-    /// BlueField: the mode waiting for a reset; the host holds RShim.
+    /// BlueField: the mode waiting for a reset; the host holds RShim (released by
+    /// `HostRshim.Set` unless `host_keeps_rshim`).
     pub pending_mode: Option<String>,
     pub host_holds_rshim: bool,
+    pub host_keeps_rshim: bool,
     /// The next N PATCHes find the resource changed by someone else just before them.
     pub concurrent_writes: u32,
 }
@@ -115,6 +117,7 @@ impl MockState {
             update_end: (2, "Completed".to_owned(), "Update successful".to_owned()),
             pending_mode: None,
             host_holds_rshim: false,
+            host_keeps_rshim: false,
             concurrent_writes: 0,
         }
     }
@@ -309,8 +312,9 @@ impl MockState {
         s.power.insert(BF_SYS.to_owned(), ("On".to_owned(), None));
         s.put(
             BF_OEM,
-            json!({"Mode": "DpuMode",
-                   "Actions": {"#Mode.Set": {"target": format!("{BF_OEM}/Actions/Mode.Set")}}}),
+            json!({"Mode": "DpuMode", "HostRshim": "Enabled",
+                   "Actions": {"#Mode.Set": {"target": format!("{BF_OEM}/Actions/Mode.Set")},
+                               "#HostRshim.Set": {"target": format!("{BF_OEM}/Actions/HostRshim.Set")}}}),
         );
         s.collection(
             "/redfish/v1/Managers",
@@ -321,6 +325,7 @@ impl MockState {
             json!({"Id": "Bluefield_BMC", "FirmwareVersion": "BF-24.10"}),
         );
         s.put(BF_MGR_OEM, json!({"BmcRShim": {"BmcRShimEnabled": false}}));
+        s.host_holds_rshim = true;
         let fw = ["DPU_OS", "DPU_NIC", "DPU_UEFI", "BMC_Firmware"];
         let paths: Vec<String> = fw
             .iter()
@@ -605,6 +610,14 @@ impl MockState {
             )
             .header("Location", &monitor)
             .header("Retry-After", "1");
+        }
+        if path == format!("{BF_OEM}/Actions/HostRshim.Set") {
+            if body["HostRshim"] == "Disabled" && !self.host_keeps_rshim {
+                self.host_holds_rshim = false;
+                self.resources.get_mut(BF_OEM).unwrap()["HostRshim"] = json!("Disabled");
+                self.bump(BF_OEM);
+            }
+            return Answer::empty(204);
         }
         if path == format!("{BF_OEM}/Actions/Mode.Set") {
             let m = body["Mode"].as_str().unwrap_or_default();

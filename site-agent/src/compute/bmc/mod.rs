@@ -103,7 +103,8 @@ pub enum PowerAction {
     GracefulShutdown,
     /// Reset now; from `Off` this is a plain power-on.
     ForceRestart,
-    /// Off, then on again; from `Off` this is a plain power-on.
+    /// Off, then on again; from `Off` this is a plain power-on. Where the BMC advertises no
+    /// power-cycle reset type, `ForceOff` then `On`.
     PowerCycle,
 }
 
@@ -115,7 +116,7 @@ impl PowerAction {
             PowerAction::ForceOff => &["ForceOff"],
             PowerAction::GracefulShutdown => &["GracefulShutdown"],
             PowerAction::ForceRestart => &["ForceRestart", "PowerCycle", "GracefulRestart"],
-            PowerAction::PowerCycle => &["PowerCycle", "FullPowerCycle", "ForceRestart"],
+            PowerAction::PowerCycle => &["PowerCycle", "FullPowerCycle"],
         }
     }
 

@@ -1042,6 +1042,15 @@ impl Bmc for RedfishBmc {
             })?
             .to_owned();
         let allowed = self.reset_types(reset).await?;
+        let advertised = |t: &&str| allowed.iter().any(|a| a == t);
+        if effective == PowerAction::PowerCycle
+            && !allowed.is_empty()
+            && !effective.reset_types().iter().any(advertised)
+        {
+            // No power-cycle reset type: the same by its parts.
+            self.power(PowerAction::ForceOff).await?;
+            return self.power(PowerAction::On).await;
+        }
         let reset_type = if allowed.is_empty() {
             // Nothing advertised: the first (most standard) value.
             effective.reset_types()[0]
@@ -1050,7 +1059,7 @@ impl Bmc for RedfishBmc {
                 .reset_types()
                 .iter()
                 .copied()
-                .find(|t| allowed.iter().any(|a| a == t))
+                .find(|t| advertised(t))
                 .ok_or_else(|| BmcError::Unsupported {
                     url: self.url(&target),
                     what: format!("a ResetType for {effective:?}"),
