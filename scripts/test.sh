@@ -28,6 +28,8 @@ fi
 # Python test peers, as "import-name:pip-requirement" pairs (pinned). A peer is installed only
 # when importing it fails. Keep one pair per line so changes merge cleanly.
 PYTHON_NEEDS=(
+  "redfish_service_validator:redfish-service-validator==3.1.8"
+  "redfish_protocol_validator:redfish-protocol-validator==1.3.2"
 )
 
 pip_missing=()
