@@ -29,6 +29,8 @@ fi
 # when importing it fails. Keep one pair per line so changes merge cleanly.
 PYTHON_NEEDS=(
   "sushy_tools:sushy-tools==2.2.0"
+  "redfish_service_validator:redfish-service-validator==3.1.8"
+  "redfish_protocol_validator:redfish-protocol-validator==1.3.2"
 )
 
 pip_missing=()
