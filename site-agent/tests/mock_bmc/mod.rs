@@ -65,6 +65,10 @@ pub struct Seen {
     pub body: Option<Value>,
 }
 
+/// A task: polls still `Running`, final state, message, version to set on completion
+/// (firmware path, version).
+pub type MockTask = (u32, String, String, Option<(String, String)>);
+
 #[derive(Debug)]
 pub struct MockState {
     pub resources: BTreeMap<String, Value>,
@@ -81,9 +85,8 @@ pub struct MockState {
     pub power_delay: Duration,
     /// Transitions never finish.
     pub power_stuck: bool,
-    /// Task monitors: polls still `Running`, final state, message, version to set on
-    /// completion (firmware path, version).
-    pub tasks: HashMap<String, (u32, String, String, Option<(String, String)>)>,
+    /// Task monitors by path.
+    pub tasks: HashMap<String, MockTask>,
     pub task_counter: u32,
     /// How SimpleUpdate tasks end, and after how many polls.
     pub update_end: (u32, String, String),
