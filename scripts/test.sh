@@ -31,6 +31,9 @@ PYTHON_NEEDS=(
   "grpc:grpcio==1.85.1"
   "grpc_tools:grpcio-tools==1.85.1"
   "grpc_reflection:grpcio-reflection==1.85.1"
+  "sushy_tools:sushy-tools==2.2.0"
+  "redfish_service_validator:redfish-service-validator==3.1.8"
+  "redfish_protocol_validator:redfish-protocol-validator==1.3.2"
 )
 
 pip_missing=()

@@ -3,6 +3,9 @@
 
 pub mod bench;
 pub mod demo;
+pub mod faults;
 pub mod fleet;
+pub mod nvml;
 pub mod nvue;
 pub mod proxy;
+pub mod redfish;

@@ -4,9 +4,13 @@
 //! backoff with full jitter ([`session`]), persists each intent before acknowledging it and
 //! refuses older generations, and hands intents to a [`reconciler::Reconciler`] (a later issue
 //! plugs in the real one; [`reconciler::RecordingReconciler`] records what it would apply).
+//! The device drivers the reconciler drives are traits: [`network`] for tenant networking and
+//! [`compute`] for servers (Redfish BMCs), BlueField DPUs and GPUs (NVML).
 
+pub mod compute;
 pub mod config;
 pub mod enroll;
+pub mod http_client;
 pub mod network;
 pub mod reconciler;
 pub mod session;

@@ -32,6 +32,24 @@ enum Command {
         #[arg(long)]
         serve: bool,
     },
+    /// Run an emulated Redfish BMC until Ctrl-C or SIGTERM.
+    Bmc {
+        /// `gpu-server` (8x H100) or `bluefield3`.
+        #[arg(long, default_value = "gpu-server")]
+        profile: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: std::net::SocketAddr,
+        /// Administrator user name.
+        #[arg(long, default_value = meridian_sim::redfish::BmcEmulator::DEFAULT_USER)]
+        user: String,
+        /// Administrator password.
+        #[arg(long, default_value = meridian_sim::redfish::BmcEmulator::DEFAULT_PASSWORD)]
+        password: String,
+        /// Serve HTTPS with a self-signed certificate, written to this file (PEM).
+        #[arg(long)]
+        https_cert_out: Option<PathBuf>,
+    },
     /// Run benchmarks and print their figures beside the targets.
     Bench {
         #[command(subcommand)]
@@ -102,6 +120,13 @@ async fn main() -> ExitCode {
         ..TelemetryConfig::default()
     });
     match args.command {
+        Command::Bmc {
+            profile,
+            listen,
+            user,
+            password,
+            https_cert_out,
+        } => run_bmc(&profile, listen, user, password, https_cert_out).await,
         Command::Bench {
             which:
                 BenchCommand::Placement {
@@ -225,6 +250,47 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+async fn run_bmc(
+    profile: &str,
+    listen: std::net::SocketAddr,
+    user: String,
+    password: String,
+    https_cert_out: Option<PathBuf>,
+) -> ExitCode {
+    use meridian_sim::redfish::{BmcEmulator, BmcProfile};
+    let profile = match profile {
+        "gpu-server" => BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 8]),
+        "bluefield3" => BmcProfile::bluefield3(),
+        other => {
+            eprintln!("meridian-sim bmc: unknown profile {other:?}; use gpu-server or bluefield3");
+            return ExitCode::from(64);
+        }
+    };
+    let bmc = match BmcEmulator::new(profile)
+        .credentials(user, password)
+        .listen(listen)
+        .https(https_cert_out.is_some())
+        .start()
+        .await
+    {
+        Ok(bmc) => bmc,
+        Err(e) => {
+            eprintln!("meridian-sim bmc: {}", telemetry::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let (Some(path), Some(pem)) = (&https_cert_out, bmc.certificate_pem())
+        && let Err(e) = std::fs::write(path, pem)
+    {
+        eprintln!("meridian-sim bmc: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    println!("Redfish BMC emulator on {}/redfish/v1/", bmc.url());
+    meridian_central::server::shutdown_signal().await;
+    bmc.shutdown().await;
+    ExitCode::SUCCESS
 }
 
 fn bench_placement(full: bool, workloads: usize, seed: u64) {

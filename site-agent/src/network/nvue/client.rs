@@ -20,18 +20,17 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, Uri, header};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
+use hyper::{Method, Request, StatusCode, header};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+
+use crate::http_client::{EndpointError, HttpEndpoint, TlsTrust};
 
 use super::{FabricError, FabricSpec, drift, render};
 use crate::network::{ChangeReport, SwitchFabric};
@@ -114,44 +113,14 @@ impl fmt::Debug for NvueConfig {
     }
 }
 
-/// Why one HTTP exchange with the switch failed below the HTTP status level.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The TCP connection could not be made.
-    #[error("connect failed")]
-    Connect(#[source] std::io::Error),
-    /// The TLS handshake failed (certificate not trusted, protocol mismatch).
-    #[error("TLS handshake failed")]
-    Tls(#[source] std::io::Error),
-    /// The HTTP exchange failed (connection closed, malformed response).
-    #[error("HTTP exchange failed")]
-    Http(#[source] hyper::Error),
-    /// No complete response within the request timeout.
-    #[error("no response within {0:?}")]
-    TimedOut(Duration),
-}
-
-impl TransportError {
-    fn retryable(&self) -> bool {
-        // A TLS handshake failure is a trust problem, not a transient one.
-        !matches!(self, TransportError::Tls(_))
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Endpoint {
-    host: String,
-    port: u16,
-    authority: String,
-}
+pub use crate::http_client::TransportError;
 
 /// A [`SwitchFabric`] over one switch's NVUE REST API.
 #[derive(Clone)]
 pub struct NvueClient {
     cfg: NvueConfig,
-    endpoint: Endpoint,
+    endpoint: HttpEndpoint,
     auth: String,
-    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
 }
 
 impl fmt::Debug for NvueClient {
@@ -166,75 +135,27 @@ impl fmt::Debug for NvueClient {
 impl NvueClient {
     /// Checks the URL (and builds the TLS configuration for `https`). Connects to nothing.
     pub fn new(cfg: NvueConfig) -> Result<Self, FabricError> {
-        let uri: Uri = cfg
-            .url
-            .parse()
-            .map_err(|e| FabricError::Config(format!("NVUE URL {:?}: {e}", cfg.url)))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            other => {
-                return Err(FabricError::Config(format!(
-                    "NVUE URL {:?}: scheme {other:?} is neither http nor https",
-                    cfg.url
-                )));
+        if cfg.url.starts_with("https:") && cfg.tls_roots.is_empty() {
+            return Err(FabricError::Config(format!(
+                "NVUE URL {:?} is https but no trust anchor (tls_roots) was given",
+                cfg.url
+            )));
+        }
+        let trust = TlsTrust::Roots(cfg.tls_roots.clone());
+        let endpoint = HttpEndpoint::new(&cfg.url, Some(&trust)).map_err(|e| match e {
+            EndpointError::Tls { url, source } => FabricError::Tls { url, source },
+            EndpointError::Url { url, reason } => {
+                FabricError::Config(format!("NVUE URL {url:?}: {reason}"))
             }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| FabricError::Config(format!("NVUE URL {:?} has no host", cfg.url)))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let authority = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_else(|| host.clone());
-        let tls = if https {
-            if cfg.tls_roots.is_empty() {
-                return Err(FabricError::Config(format!(
-                    "NVUE URL {:?} is https but no trust anchor (tls_roots) was given",
-                    cfg.url
-                )));
-            }
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in &cfg.tls_roots {
-                roots.add(cert.clone()).map_err(|source| FabricError::Tls {
-                    url: cfg.url.clone(),
-                    source,
-                })?;
-            }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|source| FabricError::Tls {
-                url: cfg.url.clone(),
-                source,
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let name = ServerName::try_from(host.clone()).map_err(|e| {
-                FabricError::Config(format!("NVUE host {host:?} is not a TLS server name: {e}"))
-            })?;
-            Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
-        } else {
-            None
-        };
+        })?;
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD
                 .encode(format!("{}:{}", cfg.username, cfg.password))
         );
         Ok(Self {
-            endpoint: Endpoint {
-                host,
-                port,
-                authority,
-            },
+            endpoint,
             auth,
-            tls,
             cfg,
         })
     }
@@ -451,7 +372,6 @@ impl NvueClient {
         let mut req = Request::builder()
             .method(method.clone())
             .uri(path)
-            .header(header::HOST, &self.endpoint.authority)
             .header(header::AUTHORIZATION, &self.auth)
             .header(header::ACCEPT, "application/json");
         if body.is_some() {
@@ -460,44 +380,9 @@ impl NvueClient {
         let req = req
             .body(Full::new(body.unwrap_or_default()))
             .expect("method, path and headers are valid");
-        let tcp = TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
-            .await
-            .map_err(TransportError::Connect)?;
-        let _ = tcp.set_nodelay(true);
-        match &self.tls {
-            Some((connector, name)) => {
-                let tls = connector
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(TransportError::Tls)?;
-                exchange(TokioIo::new(tls), req).await
-            }
-            None => exchange(TokioIo::new(tcp), req).await,
-        }
+        let resp = self.endpoint.send(req).await?;
+        Ok((resp.status(), resp.into_body()))
     }
-}
-
-async fn exchange<I>(
-    io: I,
-    req: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), TransportError>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(TransportError::Http)?;
-    let driver = tokio::spawn(conn);
-    let result = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
-    .await
-    .map_err(TransportError::Http);
-    driver.abort();
-    result
 }
 
 impl SwitchFabric for NvueClient {
@@ -582,6 +467,8 @@ fn issue_text(issue: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
