@@ -119,7 +119,7 @@ impl ApiState {
         // Convert the submitted tenant with the current network so the conversion sees a
         // whole record; only masked fields are taken from it.
         let mut submitted = wire;
-        submitted.network = current.network.clone().map(Into::into);
+        submitted.network = current.network.map(Into::into);
         let submitted = Tenant::try_from(submitted).map_err(|e| ApiError::convert("tenant", e))?;
         let mut next = current.clone();
         for path in &paths {
@@ -127,7 +127,7 @@ impl ApiState {
                 "name" => next.name = submitted.name.clone(),
                 "quotas" => next.quotas = submitted.quotas.clone(),
                 "residency" => next.residency = submitted.residency.clone(),
-                "weights" => next.weights = submitted.weights.clone(),
+                "weights" => next.weights = submitted.weights,
                 "max_priority" => next.max_priority = submitted.max_priority,
                 _ => unreachable!("checked above"),
             }

@@ -324,13 +324,11 @@ impl Reconciler {
 
     /// One pass over every workload at `now`, then a publish for every tenant marked dirty.
     pub async fn pass(&self, now: Timestamp) -> Result<PassSummary, LifecycleError> {
-        if self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel)
-            || self.handle.planner().is_none()
-        {
-            if let Err(e) = self.rebuild().await {
-                self.handle.0.fleet_dirty.store(true, Ordering::Release);
-                return Err(e);
-            }
+        let stale = self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel)
+            || self.handle.planner().is_none();
+        if stale && let Err(e) = self.rebuild().await {
+            self.handle.0.fleet_dirty.store(true, Ordering::Release);
+            return Err(e);
         }
         let mut summary = PassSummary::default();
         let workloads = self.tables.workloads().list(None, None, 0).await?;

@@ -89,6 +89,16 @@ mod tests {
         w
     }
 
+    /// State, window, placed, progress, now, expected step.
+    type Case<'a> = (
+        ReservationState,
+        Option<(i64, i64)>,
+        bool,
+        &'a Progress,
+        i64,
+        Step,
+    );
+
     #[test]
     fn every_state_and_time_gets_the_expected_step() {
         let at = Timestamp::from_millis;
@@ -101,14 +111,7 @@ mod tests {
             waiting_for: Some("fra-1".into()),
         };
         use ReservationState::*;
-        let cases: Vec<(
-            ReservationState,
-            Option<(i64, i64)>,
-            bool,
-            &Progress,
-            i64,
-            Step,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (Pending, None, false, &waiting, 5, Step::Place),
             (Pending, Some((10, 20)), false, &waiting, 5, Step::Place),
             (
