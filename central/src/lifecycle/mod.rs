@@ -23,7 +23,7 @@ mod publish;
 mod step;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,6 +91,11 @@ pub enum DryRunError {
 #[derive(Debug)]
 struct Shared {
     planner: Mutex<Option<Planner>>,
+    /// Bumped on every change to `planner`.
+    version: AtomicU64,
+    /// Copies of the planner for dry runs, each with the version it was copied at, so dry runs
+    /// run on several cores and never wait for the lifecycle's placements.
+    replicas: Vec<Mutex<Option<(u64, Planner)>>>,
     config: PlannerConfig,
     wake: Notify,
     fleet_dirty: AtomicBool,
@@ -103,26 +108,50 @@ pub struct LifecycleHandle(Arc<Shared>);
 impl LifecycleHandle {
     /// A handle with no planner yet.
     pub fn new(config: PlannerConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         LifecycleHandle(Arc::new(Shared {
             planner: Mutex::new(None),
+            version: AtomicU64::new(0),
+            replicas: (0..cores.clamp(1, 16)).map(|_| Mutex::new(None)).collect(),
             config,
             wake: Notify::new(),
             fleet_dirty: AtomicBool::new(true),
         }))
     }
 
+    /// The planner, for a change (dry-run copies are refreshed before their next use).
     fn planner(&self) -> std::sync::MutexGuard<'_, Option<Planner>> {
+        let guard = self.0.planner.lock().unwrap_or_else(|p| p.into_inner());
+        self.0.version.fetch_add(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// The planner, to read.
+    fn planner_read(&self) -> std::sync::MutexGuard<'_, Option<Planner>> {
         self.0.planner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Decides `request` on the live planner without committing anything.
+    /// Decides `request` as the live planner would, without committing anything. Runs on a
+    /// copy of the planner taken since its last change.
     pub fn dry_run(
         &self,
         request: &PlacementRequest,
         now: Timestamp,
     ) -> Result<Decision, DryRunError> {
-        let mut guard = self.planner();
-        let planner = guard.as_mut().ok_or(DryRunError::NotReady)?;
+        let replicas = &self.0.replicas;
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let start = NEXT.fetch_add(1, Ordering::Relaxed) % replicas.len();
+        let mut slot = (0..replicas.len())
+            .find_map(|i| replicas[(start + i) % replicas.len()].try_lock().ok())
+            .unwrap_or_else(|| replicas[start].lock().unwrap_or_else(|p| p.into_inner()));
+        let version = self.0.version.load(Ordering::Acquire);
+        if slot.as_ref().is_none_or(|(v, _)| *v != version) {
+            let main = self.planner_read();
+            let planner = main.as_ref().ok_or(DryRunError::NotReady)?.clone();
+            // Read the version again under the lock: the copy is at least this new.
+            *slot = Some((self.0.version.load(Ordering::Acquire), planner));
+        }
+        let (_, planner) = slot.as_mut().expect("filled above");
         Ok(planner.dry_run(request, now)?)
     }
 
@@ -325,7 +354,7 @@ impl Reconciler {
     /// One pass over every workload at `now`, then a publish for every tenant marked dirty.
     pub async fn pass(&self, now: Timestamp) -> Result<PassSummary, LifecycleError> {
         let stale = self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel)
-            || self.handle.planner().is_none();
+            || self.handle.planner_read().is_none();
         if stale && let Err(e) = self.rebuild().await {
             self.handle.0.fleet_dirty.store(true, Ordering::Release);
             return Err(e);
@@ -335,7 +364,7 @@ impl Reconciler {
         for Versioned { record, revision } in workloads.items {
             let placed = self
                 .handle
-                .planner()
+                .planner_read()
                 .as_ref()
                 .is_some_and(|p| p.is_placed(&record.id));
             let progress = if record.state == ReservationState::Approved && placed {
