@@ -231,9 +231,27 @@ async fn main() -> ExitCode {
             };
             println!("{report}");
             if serve {
+                let admin = match meridian_central::accounts::bootstrap_admin(
+                    &central.tables(),
+                    &meridian_common::ids::UserId::parse("admin").expect("valid id"),
+                    std::time::Duration::from_secs(24 * 3600),
+                    meridian_central::channel::now(),
+                )
+                .await
+                {
+                    Ok(token) => token.secret,
+                    Err(e) => {
+                        eprintln!("meridian-sim demo: cannot create an admin token: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 println!(
-                    "central is running on {}; press Ctrl-C to stop",
-                    central.config().data_dir.display()
+                    "central is running on {}; press Ctrl-C to stop. Use the CLI against it:\n\n  \
+                     export MERIDIAN_ENDPOINT=https://{} MERIDIAN_CA={} MERIDIAN_TOKEN={admin}\n  \
+                     cargo run --release -p meridian-central --bin meridian -- site list\n",
+                    central.config().data_dir.display(),
+                    central.api().local_addr(),
+                    central.config().ca_dir().join("ca.crt").display(),
                 );
                 meridian_central::server::shutdown_signal().await;
             }
