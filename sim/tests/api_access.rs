@@ -309,18 +309,7 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
         .record
         .id
         .to_string();
-    let workload = acme
-        .placement
-        .create_workload(proto::CreateWorkloadRequest {
-            spec: Some(spec("acme-job")),
-            tenant: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .workload
-        .unwrap()
-        .id;
+    let workload = api_support::create(&mut acme, "acme-job").await;
     let dataset = acme
         .fleet
         .create_dataset(proto::CreateDatasetRequest {
@@ -339,7 +328,8 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
         .dataset
         .unwrap()
         .id;
-    // Let the lifecycle place it, so nothing changes under the probes but them.
+    // Let the lifecycle place it and publish its intent (which also gives acme its network),
+    // so nothing changes under the probes but them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let w = acme
@@ -351,7 +341,22 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
             .unwrap()
             .into_inner();
         let phase = w.workload.unwrap().state.unwrap();
-        if phase.phase != proto::ReservationPhase::Pending as i32 {
+        let published = api
+            .central
+            .tables()
+            .store()
+            .range(meridian_central::store::RangeRequest {
+                prefix: meridian_central::lifecycle::DIRTY_PREFIX
+                    .as_bytes()
+                    .to_vec(),
+                start_after: None,
+                limit: 0,
+            })
+            .await
+            .unwrap()
+            .kvs
+            .is_empty();
+        if phase.phase != proto::ReservationPhase::Pending as i32 && published {
             assert_eq!(
                 phase.phase,
                 proto::ReservationPhase::Approved as i32,
@@ -361,7 +366,7 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "workload never left pending"
+            "workload never placed and published"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

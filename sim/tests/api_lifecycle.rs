@@ -10,7 +10,7 @@ mod api_support;
 
 use std::time::{Duration, Instant};
 
-use api_support::{TestApi, spec};
+use api_support::TestApi;
 use meridian_central::server::Central;
 use meridian_common::ids::{SiteId, TenantId, WorkloadId};
 use meridian_proto::v1 as proto;
@@ -84,17 +84,7 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
         let c = api.clients(&dev).await;
         tasks.push(tokio::spawn(async move {
             let mut c = c;
-            c.placement
-                .create_workload(proto::CreateWorkloadRequest {
-                    spec: Some(spec(&format!("job-{i}"))),
-                    tenant: String::new(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .workload
-                .unwrap()
-                .id
+            api_support::create(&mut c, &format!("job-{i}")).await
         }));
     }
     let mut ids = Vec::new();
@@ -180,18 +170,7 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
         );
     }
     // Capacity is still held: a fifth GPU is over the quota.
-    let fifth = c
-        .placement
-        .create_workload(proto::CreateWorkloadRequest {
-            spec: Some(spec("fifth")),
-            tenant: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .workload
-        .unwrap()
-        .id;
+    let fifth = api_support::create(&mut c, "fifth").await;
     let s = settle(&mut c, &fifth).await;
     assert_eq!(s.phase, proto::ReservationPhase::Failed as i32, "{s:?}");
 
@@ -226,18 +205,7 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let again = c
-        .placement
-        .create_workload(proto::CreateWorkloadRequest {
-            spec: Some(spec("after-cancel")),
-            tenant: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .workload
-        .unwrap()
-        .id;
+    let again = api_support::create(&mut c, "after-cancel").await;
     assert_eq!(
         settle(&mut c, &again).await.phase,
         proto::ReservationPhase::Approved as i32,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use api_support::spec;
 use meridian_proto::v1 as proto;
 use tonic::Code;
 
@@ -52,18 +51,7 @@ async fn a_tenant_flooding_past_its_limit_does_not_starve_another() {
     let people = api.people().await;
     let secret = |u: &str| people.iter().find(|p| p.0 == u).unwrap().2.clone();
     let mut b = api.clients(&secret("globex-dev")).await;
-    let b_workload = b
-        .placement
-        .create_workload(proto::CreateWorkloadRequest {
-            spec: Some(spec("steady")),
-            tenant: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .workload
-        .unwrap()
-        .id;
+    let b_workload = api_support::create(&mut b, "steady").await;
 
     let (base_ok, base) = tenant_b_round(&mut b, &b_workload, 40).await;
     assert_eq!(base_ok, 40, "tenant B failed without any flood");

@@ -275,14 +275,9 @@ impl FleetService for Fleet {
         request: Request<proto::CreateSiteRequest>,
     ) -> Result<Response<proto::CreateSiteResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::CreateSite).await?;
-        let object = format!(
-            "site/{}",
-            request
-                .get_ref()
-                .site
-                .as_ref()
-                .map(|s| s.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "site",
+            request.get_ref().site.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.create_site(request.into_inner()).await;
         let site = self
@@ -336,14 +331,9 @@ impl FleetService for Fleet {
         request: Request<proto::UpdateSiteRequest>,
     ) -> Result<Response<proto::UpdateSiteResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::UpdateSite).await?;
-        let object = format!(
-            "site/{}",
-            request
-                .get_ref()
-                .site
-                .as_ref()
-                .map(|s| s.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "site",
+            request.get_ref().site.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.update_site(request.into_inner()).await;
         let site = self
@@ -469,14 +459,9 @@ impl FleetService for Fleet {
         request: Request<proto::CreateRegionRequest>,
     ) -> Result<Response<proto::CreateRegionResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::CreateRegion).await?;
-        let object = format!(
-            "region/{}",
-            request
-                .get_ref()
-                .region
-                .as_ref()
-                .map(|s| s.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "region",
+            request.get_ref().region.as_ref().map(|x| x.id.as_str()),
         );
         let result = async {
             let wire = request
@@ -530,14 +515,9 @@ impl FleetService for Fleet {
         request: Request<proto::CreateDatasetRequest>,
     ) -> Result<Response<proto::CreateDatasetResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::CreateDataset).await?;
-        let object = format!(
-            "dataset/{}",
-            request
-                .get_ref()
-                .dataset
-                .as_ref()
-                .map(|s| s.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "dataset",
+            request.get_ref().dataset.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.create_dataset(&caller, request.into_inner()).await;
         let dataset = self
@@ -658,25 +638,19 @@ impl FleetService for Fleet {
         } else {
             Some(parse("site", &r.site)?)
         };
-        let mut tokens = self
+        let tokens = self
             .0
             .tokens
             .list(site.as_ref())
             .await
             .map_err(token_error)?;
-        tokens.retain(|t| r.page_token.is_empty() || t.id.as_str() > r.page_token.as_str());
-        tokens.sort_by(|a, b| a.id.cmp(&b.id));
-        let size = if r.page_size == 0 {
-            pages::DEFAULT_PAGE
-        } else {
-            r.page_size.min(self.0.config.max_page_size)
-        } as usize;
-        let next = if tokens.len() > size {
-            tokens.truncate(size);
-            tokens.last().map(|t| t.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (tokens, next) = pages::page_of(
+            tokens,
+            &r.page_token,
+            r.page_size,
+            self.0.config.max_page_size,
+            |t| t.id.as_str(),
+        )?;
         Ok(Response::new(proto::ListBootstrapTokensResponse {
             tokens,
             next_page_token: next,

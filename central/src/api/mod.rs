@@ -231,3 +231,8 @@ pub fn tenant_filter(
     }
     acting_tenant(caller, requested, field).map(Some)
 }
+
+/// The audit log's name of an object: `kind/id` (`kind/` when the request named none).
+pub fn object(kind: &str, id: Option<&str>) -> String {
+    format!("{kind}/{}", id.unwrap_or(""))
+}

@@ -57,3 +57,33 @@ pub async fn page<R: Record>(
         }
     }
 }
+
+/// One page of an in-memory list, ordered by `id`, after the page token.
+pub fn page_of<T>(
+    mut items: Vec<T>,
+    page_token: &str,
+    page_size: u32,
+    max_page: u32,
+    id: impl Fn(&T) -> &str,
+) -> Result<(Vec<T>, String), ApiError> {
+    if page_size > max_page {
+        return Err(ApiError::invalid(
+            "page_size",
+            format!("{page_size} is over the limit; at most {max_page} per page"),
+        ));
+    }
+    items.retain(|t| page_token.is_empty() || id(t) > page_token);
+    items.sort_by(|a, b| id(a).cmp(id(b)));
+    let size = if page_size == 0 {
+        DEFAULT_PAGE.min(max_page)
+    } else {
+        page_size
+    } as usize;
+    let next = if items.len() > size {
+        items.truncate(size);
+        items.last().map(|t| id(t).to_owned()).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok((items, next))
+}

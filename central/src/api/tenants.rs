@@ -439,14 +439,9 @@ impl TenantService for Tenants {
         request: Request<proto::CreateTenantRequest>,
     ) -> Result<Response<proto::CreateTenantResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::CreateTenant).await?;
-        let object = format!(
-            "tenant/{}",
-            request
-                .get_ref()
-                .tenant
-                .as_ref()
-                .map(|t| t.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "tenant",
+            request.get_ref().tenant.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.create_tenant(request.into_inner()).await;
         let tenant = self
@@ -499,14 +494,9 @@ impl TenantService for Tenants {
         request: Request<proto::UpdateTenantRequest>,
     ) -> Result<Response<proto::UpdateTenantResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::UpdateTenant).await?;
-        let object = format!(
-            "tenant/{}",
-            request
-                .get_ref()
-                .tenant
-                .as_ref()
-                .map(|t| t.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "tenant",
+            request.get_ref().tenant.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.update_tenant(&caller, request.into_inner()).await;
         let tenant = self
@@ -536,14 +526,9 @@ impl TenantService for Tenants {
         request: Request<proto::CreateUserRequest>,
     ) -> Result<Response<proto::CreateUserResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::CreateUser).await?;
-        let object = format!(
-            "user/{}",
-            request
-                .get_ref()
-                .user
-                .as_ref()
-                .map(|u| u.id.as_str())
-                .unwrap_or("")
+        let object = super::object(
+            "user",
+            request.get_ref().user.as_ref().map(|x| x.id.as_str()),
         );
         let result = self.0.create_user(&caller, request.into_inner()).await;
         let user = self
@@ -627,30 +612,21 @@ impl TenantService for Tenants {
     ) -> Result<Response<proto::ListApiTokensResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::ListApiTokens).await?;
         let r = request.into_inner();
-        if r.page_size > self.0.config.max_page_size {
-            return Err(ApiError::invalid("page_size", "over the limit").into());
-        }
-        let mut tokens: Vec<proto::ApiToken> = self
+        let tokens: Vec<proto::ApiToken> = self
             .0
             .visible_tokens(&caller)
             .await?
             .into_iter()
             .filter_map(|t| t.token)
             .filter(|t| r.user.is_empty() || t.user == r.user)
-            .filter(|t| r.page_token.is_empty() || t.id.as_str() > r.page_token.as_str())
             .collect();
-        tokens.sort_by(|a, b| a.id.cmp(&b.id));
-        let size = if r.page_size == 0 {
-            pages::DEFAULT_PAGE
-        } else {
-            r.page_size
-        } as usize;
-        let next = if tokens.len() > size {
-            tokens.truncate(size);
-            tokens.last().map(|t| t.id.clone()).unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (tokens, next) = pages::page_of(
+            tokens,
+            &r.page_token,
+            r.page_size,
+            self.0.config.max_page_size,
+            |t| t.id.as_str(),
+        )?;
         Ok(Response::new(proto::ListApiTokensResponse {
             tokens,
             next_page_token: next,

@@ -154,7 +154,7 @@ async fn operator(
                 .await?;
             match export {
                 Some(path) => {
-                    write_secret(&path, &file)?;
+                    meridian_central::cli::write_secret(&path, &file)?;
                     println!(
                         "token {} for site {site} written to {}",
                         token.token.id,
@@ -195,7 +195,7 @@ async fn operator(
             .await?;
             match export {
                 Some(path) => {
-                    write_secret(&path, &format!("{}\n", token.secret))?;
+                    meridian_central::cli::write_secret(&path, &format!("{}\n", token.secret))?;
                     println!(
                         "provider-admin token {} for user {user} written to {}",
                         token.token.id,
@@ -223,17 +223,4 @@ async fn operator(
         }
     }
     Ok(())
-}
-
-fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }

@@ -198,6 +198,13 @@ fn model<W, M: TryFrom<W, Error = meridian_common::convert::ConvertError>>(
     })
 }
 
+fn models<W, M: TryFrom<W, Error = meridian_common::convert::ConvertError>>(
+    wire: Vec<W>,
+    what: &str,
+) -> Result<Vec<M>, CliError> {
+    wire.into_iter().map(|w| model(Some(w), what)).collect()
+}
+
 fn parse_role(s: &str) -> Result<proto::Role, CliError> {
     crate::api::Role::parse(s)
         .map(proto::Role::from)
@@ -509,11 +516,7 @@ async fn tenant(c: &mut Clients, format: Format, cmd: TenantCommand) -> Result<(
                 })
                 .await?
                 .into_inner();
-            let all: Vec<Tenant> = r
-                .tenants
-                .into_iter()
-                .map(|t| model(Some(t), "tenant"))
-                .collect::<Result<_, _>>()?;
+            let all: Vec<Tenant> = models(r.tenants, "tenant")?;
             print(
                 format,
                 &to_json(&all),
@@ -866,7 +869,7 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                 token: f.token,
                 expires_at: meridian_common::ids::Timestamp::from_millis(f.expires_at),
             };
-            write_secret(&export, &file.render())
+            super::write_secret(&export, &file.render())
                 .map_err(|e| CliError::usage(format!("cannot write {}: {e}", export.display())))?;
             let token = r.token.unwrap_or_default();
             print(
@@ -892,11 +895,7 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                 })
                 .await?
                 .into_inner();
-            let all: Vec<meridian_common::model::Server> = r
-                .servers
-                .into_iter()
-                .map(|s| model(Some(s), "server"))
-                .collect::<Result<_, _>>()?;
+            let all: Vec<meridian_common::model::Server> = models(r.servers, "server")?;
             let rows = all
                 .iter()
                 .map(|s| {
@@ -947,11 +946,7 @@ async fn region(c: &mut Clients, format: Format, cmd: RegionCommand) -> Result<(
                 })
                 .await?
                 .into_inner();
-            let all: Vec<Region> = r
-                .regions
-                .into_iter()
-                .map(|x| model(Some(x), "region"))
-                .collect::<Result<_, _>>()?;
+            let all: Vec<Region> = models(r.regions, "region")?;
             print(
                 format,
                 &to_json(&all),
@@ -1014,11 +1009,7 @@ async fn dataset(c: &mut Clients, format: Format, cmd: DatasetCommand) -> Result
                 })
                 .await?
                 .into_inner();
-            let all: Vec<Dataset> = r
-                .datasets
-                .into_iter()
-                .map(|x| model(Some(x), "dataset"))
-                .collect::<Result<_, _>>()?;
+            let all: Vec<Dataset> = models(r.datasets, "dataset")?;
             print(
                 format,
                 &to_json(&all),
@@ -1034,17 +1025,4 @@ async fn dataset(c: &mut Clients, format: Format, cmd: DatasetCommand) -> Result
         }
     }
     Ok(())
-}
-
-fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }

@@ -598,13 +598,8 @@ impl Reconciler {
         revision: Revision,
         to: ReservationState,
     ) -> Result<bool, TableError> {
-        let mut next = workload.clone();
-        next.state = match workload.state.clone().transition(to) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
-                return Ok(false);
-            }
+        let Some(next) = moved(workload, to) else {
+            return Ok(false);
         };
         match self.tables.workloads().update(&next, revision).await {
             Ok(_) => Ok(true),
@@ -620,13 +615,8 @@ impl Reconciler {
         revision: Revision,
         to: ReservationState,
     ) -> Result<bool, TableError> {
-        let mut next = workload.clone();
-        next.state = match workload.state.clone().transition(to) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
-                return Ok(false);
-            }
+        let Some(next) = moved(workload, to) else {
+            return Ok(false);
         };
         let key = Table::<Workload>::store_key(&workload.key_path());
         let txn = Txn::new()
@@ -659,5 +649,19 @@ impl Reconciler {
             p.release(&workload.id);
         }
         Ok(())
+    }
+}
+
+/// `workload` in state `to`, or `None` (logged) when the lifecycle forbids the move.
+fn moved(workload: &Workload, to: ReservationState) -> Option<Workload> {
+    match workload.state.clone().transition(to) {
+        Ok(state) => Some(Workload {
+            state,
+            ..workload.clone()
+        }),
+        Err(e) => {
+            tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
+            None
+        }
     }
 }

@@ -178,3 +178,18 @@ pub fn spec(name: &str) -> proto::WorkloadSpec {
     .unwrap();
     s.into()
 }
+
+/// Creates a one-GPU batch job called `name` for the caller's own tenant; returns its ID.
+pub async fn create(c: &mut Clients, name: &str) -> String {
+    c.placement
+        .create_workload(proto::CreateWorkloadRequest {
+            spec: Some(spec(name)),
+            tenant: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workload
+        .unwrap()
+        .id
+}
