@@ -4,6 +4,10 @@
 //! one store transaction, guarded by the channel record's revision, so a report is stored
 //! exactly once even when an agent replays a batch after a reconnect or a crash, and the mark
 //! central acknowledges never covers a report that is not durable.
+//!
+//! Observed state rides in the same transaction: an `Inventory` report replaces the site's
+//! servers in `servers/{site}/` (servers no longer reported are removed), and a `ServerState`
+//! report updates one server's state. Ingest is the only writer of observed state.
 
 use meridian_common::channel::seq::HighWater;
 use meridian_common::ids::{Sequence, SiteId};
@@ -35,6 +39,7 @@ pub async fn ingest(
         )));
     }
     let mut items = Vec::with_capacity(batch.reports.len());
+    let mut parsed = std::collections::BTreeMap::new();
     for wire in batch.reports {
         let bytes = wire.encode_to_vec();
         let report = SiteReport::try_from(wire)
@@ -46,6 +51,7 @@ pub async fn ingest(
             )));
         }
         items.push((report.sequence, bytes));
+        parsed.insert(report.sequence, report);
     }
     let fresh = high_water.fresh(&items);
     let Some(last) = fresh.last().map(|(s, _)| *s) else {
@@ -67,6 +73,15 @@ pub async fn ingest(
             value: bytes.clone(),
         });
     }
+    for op in observed_ops(
+        shared,
+        site,
+        fresh.iter().filter_map(|(s, _)| parsed.get(s)),
+    )
+    .await?
+    {
+        txn = txn.then(op);
+    }
     txn = txn.then(Op::Put {
         key: key.clone(),
         value: state::json(&next),
@@ -81,4 +96,79 @@ pub async fn ingest(
     *channel_rev = Some(response.revision);
     high_water.advance(last);
     Ok(high_water.mark())
+}
+
+/// The writes to `servers/` that the fresh reports' observed state calls for. A report naming
+/// servers of another site, or an invalid server, is refused like any bad report.
+async fn observed_ops<'a>(
+    shared: &Shared,
+    site: &SiteId,
+    reports: impl Iterator<Item = &'a SiteReport>,
+) -> Result<Vec<Op>, SessionError> {
+    use meridian_common::model::{ReportBody, Server};
+
+    use crate::store::tables::Table;
+
+    // The newest state per server wins within a batch; an inventory resets the picture.
+    let mut servers: Option<std::collections::BTreeMap<String, Server>> = None;
+    let mut states = Vec::new();
+    for report in reports {
+        match &report.body {
+            ReportBody::Inventory { servers: list } => {
+                let mut map = std::collections::BTreeMap::new();
+                for s in list {
+                    if &s.site != site {
+                        return Err(SessionError::Protocol(format!(
+                            "inventory of {site} names server {} of site {}",
+                            s.id, s.site
+                        )));
+                    }
+                    meridian_common::validate::validate_server(s).map_err(|e| {
+                        SessionError::Protocol(format!("bad server {} in inventory: {e:?}", s.id))
+                    })?;
+                    map.insert(s.id.to_string(), s.clone());
+                }
+                servers = Some(map);
+                states.clear();
+            }
+            ReportBody::ServerState { server, state } => {
+                states.push((server.clone(), state.clone()));
+            }
+            _ => {}
+        }
+    }
+    if servers.is_none() && states.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = shared.tables.servers();
+    let current: std::collections::BTreeMap<String, Server> = table
+        .list_all(Some(site), 1000)
+        .await?
+        .into_iter()
+        .map(|s| (s.id.to_string(), s))
+        .collect();
+    let mut next = servers.clone().unwrap_or_else(|| current.clone());
+    for (server, state) in states {
+        if let Some(s) = next.get_mut(server.as_str()) {
+            s.state = state;
+        }
+    }
+    let mut ops = Vec::new();
+    for (id, s) in &next {
+        if current.get(id) != Some(s) {
+            ops.push(
+                Table::<Server>::put_op(s).map_err(|e| SessionError::Protocol(e.to_string()))?,
+            );
+        }
+    }
+    if servers.is_some() {
+        for (id, s) in &current {
+            if !next.contains_key(id) {
+                ops.push(Op::Delete {
+                    key: Table::<Server>::store_key(&format!("{}/{id}", s.site)),
+                });
+            }
+        }
+    }
+    Ok(ops)
 }

@@ -57,6 +57,8 @@ fn dirty_marker(workload: &Workload) -> Op {
 
 /// Longest time between passes.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Shortest time between two planner rebuilds after fleet changes.
+const REBUILD_GAP: Duration = Duration::from_secs(2);
 /// Shortest time between passes (wake-ups in between are merged).
 const MIN_GAP: Duration = Duration::from_millis(50);
 
@@ -214,6 +216,14 @@ impl Lifecycle {
                 }
             },
         ));
+        // Servers change when a site reports its inventory: rebuild the planner.
+        tasks.spawn(watch_prefix(
+            tables.clone(),
+            "servers/",
+            handle.clone(),
+            stop_rx.clone(),
+            |handle, _| handle.fleet_changed(),
+        ));
         tasks.spawn(watch_prefix(
             tables,
             crate::channel::state::SITES_PREFIX,
@@ -295,6 +305,7 @@ pub struct Reconciler {
     tables: Tables,
     handle: LifecycleHandle,
     publisher: Arc<Publisher>,
+    last_rebuild: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 impl Reconciler {
@@ -304,6 +315,7 @@ impl Reconciler {
             tables,
             handle,
             publisher: Arc::new(publisher),
+            last_rebuild: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -348,19 +360,34 @@ impl Reconciler {
             .await
             .map_err(|e| LifecycleError::Task(e.to_string()))??;
         *self.handle.planner() = Some(planner);
+        *self.last_rebuild.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now());
         Ok(())
     }
 
     /// One pass over every workload at `now`, then a publish for every tenant marked dirty.
     pub async fn pass(&self, now: Timestamp) -> Result<PassSummary, LifecycleError> {
-        let stale = self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel)
+        let mut summary = PassSummary::default();
+        let workloads = self.tables.workloads().list(None, None, 0).await?;
+        // Fleet changes come in bursts (a site reporting its inventory, a reconnect storm):
+        // rebuild at most every REBUILD_GAP, leaving the flag set in between, unless a
+        // workload waits to be placed (it must see the fleet as it is).
+        let waiting = workloads
+            .items
+            .iter()
+            .any(|w| w.record.state == ReservationState::Pending);
+        let due = waiting
+            || self
+                .last_rebuild
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none_or(|t| t.elapsed() >= REBUILD_GAP);
+        let stale = (due && self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel))
             || self.handle.planner_read().is_none();
         if stale && let Err(e) = self.rebuild().await {
             self.handle.0.fleet_dirty.store(true, Ordering::Release);
             return Err(e);
         }
-        let mut summary = PassSummary::default();
-        let workloads = self.tables.workloads().list(None, None, 0).await?;
         for Versioned { record, revision } in workloads.items {
             let placed = self
                 .handle

@@ -1,0 +1,89 @@
+//! Observed state through the channel: a site's `Inventory` report replaces its servers in
+//! central's `servers/` table (servers no longer reported are removed), a `ServerState` report
+//! updates one server, and an inventory naming another site's server is refused.
+
+mod support;
+
+use meridian_common::ids::ServerId;
+use meridian_common::model::{ReportBody, Server, ServerState};
+use support::*;
+
+fn server(site: &str, id: &str) -> Server {
+    serde_json::from_value(serde_json::json!({
+        "id": id,
+        "site": site,
+        "bmc": {"url": format!("https://bmc-{id}.example"), "vendor": "generic"},
+        "serial": format!("SN-{id}"),
+        "cpu_cores": 64,
+        "memory_mib": 524288,
+        "gpus": [{"index": 0, "model": "H100-80GB", "memory_mib": 81920, "mig": "disabled", "health": "healthy"}],
+        "dpu": null,
+        "pool": null,
+        "state": "available"
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_and_server_state_reports_become_central_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let central = start_central(&dir.path().join("central")).await;
+    add_site(&central, "edge-inv").await;
+    let boot = bootstrap(&central, "edge-inv", dir.path()).await;
+    let (agent, _) = start_agent(agent_config(&dir.path().join("agent"), &boot)).await;
+    let tables = central.tables();
+    let site = site_id("edge-inv");
+    wait_for("site online", LIMIT, || async {
+        tables
+            .sites()
+            .get(&site)
+            .await
+            .unwrap()
+            .is_some_and(|v| v.record.state == meridian_common::model::SiteState::Online)
+    })
+    .await;
+    let ids = |servers: Vec<Server>| -> Vec<String> {
+        servers.into_iter().map(|s| s.id.to_string()).collect()
+    };
+
+    agent
+        .report(ReportBody::Inventory {
+            servers: vec![server("edge-inv", "srv-a"), server("edge-inv", "srv-b")],
+        })
+        .unwrap();
+    wait_for("two servers", LIMIT, || async {
+        ids(tables.servers().list_all(Some(&site), 100).await.unwrap()) == ["srv-a", "srv-b"]
+    })
+    .await;
+
+    agent
+        .report(ReportBody::ServerState {
+            server: ServerId::parse("srv-b").unwrap(),
+            state: ServerState::Failed {
+                reason: "BMC unreachable".into(),
+            },
+        })
+        .unwrap();
+    wait_for("srv-b failed", LIMIT, || async {
+        tables
+            .servers()
+            .get(&(&site, &ServerId::parse("srv-b").unwrap()))
+            .await
+            .unwrap()
+            .is_some_and(|v| matches!(v.record.state, ServerState::Failed { .. }))
+    })
+    .await;
+
+    // A later inventory without srv-a removes it.
+    agent
+        .report(ReportBody::Inventory {
+            servers: vec![server("edge-inv", "srv-b"), server("edge-inv", "srv-c")],
+        })
+        .unwrap();
+    wait_for("srv-a gone, srv-c added", LIMIT, || async {
+        ids(tables.servers().list_all(Some(&site), 100).await.unwrap()) == ["srv-b", "srv-c"]
+    })
+    .await;
+    agent.shutdown().await;
+    central.shutdown().await;
+}
