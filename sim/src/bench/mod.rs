@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod noisy;
 pub mod placement;
 
 /// Percentile of sorted samples (`q` in 0..=1).

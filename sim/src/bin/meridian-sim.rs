@@ -71,7 +71,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// B9: the tenant gRPC API (authenticated GetWorkload and DryRun) under load.
+    /// B9: the tenant gRPC API (authenticated GetWorkload and DryRun) under load; then R9
+    /// (a tenant flooding past its rate limit beside a steady one).
     Api {
         /// 10,000 sites and 15 s phases instead of 1,000 sites and 5 s.
         #[arg(long)]
@@ -152,8 +153,15 @@ async fn main() -> ExitCode {
                 connections: connections.max(1),
                 in_flight: in_flight.max(1),
             };
-            match meridian_sim::bench::api::run(&options).await {
-                Ok(_) => ExitCode::SUCCESS,
+            let noisy_seconds = if full { 10 } else { 4 };
+            let result = match meridian_sim::bench::api::run(&options).await {
+                Ok(_) => meridian_sim::bench::noisy::run(noisy_seconds)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!(
                         "meridian-sim bench api: {}",

@@ -1,0 +1,240 @@
+//! R9: a noisy tenant. Tenant A floods the API far past its rate limit while tenant B keeps a
+//! steady rate inside its own; B's success rate and p99 are compared with B alone, measured in
+//! the same run. The flood runs on its own runtime, like a separate client machine would.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use meridian_central::cli::{Clients, Target};
+use meridian_central::config::CentralConfig;
+use meridian_central::server::Central;
+use meridian_common::ids::UserId;
+use meridian_proto::v1 as proto;
+
+use super::percentile;
+use crate::fleet::{self, FleetSpec};
+
+/// What R9 measured.
+#[derive(Debug, Clone)]
+pub struct NoisyReport {
+    /// Tenant A's limit, requests/s.
+    pub limit: f64,
+    /// What A sent, requests/s.
+    pub flood_rate: f64,
+    /// Of A's requests, refused by the limiter.
+    pub flood_limited: u64,
+    /// B alone: successes, requests, p99.
+    pub alone: (u64, u64, Duration),
+    /// B under the flood: successes, requests, p99.
+    pub flooded: (u64, u64, Duration),
+}
+
+const LIMIT: f64 = 100.0;
+const B_RATE: u64 = 50;
+
+async fn steady(c: &mut Clients, id: &str, seconds: u64) -> (u64, u64, Duration) {
+    let mut lat = Vec::new();
+    let mut ok = 0;
+    let period = Duration::from_millis(1000 / B_RATE);
+    let mut next = Instant::now();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        let t = Instant::now();
+        if c.placement
+            .get_workload(proto::GetWorkloadRequest { id: id.into() })
+            .await
+            .is_ok()
+        {
+            ok += 1;
+        }
+        lat.push(t.elapsed());
+        next += period;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    lat.sort();
+    let p99 = percentile(&lat, 0.99);
+    (ok, lat.len() as u64, p99)
+}
+
+async fn tenant_token(admin: &mut Clients, id: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let tenant: proto::Tenant = meridian_common::model::Tenant {
+        id: meridian_common::ids::TenantId::parse(id)?,
+        name: meridian_common::ids::Name::parse(id)?,
+        quotas: meridian_common::model::Quotas {
+            gpus_per_model: [(meridian_common::model::GpuModel::H100_80GB, 8)].into(),
+            mig_slices: 0,
+            concurrent_reservations: 10,
+            sites: 10,
+        },
+        residency: Default::default(),
+        weights: Default::default(),
+        max_priority: 10,
+        network: None,
+    }
+    .into();
+    admin
+        .tenants
+        .create_tenant(proto::CreateTenantRequest {
+            tenant: Some(tenant),
+        })
+        .await?;
+    let user = format!("{id}-dev");
+    admin
+        .tenants
+        .create_user(proto::CreateUserRequest {
+            user: Some(proto::User {
+                id: user.clone(),
+                tenant: id.into(),
+                role: proto::Role::TenantMember as i32,
+                display_name: user.clone(),
+                created_at: 0,
+            }),
+        })
+        .await?;
+    Ok(admin
+        .tenants
+        .create_api_token(proto::CreateApiTokenRequest {
+            user,
+            role: None,
+            ttl_ms: 3_600_000,
+        })
+        .await?
+        .into_inner()
+        .secret)
+}
+
+/// Runs R9 for `seconds` per phase and prints the result.
+pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut config = CentralConfig {
+        data_dir: dir.path().to_owned(),
+        ..CentralConfig::default()
+    };
+    config.channel.listen = "127.0.0.1:0".parse()?;
+    config.api.listen = "127.0.0.1:0".parse()?;
+    config.api.rate_per_second = LIMIT;
+    config.api.rate_burst = LIMIT;
+    let central = Central::open(config).await?;
+    let fleet = fleet::generate(&FleetSpec::with_sites(42, 20));
+    let t = central.tables();
+    t.sites().create_many(&fleet.sites, 256).await?;
+    t.servers().create_many(&fleet.servers, 256).await?;
+    t.regions().create_many(&fleet.regions, 256).await?;
+    central.lifecycle().fleet_changed();
+    let admin = meridian_central::accounts::bootstrap_admin(
+        &t,
+        &UserId::parse("admin")?,
+        Duration::from_secs(3600),
+        meridian_central::channel::now(),
+    )
+    .await?
+    .secret;
+    let ca = dir.path().join("ca").join("ca.crt");
+    let endpoint = format!("https://{}", central.api().local_addr());
+    let target = |token: &str| Target {
+        endpoint: endpoint.clone(),
+        token: token.to_owned(),
+        ca: Some(ca.clone()),
+    };
+    let mut a_admin = target(&admin).connect().await?;
+    let a_token = tenant_token(&mut a_admin, "noisy-a").await?;
+    let b_token = tenant_token(&mut a_admin, "quiet-b").await?;
+    let mut b = target(&b_token).connect().await?;
+    let spec: proto::WorkloadSpec =
+        serde_json::from_value::<meridian_common::model::WorkloadSpec>(serde_json::json!({
+            "name": "steady", "kind": "batch_job", "replicas": 1,
+            "resources": {"accelerator": "none"}, "constraints": {}
+        }))?
+        .into();
+    let b_id = b
+        .placement
+        .create_workload(proto::CreateWorkloadRequest {
+            spec: Some(spec),
+            tenant: String::new(),
+        })
+        .await?
+        .into_inner()
+        .workload
+        .ok_or("no workload")?
+        .id;
+
+    let alone = steady(&mut b, &b_id, seconds).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let limited = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, sent, limited) = (stop.clone(), sent.clone(), limited.clone());
+        let a = target(&a_token);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let started = Instant::now();
+                let mut tasks = Vec::new();
+                for _ in 0..4 {
+                    let clients = a.connect().await.expect("connect");
+                    for _ in 0..16 {
+                        let mut c = clients.clone();
+                        let (stop, sent, limited) = (stop.clone(), sent.clone(), limited.clone());
+                        tasks.push(tokio::spawn(async move {
+                            while !stop.load(Ordering::Relaxed) {
+                                let r = c
+                                    .placement
+                                    .list_workloads(proto::ListWorkloadsRequest::default())
+                                    .await;
+                                sent.fetch_add(1, Ordering::Relaxed);
+                                if matches!(&r, Err(s) if s.code() == tonic::Code::ResourceExhausted)
+                                {
+                                    limited.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }));
+                    }
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+                started.elapsed()
+            })
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let flooded = steady(&mut b, &b_id, seconds).await;
+    stop.store(true, Ordering::Relaxed);
+    let flood_time = flood.join().map_err(|_| "flood thread panicked")?;
+    central.shutdown().await;
+    let report = NoisyReport {
+        limit: LIMIT,
+        flood_rate: sent.load(Ordering::Relaxed) as f64 / flood_time.as_secs_f64(),
+        flood_limited: limited.load(Ordering::Relaxed),
+        alone,
+        flooded,
+    };
+    let pct = |(ok, n, _): (u64, u64, Duration)| 100.0 * ok as f64 / n.max(1) as f64;
+    println!("R9 noisy tenant (rate limit {LIMIT}/s per tenant)");
+    println!(
+        "  tenant A: {:.0} req/s ({:.0}x its limit), {} refused by the limiter",
+        report.flood_rate,
+        report.flood_rate / LIMIT,
+        report.flood_limited
+    );
+    println!(
+        "  tenant B alone:      {:.2} % ok of {}, p99 {:.2} ms",
+        pct(report.alone),
+        report.alone.1,
+        report.alone.2.as_secs_f64() * 1e3
+    );
+    println!(
+        "  tenant B under flood: {:.2} % ok of {}, p99 {:.2} ms ({:.2}x alone)   target >= 99.9 %, p99 <= 1.5x",
+        pct(report.flooded),
+        report.flooded.1,
+        report.flooded.2.as_secs_f64() * 1e3,
+        report.flooded.2.as_secs_f64() / report.alone.2.as_secs_f64().max(1e-9)
+    );
+    Ok(report)
+}
