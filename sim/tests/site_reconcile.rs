@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
+use meridian_agent::compute::gpu::GpuInventory;
 use meridian_agent::reconcile::site::ServerStatus;
 use meridian_agent::reconcile::{ManualClock, SiteReconciler, SiteStatus};
 use meridian_agent::reconciler::{AgentLink, Background, Convergence, Reconciler};
@@ -58,6 +59,12 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        // The periodic resync is far beyond the test's limits: window boundaries and new
+        // intents must wake the workers by themselves.
+        Self::start_with(Duration::from_secs(600)).await
+    }
+
+    async fn start_with(resync: Duration) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = AgentStore::open(&dir.path().join("agent")).unwrap();
         let servers = start_servers().await;
@@ -70,7 +77,9 @@ impl Harness {
                 spec(&s.id, &s.bmc, Some(gpus))
             })
             .collect();
-        let site = SiteReconciler::new(specs, reconciler_config(), clock.clone());
+        let mut config = reconciler_config();
+        config.resync = resync;
+        let site = SiteReconciler::new(specs, config, clock.clone());
         let (stop, stop_rx) = watch::channel(false);
         let background = site.start(AgentLink {
             store: store.clone(),
@@ -287,7 +296,6 @@ fn mig_mode(e: &Emulated, gpu: u32) -> Option<(bool, bool)> {
 }
 
 fn futures_report(e: &Emulated) -> meridian_agent::compute::gpu::GpuReport {
-    use meridian_agent::compute::gpu::GpuInventory;
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(e.gpus.report()))
         .unwrap()
 }
@@ -550,11 +558,6 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
         ],
     );
     let e3 = events(&r, "server/srv-3");
-    if std::env::var_os("DUMP").is_some() {
-        for x in &r {
-            println!("{} {} {:?}", x.sequence, x.at, x.body);
-        }
-    }
     for (s, e) in [
         ("srv-1", &e1),
         ("srv-2", &e2),
@@ -729,6 +732,59 @@ async fn a_failing_server_is_failed_with_the_reason_and_retried_on_a_newer_gener
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_behind_the_agents_back_are_repaired_at_the_periodic_resync() {
+    use meridian_agent::compute::bmc::{Bmc, PowerAction, RedfishBmc};
+
+    let h = Harness::start_with(Duration::from_millis(300)).await;
+    let all = allocations(&h.images);
+    h.push(&intent_of(1, &all, &["train"]));
+    h.applied(1).await;
+    let srv1 = h.server("srv-1");
+    assert_eq!(srv1.bmc.boots().len(), 1);
+    // Someone powers srv-1 off and ejects its media; someone powers srv-4 (available) on.
+    let by_hand = |e: &Emulated| {
+        let (u, p) = e.bmc.credentials();
+        RedfishBmc::new(redfish_config(&e.bmc.url(), &u, &p)).unwrap()
+    };
+    let hand1 = by_hand(srv1);
+    hand1.power(PowerAction::ForceOff).await.unwrap();
+    hand1.eject_media().await.unwrap();
+    by_hand(h.server("srv-4"))
+        .power(PowerAction::On)
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while srv1.bmc.boots().len() < 2 || h.server("srv-4").bmc.power_state() != PowerState::Off {
+        assert!(start.elapsed() < LIMIT, "not repaired: {:#?}", h.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.server_settles("srv-1", T0, ServerState::Allocated).await;
+    assert_eq!(srv1.bmc.power_state(), PowerState::On);
+    assert_eq!(srv1.bmc.media_image(), Some(h.images.url("train.iso")));
+    assert_eq!(srv1.bmc.boots()[1].image, Some(h.images.url("train.iso")));
+    let r = reports(&h.store);
+    in_order(
+        &events(&r, "server/srv-1"),
+        &[
+            "in place",
+            "virtual media http",
+            "no longer runs what it booted",
+            "armed",
+            "powered on; booted",
+        ],
+    );
+    in_order(
+        &events(&r, "server/srv-4"),
+        &[
+            "cleaning: server is On while available",
+            "powered off",
+            "clean and available",
+        ],
+    );
+    h.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // The real agent with the reconciler, against a real central.
 
@@ -823,4 +879,380 @@ async fn the_agent_reports_the_generation_applied_by_the_reconciler_to_central()
     for s in servers {
         s.bmc.shutdown().await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// kill -9 mid-apply: the reconciler in a child process (this test binary re-run), the BMC
+// emulators, the image server and the GPUs (served to the child over TCP) in this one.
+
+const CHILD: &str = "MERIDIAN_SITE_RECONCILE_CHILD";
+const CHILD_SERVERS: &str = "MERIDIAN_SITE_RECONCILE_SERVERS";
+const CHILD_GPUS: &str = "MERIDIAN_SITE_RECONCILE_GPUS";
+
+/// The child: a site reconciler on the agent store in `$CHILD`, printing each conclusion.
+#[test]
+fn child_reconciler() {
+    use meridian_agent::compute::bmc::RedfishBmc;
+    use meridian_agent::reconcile::{ServerDrivers, ServerSpec, SystemClock};
+    use site_reconcile_support::gpu_remote::RemoteGpu;
+    use std::io::Write;
+
+    let Some(dir) = std::env::var_os(CHILD) else {
+        return; // Only does something when the crash test starts it.
+    };
+    let servers: Vec<(String, String, String, String)> =
+        serde_json::from_str(&std::env::var(CHILD_SERVERS).unwrap()).unwrap();
+    let gpus: std::net::SocketAddr = std::env::var(CHILD_GPUS).unwrap().parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = AgentStore::open(&std::path::Path::new(&dir).join("agent")).unwrap();
+        let specs = servers
+            .into_iter()
+            .map(|(id, url, user, password)| ServerSpec {
+                id: server_id(&id),
+                bmc_url: url.clone(),
+                drivers: ServerDrivers {
+                    bmc: Arc::new(RedfishBmc::new(redfish_config(&url, &user, &password)).unwrap()),
+                    gpus: Some(Arc::new(RemoteGpu {
+                        addr: gpus,
+                        server: id,
+                    })),
+                },
+            })
+            .collect();
+        let site = SiteReconciler::new(specs, reconciler_config(), Arc::new(SystemClock));
+        let (_stop, stop_rx) = watch::channel(false);
+        let background = site
+            .start(AgentLink {
+                store,
+                reports_ready: Arc::new(Notify::new()),
+                report_buffer_max: 100_000,
+                stop: stop_rx,
+            })
+            .unwrap();
+        println!("READY");
+        let mut outcomes = background.outcomes;
+        let mut out = std::io::stdout();
+        loop {
+            if outcomes.changed().await.is_err() {
+                break;
+            }
+            let c = outcomes.borrow_and_update().clone();
+            match c {
+                Some(Convergence::Applied(g)) => writeln!(out, "OUTCOME applied {g}").unwrap(),
+                Some(Convergence::Failed { generation, reason }) => {
+                    writeln!(out, "OUTCOME failed {generation} {reason}").unwrap()
+                }
+                None => {}
+            }
+            out.flush().unwrap();
+        }
+        std::future::pending::<()>().await;
+    });
+}
+
+struct Child {
+    process: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Child {
+    fn spawn(dir: &std::path::Path, servers: &str, gpus: std::net::SocketAddr) -> Child {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "child_reconciler",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, dir)
+        .env(CHILD_SERVERS, servers)
+        .env(CHILD_GPUS, gpus.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+        let mut process = cmd.spawn().unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let child = Child { process, lines };
+        child.wait_line("READY");
+        child
+    }
+
+    /// Waits for a line ending in `what` (libtest may print before it on the same line).
+    fn wait_line(&self, what: &str) {
+        let start = Instant::now();
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) if l.ends_with(what) => return,
+                Ok(l) if l.contains("OUTCOME failed") => panic!("child: {l}"),
+                _ if start.elapsed() > LIMIT => panic!("child never printed {what:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    fn kill(mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+}
+
+/// Polls (every 2 ms) until `check` holds; panics after the limit.
+fn poll_until(what: &str, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn kill_9_mid_apply_resumes_idempotently() {
+    use site_reconcile_support::gpu_remote::GpuShim;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Power phases of 400 ms and media reads held 250 ms: the kills below land while a power
+    // transition or a media insertion is under way, before the agent recorded it.
+    let servers = rt.block_on(start_servers_with(Duration::from_millis(400)));
+    for s in &servers {
+        s.bmc.faults().inject(
+            Fault::latency(
+                "/redfish/v1/Systems/*/VirtualMedia/*",
+                Duration::from_millis(250),
+            )
+            .method(Method::GET),
+        );
+    }
+    let images = Images::start();
+    let shim = GpuShim::start(
+        servers
+            .iter()
+            .map(|s| (s.id.to_string(), s.gpus.clone()))
+            .collect(),
+        rt.handle().clone(),
+    );
+    let spec: Vec<(String, String, String, String)> = servers
+        .iter()
+        .map(|s| {
+            let (u, p) = s.bmc.credentials();
+            (s.id.to_string(), s.bmc.url(), u, p)
+        })
+        .collect();
+    let spec = serde_json::to_string(&spec).unwrap();
+    let now = meridian_agent::now_ms();
+    let all = allocations(&images);
+    let mut burst = all["burst"].clone();
+    burst["window"] = window(now - 60 * MIN, now + 600 * MIN);
+    let mut gen1 = intent_of(1, &all, &["train", "infer-a", "infer-b", "render"]);
+    gen1.allocations
+        .push(serde_json::from_value(burst).unwrap());
+    let write_intent = |i: &SiteIntent| {
+        let store = AgentStore::open(&dir.path().join("agent")).unwrap();
+        store.store_intent(i).unwrap();
+    };
+    write_intent(&gen1);
+    let total = |method: &str, suffix: &str| -> usize {
+        servers
+            .iter()
+            .map(|s| succeeded(&s.bmc, method, suffix))
+            .sum()
+    };
+    let mut kills = Vec::new();
+
+    // Kill 1: just after the first virtual media insert was accepted.
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    poll_until("a media insert", || {
+        total("POST", "VirtualMedia.InsertMedia") > 0
+    });
+    child.kill();
+    kills.push("after a media insert");
+    // Kill 2: just after the first power-on was accepted (mid `PoweringOn`).
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    poll_until("a power-on", || total("POST", "ComputerSystem.Reset") > 0);
+    child.kill();
+    kills.push("during a power-on");
+    // Kill 3: a MIG device created, the answer never delivered.
+    let held = shim.hold_next_create();
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    let on = held.recv_timeout(LIMIT).expect("a MIG device creation");
+    child.kill();
+    kills.push("after a MIG device creation");
+    assert_eq!(on, "srv-2");
+    // Then to convergence.
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    child.wait_line("OUTCOME applied 1");
+    child.kill();
+
+    let srv = |n: &str| servers.iter().find(|s| s.id.as_str() == n).unwrap();
+    for (s, image) in [
+        ("srv-1", "train.iso"),
+        ("srv-2", "host.iso"),
+        ("srv-3", "vm.iso"),
+    ] {
+        let e = srv(s);
+        assert_eq!(e.bmc.power_state(), PowerState::On, "{s}");
+        assert_eq!(e.bmc.media_image(), Some(images.url(image)), "{s}");
+        let boots = e.bmc.boots();
+        assert_eq!(
+            boots.len(),
+            1,
+            "{s}: one boot, not a second power cycle: {boots:?}"
+        );
+        assert_eq!(boots[0].image, Some(images.url(image)), "{s}");
+        assert_eq!(
+            succeeded(&e.bmc, "POST", "ComputerSystem.Reset"),
+            1,
+            "{s}: one power-on"
+        );
+        assert_eq!(
+            succeeded(&e.bmc, "POST", "VirtualMedia.InsertMedia"),
+            1,
+            "{s}: one insert"
+        );
+    }
+    assert_eq!(srv("srv-4").bmc.power_state(), PowerState::Off);
+    let (mut gpu0, gpu1) = rt.block_on(async {
+        let r = srv("srv-2").gpus.report().await.unwrap();
+        let names = |i: usize| match &r.devices()[i].mig {
+            meridian_agent::compute::gpu::MigState::Supported { devices, .. } => devices
+                .iter()
+                .map(|d| d.name.rsplit(' ').next().unwrap().to_owned())
+                .collect::<Vec<_>>(),
+            _ => Vec::new(),
+        };
+        (names(0), names(1))
+    });
+    gpu0.sort();
+    assert_eq!(gpu0, ["1g.10gb", "3g.40gb"], "one MIG device per slice");
+    assert_eq!(gpu1, ["2g.20gb"]);
+    assert_eq!(shim.creates(), 3, "no MIG device created twice");
+
+    // Generation 2 takes everything away; kill 4 lands during a power-off.
+    write_intent(&intent(SITE, 2, json!([])));
+    let resets = total("POST", "ComputerSystem.Reset");
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    poll_until("a power-off", || {
+        total("POST", "ComputerSystem.Reset") > resets
+    });
+    child.kill();
+    kills.push("during a power-off");
+    let child = Child::spawn(dir.path(), &spec, shim.addr());
+    child.wait_line("OUTCOME applied 2");
+    child.kill();
+    for s in ["srv-1", "srv-2", "srv-3"] {
+        let e = srv(s);
+        assert_eq!(e.bmc.power_state(), PowerState::Off, "{s}");
+        assert!(!e.bmc.media_inserted(), "{s}");
+        assert_eq!(
+            succeeded(&e.bmc, "POST", "ComputerSystem.Reset"),
+            2,
+            "{s}: on, then off"
+        );
+        assert_eq!(
+            succeeded(&e.bmc, "POST", "VirtualMedia.EjectMedia"),
+            1,
+            "{s}: one eject"
+        );
+        assert_eq!(e.bmc.boots().len(), 1, "{s}");
+    }
+    let report = rt.block_on(srv("srv-2").gpus.report()).unwrap();
+    for g in report.devices() {
+        assert!(
+            matches!(&g.mig, meridian_agent::compute::gpu::MigState::Supported { current: false, pending: false, devices, .. } if devices.is_empty()),
+            "{:?}",
+            g.mig
+        );
+    }
+
+    // Every step reported once: no Info event repeats on any server, and each milestone is
+    // there exactly once (as done, or as found done after a restart).
+    let store = AgentStore::open(&dir.path().join("agent")).unwrap();
+    let r = reports(&store);
+    let seqs: Vec<u64> = r.iter().map(|x| x.sequence.get()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    for s in ["srv-1", "srv-2", "srv-3", "srv-4"] {
+        let infos: Vec<String> = r
+            .iter()
+            .filter_map(|x| match &x.body {
+                ReportBody::Event {
+                    severity: Severity::Info,
+                    resource,
+                    message,
+                } if resource == &format!("server/{s}") => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &infos {
+            assert!(seen.insert(m), "{s}: {m:?} reported twice: {infos:#?}");
+        }
+        if s == "srv-4" {
+            continue;
+        }
+        for milestone in [
+            "inserted",
+            "armed",
+            "booted",
+            "in place",
+            "cleaning:",
+            "powered off",
+            "ejected",
+            "clean and available",
+        ] {
+            assert_eq!(
+                count(&infos, milestone),
+                if milestone == "in place" && s == "srv-2" {
+                    3
+                } else {
+                    1
+                },
+                "{s}: {milestone:?} in {infos:#?}"
+            );
+        }
+    }
+    let e2 = events(&r, "server/srv-2");
+    assert_eq!(
+        count(&e2, "created for") + count(&e2, "adopted for"),
+        3,
+        "{e2:#?}"
+    );
+    assert_eq!(
+        count(&e2, "adopted for infer-a"),
+        1,
+        "the device created before kill 3 is adopted: {e2:#?}"
+    );
+    for w in ["train", "infer-a", "infer-b", "burst", "render"] {
+        assert_eq!(latest_alloc(&r, w), Some(AllocationStatus::Ended), "{w}");
+    }
+    println!(
+        "kill -9 landed {}; each resumed without repeating a step",
+        kills.join(", ")
+    );
+    drop(shim);
+    rt.block_on(async {
+        for s in servers {
+            s.bmc.shutdown().await;
+        }
+    });
 }

@@ -138,9 +138,12 @@ fn serve(
             }),
         }
     });
-    if op == "create"
-        && let Some(tx) = hold.lock().unwrap().take()
-    {
+    let held = if op == "create" {
+        hold.lock().unwrap().take()
+    } else {
+        None
+    };
+    if let Some(tx) = held {
         // Done but never answered: the caller is killed before it hears of it.
         let _ = tx.send(server);
         std::thread::sleep(Duration::from_secs(30));

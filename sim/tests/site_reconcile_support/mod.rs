@@ -150,6 +150,11 @@ pub fn site_gpus() -> Vec<(&'static str, Vec<FakeGpu>)> {
 /// Starts the four emulated servers (power phases of 100 ms, media inserted 50 ms after the
 /// image is read, `If-Match` required).
 pub async fn start_servers() -> Vec<Emulated> {
+    start_servers_with(Duration::from_millis(100)).await
+}
+
+/// [`start_servers`] with power phases of `power_delay`.
+pub async fn start_servers_with(power_delay: Duration) -> Vec<Emulated> {
     let mut out = Vec::new();
     for (name, gpus) in site_gpus() {
         let model = if name == "srv-3" {
@@ -159,7 +164,7 @@ pub async fn start_servers() -> Vec<Emulated> {
         };
         let models = vec![model; gpus.len()];
         let bmc = BmcEmulator::new(BmcProfile::gpu_server(models))
-            .power_delay(Duration::from_millis(100))
+            .power_delay(power_delay)
             .media_delay(Duration::from_millis(50))
             .require_if_match(true)
             .start()

@@ -13,13 +13,17 @@ use super::clock::Clock;
 use super::desired::{ServerWant, WantedAllocation};
 use super::observe::{self, Device};
 use super::plan::{self, Note, Step, describe};
-use super::record::{self, AllocRecord, BootedWith, MigClaim, ServerRecord};
+use super::record::{self, AllocRecord, MigClaim, ServerRecord};
 use super::{Action, ReconcileError, RetryPolicy, Verdict, error_policy};
 use crate::compute::bmc::{
     Bmc, BmcError, BootOverride, BootOverrideEnabled, BootTarget, MediaPolicy, PowerAction,
 };
 use crate::compute::gpu::{GpuError, GpuIndex, GpuInventory, GpuUuid, MigProfile};
 use crate::store::AgentStore;
+
+/// How many times an insert found under way is polled (every `power_poll`) before it is
+/// asked for again.
+const MEDIA_IN_PROGRESS_POLLS: u32 = 100;
 
 /// The drivers of one server.
 #[derive(Clone)]
@@ -472,9 +476,29 @@ async fn execute(
             reports.push(server_state(id, &rec.state));
         }
         Step::InsertMedia { image } => {
-            bmc.insert_media(image, MediaPolicy::EjectFirst)
+            // An insert of this image may be under way (one asked for before a crash): let it
+            // finish rather than eject it and insert again.
+            let mut pending = bmc
+                .media()
                 .await
                 .map_err(bmc_step("insert virtual media"))?;
+            let mut polls = 0;
+            while !pending.inserted
+                && observe::same_image(pending.image.as_deref(), image)
+                && polls < MEDIA_IN_PROGRESS_POLLS
+            {
+                tokio::time::sleep(ctx.power_poll).await;
+                pending = bmc
+                    .media()
+                    .await
+                    .map_err(bmc_step("insert virtual media"))?;
+                polls += 1;
+            }
+            if !(pending.inserted && observe::same_image(pending.image.as_deref(), image)) {
+                bmc.insert_media(image, MediaPolicy::EjectFirst)
+                    .await
+                    .map_err(bmc_step("insert virtual media"))?;
+            }
             rec.media = Some(image.clone());
             reports.push(info(format!("virtual media {image} inserted")));
         }
@@ -769,9 +793,4 @@ fn note_step(
             }
         }
     }
-}
-
-/// The drivers' booted-with for tests and the docs.
-pub fn booted_with(image: Option<&str>) -> BootedWith {
-    image.map_or(BootedWith::Disk, |i| BootedWith::Image(i.to_owned()))
 }
