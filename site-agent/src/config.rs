@@ -417,3 +417,94 @@ impl AgentConfig {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        meridian_common::config::load(Some(&path), ENV_PREFIX, &env)
+    }
+
+    #[test]
+    fn servers_are_read_checked_and_turned_into_drivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("srv-2.toml");
+        std::fs::write(&creds, "username = \"admin\"\npassword = \"pw\"\n").unwrap();
+        let text = format!(
+            r#"
+            [reconciler]
+            resync_ms = 5000
+
+            [[servers]]
+            id = "srv-1"
+            bmc_url = "http://127.0.0.1:8000"
+            username = "admin"
+            password = "secret"
+
+            [[servers]]
+            id = "srv-2"
+            bmc_url = "https://10.0.0.12"
+            credentials_file = {creds:?}
+            tls_insecure = true
+            gpu_inventory = "nvml"
+            "#
+        );
+        let c = load(
+            &text,
+            &[("MERIDIAN_AGENT_RECONCILER__POWER_POLL_MS", "250")],
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[1].gpu_inventory, GpuInventoryKind::Nvml);
+        assert_eq!(
+            (c.reconciler.resync_ms, c.reconciler.power_poll_ms),
+            (5000, 250)
+        );
+        assert!(!format!("{:?}", c.servers[0]).contains("secret"));
+        let site = c.site_reconciler().unwrap().expect("servers configured");
+        assert_eq!(site.servers().len(), 2);
+        assert!(AgentConfig::default().site_reconciler().unwrap().is_none());
+
+        // A credentials file that is not there is a configuration error naming the key.
+        let missing = text.replace(&format!("{creds:?}"), "\"/nonexistent/creds.toml\"");
+        let e = load(&missing, &[]).unwrap().site_reconciler().unwrap_err();
+        assert!(e.to_string().contains("servers[1].credentials_file"), "{e}");
+    }
+
+    #[test]
+    fn bad_servers_are_refused_with_the_key() {
+        let base = "[[servers]]\nid = \"srv-1\"\nusername = \"a\"\npassword = \"b\"\n";
+        let cases = [
+            ("bmc_url = \"https://10.0.0.1\"\n", "servers[0].tls_ca_file"),
+            ("bmc_url = \"ftp://10.0.0.1\"\n", "servers[0].bmc_url"),
+            (
+                "bmc_url = \"http://a\"\ncredentials_file = \"/x\"\n",
+                "servers[0].credentials_file",
+            ),
+            (
+                "bmc_url = \"http://a\"\n[[servers]]\nid = \"srv-1\"\nbmc_url = \"http://b\"\nusername = \"a\"\npassword = \"b\"\n",
+                "servers[1].id",
+            ),
+        ];
+        for (extra, key) in cases {
+            let e = load(&format!("{base}{extra}"), &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{extra}: {e}");
+        }
+        let e = load(
+            "[[servers]]\nid = \"Bad_Id\"\nbmc_url = \"http://a\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("servers"), "{e}");
+    }
+}

@@ -267,7 +267,7 @@ fn load(
                                     .is_ok(),
                                 Call::Get => {
                                     let mine = &ids[tenant];
-                                    let id = mine[(n >> 33) as usize % mine.len()].clone();
+                                    let id = mine[(n >> 33) % mine.len()].clone();
                                     c.placement
                                         .get_workload(proto::GetWorkloadRequest { id })
                                         .await

@@ -182,7 +182,7 @@ pub async fn start_servers_with(power_delay: Duration) -> Vec<Emulated> {
 /// The Redfish driver's settings for tests: short timeouts and polls.
 pub fn redfish_config(url: &str, user: &str, password: &str) -> RedfishConfig {
     let mut cfg = RedfishConfig::new(url, user, password);
-    cfg.request_timeout = Duration::from_millis(600);
+    cfg.request_timeout = Duration::from_millis(1000);
     cfg.attempts = 2;
     cfg.retry_backoff = Duration::from_millis(20);
     cfg.max_retry_after = Duration::from_secs(1);

@@ -655,3 +655,464 @@ pub fn mig_instances(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute::bmc::{BootOverride, BootTarget, MediaStatus, ResourcePath};
+    use crate::compute::gpu::{
+        GpuDevice, GpuIndex, GpuMemory, GpuReport, GpuUuid, MigDevice, MigState,
+    };
+    use meridian_common::ids::{ServerId, SiteId, TenantId, Timestamp};
+    use meridian_common::model::{
+        AllocationMode, BmcEndpoint, BmcVendor, Gpu, GpuHealth, GpuModel, MigConfig, MigProfile,
+    };
+
+    const IMG: &str = "http://img/a.iso";
+
+    fn server() -> ServerId {
+        ServerId::parse("srv-1").unwrap()
+    }
+
+    fn inventory(gpus: u32) -> Server {
+        Server {
+            id: server(),
+            site: SiteId::parse("edge-1").unwrap(),
+            bmc: BmcEndpoint {
+                url: "http://bmc".into(),
+                vendor: BmcVendor::Generic,
+            },
+            serial: "s".into(),
+            cpu_cores: 8,
+            memory_mib: 1024,
+            gpus: (0..gpus)
+                .map(|index| Gpu {
+                    index,
+                    model: GpuModel::H100_80GB,
+                    memory_mib: 81_920,
+                    mig: MigConfig::Disabled,
+                    health: GpuHealth::Healthy,
+                })
+                .collect(),
+            dpu: None,
+            pool: None,
+            state: ServerState::Available,
+        }
+    }
+
+    fn record(state: ServerState) -> ServerRecord {
+        ServerRecord {
+            state,
+            inventory: Some(inventory(2)),
+            ..ServerRecord::default()
+        }
+    }
+
+    fn alloc(w: &str, slots: Vec<GpuSlot>, image: Option<&str>) -> WantedAllocation {
+        WantedAllocation {
+            workload: WorkloadId::parse(w).unwrap(),
+            tenant: TenantId::parse("acme").unwrap(),
+            mode: AllocationMode::BareMetal,
+            image: image.map(str::to_owned),
+            slots,
+            window: None,
+        }
+    }
+
+    fn want(active: Vec<WantedAllocation>) -> ServerWant {
+        ServerWant {
+            active,
+            generation: Generation::new(1),
+            ..ServerWant::idle(server(), Timestamp::from_millis(0))
+        }
+    }
+
+    fn mig_slot(gpu: u32, profile: &str, placement: u8) -> GpuSlot {
+        GpuSlot::Mig {
+            gpu_index: gpu,
+            profile: MigProfile::parse_any(profile).unwrap(),
+            placement,
+        }
+    }
+
+    /// A device: power, CD boot armed, media image, and per GPU (current, pending, profiles).
+    fn device(
+        power: PowerState,
+        armed: bool,
+        media: Option<&str>,
+        gpus: &[(bool, bool, &[&str])],
+    ) -> Device {
+        Device {
+            power,
+            boot: BootOverride {
+                target: if armed {
+                    BootTarget::Cd
+                } else {
+                    BootTarget::None
+                },
+                enabled: if armed {
+                    BootOverrideEnabled::Once
+                } else {
+                    BootOverrideEnabled::Disabled
+                },
+                mode: None,
+            },
+            media: MediaStatus {
+                slot: ResourcePath::new("/cd"),
+                inserted: media.is_some(),
+                image: media.map(str::to_owned),
+            },
+            gpus: Some(GpuReport::Gpus {
+                driver_version: None,
+                devices: gpus
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (current, pending, profiles))| GpuDevice {
+                        index: GpuIndex(i as u32),
+                        uuid: GpuUuid(format!("GPU-{i}")),
+                        name: "NVIDIA H100 80GB HBM3".into(),
+                        memory: GpuMemory { total: 1, used: 0 },
+                        utilisation: None,
+                        mig: MigState::Supported {
+                            current: *current,
+                            pending: *pending,
+                            slots: 7,
+                            devices: profiles
+                                .iter()
+                                .enumerate()
+                                .map(|(s, p)| MigDevice {
+                                    slot: s as u32,
+                                    uuid: GpuUuid(format!("MIG-{i}-{s}")),
+                                    name: format!("NVIDIA H100 80GB HBM3 MIG {p}"),
+                                    memory: None,
+                                })
+                                .collect(),
+                        },
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    fn applied(rec: &mut ServerRecord, w: &str) {
+        rec.allocations.insert(
+            WorkloadId::parse(w).unwrap(),
+            super::super::record::AllocRecord {
+                tenant: TenantId::parse("acme").unwrap(),
+                status: AllocationStatus::Pending,
+            },
+        );
+    }
+
+    #[test]
+    fn assessment_rejects_what_the_server_cannot_hold() {
+        let w = want(vec![
+            alloc(
+                "a",
+                vec![GpuSlot::WholeGpus { indices: vec![0] }],
+                Some(IMG),
+            ),
+            alloc(
+                "b",
+                vec![GpuSlot::WholeGpus { indices: vec![5] }],
+                Some(IMG),
+            ),
+            alloc("c", vec![mig_slot(0, "1g.10gb", 0)], Some(IMG)),
+            alloc(
+                "d",
+                vec![mig_slot(1, "1g.10gb", 0)],
+                Some("http://img/other.iso"),
+            ),
+            alloc("e", vec![mig_slot(1, "7g.80gb", 0)], None),
+            alloc("f", vec![mig_slot(1, "1g.10gb", 0)], None),
+        ]);
+        let a = assess(&w, &inventory(2), true);
+        let names: Vec<&str> = a.accepted.iter().map(|x| x.workload.as_str()).collect();
+        assert_eq!(names, ["a", "e"]);
+        let why: Vec<(&str, &str)> = a
+            .rejected
+            .iter()
+            .map(|(x, r)| (x.workload.as_str(), r.as_str()))
+            .collect();
+        assert!(why[0].0 == "b" && why[0].1.contains("no GPU 5"), "{why:?}");
+        assert!(
+            why[1].0 == "c" && why[1].1.contains("in use whole"),
+            "{why:?}"
+        );
+        assert!(why[2].0 == "d" && why[2].1.contains("boots"), "{why:?}");
+        assert!(why[3].0 == "f" && why[3].1.contains("overlaps"), "{why:?}");
+        assert_eq!(a.image, Some(IMG));
+        // Without a GPU driver no MIG slice can be made.
+        let w = want(vec![alloc("c", vec![mig_slot(0, "1g.10gb", 0)], None)]);
+        assert!(
+            assess(&w, &inventory(2), false).rejected[0]
+                .1
+                .contains("no GPU driver")
+        );
+    }
+
+    #[test]
+    fn allocation_steps_act_on_the_difference_and_note_what_a_crash_left_unrecorded() {
+        let w = want(vec![alloc(
+            "a",
+            vec![GpuSlot::WholeGpus { indices: vec![0] }],
+            Some(IMG),
+        )]);
+        let no_mig: &[(bool, bool, &[&str])] = &[(false, false, &[]), (false, false, &[])];
+        let mut rec = record(ServerState::Available);
+        // First the allocation is reported pending.
+        assert!(matches!(
+            plan(
+                &w,
+                &rec,
+                Some(&device(PowerState::Off, false, None, no_mig)),
+                true
+            ),
+            Step::Note(Note::Allocation {
+                status: AllocationStatus::Pending,
+                ..
+            })
+        ));
+        applied(&mut rec, "a");
+        let off = device(PowerState::Off, false, None, no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&off), true),
+            Step::InsertMedia { image: IMG.into() }
+        );
+        // Inserted before a crash, not recorded: noted, not inserted again.
+        let inserted = device(PowerState::Off, false, Some(IMG), no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&inserted), true),
+            Step::Note(Note::MediaFound { image: IMG.into() })
+        );
+        rec.media = Some(IMG.into());
+        assert_eq!(plan(&w, &rec, Some(&inserted), true), Step::ArmBoot);
+        let armed = device(PowerState::Off, true, Some(IMG), no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&armed), true),
+            Step::Note(Note::BootArmedFound)
+        );
+        rec.boot_armed = true;
+        let with = BootedWith::Image(IMG.into());
+        assert_eq!(
+            plan(&w, &rec, Some(&armed), true),
+            Step::PowerOn { with: with.clone() }
+        );
+        // Powering on: wait; on with the override consumed: it booted (found, not redone).
+        let powering = device(PowerState::PoweringOn, true, Some(IMG), no_mig);
+        assert_eq!(plan(&w, &rec, Some(&powering), true), Step::WaitPower);
+        let on = device(PowerState::On, false, Some(IMG), no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&on), true),
+            Step::Note(Note::BootedFound { with: with.clone() })
+        );
+        // A server that is on with the boot still armed is restarted, not powered on.
+        let on_armed = device(PowerState::On, true, Some(IMG), no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&on_armed), true),
+            Step::Restart { with: with.clone() }
+        );
+        rec.booted = Some(with);
+        rec.boot_armed = false;
+        // A whole GPU must not be in MIG mode.
+        let mig_on: &[(bool, bool, &[&str])] = &[(true, true, &["1g.10gb"]), (false, false, &[])];
+        let dev = device(PowerState::On, false, Some(IMG), mig_on);
+        assert!(matches!(
+            plan(&w, &rec, Some(&dev), true),
+            Step::DestroyMig {
+                gpu: 0,
+                key: None,
+                ..
+            }
+        ));
+        let dev = device(
+            PowerState::On,
+            false,
+            Some(IMG),
+            &[(true, true, &[]), (false, false, &[])],
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&dev), true),
+            Step::SetMigMode {
+                gpu: 0,
+                enabled: false
+            }
+        );
+        assert_eq!(plan(&w, &rec, Some(&on), true), Step::MarkAllocated);
+        rec.state = ServerState::Allocated;
+        rec.allocations
+            .get_mut(&WorkloadId::parse("a").unwrap())
+            .unwrap()
+            .status = AllocationStatus::Applied;
+        assert_eq!(plan(&w, &rec, Some(&on), true), Step::Converged);
+        // Powered off behind our back: the boot is lost and done again.
+        assert_eq!(
+            plan(&w, &rec, Some(&inserted), true),
+            Step::Note(Note::BootLost)
+        );
+    }
+
+    #[test]
+    fn mig_slices_adopt_an_unowned_device_before_creating_one() {
+        let w = want(vec![alloc(
+            "a",
+            vec![mig_slot(1, "1g.10gb", 0), mig_slot(1, "3g.40gb", 4)],
+            None,
+        )]);
+        let mut rec = record(ServerState::Available);
+        applied(&mut rec, "a");
+        rec.booted = Some(BootedWith::Disk);
+        let dev = |gpu1: (bool, bool, &'static [&'static str])| {
+            device(PowerState::On, false, None, &[(false, false, &[]), gpu1])
+        };
+        assert_eq!(
+            plan(&w, &rec, Some(&dev((false, false, &[]))), true),
+            Step::SetMigMode {
+                gpu: 1,
+                enabled: true
+            }
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&dev((false, true, &[]))), true),
+            Step::ResetGpu { gpu: 1 }
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&dev((true, true, &[]))), true),
+            Step::Note(Note::MigModeFound { gpu: 1, on: true })
+        );
+        rec.mig_on.insert(1);
+        let key = slot_key(&WorkloadId::parse("a").unwrap(), &mig_slot(1, "1g.10gb", 0));
+        assert_eq!(
+            plan(&w, &rec, Some(&dev((true, true, &[]))), true),
+            Step::CreateMig {
+                key: key.clone(),
+                workload: WorkloadId::parse("a").unwrap(),
+                gpu: 1,
+                profile: "1g.10gb".into()
+            }
+        );
+        // A device of the profile nobody owns (created before a crash): adopted.
+        match plan(&w, &rec, Some(&dev((true, true, &["1g.10gb"]))), true) {
+            Step::Note(Note::MigAdopted { key: k, claim }) => {
+                assert_eq!((k, claim.uuid.as_str()), (key.clone(), "MIG-1-0"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // One of a profile nobody wants: destroyed.
+        assert_eq!(
+            plan(&w, &rec, Some(&dev((true, true, &["2g.20gb"]))), true),
+            Step::DestroyMig {
+                gpu: 1,
+                uuid: "MIG-1-0".into(),
+                key: None
+            }
+        );
+    }
+
+    #[test]
+    fn cleaning_goes_gpus_power_media_override_then_available() {
+        let mut rec = record(ServerState::Cleaning);
+        rec.booted = Some(BootedWith::Image(IMG.into()));
+        rec.media = Some(IMG.into());
+        rec.mig_on.insert(0);
+        let w = want(vec![]);
+        let dev = device(
+            PowerState::On,
+            false,
+            Some(IMG),
+            &[(true, true, &["1g.10gb"]), (false, false, &[])],
+        );
+        assert!(matches!(
+            plan(&w, &rec, Some(&dev), true),
+            Step::DestroyMig { gpu: 0, .. }
+        ));
+        let dev = device(
+            PowerState::On,
+            false,
+            Some(IMG),
+            &[(true, true, &[]), (false, false, &[])],
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&dev), true),
+            Step::SetMigMode {
+                gpu: 0,
+                enabled: false
+            }
+        );
+        let dev = device(
+            PowerState::On,
+            false,
+            Some(IMG),
+            &[(true, false, &[]), (false, false, &[])],
+        );
+        assert_eq!(plan(&w, &rec, Some(&dev), true), Step::ResetGpu { gpu: 0 });
+        rec.mig_on.clear();
+        let on = device(
+            PowerState::On,
+            false,
+            Some(IMG),
+            &[(false, false, &[]), (false, false, &[])],
+        );
+        assert_eq!(plan(&w, &rec, Some(&on), true), Step::PowerOff);
+        let off = device(
+            PowerState::Off,
+            true,
+            Some(IMG),
+            &[(false, false, &[]), (false, false, &[])],
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&off), true),
+            Step::Note(Note::PoweredOffFound)
+        );
+        rec.booted = None;
+        assert_eq!(plan(&w, &rec, Some(&off), true), Step::EjectMedia);
+        let ejected = device(
+            PowerState::Off,
+            true,
+            None,
+            &[(false, false, &[]), (false, false, &[])],
+        );
+        assert_eq!(
+            plan(&w, &rec, Some(&ejected), true),
+            Step::Note(Note::MediaGone)
+        );
+        rec.media = None;
+        assert_eq!(
+            plan(&w, &rec, Some(&ejected), true),
+            Step::ClearBootOverride
+        );
+        let clean = device(
+            PowerState::Off,
+            false,
+            None,
+            &[(false, false, &[]), (false, false, &[])],
+        );
+        assert_eq!(plan(&w, &rec, Some(&clean), true), Step::MarkAvailable);
+        rec.state = ServerState::Available;
+        assert_eq!(plan(&w, &rec, Some(&clean), true), Step::Converged);
+        // An available server found on is cleaned again.
+        assert!(matches!(
+            plan(&w, &rec, Some(&on), true),
+            Step::BeginCleaning { .. }
+        ));
+    }
+
+    #[test]
+    fn a_failed_server_waits_for_a_newer_generation() {
+        let mut rec = record(ServerState::Failed { reason: "x".into() });
+        rec.failed_generation = Generation::new(1);
+        let mut w = want(vec![]);
+        assert_eq!(plan(&w, &rec, None, true), Step::Converged);
+        w.generation = Generation::new(2);
+        assert_eq!(
+            plan(&w, &rec, None, true),
+            Step::Retry {
+                generation: Generation::new(2)
+            }
+        );
+        assert_eq!(
+            plan(&w, &ServerRecord::default(), None, true),
+            Step::Discover
+        );
+    }
+}
