@@ -137,7 +137,7 @@ pub struct ReconcilerConfig {
     pub bmc_request_timeout_ms: u64,
     /// Tries per BMC request (503, and for reads also timeouts).
     pub bmc_attempts: u32,
-    /// How long a BMC power transition or media insertion may take.
+    /// How long a BMC power transition (also one found under way) or media insertion may take.
     pub bmc_operation_timeout_ms: u64,
 }
 
@@ -409,6 +409,7 @@ impl AgentConfig {
             },
             resync: Duration::from_millis(r.resync_ms),
             power_poll: Duration::from_millis(r.power_poll_ms),
+            transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
         };
         Ok(Some(SiteReconciler::new(
             specs,

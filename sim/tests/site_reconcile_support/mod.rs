@@ -205,6 +205,7 @@ pub fn reconciler_config() -> SiteReconcilerConfig {
         },
         resync: Duration::from_secs(30),
         power_poll: Duration::from_millis(30),
+        transition_timeout: Duration::from_secs(20),
     }
 }
 

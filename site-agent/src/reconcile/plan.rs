@@ -28,7 +28,7 @@ use meridian_common::model::{
 use super::desired::{ServerWant, WantedAllocation, slot_key};
 use super::observe::{Device, mig_profile_of};
 use super::record::{BootedWith, MigClaim, ServerRecord};
-use crate::compute::bmc::{BootOverrideEnabled, PowerState};
+use crate::compute::bmc::{BootOverrideEnabled, BootTarget, PowerState};
 
 /// One step of a server's lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,7 +457,9 @@ fn cleaning(rec: &ServerRecord, dev: &Device) -> Step {
     if rec.media.is_some() {
         return Step::Note(Note::MediaGone);
     }
-    if dev.boot.enabled != BootOverrideEnabled::Disabled {
+    // (A BMC that ignores `Enabled` reads back `Continuous` even after the clear; the target
+    // reading `None` is what counts.)
+    if dev.boot.enabled != BootOverrideEnabled::Disabled && dev.boot.target != BootTarget::None {
         return Step::ClearBootOverride;
     }
     Step::MarkAvailable
@@ -659,7 +661,7 @@ pub fn mig_instances(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::bmc::{BootOverride, BootTarget, MediaStatus, ResourcePath};
+    use crate::compute::bmc::{BootOverride, MediaStatus, ResourcePath};
     use crate::compute::gpu::{
         GpuDevice, GpuIndex, GpuMemory, GpuReport, GpuUuid, MigDevice, MigState,
     };

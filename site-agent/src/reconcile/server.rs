@@ -75,6 +75,8 @@ pub struct ServerCtx<'a> {
     pub report_buffer_max: usize,
     /// How often to look again while a power transition runs.
     pub power_poll: Duration,
+    /// How long a power transition may run before it counts as a failure.
+    pub transition_timeout: Duration,
     pub inventory: &'a InventoryBook,
 }
 
@@ -118,7 +120,7 @@ pub async fn reconcile(
             }
             return Ok(Action::AwaitChange);
         }
-        Step::WaitPower => return Ok(Action::RequeueAfter(ctx.power_poll)),
+        Step::WaitPower => return wait_transition(ctx).await,
         _ => {}
     }
     tracing::debug!(server = %ctx.server, ?step, "reconcile step");
@@ -137,6 +139,33 @@ pub async fn reconcile(
     commit(ctx, &rec, reports)?;
     drop(guard);
     Ok(Action::RequeueAfter(Duration::ZERO))
+}
+
+/// Waits (bounded) for a power transition someone else started to end.
+async fn wait_transition(ctx: &ServerCtx<'_>) -> Result<Action, ReconcileError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ctx.power_poll).await;
+        let power = ctx
+            .drivers
+            .bmc
+            .power_state()
+            .await
+            .map_err(bmc_step("wait for a power transition"))?;
+        if !matches!(
+            power,
+            crate::compute::bmc::PowerState::PoweringOn
+                | crate::compute::bmc::PowerState::PoweringOff
+        ) {
+            return Ok(Action::RequeueAfter(Duration::ZERO));
+        }
+        if start.elapsed() >= ctx.transition_timeout {
+            return Err(ReconcileError::Unexpected {
+                step: "wait for a power transition",
+                detail: format!("still {power} after {} s", ctx.transition_timeout.as_secs()),
+            });
+        }
+    }
 }
 
 fn clear_failures(rec: &mut ServerRecord) {
@@ -756,7 +785,7 @@ fn note_step(
             reports.push(event(
                 id,
                 Severity::Warning,
-                "the server no longer runs what it booted for its allocations; booting again"
+                "the server is no longer up with what its allocations need; starting it again"
                     .to_owned(),
             ));
         }

@@ -49,6 +49,8 @@ pub struct SiteReconcilerConfig {
     pub resync: Duration,
     /// How often to look again while a power transition runs.
     pub power_poll: Duration,
+    /// How long a power transition seen under way may last before it counts as a failed step.
+    pub transition_timeout: Duration,
 }
 
 impl Default for SiteReconcilerConfig {
@@ -57,6 +59,7 @@ impl Default for SiteReconcilerConfig {
             retry: RetryPolicy::default(),
             resync: Duration::from_secs(60),
             power_poll: Duration::from_secs(1),
+            transition_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -247,6 +250,7 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
             reports_ready: &link.reports_ready,
             report_buffer_max: link.report_buffer_max,
             power_poll: shared.config.power_poll,
+            transition_timeout: shared.config.transition_timeout,
             inventory: &shared.book,
         };
         let action = tokio::select! {
