@@ -224,6 +224,7 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
     let mut intent_rx = shared.intent.subscribe();
     let mut stop = link.stop.clone();
     let mut reconciles = 0u64;
+    // The agent stopping, or gone without saying so (its sender dropped), ends the worker.
     loop {
         if *stop.borrow() {
             return;
@@ -234,7 +235,7 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
             tokio::select! {
                 _ = intent_rx.changed() => {}
                 _ = tokio::time::sleep(shared.config.resync) => {}
-                _ = stop.changed() => {}
+                r = stop.changed() => if r.is_err() { return },
             }
             continue;
         };
@@ -272,7 +273,7 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
             _ = tokio::time::sleep(wait) => {}
             _ = intent_rx.changed() => {}
             _ = boundary => {}
-            _ = stop.changed() => {}
+            r = stop.changed() => if r.is_err() { return },
         }
     }
 }
@@ -360,7 +361,7 @@ async fn coordinate(shared: &Shared, link: &AgentLink) {
         tokio::select! {
             r = status.changed() => if r.is_err() { return },
             r = intent_rx.changed() => if r.is_err() { return },
-            _ = stop.changed() => {}
+            r = stop.changed() => if r.is_err() { return },
         }
     }
 }
