@@ -1,13 +1,24 @@
 //! The agent's configuration: the TOML file plus `MERIDIAN_AGENT_*` environment overrides.
 //! See `docs/configuration.md`.
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_common::config::{ConfigError, Validate};
+use meridian_common::ids::ServerId;
 use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
+
+use crate::compute::bmc::{AuthMode, RedfishBmc, RedfishConfig};
+use crate::compute::gpu::{GpuInventory, NvmlInventory};
+use crate::http_client::TlsTrust;
+use crate::reconcile::{
+    RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
+};
 
 /// Prefix of the agent's environment overrides.
 pub const ENV_PREFIX: &str = "MERIDIAN_AGENT";
@@ -37,6 +48,114 @@ pub struct AgentConfig {
     pub max_frame_bytes: usize,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// The site's servers the reconciler manages. None: the agent keeps and acknowledges
+    /// intents but drives no hardware (it records what it would apply).
+    pub servers: Vec<ServerConfig>,
+    /// The reconcile loop's timing and bounds.
+    pub reconciler: ReconcilerConfig,
+}
+
+/// Which GPU driver reports and partitions a server's GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuInventoryKind {
+    /// None: GPUs are known from the BMC's inventory only; MIG slices cannot be made there.
+    #[default]
+    None,
+    /// NVML on the node the agent runs on (`reconciler.nvml_library`). NVML sees only local
+    /// GPUs: use it for the server that hosts the agent.
+    Nvml,
+}
+
+/// One server: its BMC and GPU driver.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The server's id (as central knows it).
+    pub id: ServerId,
+    /// `https://10.0.0.11` (a BMC) or `http://127.0.0.1:8000` (an emulator).
+    pub bmc_url: String,
+    /// BMC user; with `password`, or neither when `credentials_file` is given.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A TOML file with `username` and `password` (kept out of the main file, mode 0600).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// PEM file with the BMC's CA (or its certificate), for `https`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Accept any certificate (lab BMCs with factory self-signed certificates only).
+    #[serde(default)]
+    pub tls_insecure: bool,
+    /// Which system is the host (`Id`, `UUID`, `Name` or URI); absent: the only one.
+    #[serde(default)]
+    pub system: Option<String>,
+    /// HTTP Basic on every request instead of a Redfish session.
+    #[serde(default)]
+    pub basic_auth: bool,
+    #[serde(default)]
+    pub gpu_inventory: GpuInventoryKind,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("id", &self.id)
+            .field("bmc_url", &self.bmc_url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_insecure", &self.tls_insecure)
+            .field("system", &self.system)
+            .field("basic_auth", &self.basic_auth)
+            .field("gpu_inventory", &self.gpu_inventory)
+            .finish()
+    }
+}
+
+/// The reconcile loop's timing and bounds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconcilerConfig {
+    /// A converged server is looked at again after this long.
+    pub resync_ms: u64,
+    /// Poll period while a power transition runs.
+    pub power_poll_ms: u64,
+    /// Back-off after a failed step, doubled per further failure up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Consecutive failed steps (transient errors) before a server is `Failed`.
+    pub transient_attempts: u32,
+    /// Consecutive failed steps when one error was not transient.
+    pub permanent_attempts: u32,
+    /// The NVML library for `gpu_inventory = "nvml"`.
+    pub nvml_library: PathBuf,
+    /// Limit for one BMC request.
+    pub bmc_request_timeout_ms: u64,
+    /// Tries per BMC request (503, and for reads also timeouts).
+    pub bmc_attempts: u32,
+    /// How long a BMC power transition (also one found under way) or media insertion may take.
+    pub bmc_operation_timeout_ms: u64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            resync_ms: 60_000,
+            power_poll_ms: 1_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            transient_attempts: 8,
+            permanent_attempts: 2,
+            nvml_library: PathBuf::from("libnvidia-ml.so.1"),
+            bmc_request_timeout_ms: 15_000,
+            bmc_attempts: 4,
+            bmc_operation_timeout_ms: 300_000,
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -52,6 +171,8 @@ impl Default for AgentConfig {
             report_batch_max: 256,
             max_frame_bytes: meridian_common::channel::frame::DEFAULT_MAX_FRAME,
             telemetry: TelemetryConfig::default(),
+            servers: Vec::new(),
+            reconciler: ReconcilerConfig::default(),
         }
     }
 }
@@ -97,6 +218,79 @@ impl Validate for AgentConfig {
         self.telemetry
             .env_filter()
             .map_err(|e| ConfigError::invalid("telemetry.filter", e.to_string()))?;
+        let mut ids = BTreeSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let key = |k: &str| format!("servers[{i}].{k}");
+            if !ids.insert(&s.id) {
+                return Err(ConfigError::invalid(
+                    key("id"),
+                    format!("server {} is listed twice", s.id),
+                ));
+            }
+            let https = s.bmc_url.starts_with("https://");
+            if !https && !s.bmc_url.starts_with("http://") {
+                return Err(ConfigError::invalid(
+                    key("bmc_url"),
+                    "must start with https:// (or http:// for an emulator)",
+                ));
+            }
+            if https && s.tls_ca_file.is_none() && !s.tls_insecure {
+                return Err(ConfigError::invalid(
+                    key("tls_ca_file"),
+                    "an https BMC needs tls_ca_file (its CA or certificate), or tls_insecure = true for a lab BMC",
+                ));
+            }
+            if s.tls_ca_file.is_some() && s.tls_insecure {
+                return Err(ConfigError::invalid(
+                    key("tls_insecure"),
+                    "give tls_ca_file or tls_insecure, not both",
+                ));
+            }
+            match (&s.username, &s.password, &s.credentials_file) {
+                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key("credentials_file"),
+                        "give username and password, or credentials_file (not both)",
+                    ));
+                }
+            }
+        }
+        let r = &self.reconciler;
+        for (k, v, min) in [
+            ("reconciler.resync_ms", r.resync_ms, 100),
+            ("reconciler.power_poll_ms", r.power_poll_ms, 10),
+            ("reconciler.retry_initial_ms", r.retry_initial_ms, 10),
+            (
+                "reconciler.bmc_request_timeout_ms",
+                r.bmc_request_timeout_ms,
+                100,
+            ),
+            (
+                "reconciler.bmc_operation_timeout_ms",
+                r.bmc_operation_timeout_ms,
+                1_000,
+            ),
+        ] {
+            if v < min {
+                return Err(ConfigError::invalid(k, format!("must be at least {min}")));
+            }
+        }
+        if r.retry_max_ms < r.retry_initial_ms {
+            return Err(ConfigError::invalid(
+                "reconciler.retry_max_ms",
+                "must be at least retry_initial_ms",
+            ));
+        }
+        for (k, v) in [
+            ("reconciler.transient_attempts", r.transient_attempts),
+            ("reconciler.permanent_attempts", r.permanent_attempts),
+            ("reconciler.bmc_attempts", r.bmc_attempts),
+        ] {
+            if !(1..=100).contains(&v) {
+                return Err(ConfigError::invalid(k, "must be 1 to 100"));
+            }
+        }
         Ok(())
     }
 }
@@ -105,5 +299,213 @@ impl AgentConfig {
     /// The heartbeat period.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+/// The `credentials_file` format.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    username: String,
+    password: String,
+}
+
+fn read_file(key: String, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path)
+        .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+impl AgentConfig {
+    /// The site reconciler over the configured servers, with Redfish BMC drivers and the chosen
+    /// GPU driver; `None` when no server is configured. Reads credential and CA files, so
+    /// call it before binding anything: an error is a configuration error.
+    pub fn site_reconciler(&self) -> Result<Option<SiteReconciler>, ConfigError> {
+        if self.servers.is_empty() {
+            return Ok(None);
+        }
+        let r = &self.reconciler;
+        let mut nvml: Option<Arc<dyn GpuInventory>> = None;
+        let mut specs = Vec::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let key = |k: &str| format!("servers[{i}].{k}");
+            let (username, password) = match (&s.username, &s.password, &s.credentials_file) {
+                (Some(u), Some(p), _) => (u.clone(), p.clone()),
+                (_, _, Some(file)) => {
+                    let text = read_file(key("credentials_file"), file)?;
+                    let c: CredentialsFile = toml::from_str(&String::from_utf8_lossy(&text))
+                        .map_err(|e| {
+                            ConfigError::invalid(
+                                key("credentials_file"),
+                                format!("{}: {}", file.display(), e.message()),
+                            )
+                        })?;
+                    (c.username, c.password)
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key("credentials_file"),
+                        "no BMC credentials",
+                    ));
+                }
+            };
+            let mut cfg = RedfishConfig::new(s.bmc_url.clone(), username, password);
+            cfg.tls = if s.tls_insecure {
+                Some(TlsTrust::InsecureAcceptAny)
+            } else if let Some(file) = &s.tls_ca_file {
+                use rustls_pki_types::CertificateDer;
+                use rustls_pki_types::pem::PemObject;
+                let pem = read_file(key("tls_ca_file"), file)?;
+                let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        ConfigError::invalid(key("tls_ca_file"), format!("{}: {e}", file.display()))
+                    })?;
+                if roots.is_empty() {
+                    return Err(ConfigError::invalid(
+                        key("tls_ca_file"),
+                        format!("{} holds no certificate", file.display()),
+                    ));
+                }
+                Some(TlsTrust::Roots(roots))
+            } else {
+                None
+            };
+            cfg.auth = if s.basic_auth {
+                AuthMode::Basic
+            } else {
+                AuthMode::SessionThenBasic
+            };
+            cfg.system = s.system.clone();
+            cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
+            cfg.attempts = r.bmc_attempts;
+            cfg.power_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+            cfg.media_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+            let bmc = RedfishBmc::new(cfg)
+                .map_err(|e| ConfigError::invalid(key("bmc_url"), e.to_string()))?;
+            let gpus = match s.gpu_inventory {
+                GpuInventoryKind::None => None,
+                GpuInventoryKind::Nvml => Some(
+                    nvml.get_or_insert_with(|| {
+                        Arc::new(NvmlInventory::open(Some(&r.nvml_library)))
+                    })
+                    .clone(),
+                ),
+            };
+            specs.push(ServerSpec {
+                id: s.id.clone(),
+                bmc_url: s.bmc_url.clone(),
+                drivers: ServerDrivers {
+                    bmc: Arc::new(bmc),
+                    gpus,
+                },
+            });
+        }
+        let config = SiteReconcilerConfig {
+            retry: RetryPolicy {
+                initial: Duration::from_millis(r.retry_initial_ms),
+                max: Duration::from_millis(r.retry_max_ms),
+                transient_attempts: r.transient_attempts,
+                permanent_attempts: r.permanent_attempts,
+            },
+            resync: Duration::from_millis(r.resync_ms),
+            power_poll: Duration::from_millis(r.power_poll_ms),
+            transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
+        };
+        Ok(Some(SiteReconciler::new(
+            specs,
+            config,
+            Arc::new(SystemClock),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<AgentConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        meridian_common::config::load(Some(&path), ENV_PREFIX, &env)
+    }
+
+    #[test]
+    fn servers_are_read_checked_and_turned_into_drivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("srv-2.toml");
+        std::fs::write(&creds, "username = \"admin\"\npassword = \"pw\"\n").unwrap();
+        let text = format!(
+            r#"
+            [reconciler]
+            resync_ms = 5000
+
+            [[servers]]
+            id = "srv-1"
+            bmc_url = "http://127.0.0.1:8000"
+            username = "admin"
+            password = "secret"
+
+            [[servers]]
+            id = "srv-2"
+            bmc_url = "https://10.0.0.12"
+            credentials_file = {creds:?}
+            tls_insecure = true
+            gpu_inventory = "nvml"
+            "#
+        );
+        let c = load(
+            &text,
+            &[("MERIDIAN_AGENT_RECONCILER__POWER_POLL_MS", "250")],
+        )
+        .unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[1].gpu_inventory, GpuInventoryKind::Nvml);
+        assert_eq!(
+            (c.reconciler.resync_ms, c.reconciler.power_poll_ms),
+            (5000, 250)
+        );
+        assert!(!format!("{:?}", c.servers[0]).contains("secret"));
+        let site = c.site_reconciler().unwrap().expect("servers configured");
+        assert_eq!(site.servers().len(), 2);
+        assert!(AgentConfig::default().site_reconciler().unwrap().is_none());
+
+        // A credentials file that is not there is a configuration error naming the key.
+        let missing = text.replace(&format!("{creds:?}"), "\"/nonexistent/creds.toml\"");
+        let e = load(&missing, &[]).unwrap().site_reconciler().unwrap_err();
+        assert!(e.to_string().contains("servers[1].credentials_file"), "{e}");
+    }
+
+    #[test]
+    fn bad_servers_are_refused_with_the_key() {
+        let base = "[[servers]]\nid = \"srv-1\"\nusername = \"a\"\npassword = \"b\"\n";
+        let cases = [
+            ("bmc_url = \"https://10.0.0.1\"\n", "servers[0].tls_ca_file"),
+            ("bmc_url = \"ftp://10.0.0.1\"\n", "servers[0].bmc_url"),
+            (
+                "bmc_url = \"http://a\"\ncredentials_file = \"/x\"\n",
+                "servers[0].credentials_file",
+            ),
+            (
+                "bmc_url = \"http://a\"\n[[servers]]\nid = \"srv-1\"\nbmc_url = \"http://b\"\nusername = \"a\"\npassword = \"b\"\n",
+                "servers[1].id",
+            ),
+        ];
+        for (extra, key) in cases {
+            let e = load(&format!("{base}{extra}"), &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{extra}: {e}");
+        }
+        let e = load(
+            "[[servers]]\nid = \"Bad_Id\"\nbmc_url = \"http://a\"\n",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("servers"), "{e}");
     }
 }

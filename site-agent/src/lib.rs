@@ -2,8 +2,10 @@
 //! the bootstrap file, enrols once, keeps its key, certificate, intent and report buffer in its
 //! own sled database ([`store`]), holds a session to central with reconnects under exponential
 //! backoff with full jitter ([`session`]), persists each intent before acknowledging it and
-//! refuses older generations, and hands intents to a [`reconciler::Reconciler`] (a later issue
-//! plugs in the real one; [`reconciler::RecordingReconciler`] records what it would apply).
+//! refuses older generations, and hands intents to a [`reconciler::Reconciler`]: the site
+//! reconciler ([`reconcile::SiteReconciler`], servers through their BMCs and GPUs, in a loop of
+//! its own that runs whether or not central is reachable) or, for an agent configured without
+//! servers, [`reconciler::RecordingReconciler`] (records what it would apply).
 //! The device drivers the reconciler drives are traits: [`network`] for tenant networking and
 //! [`compute`] for servers (Redfish BMCs), BlueField DPUs and GPUs (NVML).
 
@@ -12,6 +14,7 @@ pub mod config;
 pub mod enroll;
 pub mod http_client;
 pub mod network;
+pub mod reconcile;
 pub mod reconciler;
 pub mod session;
 pub mod store;
@@ -23,10 +26,10 @@ use std::sync::{Arc, Mutex};
 
 use meridian_common::ids::{Generation, Sequence, Timestamp};
 use meridian_common::model::ReportBody;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 pub use config::AgentConfig;
-use reconciler::Reconciler;
+use reconciler::{AgentLink, Convergence, Reconciler};
 use store::{AgentStore, AgentStoreError};
 
 /// UDP buffer asked for the agent's socket.
@@ -62,7 +65,9 @@ pub(crate) struct Inner {
     pub(crate) store: AgentStore,
     pub(crate) reconciler: Arc<dyn Reconciler>,
     pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) reports_ready: Notify,
+    pub(crate) reports_ready: Arc<Notify>,
+    /// A background reconciler's announcements (`None`: a synchronous reconciler).
+    pub(crate) outcomes: Option<watch::Receiver<Option<Convergence>>>,
     pub(crate) connected: AtomicBool,
     pub(crate) reenroll: AtomicBool,
     pub(crate) sessions: AtomicU64,
@@ -111,6 +116,7 @@ pub struct Agent {
     inner: Arc<Inner>,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    reconcile_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -161,20 +167,36 @@ impl Agent {
         endpoint: quinn::Endpoint,
         owns_endpoint: bool,
     ) -> Result<Agent, AgentError> {
+        let reports_ready = Arc::new(Notify::new());
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        // A background reconciler starts its loop now; it reads the held intent itself.
+        let background = reconciler.start(AgentLink {
+            store: store.clone(),
+            reports_ready: Arc::clone(&reports_ready),
+            report_buffer_max: config.report_buffer_max,
+            stop: stop_rx.clone(),
+        });
         // The intent held stays in force across restarts: hand it to the reconciler again
         // (reconciling is idempotent).
-        if let Some(intent) = store.intent()? {
+        if background.is_none()
+            && let Some(intent) = store.intent()?
+        {
             match reconciler.apply(&intent) {
                 Ok(()) => store.set_applied(intent.generation)?,
                 Err(e) => tracing::warn!(error = %e, "held intent could not be applied"),
             }
         }
+        let (outcomes, reconcile_task) = match background {
+            Some(b) => (Some(b.outcomes), Some(b.task)),
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
             config,
             store,
             reconciler,
             endpoint,
-            reports_ready: Notify::new(),
+            reports_ready,
+            outcomes,
             connected: AtomicBool::new(false),
             reenroll: AtomicBool::new(false),
             sessions: AtomicU64::new(0),
@@ -185,9 +207,13 @@ impl Agent {
             owns_endpoint,
             last_error: Mutex::new(None),
         });
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(session::run(Arc::clone(&inner), stop_rx));
-        Ok(Agent { inner, stop, task })
+        Ok(Agent {
+            inner,
+            stop,
+            task,
+            reconcile_task,
+        })
     }
 
     /// The local UDP address (to map this agent in a fault proxy).
@@ -247,6 +273,9 @@ impl Agent {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.task).await;
+        if let Some(task) = self.reconcile_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        }
         if !self.inner.owns_endpoint {
             return;
         }

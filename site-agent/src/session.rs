@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use tokio::time::Instant;
 
 use crate::enroll::{self, EnrollError, read_frame, resolve};
+use crate::reconciler::Convergence;
 use crate::store::{AgentStoreError, Identity, IntentOutcome};
 use crate::{Inner, now_ms, tls};
 
@@ -255,8 +256,17 @@ async fn attempt(
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A background reconciler's outcome: repeated once per session (central may have missed
+    // it while the link was down), then every new one.
+    let mut outcomes = inner.outcomes.clone();
     let result: Result<Ended, SessionError> = async {
         live.send_reports().await?;
+        if let Some(rx) = outcomes.as_mut() {
+            let current = rx.borrow_and_update().clone();
+            if let Some(c) = current {
+                live.send_convergence(c).await?;
+            }
+        }
         loop {
             tokio::select! {
                 item = rx.recv() => match item {
@@ -275,6 +285,7 @@ async fn attempt(
                     live.maybe_renew().await?;
                 }
                 _ = inner.reports_ready.notified() => live.send_reports().await?,
+                c = next_outcome(&mut outcomes) => live.send_convergence(c).await?,
                 _ = stop.changed() => {
                     connection.close(close::NORMAL.into(), b"agent stopping");
                     return Ok(Ended::Stopped);
@@ -303,7 +314,36 @@ async fn attempt(
     }
 }
 
+/// The next announcement of a background reconciler; never resolves without one.
+async fn next_outcome(
+    rx: &mut Option<tokio::sync::watch::Receiver<Option<Convergence>>>,
+) -> Convergence {
+    loop {
+        let Some(r) = rx.as_mut() else {
+            return std::future::pending().await;
+        };
+        if r.changed().await.is_err() {
+            *rx = None;
+            continue;
+        }
+        if let Some(c) = r.borrow_and_update().clone() {
+            return c;
+        }
+    }
+}
+
 impl Live<'_> {
+    /// Acknowledges what a background reconciler concluded about a generation.
+    async fn send_convergence(&mut self, c: Convergence) -> Result<(), SessionError> {
+        use proto::IntentAckStatus as S;
+        match c {
+            Convergence::Applied(g) => self.ack(g.get(), S::Applied, String::new()).await,
+            Convergence::Failed { generation, reason } => {
+                self.ack(generation.get(), S::Failed, reason).await
+            }
+        }
+    }
+
     async fn send_msg(&mut self, kind: AgentKind) -> Result<(), SessionError> {
         let bytes = frame::encode_message(
             &proto::AgentMessage { kind: Some(kind) },
@@ -451,6 +491,22 @@ impl Live<'_> {
                 self.ack(generation, S::Received, String::new()).await?;
                 if self.inner.store.applied_generation()? >= intent.generation {
                     return self.ack(generation, S::Applied, String::new()).await;
+                }
+                if let Some(outcomes) = &self.inner.outcomes {
+                    // A background reconciler: wake it; `APPLIED` or `FAILED` follows from its
+                    // announcement. A re-push of a generation it already concluded on gets
+                    // that conclusion again.
+                    if let Err(e) = self.inner.reconciler.apply(&intent) {
+                        return self.ack(generation, S::Failed, e.to_string()).await;
+                    }
+                    let known = outcomes
+                        .borrow()
+                        .clone()
+                        .filter(|c| c.generation() == intent.generation);
+                    return match known {
+                        Some(c) => self.send_convergence(c).await,
+                        None => Ok(()),
+                    };
                 }
                 match self.inner.reconciler.apply(&intent) {
                     Ok(()) => {

@@ -9,6 +9,10 @@
 //!   same resource (compaction); past `max` reports the oldest is dropped and counted.
 //!   [`AgentStore::trim`] removes what central acknowledged, and nothing else.
 //!
+//! - **Reconciler progress**: [`AgentStore::commit_progress`] writes the reconciler's
+//!   per-resource records and appends the reports describing the step in one transaction, so
+//!   after a crash a step is either recorded and reported, or neither.
+//!
 //! Several agents can share one sled database (the simulator runs thousands): each uses its
 //! own trees, named by a prefix.
 
@@ -86,6 +90,7 @@ pub struct AgentStore {
     meta: sled::Tree,
     reports: sled::Tree,
     index: sled::Tree,
+    progress: sled::Tree,
 }
 
 const IDENTITY: &[u8] = b"identity";
@@ -117,6 +122,7 @@ impl AgentStore {
             meta: db.open_tree(format!("{name}meta"))?,
             reports: db.open_tree(format!("{name}reports"))?,
             index: db.open_tree(format!("{name}report-index"))?,
+            progress: db.open_tree(format!("{name}reconcile"))?,
             db,
         })
     }
@@ -206,30 +212,78 @@ impl AgentStore {
         body: ReportBody,
         max: usize,
     ) -> Result<Sequence, AgentStoreError> {
-        let resource = body
-            .resource_key()
-            .map(|k| serde_json::to_vec(&k).expect("keys serialise"));
-        let seq =
-            (&self.meta, &self.reports, &self.index).transaction(|(meta, reports, index)| {
-                let seq = u64_of(meta.get(NEXT_SEQ)?).max(1);
-                meta.insert(NEXT_SEQ, &(seq + 1).to_be_bytes())?;
-                let report = SiteReport {
-                    site: site.clone(),
-                    sequence: Sequence::new(seq),
-                    generation,
-                    at,
-                    body: body.clone(),
-                };
-                let wire = proto::SiteReport::from(report);
-                if let Some(key) = &resource {
-                    if let Some(old) = index.get(key)? {
-                        reports.remove(old)?;
+        let seqs = self.append_with_progress(site, generation, at, &[body], max, &[])?;
+        Ok(seqs[0])
+    }
+
+    /// Writes reconciler progress records (`None` removes one) and appends `bodies` as reports,
+    /// all in one transaction, then flushes. Returns the reports' sequence numbers.
+    pub fn commit_progress(
+        &self,
+        site: &SiteId,
+        generation: Generation,
+        at: Timestamp,
+        bodies: &[ReportBody],
+        max: usize,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<Vec<Sequence>, AgentStoreError> {
+        self.append_with_progress(site, generation, at, bodies, max, records)
+    }
+
+    /// A reconciler progress record.
+    pub fn progress(&self, key: &[u8]) -> Result<Option<Vec<u8>>, AgentStoreError> {
+        Ok(self.progress.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn append_with_progress(
+        &self,
+        site: &SiteId,
+        generation: Generation,
+        at: Timestamp,
+        bodies: &[ReportBody],
+        max: usize,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<Vec<Sequence>, AgentStoreError> {
+        let resources: Vec<Option<Vec<u8>>> = bodies
+            .iter()
+            .map(|body| {
+                body.resource_key()
+                    .map(|k| serde_json::to_vec(&k).expect("keys serialise"))
+            })
+            .collect();
+        let seqs = (&self.meta, &self.reports, &self.index, &self.progress).transaction(
+            |(meta, reports, index, progress)| {
+                let mut seqs = Vec::with_capacity(bodies.len());
+                let mut seq = u64_of(meta.get(NEXT_SEQ)?).max(1);
+                for (body, resource) in bodies.iter().zip(&resources) {
+                    let report = SiteReport {
+                        site: site.clone(),
+                        sequence: Sequence::new(seq),
+                        generation,
+                        at,
+                        body: body.clone(),
+                    };
+                    let wire = proto::SiteReport::from(report);
+                    if let Some(key) = resource {
+                        if let Some(old) = index.get(key)? {
+                            reports.remove(old)?;
+                        }
+                        index.insert(key.as_slice(), &seq.to_be_bytes())?;
                     }
-                    index.insert(key.as_slice(), &seq.to_be_bytes())?;
+                    reports.insert(&seq.to_be_bytes(), wire.encode_to_vec())?;
+                    seqs.push(Sequence::new(seq));
+                    seq += 1;
                 }
-                reports.insert(&seq.to_be_bytes(), wire.encode_to_vec())?;
-                Ok(seq)
-            })?;
+                meta.insert(NEXT_SEQ, &seq.to_be_bytes())?;
+                for (key, value) in records {
+                    match value {
+                        Some(v) => progress.insert(key.as_slice(), v.as_slice())?,
+                        None => progress.remove(key.as_slice())?,
+                    };
+                }
+                Ok(seqs)
+            },
+        )?;
         // The bound: drop the oldest beyond `max` (rare; outside the append transaction).
         if self.reports.len() > max {
             let mut dropped = 0u64;
@@ -249,7 +303,7 @@ impl AgentStore {
             );
         }
         self.flush()?;
-        Ok(Sequence::new(seq))
+        Ok(seqs)
     }
 
     fn unindex(&self, seq_key: &[u8], value: &[u8]) -> Result<(), AgentStoreError> {

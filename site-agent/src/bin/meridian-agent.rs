@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use meridian_agent::Agent;
 use meridian_agent::config::{AgentConfig, ENV_PREFIX};
-use meridian_agent::reconciler::RecordingReconciler;
+use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
 use meridian_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
 
 /// Meridian site agent.
@@ -34,6 +34,14 @@ async fn main() -> ExitCode {
                 return ExitCode::from(EXIT_BAD_CONFIG as u8);
             }
         };
+    // Builds the drivers (reads credential and CA files): a failure is a configuration error.
+    let site = match config.site_reconciler() {
+        Ok(site) => site,
+        Err(e) => {
+            eprintln!("meridian-agent: bad configuration: {e}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
     if args.check_config {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
@@ -43,7 +51,18 @@ async fn main() -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
     let stop = shutdown_signal();
-    let agent = match Agent::start(config, Arc::new(RecordingReconciler::default())).await {
+    // Without servers the agent drives no hardware: it keeps, acknowledges and records intents.
+    let reconciler: Arc<dyn Reconciler> = match site {
+        Some(site) => {
+            tracing::info!(
+                servers = config.servers.len(),
+                "reconciling the site's servers"
+            );
+            Arc::new(site)
+        }
+        None => Arc::new(RecordingReconciler::default()),
+    };
+    let agent = match Agent::start(config, reconciler).await {
         Ok(agent) => agent,
         Err(e) => {
             tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "agent failed to start");

@@ -1,0 +1,275 @@
+//! Shared harness of the site reconciler tests (`sim/tests/site_reconcile*.rs`): emulated
+//! servers (the Redfish BMC emulator with the GPU-server profile and a fake NVML each), an
+//! image server the BMCs fetch from, the real Redfish driver, and the agent's sled store.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use meridian_agent::compute::bmc::{RedfishBmc, RedfishConfig};
+use meridian_agent::compute::gpu::GpuInventory;
+use meridian_agent::reconcile::{RetryPolicy, ServerDrivers, ServerSpec, SiteReconcilerConfig};
+use meridian_agent::store::AgentStore;
+use meridian_common::ids::{Sequence, ServerId};
+use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
+use meridian_proto::v1 as proto;
+use meridian_sim::nvml::{FakeGpu, FakeNvml};
+use meridian_sim::redfish::{BmcEmulator, BmcProfile, RunningBmc};
+
+pub mod gpu_remote;
+
+/// Serves `GET /<name>` with a small body on 127.0.0.1 until dropped; a name can be made to
+/// fail (404) a number of times first.
+pub struct Images {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<BTreeMap<String, u32>>>,
+    served: Arc<Mutex<Vec<(String, u16)>>>,
+}
+
+impl Images {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+        let served: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+        let (s, f, log) = (stop.clone(), failures.clone(), served.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
+                        break;
+                    }
+                }
+                let name = first
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/')
+                    .to_owned();
+                let fail = {
+                    let mut f = f.lock().unwrap();
+                    match f.get_mut(&name) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                let (status, body) = if fail {
+                    ("404 Not Found", Vec::new())
+                } else {
+                    ("200 OK", vec![7u8; 4096])
+                };
+                log.lock()
+                    .unwrap()
+                    .push((name, if fail { 404 } else { 200 }));
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        Self {
+            port,
+            stop,
+            failures,
+            served,
+        }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The next `times` requests for `name` get 404.
+    pub fn fail(&self, name: &str, times: u32) {
+        self.failures.lock().unwrap().insert(name.to_owned(), times);
+    }
+
+    /// Requests served for `name`, with their status.
+    pub fn served(&self, name: &str) -> Vec<u16> {
+        self.served
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+pub fn server_id(s: &str) -> ServerId {
+    ServerId::parse(s).unwrap()
+}
+
+/// One emulated server: its BMC and its GPUs.
+pub struct Emulated {
+    pub id: ServerId,
+    pub bmc: RunningBmc,
+    pub gpus: Arc<FakeNvml>,
+}
+
+/// The GPUs of the test site: `srv-1` 4x H100, `srv-2` 2x H100 (MIG), `srv-3` 2x L40S (no
+/// MIG), `srv-4` 8x H100.
+pub fn site_gpus() -> Vec<(&'static str, Vec<FakeGpu>)> {
+    vec![
+        ("srv-1", (0..4).map(FakeGpu::h100).collect()),
+        ("srv-2", (10..12).map(FakeGpu::h100).collect()),
+        ("srv-3", (20..22).map(FakeGpu::l40s).collect()),
+        ("srv-4", (30..38).map(FakeGpu::h100).collect()),
+    ]
+}
+
+/// Starts the four emulated servers (power phases of 100 ms, media inserted 50 ms after the
+/// image is read, `If-Match` required).
+pub async fn start_servers() -> Vec<Emulated> {
+    start_servers_with(Duration::from_millis(100)).await
+}
+
+/// [`start_servers`] with power phases of `power_delay`.
+pub async fn start_servers_with(power_delay: Duration) -> Vec<Emulated> {
+    let mut out = Vec::new();
+    for (name, gpus) in site_gpus() {
+        let model = if name == "srv-3" {
+            "NVIDIA L40S"
+        } else {
+            "NVIDIA H100 80GB HBM3"
+        };
+        let models = vec![model; gpus.len()];
+        let bmc = BmcEmulator::new(BmcProfile::gpu_server(models))
+            .power_delay(power_delay)
+            .media_delay(Duration::from_millis(50))
+            .require_if_match(true)
+            .start()
+            .await
+            .unwrap();
+        out.push(Emulated {
+            id: server_id(name),
+            bmc,
+            gpus: Arc::new(FakeNvml::with_gpus(gpus)),
+        });
+    }
+    out
+}
+
+/// The Redfish driver's settings for tests: short timeouts and polls.
+pub fn redfish_config(url: &str, user: &str, password: &str) -> RedfishConfig {
+    let mut cfg = RedfishConfig::new(url, user, password);
+    cfg.request_timeout = Duration::from_millis(1000);
+    cfg.attempts = 2;
+    cfg.retry_backoff = Duration::from_millis(20);
+    cfg.max_retry_after = Duration::from_secs(1);
+    cfg.poll_interval = Duration::from_millis(25);
+    cfg.power_timeout = Duration::from_secs(20);
+    cfg.restart_grace = Duration::from_millis(300);
+    cfg.media_timeout = Duration::from_secs(20);
+    cfg.task_timeout = Duration::from_secs(20);
+    cfg
+}
+
+/// The reconciler's settings for tests.
+pub fn reconciler_config() -> SiteReconcilerConfig {
+    SiteReconcilerConfig {
+        retry: RetryPolicy {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            transient_attempts: 8,
+            permanent_attempts: 2,
+        },
+        resync: Duration::from_secs(30),
+        power_poll: Duration::from_millis(30),
+        transition_timeout: Duration::from_secs(20),
+    }
+}
+
+/// A server spec over an emulator and a GPU driver.
+pub fn spec(id: &ServerId, bmc: &RunningBmc, gpus: Option<Arc<dyn GpuInventory>>) -> ServerSpec {
+    let (user, password) = bmc.credentials();
+    ServerSpec {
+        id: id.clone(),
+        bmc_url: bmc.url(),
+        drivers: ServerDrivers {
+            bmc: Arc::new(RedfishBmc::new(redfish_config(&bmc.url(), &user, &password)).unwrap()),
+            gpus,
+        },
+    }
+}
+
+/// An intent from JSON allocations.
+pub fn intent(site: &str, generation: u64, allocations: serde_json::Value) -> SiteIntent {
+    serde_json::from_value(serde_json::json!({
+        "site": site,
+        "generation": generation,
+        "allocations": allocations,
+    }))
+    .unwrap()
+}
+
+/// Every buffered report, in order.
+pub fn reports(store: &AgentStore) -> Vec<SiteReport> {
+    store
+        .pending(Sequence::new(0), usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|r| SiteReport::try_from(r).unwrap())
+        .collect()
+}
+
+/// The buffered events about `resource`, oldest first.
+pub fn events(reports: &[SiteReport], resource: &str) -> Vec<String> {
+    reports
+        .iter()
+        .filter_map(|r| match &r.body {
+            ReportBody::Event {
+                resource: res,
+                message,
+                ..
+            } if res == resource => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many requests with `method` to a path ending in `suffix` the BMC answered with 2xx.
+pub fn succeeded(bmc: &RunningBmc, method: &str, suffix: &str) -> usize {
+    bmc.requests()
+        .iter()
+        .filter(|r| {
+            r.method.as_str() == method
+                && r.path.ends_with(suffix)
+                && (200..300).contains(&r.status)
+        })
+        .count()
+}
+
+/// The wire form of a report (for tests that compare with central).
+pub fn wire(r: &SiteReport) -> proto::SiteReport {
+    proto::SiteReport::from(r.clone())
+}

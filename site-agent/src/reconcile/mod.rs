@@ -1,0 +1,220 @@
+//! The site reconciler: brings each of the site's servers to what the held [`SiteIntent`]
+//! asks of it now, through the compute drivers, and reports every step.
+//!
+//! One shape, after kube-runtime's controllers:
+//!
+//! - [`server::reconcile`]`(want, observed, ctx) -> Result<`[`Action`]`, `[`ReconcileError`]`>`
+//!   takes one step for one server: `want` is what the intent asks of it at this instant
+//!   ([`desired::ServerWant`], windows already applied), `observed` is its progress record
+//!   ([`record::ServerRecord`]) plus what its BMC and GPUs say right now
+//!   ([`observe::Device`]), and the step is chosen by the pure [`plan::plan`]. It returns
+//!   [`Action::RequeueAfter`] (more to do, or a transition to wait out) or
+//!   [`Action::AwaitChange`] (converged).
+//! - [`error_policy`] turns a failed step into a retry after an exponential back-off or, after
+//!   a bounded number of attempts, the server's `Failed` state with the reason.
+//! - [`site::SiteReconciler`] runs one worker per server (so at most one reconcile of a server
+//!   at a time), wakes them on a new intent, at window boundaries (on an injected
+//!   [`clock::Clock`]) and periodically, decides when a generation is applied or failed, and
+//!   plugs into the agent as a background [`crate::reconciler::Reconciler`].
+//!
+//! Guarantees and assumptions are written down in `docs/reconciler.md`.
+//!
+//! [`SiteIntent`]: meridian_common::model::SiteIntent
+
+pub mod clock;
+pub mod desired;
+pub mod inventory;
+pub mod observe;
+pub mod plan;
+pub mod record;
+pub mod server;
+pub mod site;
+
+use std::time::Duration;
+
+use crate::compute::{BmcError, GpuError};
+use crate::store::AgentStoreError;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use desired::ServerWant;
+pub use observe::Device;
+pub use plan::Step;
+pub use record::ServerRecord;
+pub use server::{Observed, ServerCtx, ServerDrivers, reconcile};
+pub use site::{ServerSpec, SiteReconciler, SiteReconcilerConfig, SiteStatus};
+
+/// What to do after a reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Reconcile again after this long (zero: at once; there is more to do).
+    RequeueAfter(Duration),
+    /// Nothing to do until something changes (a new intent, a window boundary, the periodic
+    /// resync).
+    AwaitChange,
+}
+
+/// Why a reconcile step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The server's BMC refused or did not answer.
+    #[error("{step}: BMC operation failed")]
+    Bmc {
+        /// The step (`power on`, `insert media`...).
+        step: &'static str,
+        #[source]
+        source: BmcError,
+    },
+    /// A GPU operation failed.
+    #[error("{step}: GPU operation failed")]
+    Gpu {
+        step: &'static str,
+        #[source]
+        source: GpuError,
+    },
+    /// What the drivers answered makes no sense for the step (e.g. a created MIG device that
+    /// does not show up).
+    #[error("{step}: {detail}")]
+    Unexpected { step: &'static str, detail: String },
+    /// The agent's database failed (not counted against the server).
+    #[error("agent database")]
+    Store(#[from] AgentStoreError),
+}
+
+impl ReconcileError {
+    /// Whether the same step may succeed later without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ReconcileError::Bmc { source, .. } => source.is_transient(),
+            ReconcileError::Gpu { source, .. } => matches!(
+                source,
+                GpuError::InUse { .. } | GpuError::Nvml { .. } | GpuError::Worker(_)
+            ),
+            ReconcileError::Unexpected { .. } => true,
+            ReconcileError::Store(_) => true,
+        }
+    }
+}
+
+/// Bounds on retrying a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Back-off after the first failure; doubled after each further one.
+    pub initial: Duration,
+    /// Longest back-off.
+    pub max: Duration,
+    /// Consecutive failures of transient errors (busy, unreachable, timeouts) before the
+    /// server is `Failed`.
+    pub transient_attempts: u32,
+    /// Consecutive failures when one error was not transient (a refusal, a failed task, an
+    /// image the BMC could not fetch) before the server is `Failed`: such errors get a second
+    /// chance, as a one-off failure is common, but no more.
+    pub permanent_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            transient_attempts: 8,
+            permanent_attempts: 2,
+        }
+    }
+}
+
+/// What to do about a failed step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try again after this long.
+    Retry(Duration),
+    /// Give up: the server becomes `Failed` with this reason.
+    Fail(String),
+}
+
+/// The error policy: `failures` counts consecutive failed steps of this server, this one
+/// included; `permanent` whether any of them was not transient.
+pub fn error_policy(
+    error: &ReconcileError,
+    failures: u32,
+    permanent: bool,
+    policy: &RetryPolicy,
+) -> Verdict {
+    let limit = if permanent || !error.is_transient() {
+        policy.permanent_attempts.min(policy.transient_attempts)
+    } else {
+        policy.transient_attempts
+    };
+    if failures >= limit.max(1) {
+        return Verdict::Fail(format!(
+            "{} (after {failures} attempt(s))",
+            meridian_common::telemetry::error_chain(error)
+        ));
+    }
+    let shift = failures.saturating_sub(1).min(16);
+    let delay = policy.initial.saturating_mul(1 << shift).min(policy.max);
+    Verdict::Retry(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> ReconcileError {
+        ReconcileError::Unexpected {
+            step: "power on",
+            detail: "x".into(),
+        }
+    }
+
+    fn permanent() -> ReconcileError {
+        ReconcileError::Gpu {
+            step: "create MIG device",
+            source: GpuError::MigNotSupported(crate::compute::gpu::GpuIndex(0)),
+        }
+    }
+
+    #[test]
+    fn transient_errors_back_off_then_fail() {
+        let p = RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(350),
+            transient_attempts: 4,
+            permanent_attempts: 2,
+        };
+        let e = transient();
+        assert_eq!(
+            error_policy(&e, 1, false, &p),
+            Verdict::Retry(Duration::from_millis(100))
+        );
+        assert_eq!(
+            error_policy(&e, 2, false, &p),
+            Verdict::Retry(Duration::from_millis(200))
+        );
+        assert_eq!(
+            error_policy(&e, 3, false, &p),
+            Verdict::Retry(Duration::from_millis(350))
+        );
+        match error_policy(&e, 4, false, &p) {
+            Verdict::Fail(reason) => assert!(reason.contains("after 4 attempt"), "{reason}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn permanent_errors_get_one_more_chance() {
+        let p = RetryPolicy::default();
+        assert!(matches!(
+            error_policy(&permanent(), 1, false, &p),
+            Verdict::Retry(_)
+        ));
+        match error_policy(&permanent(), 2, false, &p) {
+            Verdict::Fail(reason) => assert!(reason.contains("does not support MIG"), "{reason}"),
+            v => panic!("{v:?}"),
+        }
+        // A transient failure after a permanent one counts against the permanent bound.
+        assert!(matches!(
+            error_policy(&transient(), 2, true, &p),
+            Verdict::Fail(_)
+        ));
+    }
+}

@@ -1,0 +1,825 @@
+//! One reconcile of one server: plan the next step from the want and the observation, perform
+//! it through the drivers, and commit the record change with the reports describing it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_common::ids::{ServerId, SiteId, WorkloadId};
+use meridian_common::model::{AllocationStatus, ReportBody, Server, ServerState, Severity};
+use tokio::sync::Notify;
+
+use super::clock::Clock;
+use super::desired::{ServerWant, WantedAllocation};
+use super::observe::{self, Device};
+use super::plan::{self, Note, Step, describe};
+use super::record::{self, AllocRecord, MigClaim, ServerRecord};
+use super::{Action, ReconcileError, RetryPolicy, Verdict, error_policy};
+use crate::compute::bmc::{
+    Bmc, BmcError, BootOverride, BootOverrideEnabled, BootTarget, MediaPolicy, PowerAction,
+};
+use crate::compute::gpu::{GpuError, GpuIndex, GpuInventory, GpuUuid, MigProfile};
+use crate::store::AgentStore;
+
+/// How many times an insert found under way is polled (every `power_poll`) before it is
+/// asked for again.
+const MEDIA_IN_PROGRESS_POLLS: u32 = 100;
+
+/// The drivers of one server.
+#[derive(Clone)]
+pub struct ServerDrivers {
+    pub bmc: Arc<dyn Bmc>,
+    /// `None`: no GPU driver for this server (GPUs are known from Redfish only; MIG slices
+    /// cannot be made).
+    pub gpus: Option<Arc<dyn GpuInventory>>,
+}
+
+impl fmt::Debug for ServerDrivers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerDrivers")
+            .field("bmc", &self.bmc)
+            .field("gpus", &self.gpus.is_some())
+            .finish()
+    }
+}
+
+/// Serialises inspection commits: each carries the whole site's inventory report, which must
+/// include every inventory already committed.
+#[derive(Debug)]
+pub struct InventoryBook {
+    pub(crate) lock: tokio::sync::Mutex<()>,
+    pub(crate) servers: Vec<ServerId>,
+}
+
+impl InventoryBook {
+    /// A book over the site's servers.
+    pub fn new(servers: Vec<ServerId>) -> Self {
+        InventoryBook {
+            lock: tokio::sync::Mutex::new(()),
+            servers,
+        }
+    }
+}
+
+/// What a reconcile of one server needs besides the want and the observation.
+#[derive(Debug)]
+pub struct ServerCtx<'a> {
+    pub server: &'a ServerId,
+    pub site: &'a SiteId,
+    /// The BMC's URL as configured (for the inventory).
+    pub bmc_url: &'a str,
+    pub drivers: &'a ServerDrivers,
+    pub store: &'a AgentStore,
+    pub clock: &'a dyn Clock,
+    pub reports_ready: &'a Notify,
+    pub report_buffer_max: usize,
+    /// How often to look again while a power transition runs.
+    pub power_poll: Duration,
+    /// How long a power transition may run before it counts as a failure.
+    pub transition_timeout: Duration,
+    pub inventory: &'a InventoryBook,
+}
+
+/// A server's progress record and, past inspection, its device observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub record: ServerRecord,
+    pub device: Option<Device>,
+}
+
+/// Reads the record and, when the server is past inspection and not failed, its devices.
+pub async fn observe_server(ctx: &ServerCtx<'_>) -> Result<Observed, ReconcileError> {
+    let record = record::load(ctx.store, ctx.server)?;
+    let device = match record.state {
+        ServerState::Available | ServerState::Allocated | ServerState::Cleaning => {
+            Some(observe::observe(ctx.drivers).await?)
+        }
+        _ => None,
+    };
+    Ok(Observed { record, device })
+}
+
+/// Takes the next step for one server; see the module documentation of [`super`].
+pub async fn reconcile(
+    want: &ServerWant,
+    observed: &Observed,
+    ctx: &ServerCtx<'_>,
+) -> Result<Action, ReconcileError> {
+    let step = plan::plan(
+        want,
+        &observed.record,
+        observed.device.as_ref(),
+        ctx.drivers.gpus.is_some(),
+    );
+    match step {
+        Step::Converged => {
+            if observed.record.failures > 0 {
+                let mut rec = observed.record.clone();
+                clear_failures(&mut rec);
+                commit(ctx, &rec, Vec::new())?;
+            }
+            return Ok(Action::AwaitChange);
+        }
+        Step::WaitPower => return wait_transition(ctx).await,
+        _ => {}
+    }
+    tracing::debug!(server = %ctx.server, ?step, "reconcile step");
+    let guard = match step {
+        Step::Inspect => Some(ctx.inventory.lock.lock().await),
+        _ => None,
+    };
+    let mut rec = observed.record.clone();
+    let mut reports = execute(&step, want, &mut rec, ctx).await?;
+    clear_failures(&mut rec);
+    if guard.is_some() {
+        reports.push(ReportBody::Inventory {
+            servers: site_inventory(ctx, &rec)?,
+        });
+    }
+    commit(ctx, &rec, reports)?;
+    drop(guard);
+    Ok(Action::RequeueAfter(Duration::ZERO))
+}
+
+/// Waits (bounded) for a power transition someone else started to end.
+async fn wait_transition(ctx: &ServerCtx<'_>) -> Result<Action, ReconcileError> {
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ctx.power_poll).await;
+        let power = ctx
+            .drivers
+            .bmc
+            .power_state()
+            .await
+            .map_err(bmc_step("wait for a power transition"))?;
+        if !matches!(
+            power,
+            crate::compute::bmc::PowerState::PoweringOn
+                | crate::compute::bmc::PowerState::PoweringOff
+        ) {
+            return Ok(Action::RequeueAfter(Duration::ZERO));
+        }
+        if start.elapsed() >= ctx.transition_timeout {
+            return Err(ReconcileError::Unexpected {
+                step: "wait for a power transition",
+                detail: format!("still {power} after {} s", ctx.transition_timeout.as_secs()),
+            });
+        }
+    }
+}
+
+fn clear_failures(rec: &mut ServerRecord) {
+    rec.failures = 0;
+    rec.permanent_failure = false;
+    rec.last_error = None;
+}
+
+/// Applies the error policy to a failed observation or step: records the failure and reports
+/// it, and either requeues after the back-off or marks the server `Failed`.
+pub fn handle_failure(
+    want: &ServerWant,
+    error: &ReconcileError,
+    policy: &RetryPolicy,
+    ctx: &ServerCtx<'_>,
+) -> Result<Action, ReconcileError> {
+    let text = meridian_common::telemetry::error_chain(error);
+    let mut rec = record::load(ctx.store, ctx.server)?;
+    if matches!(rec.state, ServerState::Failed { .. }) {
+        return Ok(Action::AwaitChange);
+    }
+    rec.failures += 1;
+    let verdict = error_policy(error, rec.failures, rec.permanent_failure, policy);
+    rec.permanent_failure |= !error.is_transient();
+    rec.last_error = Some(text.clone());
+    match verdict {
+        Verdict::Retry(after) => {
+            tracing::warn!(server = %ctx.server, error = %text, attempt = rec.failures, ?after, "reconcile step failed; retrying");
+            let reports = vec![event(
+                ctx.server,
+                Severity::Warning,
+                format!(
+                    "{text} (attempt {}; retrying in {} ms)",
+                    rec.failures,
+                    after.as_millis()
+                ),
+            )];
+            commit(ctx, &rec, reports)?;
+            Ok(Action::RequeueAfter(after))
+        }
+        Verdict::Fail(reason) => {
+            tracing::error!(server = %ctx.server, %reason, "server failed");
+            let state = ServerState::Failed {
+                reason: reason.clone(),
+            };
+            rec.state = state.clone();
+            rec.failed_generation = want.generation;
+            let mut reports = vec![event(
+                ctx.server,
+                Severity::Error,
+                format!("server failed: {reason}"),
+            )];
+            let failed = AllocationStatus::Failed {
+                reason: format!("server {} failed: {reason}", ctx.server),
+            };
+            let mut touched: Vec<(WorkloadId, AllocRecord)> = Vec::new();
+            for a in want.active.iter().chain(&want.upcoming) {
+                touched.push((
+                    a.workload.clone(),
+                    AllocRecord {
+                        tenant: a.tenant.clone(),
+                        status: failed.clone(),
+                    },
+                ));
+            }
+            for (w, r) in &rec.allocations {
+                if r.status == AllocationStatus::Applied && !touched.iter().any(|t| &t.0 == w) {
+                    touched.push((
+                        w.clone(),
+                        AllocRecord {
+                            tenant: r.tenant.clone(),
+                            status: failed.clone(),
+                        },
+                    ));
+                }
+            }
+            for (w, r) in touched {
+                reports.push(ReportBody::AllocationState {
+                    workload: w.clone(),
+                    server: ctx.server.clone(),
+                    state: r.status.clone(),
+                });
+                rec.allocations.insert(w, r);
+            }
+            reports.push(server_state(ctx.server, &state));
+            commit(ctx, &rec, reports)?;
+            Ok(Action::AwaitChange)
+        }
+    }
+}
+
+/// Writes the record and appends the reports in one transaction, then wakes the sender.
+fn commit(
+    ctx: &ServerCtx<'_>,
+    rec: &ServerRecord,
+    reports: Vec<ReportBody>,
+) -> Result<(), ReconcileError> {
+    let generation = ctx.store.applied_generation()?;
+    ctx.store.commit_progress(
+        ctx.site,
+        generation,
+        ctx.clock.now(),
+        &reports,
+        ctx.report_buffer_max,
+        &[record::entry(ctx.server, rec)],
+    )?;
+    if !reports.is_empty() {
+        ctx.reports_ready.notify_one();
+    }
+    Ok(())
+}
+
+/// Every inventoried server of the site, this one as it is about to be committed.
+fn site_inventory(ctx: &ServerCtx<'_>, mine: &ServerRecord) -> Result<Vec<Server>, ReconcileError> {
+    let mut out = Vec::new();
+    for id in &ctx.inventory.servers {
+        let rec = if id == ctx.server {
+            mine.clone()
+        } else {
+            record::load(ctx.store, id)?
+        };
+        if let Some(mut s) = rec.inventory {
+            s.state = rec.state.clone();
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+fn event(server: &ServerId, severity: Severity, message: String) -> ReportBody {
+    ReportBody::Event {
+        severity,
+        resource: format!("server/{server}"),
+        message,
+    }
+}
+
+fn server_state(server: &ServerId, state: &ServerState) -> ReportBody {
+    ReportBody::ServerState {
+        server: server.clone(),
+        state: state.clone(),
+    }
+}
+
+fn alloc_state(server: &ServerId, workload: &WorkloadId, status: &AllocationStatus) -> ReportBody {
+    ReportBody::AllocationState {
+        workload: workload.clone(),
+        server: server.clone(),
+        state: status.clone(),
+    }
+}
+
+fn bmc_step(step: &'static str) -> impl FnOnce(BmcError) -> ReconcileError {
+    move |source| ReconcileError::Bmc { step, source }
+}
+
+fn gpu_step(step: &'static str) -> impl FnOnce(GpuError) -> ReconcileError {
+    move |source| ReconcileError::Gpu { step, source }
+}
+
+fn gpus<'a>(
+    ctx: &'a ServerCtx<'_>,
+    step: &'static str,
+) -> Result<&'a Arc<dyn GpuInventory>, ReconcileError> {
+    ctx.drivers
+        .gpus
+        .as_ref()
+        .ok_or_else(|| ReconcileError::Unexpected {
+            step,
+            detail: "no GPU driver for this server".to_owned(),
+        })
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}
+
+/// Why an allocation no longer runs, for its `Ended` event.
+fn end_reason(want: &ServerWant, workload: &WorkloadId) -> String {
+    match want.ended.iter().find(|a| &a.workload == workload) {
+        Some(a) => match a.window {
+            Some(w) => format!("its window closed at {}", w.end()),
+            None => "its window closed".to_owned(),
+        },
+        None if want.mentions(workload) => "it is not in force".to_owned(),
+        None => "it left the intent".to_owned(),
+    }
+}
+
+fn slots_text(a: &WantedAllocation) -> String {
+    if a.slots.is_empty() {
+        return "no GPU".to_owned();
+    }
+    let parts: Vec<String> = a
+        .slots
+        .iter()
+        .map(|s| match s {
+            meridian_common::model::GpuSlot::None => "no GPU".to_owned(),
+            meridian_common::model::GpuSlot::WholeGpus { indices } => format!("GPUs {indices:?}"),
+            meridian_common::model::GpuSlot::Mig {
+                gpu_index, profile, ..
+            } => format!("MIG {profile} on GPU {gpu_index}"),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+/// Ends (or, for allocations still wanted, re-pends) the recorded allocations that `keep`
+/// does not hold as applied.
+fn settle_allocations(
+    want: &ServerWant,
+    rec: &mut ServerRecord,
+    server: &ServerId,
+    keep_applied: &[&WantedAllocation],
+    reports: &mut Vec<ReportBody>,
+) {
+    let applied: Vec<WorkloadId> = rec
+        .allocations
+        .iter()
+        .filter(|(_, r)| r.status == AllocationStatus::Applied)
+        .map(|(w, _)| w.clone())
+        .collect();
+    for w in applied {
+        if keep_applied.iter().any(|a| a.workload == w) {
+            continue;
+        }
+        let still = want.active.iter().any(|a| a.workload == w);
+        let status = if still {
+            AllocationStatus::Pending
+        } else {
+            AllocationStatus::Ended
+        };
+        let msg = if still {
+            format!("allocation {w} torn down; it will be put in place again")
+        } else {
+            format!("allocation {w} ended: {}", end_reason(want, &w))
+        };
+        reports.push(event(server, Severity::Info, msg));
+        reports.push(alloc_state(server, &w, &status));
+        if want.mentions(&w) {
+            if let Some(r) = rec.allocations.get_mut(&w) {
+                r.status = status;
+            }
+        } else {
+            rec.allocations.remove(&w);
+        }
+    }
+}
+
+/// Performs `step` and changes the record accordingly; returns the reports describing it.
+async fn execute(
+    step: &Step,
+    want: &ServerWant,
+    rec: &mut ServerRecord,
+    ctx: &ServerCtx<'_>,
+) -> Result<Vec<ReportBody>, ReconcileError> {
+    let id = ctx.server;
+    let bmc = &ctx.drivers.bmc;
+    let info = |m: String| event(id, Severity::Info, m);
+    let mut reports = Vec::new();
+    match step {
+        Step::Converged | Step::WaitPower => {}
+        Step::Retry { generation } => {
+            rec.state = if rec.inventory.is_some() {
+                ServerState::Cleaning
+            } else {
+                ServerState::Discovered
+            };
+            clear_failures(rec);
+            rec.allocations
+                .retain(|_, r| !matches!(r.status, AllocationStatus::Failed { .. }));
+            reports.push(info(format!(
+                "retrying the failed server for intent generation {generation}"
+            )));
+            reports.push(server_state(id, &rec.state));
+        }
+        Step::Discover => {
+            let d = bmc.discover().await.map_err(bmc_step("discover"))?;
+            rec.state = ServerState::Inspecting;
+            reports.push(info(format!(
+                "discovered: {:?} BMC, Redfish {}, host system {}",
+                d.vendor,
+                d.redfish_version.as_deref().unwrap_or("?"),
+                d.host_system
+            )));
+            reports.push(server_state(id, &rec.state));
+        }
+        Step::Inspect => {
+            let d = bmc.discover().await.map_err(bmc_step("inspect"))?;
+            let hw = bmc.inventory().await.map_err(bmc_step("inspect"))?;
+            let report = match &ctx.drivers.gpus {
+                Some(g) => Some(g.report().await.map_err(gpu_step("inspect GPUs"))?),
+                None => None,
+            };
+            let (server, unknown) = super::inventory::server_from(
+                id,
+                ctx.site,
+                ctx.bmc_url,
+                &d.vendor,
+                &hw,
+                report.as_ref(),
+            );
+            let gpus: Vec<String> = server
+                .gpus
+                .iter()
+                .map(|g| format!("{} {}", g.index, g.model))
+                .collect();
+            reports.push(info(format!(
+                "inspected: serial {}, {} CPU cores, {} MiB memory, GPUs [{}]{}",
+                server.serial,
+                server.cpu_cores,
+                server.memory_mib,
+                gpus.join(", "),
+                match &report {
+                    Some(crate::compute::gpu::GpuReport::NoGpus(why)) => format!(" ({why})"),
+                    _ => String::new(),
+                }
+            )));
+            if !unknown.is_empty() {
+                reports.push(event(
+                    id,
+                    Severity::Warning,
+                    format!(
+                        "GPUs of unknown models left out of the inventory: {}",
+                        unknown.join(", ")
+                    ),
+                ));
+            }
+            rec.inventory = Some(server);
+            rec.state = ServerState::Available;
+            reports.push(server_state(id, &rec.state));
+        }
+        Step::Note(note) => note_step(note, want, rec, id, &mut reports),
+        Step::BeginCleaning { why } => {
+            rec.state = ServerState::Cleaning;
+            reports.push(info(format!("cleaning: {why}")));
+            reports.push(server_state(id, &rec.state));
+        }
+        Step::InsertMedia { image } => {
+            // An insert of this image may be under way (one asked for before a crash): let it
+            // finish rather than eject it and insert again.
+            let mut pending = bmc
+                .media()
+                .await
+                .map_err(bmc_step("insert virtual media"))?;
+            let mut polls = 0;
+            while !pending.inserted
+                && observe::same_image(pending.image.as_deref(), image)
+                && polls < MEDIA_IN_PROGRESS_POLLS
+            {
+                tokio::time::sleep(ctx.power_poll).await;
+                pending = bmc
+                    .media()
+                    .await
+                    .map_err(bmc_step("insert virtual media"))?;
+                polls += 1;
+            }
+            if !(pending.inserted && observe::same_image(pending.image.as_deref(), image)) {
+                bmc.insert_media(image, MediaPolicy::EjectFirst)
+                    .await
+                    .map_err(bmc_step("insert virtual media"))?;
+            }
+            rec.media = Some(image.clone());
+            reports.push(info(format!("virtual media {image} inserted")));
+        }
+        Step::ArmBoot => {
+            bmc.set_boot_override(&BootOverride {
+                target: BootTarget::Cd,
+                enabled: BootOverrideEnabled::Once,
+                mode: None,
+            })
+            .await
+            .map_err(bmc_step("arm one-time CD boot"))?;
+            rec.boot_armed = true;
+            reports.push(info("one-time boot from the virtual CD armed".to_owned()));
+        }
+        Step::PowerOn { with } | Step::Restart { with } => {
+            let (action, verb, what) = match step {
+                Step::PowerOn { .. } => (PowerAction::On, "powered on", "power on"),
+                _ => (PowerAction::ForceRestart, "restarted", "restart"),
+            };
+            bmc.power(action).await.map_err(bmc_step(what))?;
+            rec.booted = Some(with.clone());
+            rec.boot_armed = false;
+            reports.push(info(format!("{verb}; booted {}", describe(with))));
+        }
+        Step::SetMigMode { gpu, enabled } => {
+            let g = gpus(ctx, "set MIG mode")?;
+            let mode = g
+                .set_mig_mode(GpuIndex(*gpu), *enabled)
+                .await
+                .map_err(gpu_step("set MIG mode"))?;
+            reports.push(info(format!(
+                "GPU {gpu}: MIG mode {} asked for (in force: {})",
+                on_off(mode.pending),
+                on_off(mode.current)
+            )));
+        }
+        Step::ResetGpu { gpu } => {
+            let g = gpus(ctx, "reset GPU")?;
+            let mode = g
+                .reset_gpu(GpuIndex(*gpu))
+                .await
+                .map_err(gpu_step("reset GPU"))?;
+            if mode.current {
+                rec.mig_on.insert(*gpu);
+            } else {
+                rec.mig_on.remove(gpu);
+            }
+            reports.push(info(format!(
+                "GPU {gpu} reset: MIG mode {}",
+                on_off(mode.current)
+            )));
+        }
+        Step::CreateMig {
+            key,
+            workload,
+            gpu,
+            profile,
+        } => {
+            let g = gpus(ctx, "create MIG device")?;
+            let d = g
+                .create_mig_device(GpuIndex(*gpu), &MigProfile(profile.clone()))
+                .await
+                .map_err(gpu_step("create MIG device"))?;
+            rec.mig.insert(
+                key.clone(),
+                MigClaim {
+                    workload: workload.clone(),
+                    gpu: *gpu,
+                    profile: profile.clone(),
+                    uuid: d.uuid.0.clone(),
+                },
+            );
+            reports.push(info(format!(
+                "GPU {gpu}: MIG device {} ({profile}) created for {workload}",
+                d.uuid
+            )));
+        }
+        Step::DestroyMig { gpu, uuid, key } => {
+            let g = gpus(ctx, "destroy MIG device")?;
+            match g
+                .destroy_mig_device(GpuIndex(*gpu), &GpuUuid(uuid.clone()))
+                .await
+            {
+                Ok(()) | Err(GpuError::NoSuchMigDevice { .. }) => {}
+                Err(e) => return Err(gpu_step("destroy MIG device")(e)),
+            }
+            let whose = match key.as_ref().and_then(|k| rec.mig.remove(k)) {
+                Some(c) => format!("of {}", c.workload),
+                None => "owned by no allocation".to_owned(),
+            };
+            reports.push(info(format!(
+                "GPU {gpu}: MIG device {uuid} {whose} destroyed"
+            )));
+        }
+        Step::PowerOff => {
+            bmc.power(PowerAction::ForceOff)
+                .await
+                .map_err(bmc_step("power off"))?;
+            rec.booted = None;
+            rec.boot_armed = false;
+            reports.push(info("powered off".to_owned()));
+        }
+        Step::EjectMedia => {
+            let before = bmc.media().await.map_err(bmc_step("eject virtual media"))?;
+            bmc.eject_media()
+                .await
+                .map_err(bmc_step("eject virtual media"))?;
+            rec.media = None;
+            reports.push(info(format!(
+                "virtual media {} ejected",
+                before.image.as_deref().unwrap_or("(unnamed)")
+            )));
+        }
+        Step::ClearBootOverride => {
+            bmc.set_boot_override(&BootOverride {
+                target: BootTarget::None,
+                enabled: BootOverrideEnabled::Disabled,
+                mode: None,
+            })
+            .await
+            .map_err(bmc_step("clear boot override"))?;
+            rec.boot_armed = false;
+            reports.push(info("boot override cleared".to_owned()));
+        }
+        Step::MarkAvailable => {
+            rec.state = ServerState::Available;
+            rec.mig.clear();
+            rec.mig_on.clear();
+            rec.media = None;
+            rec.booted = None;
+            rec.boot_armed = false;
+            settle_allocations(want, rec, id, &[], &mut reports);
+            reports.push(info("clean and available".to_owned()));
+            reports.push(server_state(id, &rec.state));
+        }
+        Step::MarkAllocated => {
+            let accepted = match &rec.inventory {
+                Some(inv) => plan::assess(want, inv, ctx.drivers.gpus.is_some()).accepted,
+                None => Vec::new(),
+            };
+            settle_allocations(want, rec, id, &accepted, &mut reports);
+            for a in &accepted {
+                let applied = rec
+                    .allocations
+                    .get(&a.workload)
+                    .is_some_and(|r| r.status == AllocationStatus::Applied);
+                if applied {
+                    continue;
+                }
+                reports.push(info(format!(
+                    "allocation {} of tenant {} in place: {} ({:?})",
+                    a.workload,
+                    a.tenant,
+                    slots_text(a),
+                    a.mode
+                )));
+                reports.push(alloc_state(id, &a.workload, &AllocationStatus::Applied));
+                rec.allocations.insert(
+                    a.workload.clone(),
+                    AllocRecord {
+                        tenant: a.tenant.clone(),
+                        status: AllocationStatus::Applied,
+                    },
+                );
+            }
+            if rec.state != ServerState::Allocated {
+                rec.state = ServerState::Allocated;
+                reports.push(server_state(id, &rec.state));
+            }
+        }
+    }
+    Ok(reports)
+}
+
+fn note_step(
+    note: &Note,
+    want: &ServerWant,
+    rec: &mut ServerRecord,
+    id: &ServerId,
+    reports: &mut Vec<ReportBody>,
+) {
+    let info = |m: String| event(id, Severity::Info, m);
+    match note {
+        Note::Allocation { alloc, status } => {
+            let msg = match status {
+                AllocationStatus::Pending => format!(
+                    "allocation {} of tenant {} pending: {}",
+                    alloc.workload,
+                    alloc.tenant,
+                    slots_text(alloc)
+                ),
+                AllocationStatus::Failed { reason } => {
+                    format!(
+                        "allocation {} cannot be put in place: {reason}",
+                        alloc.workload
+                    )
+                }
+                AllocationStatus::Ended => format!(
+                    "allocation {} ended before it was put in place: {}",
+                    alloc.workload,
+                    end_reason(want, &alloc.workload)
+                ),
+                AllocationStatus::Applied => format!("allocation {} in place", alloc.workload),
+            };
+            let severity = if matches!(status, AllocationStatus::Failed { .. }) {
+                Severity::Warning
+            } else {
+                Severity::Info
+            };
+            reports.push(event(id, severity, msg));
+            reports.push(alloc_state(id, &alloc.workload, status));
+            if want.mentions(&alloc.workload) {
+                rec.allocations.insert(
+                    alloc.workload.clone(),
+                    AllocRecord {
+                        tenant: alloc.tenant.clone(),
+                        status: status.clone(),
+                    },
+                );
+            } else {
+                rec.allocations.remove(&alloc.workload);
+            }
+        }
+        Note::Forget { workload } => {
+            rec.allocations.remove(workload);
+        }
+        Note::MediaFound { image } => {
+            rec.media = Some(image.clone());
+            reports.push(info(format!(
+                "virtual media {image} found inserted (recorded after a restart)"
+            )));
+        }
+        Note::MediaGone => {
+            rec.media = None;
+            reports.push(info("virtual media found ejected".to_owned()));
+        }
+        Note::BootArmedFound => {
+            rec.boot_armed = true;
+            reports.push(info(
+                "one-time boot from the virtual CD found armed (recorded after a restart)"
+                    .to_owned(),
+            ));
+        }
+        Note::BootedFound { with } => {
+            rec.booted = Some(with.clone());
+            rec.boot_armed = false;
+            reports.push(info(format!(
+                "found on and booted from {} (recorded after a restart)",
+                describe(with)
+            )));
+        }
+        Note::BootLost => {
+            rec.booted = None;
+            rec.boot_armed = false;
+            reports.push(event(
+                id,
+                Severity::Warning,
+                "the server is no longer up with what its allocations need; starting it again"
+                    .to_owned(),
+            ));
+        }
+        Note::PoweredOffFound => {
+            rec.booted = None;
+            rec.boot_armed = false;
+            reports.push(info("found powered off".to_owned()));
+        }
+        Note::MigModeFound { gpu, on } => {
+            if *on {
+                rec.mig_on.insert(*gpu);
+            } else {
+                rec.mig_on.remove(gpu);
+            }
+            reports.push(info(format!("GPU {gpu}: MIG mode found {}", on_off(*on))));
+        }
+        Note::MigAdopted { key, claim } => {
+            reports.push(info(format!(
+                "GPU {}: MIG device {} ({}) found and adopted for {}",
+                claim.gpu, claim.uuid, claim.profile, claim.workload
+            )));
+            rec.mig.insert(key.clone(), claim.clone());
+        }
+        Note::MigVanished { key } => {
+            if let Some(c) = rec.mig.remove(key) {
+                reports.push(event(
+                    id,
+                    Severity::Warning,
+                    format!(
+                        "GPU {}: MIG device {} of {} is gone",
+                        c.gpu, c.uuid, c.workload
+                    ),
+                ));
+            }
+        }
+    }
+}
