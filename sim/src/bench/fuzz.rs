@@ -17,12 +17,13 @@
 //! protobuf -> model gives the same value; a parsed bootstrap file renders and parses back to
 //! itself; a frame re-encodes to the same bytes).
 //!
-//! Mutations, one to four stacked per execution: bit flips, random and interesting bytes,
-//! truncation, deleting and duplicating ranges, splicing with another corpus entry, rewriting
-//! length fields (protobuf length varints and frame headers, found by walking the input) and,
-//! for text, inserting syntax tokens and extreme numbers. There is no coverage feedback; an
-//! input joins the corpus when it produces an outcome (an error message with digits removed)
-//! not seen before, which steers mutation past the first layer of checks.
+//! Mutations, one to four stacked per execution (mostly one): bit flips, random and
+//! interesting bytes, truncation, deleting and duplicating ranges (up to thousands of copies,
+//! which is how nesting and repetition bombs are made), splicing with another corpus entry,
+//! rewriting length fields (protobuf length varints and frame headers, found by walking the
+//! input) and, for text, inserting syntax tokens and extreme numbers. There is no coverage
+//! feedback; an input joins the corpus when it produces an outcome (an error message with
+//! digits removed) not seen before, which steers mutation past the first layer of checks.
 //!
 //! Every execution runs under `catch_unwind` on a worker thread with a large stack; a watchdog
 //! thread declares a hang when one execution exceeds the time bound (the input is saved and
@@ -715,7 +716,12 @@ impl Mutator {
     }
 
     fn mutate(&mut self, input: &mut Vec<u8>, corpus: &[Vec<u8>]) {
-        let rounds = self.rng.random_range(1..=4);
+        // Mostly one or two changes: deeper inputs stay valid enough to pass the first checks.
+        let rounds = match self.rng.random_range(0..8) {
+            0..=3 => 1,
+            4..=5 => 2,
+            _ => self.rng.random_range(3..=4),
+        };
         for _ in 0..rounds {
             self.mutate_once(input, corpus);
         }
@@ -751,15 +757,25 @@ impl Mutator {
                 let (a, b) = self.range(len);
                 input.drain(a..b);
             }
-            // Duplicate a range somewhere.
+            // Duplicate a range somewhere: once, a few times, or (rarely) thousands of times,
+            // which is how nesting and repetition bombs are made.
             5 if len > 0 => {
                 let (a, b) = self.range(len);
                 let chunk = input[a..b].to_vec();
                 let at = self.rng.random_range(0..=len);
-                let times = if self.rng.random_bool(0.1) { 16 } else { 1 };
-                for _ in 0..times {
-                    input.splice(at..at, chunk.iter().copied());
-                }
+                let times = match self.rng.random_range(0..20) {
+                    0 => 1usize << self.rng.random_range(4..13),
+                    1..=2 => 16,
+                    _ => 1,
+                };
+                let times = times.min(MAX_INPUT / chunk.len().max(1));
+                let repeated: Vec<u8> = chunk
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(chunk.len() * times)
+                    .collect();
+                input.splice(at..at, repeated);
             }
             // Splice with another corpus entry.
             6 => {
@@ -1342,6 +1358,23 @@ mod tests {
             );
             assert_eq!(x.hangs, 0);
             assert!(x.findings.is_empty(), "{:?}", x.findings);
+        }
+    }
+
+    #[test]
+    fn yaml_alias_bombs_and_deep_nesting_are_refused_quickly() {
+        let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(", ");
+            bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        bomb.push_str("name: *a9\n");
+        let deep = format!("name: {}x{}", "[".repeat(100_000), "]".repeat(100_000));
+        for input in [bomb, deep] {
+            let t = Instant::now();
+            let r = exec::yaml(input.as_bytes());
+            assert!(r.is_err(), "{r:?}");
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         }
     }
 

@@ -211,9 +211,10 @@ pub struct PlotData {
 pub enum Mode {
     /// Smoke-test sizes (seconds): checks that every benchmark runs; figures mean nothing.
     Tiny,
-    /// Minutes on the project machine: 1,000 agents, fleets up to 10,000 sites.
+    /// Minutes on the project machine: 1,000 agents, fleets up to 10,000 sites, 1e6 fuzz
+    /// executions per target.
     Quick,
-    /// The benchmark fleet: 10,000 sites and agents, 1e6 fuzz executions per target.
+    /// The benchmark fleet: 10,000 sites and agents, 1e7 fuzz executions per target.
     Full,
 }
 

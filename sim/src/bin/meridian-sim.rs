@@ -61,7 +61,7 @@ enum Command {
 enum BenchCommand {
     /// Every benchmark of TARGETS.md (B1-B10, R10): one table, results.json and SVG plots.
     All {
-        /// The benchmark fleet: 10,000 sites and agents, 1e6 fuzz executions per target.
+        /// The benchmark fleet: 10,000 sites and agents, 1e7 fuzz executions per target.
         #[arg(long, conflicts_with = "tiny")]
         full: bool,
         /// Smoke-test sizes (seconds): checks that everything runs; the figures mean nothing.
@@ -77,7 +77,8 @@ enum BenchCommand {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
-    /// B5: report ingest at central over real QUIC sessions (ReportBatch -> durable ack).
+    /// B5: report ingest at central over real QUIC sessions (ReportBatch -> durable ack):
+    /// capacity (saturated), then the ack latency at a paced rate.
     Ingest {
         /// 1,000 agents and 15 s instead of 200 and 5 s.
         #[arg(long)]
@@ -88,9 +89,12 @@ enum BenchCommand {
         /// Reports per batch (at most 512).
         #[arg(long, default_value_t = 64)]
         batch: usize,
-        /// Measured seconds.
+        /// Measured seconds of each phase (saturated, then paced).
         #[arg(long)]
         seconds: Option<f64>,
+        /// Reports per second offered in the paced phase.
+        #[arg(long, default_value_t = 50_000.0)]
+        rate: f64,
     },
     /// B8: offline resync of a real agent after missed generations.
     Resync {
@@ -103,10 +107,10 @@ enum BenchCommand {
     },
     /// R10: fuzz every decoder we own (stable Rust, seeded mutation).
     Fuzz {
-        /// 1e6 executions per target.
+        /// 1e7 executions per target.
         #[arg(long)]
         full: bool,
-        /// Executions per target (default 100,000; 1,000,000 with --full).
+        /// Executions per target (default 1e6; 1e7 with --full).
         #[arg(long)]
         executions: Option<u64>,
         /// Seed of the mutator.
@@ -307,6 +311,7 @@ async fn main() -> ExitCode {
                     agents,
                     batch,
                     seconds,
+                    rate,
                 },
         } => {
             use meridian_sim::bench::ingest::{self, IngestBenchOptions};
@@ -315,6 +320,7 @@ async fn main() -> ExitCode {
                 agents: agents.unwrap_or(defaults.agents).max(1),
                 batch: batch.clamp(1, meridian_central::channel::ingest::MAX_BATCH),
                 seconds: seconds.unwrap_or(defaults.seconds),
+                paced_rate: rate.max(1.0),
                 ..defaults
             };
             match ingest::run(&options).await {
@@ -386,7 +392,7 @@ async fn main() -> ExitCode {
                 seed,
                 crash_dir: Some(crash_dir),
                 only: target,
-                ..FuzzOptions::new(executions.unwrap_or(if full { 1_000_000 } else { 100_000 }))
+                ..FuzzOptions::new(executions.unwrap_or(if full { 10_000_000 } else { 1_000_000 }))
             };
             let report = tokio::task::spawn_blocking(move || fuzz::run(&options))
                 .await
