@@ -63,20 +63,28 @@ pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
-fn label(v: f64) -> String {
+/// A tick label: thousands and millions abbreviated, otherwise as many decimals as the
+/// tick step needs (so one axis reads 0.2, 0.4 ... 1.0, not 0.200 ... 1).
+fn label(v: f64, step: f64) -> String {
     let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e6 {
+    if a >= 1e6 && step >= 1e5 {
         format!("{:.1}M", v / 1e6)
-    } else if a >= 1e4 {
+    } else if a >= 1e4 && step >= 1e3 {
         format!("{:.0}k", v / 1e3)
-    } else if a >= 100.0 || (v - v.round()).abs() < 1e-9 {
-        format!("{v:.0}")
-    } else if a >= 1.0 {
-        format!("{v:.1}")
     } else {
-        format!("{v:.3}")
+        let decimals = if step > 0.0 && step.is_finite() {
+            (-step.log10().floor()).clamp(0.0, 6.0) as usize
+        } else {
+            0
+        };
+        format!("{v:.decimals$}")
+    }
+}
+
+fn step_of(ticks: &[f64]) -> f64 {
+    match ticks {
+        [a, b, ..] => b - a,
+        _ => 1.0,
     }
 }
 
@@ -119,17 +127,19 @@ pub fn line_chart(plot: &PlotData, markers: &[Marker]) -> String {
         escape(&plot.title)
     );
     // Grid and ticks.
-    for t in ticks(x_min, x_hi, 8) {
+    let xt = ticks(x_min, x_hi, 8);
+    for &t in &xt {
         let x = sx(t);
         let _ = writeln!(
             s,
             r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#e6e6e6"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
             TOP + ph,
             TOP + ph + 16.0,
-            label(t)
+            label(t, step_of(&xt))
         );
     }
-    for t in ticks(y_min, y_hi, 6) {
+    let yt = ticks(y_min, y_hi, 6);
+    for &t in &yt {
         let y = sy(t);
         let _ = writeln!(
             s,
@@ -137,7 +147,7 @@ pub fn line_chart(plot: &PlotData, markers: &[Marker]) -> String {
             LEFT + pw,
             LEFT - 6.0,
             y + 4.0,
-            label(t)
+            label(t, step_of(&yt))
         );
     }
     let _ = writeln!(
@@ -419,8 +429,12 @@ mod tests {
         assert_eq!(t.first(), Some(&0.0));
         assert!(t.iter().all(|v| v % 5_000.0 == 0.0));
         assert_eq!(ticks(5.0, 5.0, 4), vec![5.0]);
-        assert_eq!(label(0.1 + 0.2), "0.300");
-        assert_eq!(label(20_000.0), "20k");
+        assert_eq!(label(0.1 + 0.2, 0.1), "0.3");
+        assert_eq!(label(1.0, 0.2), "1.0");
+        assert_eq!(label(0.05, 0.05), "0.05");
+        assert_eq!(label(20_000.0, 5_000.0), "20k");
+        assert_eq!(label(12_500.0, 500.0), "12500");
+        assert_eq!(label(40.0, 20.0), "40");
     }
 
     #[test]
