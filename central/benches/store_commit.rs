@@ -4,10 +4,9 @@
 //! `cargo bench -p meridian-central --bench store_commit` prints min/median/max over runs
 //! and the group/single ratio. `MERIDIAN_BENCH_RUNS` and `MERIDIAN_BENCH_SECONDS` tune it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use meridian_central::store::{Expect, SledStore, Store, StoreConfig};
+use meridian_central::store::commit_rate;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -19,40 +18,10 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Commits per second with `writers` concurrent tasks for `seconds`.
 async fn measure(group_commit: bool, writers: usize, seconds: f64) -> (f64, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = StoreConfig {
-        group_commit,
-        ..StoreConfig::default()
-    };
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), &config).expect("open"));
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let value = vec![7u8; 256];
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                store
-                    .put(format!("bench/{w}/{i}").as_bytes(), &value, Expect::Any)
-                    .await
-                    .expect("durable put");
-                latencies.push(t.elapsed());
-                i += 1;
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("writer task"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, p99)
+    let r = commit_rate::measure(dir.path(), group_commit, writers, seconds)
+        .await
+        .expect("durable puts");
+    (r.per_second, r.p99)
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {

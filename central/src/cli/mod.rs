@@ -17,7 +17,7 @@
 mod client;
 mod commands;
 mod output;
-mod spec;
+pub mod spec;
 
 use std::path::PathBuf;
 

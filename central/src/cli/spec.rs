@@ -9,6 +9,11 @@ use super::CliError;
 /// Largest spec file accepted.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
+/// Deepest nesting of flow collections (`[...]`, `{...}`) accepted. The YAML scanner's work
+/// per token grows with the flow depth, so 100,000 nested `[` took minutes to refuse (found
+/// by the R10 fuzzer); real specs nest a few levels.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
 /// Reads `path` (`-`: stdin) as YAML into `T`; `defaults` fills keys the file may leave out.
 pub fn read<T: DeserializeOwned>(
     path: &Path,
@@ -43,6 +48,7 @@ pub fn parse<T: DeserializeOwned>(
     text: &str,
     defaults: &[(&str, serde_json::Value)],
 ) -> Result<T, String> {
+    check_flow_depth(text)?;
     let mut value: serde_json::Value =
         serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     match value.as_object_mut() {
@@ -61,6 +67,68 @@ pub fn parse<T: DeserializeOwned>(
             format!("{path}: {}", e.inner())
         }
     })
+}
+
+/// Refuses flow collections nested deeper than [`MAX_FLOW_DEPTH`], before the YAML scanner
+/// sees them. Follows YAML's lexical rules where they decide what is structure: a quote
+/// starts a quoted scalar only at the start of a token, `#` starts a comment only after
+/// whitespace, and brackets inside either are text.
+fn check_flow_depth(text: &str) -> Result<(), String> {
+    #[derive(PartialEq)]
+    enum In {
+        Structure,
+        Single,
+        Double,
+        Comment,
+    }
+    let mut state = In::Structure;
+    let mut depth = 0usize;
+    let mut line = 1usize;
+    let mut prev = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let token_start = prev.is_whitespace() || matches!(prev, '[' | '{' | ',' | ':');
+        match state {
+            In::Comment if c == '\n' => state = In::Structure,
+            In::Comment => {}
+            In::Double if c == '\\' => {
+                // An escape: the next character is text (a newline still counts as a line).
+                if chars.next() == Some('\n') {
+                    line += 1;
+                }
+                prev = 'x';
+                continue;
+            }
+            In::Double if c == '"' => state = In::Structure,
+            In::Single if c == '\'' && chars.peek() == Some(&'\'') => {
+                chars.next();
+                prev = 'x';
+                continue;
+            }
+            In::Single if c == '\'' => state = In::Structure,
+            In::Double | In::Single => {}
+            In::Structure => match c {
+                '"' if token_start => state = In::Double,
+                '\'' if token_start => state = In::Single,
+                '#' if prev.is_whitespace() => state = In::Comment,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Err(format!(
+                            "not valid YAML: collections nested deeper than {MAX_FLOW_DEPTH} levels at line {line}"
+                        ));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        if c == '\n' {
+            line += 1;
+        }
+        prev = c;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -97,10 +165,37 @@ constraints:
             ),
             (&GOOD.replace("replicas: 2", "replicas: -1"), "replicas"),
             (&GOOD.replace("3g.40gb", "9g.99gb"), "resources.accelerator"),
+            (
+                &format!("name: {}x{}", "[".repeat(65), "]".repeat(65)),
+                "nested deeper than 64 levels at line 1",
+            ),
+            (
+                &format!("name: x\nimage: y\nexpose: {}", "[{a: ".repeat(40)),
+                "nested deeper than 64 levels at line 3",
+            ),
         ];
         for (text, expected) in cases {
             let e = parse::<WorkloadSpec>(text, &[]).unwrap_err();
             assert!(e.contains(expected), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_at_once_and_quoted_brackets_are_text() {
+        let deep = format!("name: {}x{}", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let e = parse::<WorkloadSpec>(&deep, &[]).unwrap_err();
+        assert!(e.contains("nested deeper than 64"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Brackets in quoted scalars and comments are not structure; an apostrophe inside a
+        // plain scalar does not start a quote (so it cannot hide a bomb either).
+        let brackets = "[".repeat(100);
+        let fine =
+            format!("name: \"{brackets}\"\nimage: '{brackets} it''s'\n# {brackets}\nkind: don't");
+        check_flow_depth(&fine).unwrap();
+        let hidden = format!("name: don't {}", "[".repeat(65));
+        assert!(check_flow_depth(&hidden).is_err());
+        let escaped = format!("name: \"a\\\" {brackets}\"");
+        check_flow_depth(&escaped).unwrap();
     }
 }

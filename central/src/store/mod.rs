@@ -17,6 +17,7 @@
 //! The embedded default is [`SledStore`]; [`tables`] adds typed accessors on top.
 
 mod codec;
+pub mod commit_rate;
 pub mod conformance;
 mod sled_store;
 pub mod tables;

@@ -31,6 +31,25 @@ pub struct ApiBenchOptions {
     pub seconds: u64,
     pub connections: usize,
     pub in_flight: usize,
+    /// Tenants, each with a token (50 by default).
+    pub tenants: usize,
+    /// Workloads created before the measured phases (1,000 by default).
+    pub workloads: usize,
+}
+
+impl ApiBenchOptions {
+    /// The defaults of `meridian-sim bench api`: 1,000 sites and 5 s phases (10,000 sites and
+    /// 15 s with `full`).
+    pub fn new(full: bool) -> Self {
+        ApiBenchOptions {
+            sites: if full { 10_000 } else { 1_000 },
+            seconds: if full { 15 } else { 5 },
+            connections: 8,
+            in_flight: 16,
+            tenants: TENANTS,
+            workloads: WORKLOADS,
+        }
+    }
 }
 
 /// One phase's figures.
@@ -97,9 +116,12 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
         ca: Some(ca.clone()),
     };
     let mut a = target(&admin).connect().await?;
-    eprintln!("B9: {TENANTS} tenants, their tokens and {WORKLOADS} workloads ...");
+    // Every tenant gets at least one workload (GetWorkload picks one of the caller's).
+    let tenants = options.tenants.max(1);
+    let workloads = options.workloads.max(tenants);
+    eprintln!("B9: {tenants} tenants, their tokens and {workloads} workloads ...");
     let mut tokens = Vec::new();
-    for i in 0..TENANTS {
+    for i in 0..tenants {
         let id = format!("bench-{i:02}");
         let mut tenant = proto::Tenant::from(fleet.tenants[i % fleet.tenants.len()].clone());
         tenant.id = id.clone();
@@ -136,9 +158,9 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
         tokens.push(secret);
     }
     let spec = dry_run_spec();
-    let mut ids: Vec<Vec<String>> = vec![Vec::new(); TENANTS];
-    for i in 0..WORKLOADS {
-        let mut c = target(&tokens[i % TENANTS]).connect().await?;
+    let mut ids: Vec<Vec<String>> = vec![Vec::new(); tenants];
+    for i in 0..workloads {
+        let mut c = target(&tokens[i % tenants]).connect().await?;
         let w = c
             .placement
             .create_workload(proto::CreateWorkloadRequest {
@@ -149,7 +171,7 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
             .into_inner()
             .workload
             .ok_or("no workload")?;
-        ids[i % TENANTS].push(w.id);
+        ids[i % tenants].push(w.id);
     }
     let mut phases = Vec::new();
     for (name, call) in [

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -29,13 +28,14 @@ use meridian_agent::config::AgentConfig;
 use meridian_agent::reconciler::RecordingReconciler;
 use meridian_agent::store::AgentStore;
 use meridian_central::channel::state::{SITES_PREFIX, SiteChannel, site_of};
-use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_central::store::Revision;
 use meridian_common::ids::{Generation, SiteId};
-use meridian_common::model::{Site, SiteIntent};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use super::harness::rss_bytes;
+use super::harness::{
+    BoxError, central_config, empty_intent as intent, site_name, wait_until, write_bootstrap,
+};
 
 /// Options of `bench channel`.
 #[derive(Debug, Clone)]
@@ -46,6 +46,23 @@ pub struct ChannelBenchOptions {
     pub heartbeat_ms: u64,
     /// QUIC endpoints the simulated agents share.
     pub endpoints: usize,
+    /// How long to let things settle before measuring idle figures (B4, B7): 3 s by default.
+    pub settle: Duration,
+    /// How long B7 measures the agent's idle CPU: 5 s by default.
+    pub idle_window: Duration,
+}
+
+impl ChannelBenchOptions {
+    /// `agents` simulated agents, with the defaults of `meridian-sim bench channel`.
+    pub fn new(agents: usize) -> Self {
+        ChannelBenchOptions {
+            agents,
+            heartbeat_ms: 5_000,
+            endpoints: 16,
+            settle: Duration::from_secs(3),
+            idle_window: Duration::from_secs(5),
+        }
+    }
 }
 
 /// The figures of one run.
@@ -65,6 +82,12 @@ pub struct ChannelBenchReport {
     pub b7_cpu_pct: Option<f64>,
     pub b7_binary: Option<u64>,
     pub b7_binary_stripped: Option<u64>,
+    /// B2: every acknowledgement's time from the start of the change, sorted.
+    pub b2_samples: Vec<Duration>,
+    /// B3: agents with a session against time since central restarted (a point per change).
+    pub b3_curve: Vec<(Duration, usize)>,
+    /// B3 baseline: when each raw quinn handshake completed, from the start, sorted.
+    pub b3_raw_curve: Vec<Duration>,
 }
 
 fn kib(b: f64) -> String {
@@ -175,14 +198,6 @@ impl std::fmt::Display for ChannelBenchReport {
     }
 }
 
-/// Resident set size of a process (`self` or a pid), bytes.
-pub fn rss_bytes(pid: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// CPU time (user + system) of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -199,77 +214,6 @@ fn udp_rcvbuf_errors() -> Option<u64> {
     let values: Vec<&str> = udp.next()?.split_whitespace().collect();
     let i = names.iter().position(|n| *n == "RcvbufErrors")?;
     values.get(i)?.parse().ok()
-}
-
-fn site_name(i: usize) -> String {
-    format!("sim-{i:05}")
-}
-
-fn site_record(id: &str) -> Result<Site, BoxError> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "id": id,
-        "name": id,
-        "tier": "edge",
-        "location": {"lat": 50.1, "lon": 8.7},
-        "country": "DE",
-        "gateway_range": "198.51.100.0/24",
-        "price_per_gpu_hour": 1000,
-        "state": "pending"
-    }))?)
-}
-
-fn intent(site: &SiteId, generation: u64) -> SiteIntent {
-    SiteIntent {
-        site: site.clone(),
-        generation: Generation::new(generation),
-        networks: vec![],
-        allocations: vec![],
-        exposures: vec![],
-        volumes: vec![],
-        server_actions: vec![],
-        pools: vec![],
-    }
-}
-
-async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
-}
-
-async fn write_bootstrap(central: &Central, site: &str, path: &Path) -> Result<(), BoxError> {
-    let id = SiteId::parse(site)?;
-    central.tables().sites().create(&site_record(site)?).await?;
-    let token = central
-        .channel()
-        .tokens()
-        .create(
-            &id,
-            Duration::from_secs(24 * 3600),
-            meridian_central::channel::now(),
-            "bench",
-        )
-        .await?;
-    let file = token.bootstrap_file(central.channel().advertised(), central.ca().fingerprint());
-    std::fs::write(path, file.render())?;
-    Ok(())
-}
-
-fn central_config(dir: &Path, listen: SocketAddr) -> CentralConfig {
-    let mut c = CentralConfig {
-        data_dir: dir.to_owned(),
-        ..CentralConfig::default()
-    };
-    c.channel.listen = listen;
-    c.api.listen = "127.0.0.1:0".parse().expect("valid address");
-    c.channel.disconnect_after_ms = 60_000;
-    c.channel.idle_timeout_ms = 60_000;
-    c
 }
 
 /// Runs the benchmark and returns its figures.
@@ -334,16 +278,17 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
         })
         .await;
         if up.is_some() {
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(opts.settle).await;
             let pid = child.id();
             let t0 = cpu_ticks(pid);
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(opts.idle_window).await;
             let t1 = cpu_ticks(pid);
             report.b7_rss = rss_bytes(&pid.to_string());
             // Clock ticks are 1/100 s on Linux.
+            let window = opts.idle_window.as_secs_f64().max(0.01);
             report.b7_cpu_pct = t0
                 .zip(t1)
-                .map(|(a, b)| (b - a) as f64 / 100.0 / 5.0 * 100.0);
+                .map(|(a, b)| (b - a) as f64 / 100.0 / window * 100.0);
         } else {
             eprintln!("B7: the agent binary did not connect");
         }
@@ -388,14 +333,15 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
         report.b2_p99 = super::percentile(&b2, 0.99);
         report.b2_max = *b2.last().expect("not empty");
     }
+    report.b2_samples = b2;
 
     // B4: idle, everything cached.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(opts.settle).await;
     let rss_after = rss_bytes("self").unwrap_or(0);
     report.b4_bytes_per_site = rss_after.saturating_sub(rss_before) as f64 / n as f64;
 
     // B3: central restarts; time until every agent is back and resynced.
-    report.b3_raw_rate = raw_handshake_rate(n, opts.endpoints).await?;
+    (report.b3_raw_rate, report.b3_raw_curve) = raw_handshake_rate(n, opts.endpoints).await?;
     let Ok(central) = Arc::try_unwrap(central) else {
         return Err("central still shared".into());
     };
@@ -416,11 +362,19 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
             Err(e) => return Err(e.into()),
         }
     };
+    // The curve starts, like the B3 figure, when central is open again.
+    let opened = Instant::now();
+    let mut curve = vec![(Duration::ZERO, central.channel().connected_sites())];
     let back = wait_until(Duration::from_secs(120), || {
-        central.channel().connected_sites() >= n
+        let now = central.channel().connected_sites();
+        if curve.last().is_none_or(|(_, last)| *last != now) {
+            curve.push((opened.elapsed(), now));
+        }
+        now >= n
     })
     .await;
     report.b3_all_back = back;
+    report.b3_curve = curve;
     report.b3_udp_drops = drops_before
         .zip(udp_rcvbuf_errors())
         .map(|(a, b)| b.saturating_sub(a));
@@ -507,7 +461,7 @@ async fn fan_out(
 
 /// The raw quinn handshake rate on this machine: `n` connections (TLS 1.3, server
 /// certificate only) from `endpoints` client endpoints to one server, all at once.
-async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<f64, BoxError> {
+async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<(f64, Vec<Duration>), BoxError> {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cert = rcgen::generate_simple_self_signed(vec!["raw.invalid".into()])?;
@@ -563,10 +517,12 @@ async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<f64, BoxError>
     }
     let mut ok = 0usize;
     let mut conns = Vec::with_capacity(n);
+    let mut done = Vec::with_capacity(n);
     while let Some(r) = connects.join_next().await {
         if let Ok(Ok(c)) = r {
             ok += 1;
             conns.push(c);
+            done.push(start.elapsed());
         }
     }
     let elapsed = start.elapsed();
@@ -582,7 +538,7 @@ async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<f64, BoxError>
     for c in &clients {
         c.close(0u32.into(), b"done");
     }
-    Ok(ok as f64 / elapsed.as_secs_f64())
+    Ok((ok as f64 / elapsed.as_secs_f64(), done))
 }
 
 /// The child of `bench channel`: `count` real agents sharing one sled database and

@@ -1,10 +1,21 @@
 //! Benchmarks run by `meridian-sim bench`: each prints its figures beside the targets of
 //! TARGETS.md and, where a target is a ratio, the baseline measured in the same run.
+//! `meridian-sim bench all` ([`suite`]) runs them all and writes [`results`] as JSON plus
+//! [`svg`] plots.
 
 pub mod api;
 pub mod channel;
+pub mod fuzz;
+mod harness;
+pub mod ingest;
 pub mod noisy;
 pub mod placement;
+pub mod results;
+pub mod resync;
+pub mod suite;
+pub mod svg;
+
+pub use harness::rss_bytes;
 
 /// Percentile of sorted samples (`q` in 0..=1).
 pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> T {

@@ -217,3 +217,66 @@ impl std::fmt::Display for B1Result {
         )
     }
 }
+
+/// What `meridian-sim bench placement` measures: single-replica runs at each fleet size (the
+/// cost growth) and one spread-8 run.
+#[derive(Debug, Clone)]
+pub struct PlacementBenchReport {
+    /// Decisions per single-replica run.
+    pub workloads: usize,
+    /// One single-replica run per fleet size, smallest first.
+    pub growth: Vec<B1Result>,
+    /// The spread-8 run.
+    pub spread: B1Result,
+}
+
+impl PlacementBenchReport {
+    /// The run the B1 target is checked on: 10,000 sites, or the largest fleet measured.
+    pub fn headline(&self) -> &B1Result {
+        self.growth
+            .iter()
+            .find(|r| r.sites == 10_000)
+            .or(self.growth.last())
+            .expect("at least one fleet size")
+    }
+}
+
+/// Runs B1 at each of `sizes` (single-replica, `workloads` decisions each) and a spread-8 run
+/// of `workloads / 4` decisions at `spread_sites`, printing each result as it comes and the
+/// verdict at the end.
+pub fn bench(
+    sizes: &[usize],
+    spread_sites: usize,
+    workloads: usize,
+    seed: u64,
+) -> PlacementBenchReport {
+    assert!(!sizes.is_empty(), "at least one fleet size");
+    println!("B1 placement, commit included, one core, {workloads} decisions per run");
+    let mut growth = Vec::new();
+    for &sites in sizes {
+        let result = run(sites, Shape::Single, workloads, seed);
+        println!("  {result}");
+        growth.push(result);
+    }
+    let spread = run(spread_sites, Shape::Spread8, (workloads / 4).max(1), seed);
+    println!("  {spread}");
+    println!("  cost per decision by fleet size:");
+    for r in &growth {
+        println!("    {:>6} sites  {:>7.1} us", r.sites, 1e6 / r.per_second);
+    }
+    let report = PlacementBenchReport {
+        workloads,
+        growth,
+        spread,
+    };
+    let r = report.headline();
+    let met = r.per_second >= 20_000.0 && r.p99.as_secs_f64() <= 1e-3;
+    println!(
+        "  target B1 ({} sites): >= 20000 placements/s and p99 <= 1 ms: {:.0}/s, p99 {:.0} us: {}",
+        r.sites,
+        r.per_second,
+        r.p99.as_secs_f64() * 1e6,
+        if met { "met" } else { "NOT met" }
+    );
+    report
+}

@@ -59,6 +59,73 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Every benchmark of TARGETS.md (B1-B10, R10): one table, results.json and SVG plots.
+    All {
+        /// The benchmark fleet: 10,000 sites and agents, 1e7 fuzz executions per target.
+        #[arg(long, conflicts_with = "tiny")]
+        full: bool,
+        /// Smoke-test sizes (seconds): checks that everything runs; the figures mean nothing.
+        #[arg(long)]
+        tiny: bool,
+        /// The results folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Seed of fleets, workloads and the fuzzer.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only the benchmarks covering these ids (comma-separated: B1,B5,R10).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// B5: report ingest at central over real QUIC sessions (ReportBatch -> durable ack):
+    /// capacity (saturated), then the ack latency at a paced rate.
+    Ingest {
+        /// 1,000 agents and 15 s instead of 200 and 5 s.
+        #[arg(long)]
+        full: bool,
+        /// Simulated agents.
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Reports per batch (at most 512).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Measured seconds of each phase (saturated, then paced).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Reports per second offered in the paced phase.
+        #[arg(long, default_value_t = 50_000.0)]
+        rate: f64,
+    },
+    /// B8: offline resync of a real agent after missed generations.
+    Resync {
+        /// Generations written while the agent is cut off.
+        #[arg(long, default_value_t = 1_000)]
+        generations: u64,
+        /// Tenant networks per intent (its size).
+        #[arg(long, default_value_t = 200)]
+        networks: usize,
+    },
+    /// R10: fuzz every decoder we own (stable Rust, seeded mutation).
+    Fuzz {
+        /// 1e7 executions per target.
+        #[arg(long)]
+        full: bool,
+        /// Executions per target (default 1e6; 1e7 with --full).
+        #[arg(long)]
+        executions: Option<u64>,
+        /// Seed of the mutator.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Only this target (repeatable); `--list` names them.
+        #[arg(long)]
+        target: Vec<String>,
+        /// Print the targets and exit.
+        #[arg(long)]
+        list: bool,
+        /// Where crashing and hanging inputs are written.
+        #[arg(long, default_value = "results/fuzz")]
+        crash_dir: PathBuf,
+    },
     /// B1: placement throughput and latency, and its growth with fleet size.
     Placement {
         /// Also measure a 50,000-site fleet.
@@ -148,10 +215,9 @@ async fn main() -> ExitCode {
                 },
         } => {
             let options = meridian_sim::bench::api::ApiBenchOptions {
-                sites: if full { 10_000 } else { 1_000 },
-                seconds: if full { 15 } else { 5 },
                 connections: connections.max(1),
                 in_flight: in_flight.max(1),
+                ..meridian_sim::bench::api::ApiBenchOptions::new(full)
             };
             let noisy_seconds = if full { 10 } else { 4 };
             let result = match meridian_sim::bench::api::run(&options).await {
@@ -182,9 +248,9 @@ async fn main() -> ExitCode {
         } => {
             use meridian_sim::bench::channel::{self, ChannelBenchOptions};
             let options = ChannelBenchOptions {
-                agents: agents.unwrap_or(if full { 10_000 } else { 1_000 }),
                 heartbeat_ms,
                 endpoints,
+                ..ChannelBenchOptions::new(agents.unwrap_or(if full { 10_000 } else { 1_000 }))
             };
             match channel::run(&options).await {
                 Ok(report) => {
@@ -198,6 +264,153 @@ async fn main() -> ExitCode {
                     );
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::All {
+                    full,
+                    tiny,
+                    out,
+                    seed,
+                    only,
+                },
+        } => {
+            use meridian_sim::bench::results::Mode;
+            use meridian_sim::bench::suite::{self, SuiteOptions};
+            let mode = match (full, tiny) {
+                (true, _) => Mode::Full,
+                (_, true) => Mode::Tiny,
+                _ => Mode::Quick,
+            };
+            let unknown: Vec<&String> = only
+                .iter()
+                .filter(|o| !suite::ROW_IDS.iter().any(|id| id.eq_ignore_ascii_case(o)))
+                .collect();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "meridian-sim bench all: unknown id(s) {unknown:?} in --only; use some of {}",
+                    suite::ROW_IDS.join(",")
+                );
+                return ExitCode::from(64);
+            }
+            let options = SuiteOptions {
+                mode,
+                out,
+                seed,
+                only,
+            };
+            match suite::run(&options).await {
+                Ok((_, true)) => ExitCode::SUCCESS,
+                Ok((_, false)) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench all: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Ingest {
+                    full,
+                    agents,
+                    batch,
+                    seconds,
+                    rate,
+                },
+        } => {
+            use meridian_sim::bench::ingest::{self, IngestBenchOptions};
+            let defaults = IngestBenchOptions::new(full);
+            let options = IngestBenchOptions {
+                agents: agents.unwrap_or(defaults.agents).max(1),
+                batch: batch.clamp(1, meridian_central::channel::ingest::MAX_BATCH),
+                seconds: seconds.unwrap_or(defaults.seconds),
+                paced_rate: rate.max(1.0),
+                ..defaults
+            };
+            match ingest::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench ingest: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Resync {
+                    generations,
+                    networks,
+                },
+        } => {
+            use meridian_sim::bench::resync::{self, ResyncBenchOptions};
+            let options = ResyncBenchOptions {
+                generations: generations.max(1),
+                networks,
+                ..ResyncBenchOptions::default()
+            };
+            match resync::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench resync: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Fuzz {
+                    full,
+                    executions,
+                    seed,
+                    target,
+                    list,
+                    crash_dir,
+                },
+        } => {
+            use meridian_sim::bench::fuzz::{self, FuzzOptions};
+            let names = fuzz::target_names();
+            if list {
+                println!("{}", names.join("\n"));
+                return ExitCode::SUCCESS;
+            }
+            if let Some(bad) = target.iter().find(|t| !names.contains(&t.as_str())) {
+                eprintln!(
+                    "meridian-sim bench fuzz: no target {bad:?}; use one of {}",
+                    names.join(", ")
+                );
+                return ExitCode::from(64);
+            }
+            let options = FuzzOptions {
+                seed,
+                crash_dir: Some(crash_dir),
+                only: target,
+                ..FuzzOptions::new(executions.unwrap_or(if full { 10_000_000 } else { 1_000_000 }))
+            };
+            let report = tokio::task::spawn_blocking(move || fuzz::run(&options))
+                .await
+                .unwrap_or_default();
+            println!("{report}");
+            let found: u64 = report.targets.iter().map(|t| t.crashes + t.hangs).sum();
+            if found == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Command::Bench {
@@ -320,36 +533,10 @@ async fn run_bmc(
 }
 
 fn bench_placement(full: bool, workloads: usize, seed: u64) {
-    use meridian_sim::bench::placement::{self, Shape};
     let sizes: &[usize] = if full {
         &[1_000, 3_000, 10_000, 20_000, 50_000]
     } else {
         &[1_000, 3_000, 10_000]
     };
-    println!("B1 placement, commit included, one core, {workloads} decisions per run");
-    let mut at_10k = None;
-    let mut growth = Vec::new();
-    for &sites in sizes {
-        let result = placement::run(sites, Shape::Single, workloads, seed);
-        println!("  {result}");
-        growth.push((sites, 1e6 / result.per_second));
-        if sites == 10_000 {
-            at_10k = Some(result);
-        }
-    }
-    let spread = placement::run(10_000, Shape::Spread8, workloads / 4, seed);
-    println!("  {spread}");
-    println!("  cost per decision by fleet size:");
-    for (sites, us) in &growth {
-        println!("    {sites:>6} sites  {us:>7.1} us");
-    }
-    if let Some(r) = at_10k {
-        let met = r.per_second >= 20_000.0 && r.p99.as_secs_f64() <= 1e-3;
-        println!(
-            "  target B1 (10,000 sites): >= 20000 placements/s and p99 <= 1 ms: {:.0}/s, p99 {:.0} us: {}",
-            r.per_second,
-            r.p99.as_secs_f64() * 1e6,
-            if met { "met" } else { "NOT met" }
-        );
-    }
+    meridian_sim::bench::placement::bench(sizes, 10_000, workloads, seed);
 }

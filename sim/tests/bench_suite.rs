@@ -1,0 +1,128 @@
+//! `meridian-sim bench all --tiny`: the whole suite at smoke-test sizes, through the real
+//! binary (the channel benchmark runs its agents in a child process of that binary). Checks
+//! that every TARGETS.md id has a row with a verdict, that results.json, results.md and the
+//! plots are written, and that every plot is well-formed SVG with data in it.
+
+use std::process::Command;
+
+use meridian_sim::bench::results::{SuiteResults, Verdict};
+use meridian_sim::bench::suite::{PLOT_FILES, ROW_IDS};
+use meridian_sim::bench::svg::well_formed;
+
+#[test]
+fn the_tiny_suite_writes_every_row_and_every_plot() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
+        .args(["bench", "all", "--tiny", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "bench all --tiny failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+
+    let json = std::fs::read_to_string(out.path().join("results.json")).unwrap();
+    let results: SuiteResults = serde_json::from_str(&json).unwrap();
+    assert!(results.errors.is_empty(), "{:?}", results.errors);
+    for id in ROW_IDS {
+        let rows: Vec<_> = results.rows.iter().filter(|r| r.id == *id).collect();
+        assert!(!rows.is_empty(), "no row for {id}");
+        for r in rows {
+            assert!(!r.figure.is_empty() && !r.target.is_empty(), "{r:?}");
+            if matches!(r.verdict, Verdict::Pass | Verdict::Miss) {
+                assert!(r.value.is_some_and(f64::is_finite), "{r:?}");
+                assert!(r.bound.is_some(), "{r:?}");
+            }
+        }
+    }
+    // Everything that runs in tiny mode was measured: only what the suite does not measure
+    // (etcd, kill -9, B1q, B7 at 100 servers) and what the agent binary gives is left.
+    for r in &results.rows {
+        if r.verdict == Verdict::NotMeasured {
+            let note = r.note.as_deref().unwrap_or("");
+            assert!(
+                r.figure.contains("etcd")
+                    || r.figure.contains("kill -9")
+                    || r.id == "B1q"
+                    || r.id == "B7",
+                "{r:?}"
+            );
+            assert!(!note.is_empty(), "{r:?}");
+        }
+    }
+    assert_eq!(
+        results.rows.iter().find(|r| r.id == "B10").unwrap().verdict,
+        Verdict::NotBuilt
+    );
+    // Every fuzz target ran its executions without a finding.
+    let fuzz: Vec<_> = results.rows.iter().filter(|r| r.id == "R10").collect();
+    assert!(fuzz.len() >= 6, "{fuzz:?}");
+    assert!(fuzz.iter().all(|r| r.verdict == Verdict::Pass), "{fuzz:?}");
+    // B8 always holds at any size: one push of one snapshot.
+    assert!(
+        results
+            .rows
+            .iter()
+            .filter(|r| r.id == "B8")
+            .all(|r| r.verdict == Verdict::Pass),
+        "{:?}",
+        results
+            .rows
+            .iter()
+            .filter(|r| r.id == "B8")
+            .collect::<Vec<_>>()
+    );
+
+    let table = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert_eq!(table.lines().count(), 2 + results.rows.len());
+    assert!(stdout.contains("Meridian benchmark suite"));
+
+    let drawn: Vec<&str> = results.plots.iter().map(|p| p.file.as_str()).collect();
+    let missing: Vec<&str> = results
+        .plots_missing
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .collect();
+    for file in PLOT_FILES {
+        assert!(
+            drawn.contains(file) || missing.contains(file),
+            "{file} neither drawn nor explained"
+        );
+    }
+    for plot in &results.plots {
+        let svg = std::fs::read_to_string(out.path().join(&plot.file)).unwrap();
+        well_formed(&svg).unwrap_or_else(|e| panic!("{}: {e}", plot.file));
+        assert!(plot.series.iter().all(|s| !s.points.is_empty()), "{plot:?}");
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            plot.series.len(),
+            "{}",
+            plot.file
+        );
+        assert!(!svg.contains("no data"), "{}", plot.file);
+    }
+    for file in [
+        "b1-placement-growth.svg",
+        "b2-fanout-latency.svg",
+        "b3-reconnect.svg",
+    ] {
+        assert!(drawn.contains(&file), "{file} not drawn");
+    }
+}
+
+#[test]
+fn unknown_ids_are_refused_before_anything_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
+        .args(["bench", "all", "--tiny", "--only", "B5,B42", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("B42"));
+    assert!(!out.path().join("results.json").exists());
+}
