@@ -21,6 +21,9 @@ pub struct ApiConfig {
     pub rate_per_second: f64,
     /// Requests a tenant may make at once above its rate.
     pub rate_burst: f64,
+    /// How long a call refused by the rate limit waits before its answer, ms (a tarpit for
+    /// clients that flood in a closed loop; 0: answer at once).
+    pub refusal_delay_ms: u64,
     /// Largest request or response message, bytes.
     pub max_message_bytes: usize,
     /// Most concurrent HTTP/2 streams per connection.
@@ -41,6 +44,7 @@ impl Default for ApiConfig {
             tls_names: Vec::new(),
             rate_per_second: 500.0,
             rate_burst: 1_000.0,
+            refusal_delay_ms: 100,
             max_message_bytes: 4 * 1024 * 1024,
             max_streams_per_connection: 256,
             max_watches_per_tenant: 64,
@@ -59,6 +63,9 @@ impl ApiConfig {
         }
         if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
             return bad("rate_burst", "must be at least 1");
+        }
+        if self.refusal_delay_ms > 10_000 {
+            return bad("refusal_delay_ms", "must be at most 10000");
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.max_message_bytes) {
             return bad("max_message_bytes", "must be between 1 KiB and 64 MiB");

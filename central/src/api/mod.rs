@@ -93,6 +93,13 @@ impl ApiState {
         let now = crate::channel::now();
         let caller = self.auth.authenticate(request.metadata(), now).await?;
         if let Err(retry_after) = self.limiter.check(&caller.rate_key(), Instant::now()) {
+            // Answer a refused call late: a client flooding in a closed loop then sends at
+            // most (calls in flight / delay) per second, instead of spending the server's CPU
+            // on refusals as fast as it can send them.
+            tokio::time::sleep(std::time::Duration::from_millis(
+                self.config.refusal_delay_ms,
+            ))
+            .await;
             return Err(ApiError::RateLimited {
                 key: caller.rate_key(),
                 retry_after,

@@ -161,64 +161,22 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
 
     let alone = steady(&mut b, &b_id, seconds).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let limited = Arc::new(AtomicU64::new(0));
-    let flood = {
-        let (stop, sent, limited) = (stop.clone(), sent.clone(), limited.clone());
-        let a = target(&a_token);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let started = Instant::now();
-                let mut tasks = Vec::new();
-                for _ in 0..4 {
-                    let clients = a.connect().await.expect("connect");
-                    for _ in 0..16 {
-                        let mut c = clients.clone();
-                        let (stop, sent, limited) = (stop.clone(), sent.clone(), limited.clone());
-                        tasks.push(tokio::spawn(async move {
-                            while !stop.load(Ordering::Relaxed) {
-                                let r = c
-                                    .placement
-                                    .list_workloads(proto::ListWorkloadsRequest::default())
-                                    .await;
-                                sent.fetch_add(1, Ordering::Relaxed);
-                                if matches!(&r, Err(s) if s.code() == tonic::Code::ResourceExhausted)
-                                {
-                                    limited.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }));
-                    }
-                }
-                for t in tasks {
-                    let _ = t.await;
-                }
-                started.elapsed()
-            })
-        })
-    };
+    let flood = Flood::start(target(&a_token), 100.0 * LIMIT);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let flooded = steady(&mut b, &b_id, seconds).await;
-    stop.store(true, Ordering::Relaxed);
-    let flood_time = flood.join().map_err(|_| "flood thread panicked")?;
+    let flood = flood.stop()?;
     central.shutdown().await;
     let report = NoisyReport {
         limit: LIMIT,
-        flood_rate: sent.load(Ordering::Relaxed) as f64 / flood_time.as_secs_f64(),
-        flood_limited: limited.load(Ordering::Relaxed),
+        flood_rate: flood.offered_per_second,
+        flood_limited: flood.limited,
         alone,
         flooded,
     };
     let pct = |(ok, n, _): (u64, u64, Duration)| 100.0 * ok as f64 / n.max(1) as f64;
     println!("R9 noisy tenant (rate limit {LIMIT}/s per tenant)");
     println!(
-        "  tenant A: {:.0} req/s ({:.0}x its limit), {} refused by the limiter",
+        "  tenant A: offered {:.0} req/s ({:.0}x its limit), {} refused by the limiter",
         report.flood_rate,
         report.flood_rate / LIMIT,
         report.flood_limited
@@ -237,4 +195,107 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
         report.flooded.2.as_secs_f64() / report.alone.2.as_secs_f64().max(1e-9)
     );
     Ok(report)
+}
+
+/// What a flood did.
+#[derive(Debug, Clone, Copy)]
+pub struct FloodCounts {
+    /// Requests sent per second (open loop: whether or not answers came back).
+    pub offered_per_second: f64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Answered `RESOURCE_EXHAUSTED`.
+    pub limited: u64,
+    /// Answered with any other error.
+    pub other_errors: u64,
+}
+
+/// An open-loop flood: `ListWorkloads` at a fixed rate from its own thread and runtime, over
+/// several connections, whatever the answers and however late they come.
+#[derive(Debug)]
+pub struct Flood {
+    stop: Arc<AtomicBool>,
+    counts: Arc<[AtomicU64; 3]>,
+    thread: std::thread::JoinHandle<Duration>,
+}
+
+impl Flood {
+    /// Starts sending `per_second` requests per second as `target`.
+    pub fn start(target: Target, per_second: f64) -> Flood {
+        let stop = Arc::new(AtomicBool::new(false));
+        let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
+        let thread = {
+            let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let mut clients = Vec::new();
+                    for _ in 0..8 {
+                        clients.push(target.connect().await.expect("connect"));
+                    }
+                    // Bounded only to keep the client's memory finite: 8 connections x 256
+                    // streams.
+                    let slots = Arc::new(tokio::sync::Semaphore::new(2048));
+                    let started = Instant::now();
+                    let mut tick = tokio::time::interval(Duration::from_millis(1));
+                    let per_tick = per_second / 1000.0;
+                    let mut due = 0.0;
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        tick.tick().await;
+                        due += per_tick;
+                        while due >= 1.0 {
+                            due -= 1.0;
+                            counts[0].fetch_add(1, Ordering::Relaxed);
+                            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                                continue;
+                            };
+                            let mut c = clients[n % clients.len()].clone();
+                            n += 1;
+                            let counts = Arc::clone(&counts);
+                            tokio::spawn(async move {
+                                let r = c
+                                    .placement
+                                    .list_workloads(proto::ListWorkloadsRequest::default())
+                                    .await;
+                                match r {
+                                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                                        counts[1].fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Err(_) => {
+                                        counts[2].fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Ok(_) => {}
+                                }
+                                drop(permit);
+                            });
+                        }
+                    }
+                    started.elapsed()
+                })
+            })
+        };
+        Flood {
+            stop,
+            counts,
+            thread,
+        }
+    }
+
+    /// Stops the flood and says what it did.
+    pub fn stop(self) -> Result<FloodCounts, Box<dyn std::error::Error>> {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.thread.join().map_err(|_| "flood thread panicked")?;
+        let sent = self.counts[0].load(Ordering::Relaxed);
+        Ok(FloodCounts {
+            offered_per_second: sent as f64 / elapsed.as_secs_f64().max(1e-9),
+            sent,
+            limited: self.counts[1].load(Ordering::Relaxed),
+            other_errors: self.counts[2].load(Ordering::Relaxed),
+        })
+    }
 }
