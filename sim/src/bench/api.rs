@@ -44,8 +44,8 @@ impl ApiBenchOptions {
         ApiBenchOptions {
             sites: if full { 10_000 } else { 1_000 },
             seconds: if full { 15 } else { 5 },
-            connections: 8,
-            in_flight: 16,
+            connections: 4,
+            in_flight: 8,
             tenants: TENANTS,
             workloads: WORKLOADS,
         }
