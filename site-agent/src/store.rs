@@ -341,15 +341,18 @@ impl AgentStore {
 
     /// Removes every buffered report up to `ack` (central stored them).
     pub fn trim(&self, ack: Sequence) -> Result<(), AgentStoreError> {
-        let end = ack.get().saturating_add(1).to_be_bytes();
+        // The mark first, the reports after: a crash in between leaves reports at or below the
+        // mark (never sent again: the buffer is read after the mark, and the next trim removes
+        // them), never a gap above it.
+        let acked = u64_of(self.meta.get(ACKED)?).max(ack.get());
+        self.meta.insert(ACKED, &acked.to_be_bytes())?;
+        let end = acked.saturating_add(1).to_be_bytes();
         let doomed: Vec<(sled::IVec, sled::IVec)> =
             self.reports.range(..end).filter_map(Result::ok).collect();
         for (k, v) in doomed {
             self.reports.remove(&k)?;
             self.unindex(&k, &v)?;
         }
-        let acked = u64_of(self.meta.get(ACKED)?).max(ack.get());
-        self.meta.insert(ACKED, &acked.to_be_bytes())?;
         self.flush()
     }
 
