@@ -75,7 +75,21 @@ fn wait_log(path: &Path, needle: &str) {
     );
 }
 
-fn terminate(mut child: Child) {
+/// A child process killed when dropped, so a failing test leaves no process behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Stops a child with SIGTERM (a clean shutdown), SIGKILL after 20 s.
+fn terminate(mut reaped: Reaped) {
+    let child = &mut reaped.0;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -219,11 +233,12 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     let log = dir.path().join("central.log");
     let mut c = clean(Command::new(&central_bin));
     central_env(&mut c);
-    let central = c
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let central = Reaped(
+        c.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_log(&log, "gRPC API listening");
     let cli = Cli {
         logs: vec![log.clone(), dir.path().join("agent.log")],
@@ -270,15 +285,17 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     );
 
     let agent_log = dir.path().join("agent.log");
-    let agent = clean(Command::new(&agent_bin))
-        .env("MERIDIAN_AGENT_DATA_DIR", dir.path().join("agent"))
-        .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &boot)
-        .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
-        .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&agent_log).unwrap())
-        .spawn()
-        .unwrap();
+    let agent = Reaped(
+        clean(Command::new(&agent_bin))
+            .env("MERIDIAN_AGENT_DATA_DIR", dir.path().join("agent"))
+            .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &boot)
+            .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
+            .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&agent_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_log(&agent_log, "session open");
 
     // The tenant: explain, apply, watch it become active, list, delete.
