@@ -213,3 +213,79 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
     );
     api.central.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_tenant_releases_its_network() {
+    let api: TestApi = api_support::start(4, |c| c.api.rate_per_second = 100_000.0).await;
+    let people = api.people().await;
+    let dev = people
+        .iter()
+        .find(|p| p.0 == "globex-dev")
+        .unwrap()
+        .2
+        .clone();
+    let mut c = api.clients(&dev).await;
+    let id = api_support::create(&mut c, "job").await;
+    assert_eq!(
+        settle(&mut c, &id).await.phase,
+        proto::ReservationPhase::Approved as i32
+    );
+    // The publish gives globex a network with its VNI claimed.
+    let globex = TenantId::parse("globex").unwrap();
+    let deadline = Instant::now() + LIMIT;
+    let vni = loop {
+        let t = api
+            .central
+            .tables()
+            .tenants()
+            .get(&globex)
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(n) = t.record.network {
+            break n.vni;
+        }
+        assert!(Instant::now() < deadline, "globex never got a network");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let claim = format!("net/vni/{vni:08}").into_bytes();
+    assert!(api.central.store().get(&claim).await.unwrap().is_some());
+    c.placement
+        .delete_workload(proto::DeleteWorkloadRequest { id: id.clone() })
+        .await
+        .unwrap();
+    let mut admin = api.clients(&api.admin).await;
+    // Live workloads block the deletion; once canceled it goes through.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        match admin
+            .tenants
+            .delete_tenant(proto::DeleteTenantRequest {
+                id: "globex".into(),
+            })
+            .await
+        {
+            Ok(_) => break,
+            Err(s) => {
+                assert_eq!(s.code(), tonic::Code::FailedPrecondition, "{s:?}");
+                assert!(Instant::now() < deadline, "deletion never allowed: {s:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let deadline = Instant::now() + LIMIT;
+    while api.central.store().get(&claim).await.unwrap().is_some() {
+        assert!(Instant::now() < deadline, "VNI {vni} was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        api.central
+            .tables()
+            .workloads()
+            .list_all(Some(&globex), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    api.central.shutdown().await;
+}

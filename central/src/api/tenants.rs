@@ -158,6 +158,19 @@ impl ApiState {
             .await?
             .items
             .len();
+        // A canceled workload keeps its placement until the lifecycle has released it.
+        let held = self
+            .tables
+            .placements()
+            .list(Some(&id), None, 1)
+            .await?
+            .items
+            .len();
+        if held > 0 {
+            return Err(ApiError::FailedPrecondition(format!(
+                "tenant {id} still holds capacity being released; retry in a second"
+            )));
+        }
         if live > 0 || datasets > 0 {
             return Err(ApiError::FailedPrecondition(format!(
                 "tenant {id} still has {live} live workload(s) and {datasets}+ dataset(s); \
@@ -167,10 +180,34 @@ impl ApiState {
         for user in self.users_of(Some(&id)).await? {
             self.remove_user(&user).await?;
         }
-        self.tables
-            .tenants()
-            .delete(&id, Some(current.revision))
-            .await?;
+        // The tenant's finished workloads go with it; the record goes with a marker that has
+        // the lifecycle's next publish release the tenant's network.
+        let mut txn = crate::store::Txn::new().when(crate::store::Compare::ModRevision(
+            crate::store::tables::Table::<Tenant>::store_key(id.as_str()),
+            current.revision,
+        ));
+        for w in self.tables.workloads().list_all(Some(&id), 1000).await? {
+            txn = txn
+                .then(crate::store::Op::Delete {
+                    key: crate::store::tables::Table::<meridian_common::model::Workload>::store_key(
+                        &crate::store::tables::Record::key_path(&w),
+                    ),
+                })
+                .then(crate::store::Op::Delete {
+                    key: crate::store::tables::Table::<crate::store::tables::WorkloadIndex>::store_key(
+                        w.id.as_str(),
+                    ),
+                });
+        }
+        txn = txn
+            .then(crate::store::Op::Delete {
+                key: crate::store::tables::Table::<Tenant>::store_key(id.as_str()),
+            })
+            .then(crate::lifecycle::tenant_dirty_marker(&id));
+        if !self.tables.store().txn(txn).await?.succeeded {
+            return Err(ApiError::Conflict(format!("tenant {id}")));
+        }
+        self.lifecycle.wake();
         Ok(())
     }
 

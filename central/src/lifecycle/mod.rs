@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 
 pub use step::{Progress, Step, step};
 
-use crate::compiler::Publisher;
+use crate::compiler::{Changes, Publisher};
 use crate::placement::{
     Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
 };
@@ -43,10 +43,19 @@ use crate::store::tables::{Table, TableError, Tables, Versioned};
 use crate::store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
 
 /// Prefix of the "publish needed" markers: `lifecycle/dirty/{tenant}/{workload}`, written in
-/// the same transaction as each change of a workload's placement and removed once the compiler
-/// has published, so a crash in between still publishes on the next pass (and nothing else
+/// the same transaction as each change of a workload's placement, and `lifecycle/dirty/{tenant}`
+/// with a tenant's deletion (its network is released); removed once the compiler has
+/// published, so a crash in between still publishes on the next pass (and nothing else
 /// does).
 pub const DIRTY_PREFIX: &str = "lifecycle/dirty/";
+
+/// The marker that has the compiler release a deleted tenant's network.
+pub fn tenant_dirty_marker(tenant: &TenantId) -> Op {
+    Op::Put {
+        key: format!("{DIRTY_PREFIX}{tenant}").into_bytes(),
+        value: Vec::new(),
+    }
+}
 
 fn dirty_marker(workload: &Workload) -> Op {
     Op::Put {
@@ -454,18 +463,26 @@ impl Reconciler {
         if marks.kvs.is_empty() {
             return Ok(());
         }
-        let workloads: BTreeSet<(TenantId, WorkloadId)> = marks
-            .kvs
-            .iter()
-            .filter_map(|kv| {
-                let (t, w) = std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..])
-                    .ok()?
-                    .split_once('/')?;
-                Some((TenantId::parse(t).ok()?, WorkloadId::parse(w).ok()?))
-            })
-            .collect();
+        let mut changes = Changes::default();
+        for kv in &marks.kvs {
+            let Ok(path) = std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..]) else {
+                continue;
+            };
+            match path.split_once('/') {
+                Some((t, w)) => {
+                    if let (Ok(t), Ok(w)) = (TenantId::parse(t), WorkloadId::parse(w)) {
+                        changes.workloads.insert((t, w));
+                    }
+                }
+                None => {
+                    if let Ok(t) = TenantId::parse(path) {
+                        changes.tenants.insert(t);
+                    }
+                }
+            }
+        }
         let (summary, unmet) =
-            publish::publish(&self.publisher, &self.tables, now, &workloads).await?;
+            publish::publish(&self.publisher, &self.tables, now, changes).await?;
         if !summary.published.is_empty() {
             tracing::debug!(sites = summary.published.len(), "published intents");
         }

@@ -1,7 +1,7 @@
 //! The lifecycle's call into the intent compiler, and what it does with replicas the compiler
 //! could not fit (their workloads fail with the compiler's reason).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use meridian_common::ids::{TenantId, Timestamp, WorkloadId};
 
@@ -10,18 +10,16 @@ use crate::store::tables::Tables;
 
 use super::LifecycleError;
 
-/// Publishes new intents for the sites of `workloads` (old and new); returns the workloads
-/// some replica of which could not be fitted, with the reason.
+/// Publishes new intents for the sites of the changed workloads (old and new) and releases
+/// deleted tenants' networks; returns the workloads some replica of which could not be
+/// fitted, with the reason.
 pub async fn publish(
     publisher: &Publisher,
     tables: &Tables,
     now: Timestamp,
-    workloads: &BTreeSet<(TenantId, WorkloadId)>,
+    changes: Changes,
 ) -> Result<(PublishSummary, BTreeMap<(TenantId, WorkloadId), String>), LifecycleError> {
-    let scope = Scope::Changed(Changes {
-        workloads: workloads.clone(),
-        ..Changes::default()
-    });
+    let scope = Scope::Changed(changes);
     let summary = publisher
         .publish(tables, &scope, now)
         .await
