@@ -7,7 +7,11 @@
 //!   closing on the injected clock, an allocation removed from the intent, then all of them),
 //!   reaching the intended state on the devices and reporting every step; once without and
 //!   once with injected faults (a BMC that hangs, a media insert answered 500, an image the
-//!   BMC cannot fetch once, a busy BMC). The time to converge is printed for both.
+//!   BMC cannot fetch once, a busy BMC, a DPU's BFB install task that ends in `Exception`
+//!   once). Every server has a BlueField-3 DPU (its own BMC emulator) that the site wants in
+//!   DPU mode running a given BFB bundle: bundles are installed through `SimpleUpdate` tasks
+//!   and srv-3's DPU, left in NIC mode, is switched and reset before its server is allocated.
+//!   The time to converge is printed for both.
 //! - A server that keeps failing becomes `Failed` with the reason after bounded retries, the
 //!   generation fails with it (and with an allocation the inventory cannot hold and one on an
 //!   unmanaged server), and a newer generation retries the server.
@@ -34,7 +38,7 @@ use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{
     AllocationStatus, ReportBody, ServerState, Severity, SiteIntent, SiteReport,
 };
-use meridian_sim::redfish::{Fault, PowerState};
+use meridian_sim::redfish::{DpuMode, Fault, PowerState};
 use serde_json::json;
 use site_reconcile_support::*;
 use tokio::sync::{Notify, watch};
@@ -61,20 +65,27 @@ impl Harness {
     async fn start() -> Self {
         // The periodic resync is far beyond the test's limits: window boundaries and new
         // intents must wake the workers by themselves.
-        Self::start_with(Duration::from_secs(600)).await
+        Self::start_with(Duration::from_secs(600), false).await
     }
 
-    async fn start_with(resync: Duration) -> Self {
+    /// With `dpus`, every server has a BlueField-3 DPU (srv-3's left in NIC mode) that the
+    /// site wants in DPU mode running the test BFB bundle.
+    async fn start_with(resync: Duration, dpus: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = AgentStore::open(&dir.path().join("agent")).unwrap();
-        let servers = start_servers().await;
+        let mut servers = start_servers().await;
+        if dpus {
+            add_dpus(&mut servers, &["srv-3"]).await;
+        }
         let images = Images::start();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(T0)));
         let specs = servers
             .iter()
             .map(|s| {
                 let gpus: Arc<dyn meridian_agent::compute::gpu::GpuInventory> = s.gpus.clone();
-                spec(&s.id, &s.bmc, Some(gpus))
+                let mut spec = spec(&s.id, &s.bmc, Some(gpus));
+                spec.drivers.dpu = s.dpu.as_ref().map(|d| managed_dpu(d, &images));
+                spec
             })
             .collect();
         let mut config = reconciler_config();
@@ -165,6 +176,9 @@ impl Harness {
         }
         for s in self.servers {
             s.bmc.shutdown().await;
+            if let Some(d) = s.dpu {
+                d.shutdown().await;
+            }
         }
     }
 }
@@ -338,7 +352,7 @@ enum Faults {
 
 /// The main scenario; returns the time until generation 1 was applied and the whole run.
 async fn scenario(faults: Faults) -> (Duration, Duration) {
-    let h = Harness::start().await;
+    let h = Harness::start_with(Duration::from_secs(600), true).await;
     let all = allocations(&h.images);
     let mut fault_ids = Vec::new();
     if faults == Faults::Injected {
@@ -360,6 +374,12 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
         );
         // srv-3's image cannot be fetched once: the BMC refuses the insert (400).
         h.images.fail("vm.iso", 1);
+        // srv-4's DPU: the BFB install task ends in `Exception` once.
+        h.server("srv-4")
+            .dpu
+            .as_ref()
+            .unwrap()
+            .fail_next_update("BFB image signature verification failed");
         // srv-4's BMC is busy for one reset (503 with Retry-After).
         fault_ids.push(
             h.server("srv-4").bmc.faults().inject(
@@ -402,6 +422,19 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
             "{s} booted its image"
         );
         assert!(boots[0].overridden, "{s}: by the one-time override");
+    }
+    // Every DPU runs the site's bundle in DPU mode (srv-3's was in NIC mode), srv-4's too
+    // although it is not allocated yet.
+    for e in &h.servers {
+        let dpu = e.dpu.as_ref().unwrap();
+        assert_eq!(
+            dpu.firmware_version("DPU_OS").as_deref(),
+            Some(BFB_VERSION),
+            "{}",
+            e.id
+        );
+        assert_eq!(dpu.dpu_mode(), Some(DpuMode::DpuMode), "{}", e.id);
+        assert_eq!(dpu.pending_dpu_mode(), None, "{}", e.id);
     }
     let srv2 = h.server("srv-2");
     let mut gpu0 = mig_devices(srv2, 0);
@@ -556,6 +589,18 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
         ],
     );
     let e3 = events(&r, "server/srv-3");
+    in_order(
+        &e3,
+        &[
+            "inspected",
+            "DPU: NicMode running DPU_OS DOCA_2.9.1",
+            "installed on the DPU: DPU_OS DOCA_2.9.1",
+            "DPU mode DpuMode requested (running NicMode)",
+            "DPU reset; running DpuMode",
+            "virtual media http",
+            "booted",
+        ],
+    );
     for (s, e) in [
         ("srv-1", &e1),
         ("srv-2", &e2),
@@ -577,6 +622,26 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
         }
     }
     assert_eq!(count(&e2, "created for"), 3, "{e2:#?}");
+    for (s, e) in [("srv-1", &e1), ("srv-2", &e2), ("srv-4", &e4)] {
+        // Already in DPU mode: the bundle only, once.
+        assert_eq!(count(e, "installed on the DPU"), 1, "{s}: {e:#?}");
+        assert_eq!(count(e, "DPU reset"), 0, "{s}: {e:#?}");
+    }
+    assert_eq!(count(&e3, "installed on the DPU"), 1, "{e3:#?}");
+    assert_eq!(count(&e3, "DPU reset"), 1, "{e3:#?}");
+    for e in &h.servers {
+        let updates = succeeded(
+            e.dpu.as_ref().unwrap(),
+            "POST",
+            "UpdateService.SimpleUpdate",
+        );
+        let expected = if faults == Faults::Injected && e.id.as_str() == "srv-4" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(updates, expected, "{}: BFB installs asked for", e.id);
+    }
     for e in &h.servers {
         // One power-on and one power-off: no repeated power actions.
         let resets = succeeded(&e.bmc, "POST", "ComputerSystem.Reset");
@@ -610,6 +675,13 @@ async fn scenario(faults: Faults) -> (Duration, Duration) {
             w3.iter()
                 .any(|m| m.contains("insert virtual media") && m.contains("HTTP 400")),
             "{w3:#?}"
+        );
+        let w4 = warn("srv-4");
+        assert!(
+            w4.iter().any(|m| m.contains("install the BFB bundle")
+                && m.contains("Exception")
+                && m.contains("signature verification failed")),
+            "{w4:#?}"
         );
         assert_eq!(h.images.served("vm.iso").first(), Some(&404));
         assert_eq!(h.server("srv-1").bmc.faults().hits(fault_ids[0]), 3);
@@ -734,7 +806,7 @@ async fn a_failing_server_is_failed_with_the_reason_and_retried_on_a_newer_gener
 async fn changes_behind_the_agents_back_are_repaired_at_the_periodic_resync() {
     use meridian_agent::compute::bmc::{Bmc, PowerAction, RedfishBmc};
 
-    let h = Harness::start_with(Duration::from_millis(300)).await;
+    let h = Harness::start_with(Duration::from_millis(300), false).await;
     let all = allocations(&h.images);
     h.push(&intent_of(1, &all, &["train"]));
     h.applied(1).await;
@@ -936,6 +1008,7 @@ fn child_reconciler() {
                         addr: gpus,
                         server: id,
                     })),
+                    dpu: None,
                 },
             })
             .collect();

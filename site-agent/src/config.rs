@@ -14,8 +14,11 @@ use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
 use crate::compute::bmc::{AuthMode, RedfishBmc, RedfishConfig};
+use crate::compute::dpu::{BfbImage, BlueFieldDpu, DpuMode};
 use crate::compute::gpu::{GpuInventory, NvmlInventory};
 use crate::http_client::TlsTrust;
+use crate::reconcile::desired::{BfbWant, DpuWant};
+use crate::reconcile::server::ManagedDpu;
 use crate::reconcile::{
     RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
 };
@@ -97,6 +100,195 @@ pub struct ServerConfig {
     pub basic_auth: bool,
     #[serde(default)]
     pub gpu_inventory: GpuInventoryKind,
+    /// The server's BlueField DPU, reached through the DPU's own BMC, and what it must run.
+    #[serde(default)]
+    pub dpu: Option<DpuConfig>,
+}
+
+/// A BlueField DPU: its BMC (same keys as a server's) and the mode and BFB bundle the site
+/// wants on it. The reconciler brings it there before the server is allocated and again at
+/// cleaning.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpuConfig {
+    /// The DPU BMC's URL.
+    pub bmc_url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_insecure: bool,
+    #[serde(default)]
+    pub basic_auth: bool,
+    /// `dpu` (the default: the Arm cores own the eSwitch, the host is unprivileged) or `nic`.
+    #[serde(default)]
+    pub mode: DpuModeConfig,
+    /// The BFB bundle to install (`http://`, `https://` or `scp://`); with `bfb_version`.
+    #[serde(default)]
+    pub bfb_url: Option<String>,
+    /// The `DPU_OS` version the bundle reports once installed: a DPU reporting it already is
+    /// left alone.
+    #[serde(default)]
+    pub bfb_version: Option<String>,
+}
+
+impl fmt::Debug for DpuConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DpuConfig")
+            .field("bmc_url", &self.bmc_url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("credentials_file", &self.credentials_file)
+            .field("mode", &self.mode)
+            .field("bfb_url", &self.bfb_url)
+            .field("bfb_version", &self.bfb_version)
+            .finish()
+    }
+}
+
+/// A DPU's wanted mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DpuModeConfig {
+    #[default]
+    Dpu,
+    Nic,
+}
+
+/// The keys a server's and a DPU's BMC share.
+struct Access<'a> {
+    url: &'a str,
+    username: &'a Option<String>,
+    password: &'a Option<String>,
+    credentials_file: &'a Option<PathBuf>,
+    tls_ca_file: &'a Option<PathBuf>,
+    tls_insecure: bool,
+    basic_auth: bool,
+}
+
+impl ServerConfig {
+    fn access(&self) -> Access<'_> {
+        Access {
+            url: &self.bmc_url,
+            username: &self.username,
+            password: &self.password,
+            credentials_file: &self.credentials_file,
+            tls_ca_file: &self.tls_ca_file,
+            tls_insecure: self.tls_insecure,
+            basic_auth: self.basic_auth,
+        }
+    }
+}
+
+impl DpuConfig {
+    fn access(&self) -> Access<'_> {
+        Access {
+            url: &self.bmc_url,
+            username: &self.username,
+            password: &self.password,
+            credentials_file: &self.credentials_file,
+            tls_ca_file: &self.tls_ca_file,
+            tls_insecure: self.tls_insecure,
+            basic_auth: self.basic_auth,
+        }
+    }
+}
+
+impl Access<'_> {
+    /// Checks the keys; `key` names one under the server's (or its DPU's) table.
+    fn validate(&self, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+        let https = self.url.starts_with("https://");
+        if !https && !self.url.starts_with("http://") {
+            return Err(ConfigError::invalid(
+                key("bmc_url"),
+                "must start with https:// (or http:// for an emulator)",
+            ));
+        }
+        if https && self.tls_ca_file.is_none() && !self.tls_insecure {
+            return Err(ConfigError::invalid(
+                key("tls_ca_file"),
+                "an https BMC needs tls_ca_file (its CA or certificate), or tls_insecure = true for a lab BMC",
+            ));
+        }
+        if self.tls_ca_file.is_some() && self.tls_insecure {
+            return Err(ConfigError::invalid(
+                key("tls_insecure"),
+                "give tls_ca_file or tls_insecure, not both",
+            ));
+        }
+        match (self.username, self.password, self.credentials_file) {
+            (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(()),
+            _ => Err(ConfigError::invalid(
+                key("credentials_file"),
+                "give username and password, or credentials_file (not both)",
+            )),
+        }
+    }
+
+    /// The Redfish driver's settings (reads the credential and CA files).
+    fn redfish(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        r: &ReconcilerConfig,
+    ) -> Result<RedfishConfig, ConfigError> {
+        let (username, password) = match (self.username, self.password, self.credentials_file) {
+            (Some(u), Some(p), _) => (u.clone(), p.clone()),
+            (_, _, Some(file)) => {
+                let text = read_file(key("credentials_file"), file)?;
+                let c: CredentialsFile =
+                    toml::from_str(&String::from_utf8_lossy(&text)).map_err(|e| {
+                        ConfigError::invalid(
+                            key("credentials_file"),
+                            format!("{}: {}", file.display(), e.message()),
+                        )
+                    })?;
+                (c.username, c.password)
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    key("credentials_file"),
+                    "no BMC credentials",
+                ));
+            }
+        };
+        let mut cfg = RedfishConfig::new(self.url.to_owned(), username, password);
+        cfg.tls = if self.tls_insecure {
+            Some(TlsTrust::InsecureAcceptAny)
+        } else if let Some(file) = self.tls_ca_file {
+            use rustls_pki_types::CertificateDer;
+            use rustls_pki_types::pem::PemObject;
+            let pem = read_file(key("tls_ca_file"), file)?;
+            let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    ConfigError::invalid(key("tls_ca_file"), format!("{}: {e}", file.display()))
+                })?;
+            if roots.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("tls_ca_file"),
+                    format!("{} holds no certificate", file.display()),
+                ));
+            }
+            Some(TlsTrust::Roots(roots))
+        } else {
+            None
+        };
+        cfg.auth = if self.basic_auth {
+            AuthMode::Basic
+        } else {
+            AuthMode::SessionThenBasic
+        };
+        cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
+        cfg.attempts = r.bmc_attempts;
+        cfg.power_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+        cfg.media_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+        Ok(cfg)
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -227,31 +419,24 @@ impl Validate for AgentConfig {
                     format!("server {} is listed twice", s.id),
                 ));
             }
-            let https = s.bmc_url.starts_with("https://");
-            if !https && !s.bmc_url.starts_with("http://") {
-                return Err(ConfigError::invalid(
-                    key("bmc_url"),
-                    "must start with https:// (or http:// for an emulator)",
-                ));
-            }
-            if https && s.tls_ca_file.is_none() && !s.tls_insecure {
-                return Err(ConfigError::invalid(
-                    key("tls_ca_file"),
-                    "an https BMC needs tls_ca_file (its CA or certificate), or tls_insecure = true for a lab BMC",
-                ));
-            }
-            if s.tls_ca_file.is_some() && s.tls_insecure {
-                return Err(ConfigError::invalid(
-                    key("tls_insecure"),
-                    "give tls_ca_file or tls_insecure, not both",
-                ));
-            }
-            match (&s.username, &s.password, &s.credentials_file) {
-                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
-                _ => {
+            s.access().validate(&key)?;
+            if let Some(d) = &s.dpu {
+                let dkey = |k: &str| format!("servers[{i}].dpu.{k}");
+                d.access().validate(&dkey)?;
+                if d.bfb_url.is_some() != d.bfb_version.is_some() {
                     return Err(ConfigError::invalid(
-                        key("credentials_file"),
-                        "give username and password, or credentials_file (not both)",
+                        dkey("bfb_version"),
+                        "give bfb_url and bfb_version together (the version DPU_OS reports once the bundle runs)",
+                    ));
+                }
+                if let Some(u) = &d.bfb_url
+                    && !["http://", "https://", "scp://"]
+                        .iter()
+                        .any(|p| u.starts_with(p))
+                {
+                    return Err(ConfigError::invalid(
+                        dkey("bfb_url"),
+                        "must start with http://, https:// or scp://",
                     ));
                 }
             }
@@ -328,58 +513,8 @@ impl AgentConfig {
         let mut specs = Vec::new();
         for (i, s) in self.servers.iter().enumerate() {
             let key = |k: &str| format!("servers[{i}].{k}");
-            let (username, password) = match (&s.username, &s.password, &s.credentials_file) {
-                (Some(u), Some(p), _) => (u.clone(), p.clone()),
-                (_, _, Some(file)) => {
-                    let text = read_file(key("credentials_file"), file)?;
-                    let c: CredentialsFile = toml::from_str(&String::from_utf8_lossy(&text))
-                        .map_err(|e| {
-                            ConfigError::invalid(
-                                key("credentials_file"),
-                                format!("{}: {}", file.display(), e.message()),
-                            )
-                        })?;
-                    (c.username, c.password)
-                }
-                _ => {
-                    return Err(ConfigError::invalid(
-                        key("credentials_file"),
-                        "no BMC credentials",
-                    ));
-                }
-            };
-            let mut cfg = RedfishConfig::new(s.bmc_url.clone(), username, password);
-            cfg.tls = if s.tls_insecure {
-                Some(TlsTrust::InsecureAcceptAny)
-            } else if let Some(file) = &s.tls_ca_file {
-                use rustls_pki_types::CertificateDer;
-                use rustls_pki_types::pem::PemObject;
-                let pem = read_file(key("tls_ca_file"), file)?;
-                let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| {
-                        ConfigError::invalid(key("tls_ca_file"), format!("{}: {e}", file.display()))
-                    })?;
-                if roots.is_empty() {
-                    return Err(ConfigError::invalid(
-                        key("tls_ca_file"),
-                        format!("{} holds no certificate", file.display()),
-                    ));
-                }
-                Some(TlsTrust::Roots(roots))
-            } else {
-                None
-            };
-            cfg.auth = if s.basic_auth {
-                AuthMode::Basic
-            } else {
-                AuthMode::SessionThenBasic
-            };
+            let mut cfg = s.access().redfish(&key, r)?;
             cfg.system = s.system.clone();
-            cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
-            cfg.attempts = r.bmc_attempts;
-            cfg.power_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
-            cfg.media_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
             let bmc = RedfishBmc::new(cfg)
                 .map_err(|e| ConfigError::invalid(key("bmc_url"), e.to_string()))?;
             let gpus = match s.gpu_inventory {
@@ -391,12 +526,41 @@ impl AgentConfig {
                     .clone(),
                 ),
             };
+            let dpu = match &s.dpu {
+                None => None,
+                Some(d) => {
+                    let dkey = |k: &str| format!("servers[{i}].dpu.{k}");
+                    let driver = BlueFieldDpu::new(d.access().redfish(&dkey, r)?)
+                        .map_err(|e| ConfigError::invalid(dkey("bmc_url"), e.to_string()))?;
+                    let bfb = match (&d.bfb_url, &d.bfb_version) {
+                        (Some(url), Some(version)) => Some(BfbWant {
+                            image: BfbImage {
+                                url: url.clone(),
+                                credentials: None,
+                            },
+                            version: version.clone(),
+                        }),
+                        _ => None,
+                    };
+                    Some(ManagedDpu {
+                        driver: Arc::new(driver),
+                        want: DpuWant {
+                            mode: match d.mode {
+                                DpuModeConfig::Dpu => DpuMode::Dpu,
+                                DpuModeConfig::Nic => DpuMode::Nic,
+                            },
+                            bfb,
+                        },
+                    })
+                }
+            };
             specs.push(ServerSpec {
                 id: s.id.clone(),
                 bmc_url: s.bmc_url.clone(),
                 drivers: ServerDrivers {
                     bmc: Arc::new(bmc),
                     gpus,
+                    dpu,
                 },
             });
         }
@@ -452,6 +616,14 @@ mod tests {
             username = "admin"
             password = "secret"
 
+            [servers.dpu]
+            bmc_url = "http://127.0.0.1:8001"
+            username = "root"
+            password = "dpu-secret"
+            mode = "dpu"
+            bfb_url = "http://127.0.0.1:9000/doca-3.0.bfb"
+            bfb_version = "doca-3.0"
+
             [[servers]]
             id = "srv-2"
             bmc_url = "https://10.0.0.12"
@@ -472,8 +644,18 @@ mod tests {
             (5000, 250)
         );
         assert!(!format!("{:?}", c.servers[0]).contains("secret"));
+        let dpu = c.servers[0].dpu.as_ref().expect("srv-1 has a DPU");
+        assert_eq!(dpu.mode, DpuModeConfig::Dpu);
+        assert!(c.servers[1].dpu.is_none());
         let site = c.site_reconciler().unwrap().expect("servers configured");
         assert_eq!(site.servers().len(), 2);
+        let managed = site.specs()[0].drivers.dpu.as_ref().expect("DPU driver");
+        assert_eq!(managed.want.mode, DpuMode::Dpu);
+        assert_eq!(
+            managed.want.bfb.as_ref().map(|b| b.version.as_str()),
+            Some("doca-3.0")
+        );
+        assert!(site.specs()[1].drivers.dpu.is_none());
         assert!(AgentConfig::default().site_reconciler().unwrap().is_none());
 
         // A credentials file that is not there is a configuration error naming the key.
@@ -491,6 +673,18 @@ mod tests {
             (
                 "bmc_url = \"http://a\"\ncredentials_file = \"/x\"\n",
                 "servers[0].credentials_file",
+            ),
+            (
+                "bmc_url = \"http://a\"\n[servers.dpu]\nbmc_url = \"ftp://d\"\nusername = \"a\"\npassword = \"b\"\n",
+                "servers[0].dpu.bmc_url",
+            ),
+            (
+                "bmc_url = \"http://a\"\n[servers.dpu]\nbmc_url = \"http://d\"\nusername = \"a\"\npassword = \"b\"\nbfb_url = \"http://i/x.bfb\"\n",
+                "servers[0].dpu.bfb_version",
+            ),
+            (
+                "bmc_url = \"http://a\"\n[servers.dpu]\nbmc_url = \"http://d\"\nusername = \"a\"\npassword = \"b\"\nmode = \"smart\"\n",
+                "mode",
             ),
             (
                 "bmc_url = \"http://a\"\n[[servers]]\nid = \"srv-1\"\nbmc_url = \"http://b\"\nusername = \"a\"\npassword = \"b\"\n",

@@ -239,6 +239,7 @@ pub struct BmcProfile {
     pub(crate) firmware: Vec<FirmwareSpec>,
     pub(crate) redundant_on_conflict: bool,
     pub(crate) initial_power: PowerState,
+    pub(crate) initial_dpu_mode: DpuMode,
 }
 
 impl BmcProfile {
@@ -316,6 +317,7 @@ impl BmcProfile {
             firmware,
             redundant_on_conflict: false,
             initial_power: PowerState::Off,
+            initial_dpu_mode: DpuMode::DpuMode,
         }
     }
 
@@ -368,6 +370,7 @@ impl BmcProfile {
             ],
             redundant_on_conflict: false,
             initial_power: PowerState::On,
+            initial_dpu_mode: DpuMode::DpuMode,
         }
     }
 
@@ -420,6 +423,13 @@ impl BmcProfile {
     #[must_use]
     pub fn initial_power(mut self, state: PowerState) -> Self {
         self.initial_power = state;
+        self
+    }
+
+    /// Sets the BlueField mode at start (a card someone left in NIC mode).
+    #[must_use]
+    pub fn dpu_mode(mut self, mode: DpuMode) -> Self {
+        self.initial_dpu_mode = mode;
         self
     }
 

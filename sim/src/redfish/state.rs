@@ -282,7 +282,7 @@ impl Bmc {
             },
         );
         let dpu = (p.kind == Kind::Bluefield3).then_some(Dpu {
-            mode: DpuMode::DpuMode,
+            mode: p.initial_dpu_mode,
             pending: None,
             arm_reset_since_set: false,
             host_rshim: true,

@@ -11,14 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use meridian_agent::compute::bmc::{RedfishBmc, RedfishConfig};
+use meridian_agent::compute::dpu::{BfbImage, BlueFieldDpu};
 use meridian_agent::compute::gpu::GpuInventory;
+use meridian_agent::reconcile::desired::{BfbWant, DpuWant};
+use meridian_agent::reconcile::server::ManagedDpu;
 use meridian_agent::reconcile::{RetryPolicy, ServerDrivers, ServerSpec, SiteReconcilerConfig};
 use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Sequence, ServerId};
 use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
 use meridian_proto::v1 as proto;
 use meridian_sim::nvml::{FakeGpu, FakeNvml};
-use meridian_sim::redfish::{BmcEmulator, BmcProfile, RunningBmc};
+use meridian_sim::redfish::{BmcEmulator, BmcProfile, DpuMode, RunningBmc};
 
 pub mod gpu_remote;
 
@@ -129,11 +132,55 @@ pub fn server_id(s: &str) -> ServerId {
     ServerId::parse(s).unwrap()
 }
 
-/// One emulated server: its BMC and its GPUs.
+/// One emulated server: its BMC, its GPUs and, where given one, its BlueField-3 DPU's BMC.
 pub struct Emulated {
     pub id: ServerId,
     pub bmc: RunningBmc,
     pub gpus: Arc<FakeNvml>,
+    pub dpu: Option<RunningBmc>,
+}
+
+/// The BFB bundle the DPU tests want, and the `DPU_OS` version it installs (the emulator
+/// reports the image file's stem).
+pub const BFB_FILE: &str = "doca-3.0.0.bfb";
+pub const BFB_VERSION: &str = "doca-3.0.0";
+
+/// Gives each server a BlueField-3 DPU BMC emulator (resets of 50 ms, BFB installs of
+/// 300 ms); the servers named in `nic_mode` start with their DPU in NIC mode.
+pub async fn add_dpus(servers: &mut [Emulated], nic_mode: &[&str]) {
+    for s in servers {
+        let mode = if nic_mode.contains(&s.id.as_str()) {
+            DpuMode::NicMode
+        } else {
+            DpuMode::DpuMode
+        };
+        let dpu = BmcEmulator::new(BmcProfile::bluefield3().dpu_mode(mode))
+            .power_delay(Duration::from_millis(50))
+            .update_duration(Duration::from_millis(300))
+            .start()
+            .await
+            .unwrap();
+        s.dpu = Some(dpu);
+    }
+}
+
+/// The reconciler's handle on an emulated DPU: the driver and the site's want (DPU mode, the
+/// test bundle served by `images`).
+pub fn managed_dpu(dpu: &RunningBmc, images: &Images) -> ManagedDpu {
+    let (user, password) = dpu.credentials();
+    ManagedDpu {
+        driver: Arc::new(BlueFieldDpu::new(redfish_config(&dpu.url(), &user, &password)).unwrap()),
+        want: DpuWant {
+            mode: meridian_agent::compute::dpu::DpuMode::Dpu,
+            bfb: Some(BfbWant {
+                image: BfbImage {
+                    url: images.url(BFB_FILE),
+                    credentials: None,
+                },
+                version: BFB_VERSION.to_owned(),
+            }),
+        },
+    }
 }
 
 /// The GPUs of the test site: `srv-1` 4x H100, `srv-2` 2x H100 (MIG), `srv-3` 2x L40S (no
@@ -174,6 +221,7 @@ pub async fn start_servers_with(power_delay: Duration) -> Vec<Emulated> {
             id: server_id(name),
             bmc,
             gpus: Arc::new(FakeNvml::with_gpus(gpus)),
+            dpu: None,
         });
     }
     out
@@ -218,6 +266,7 @@ pub fn spec(id: &ServerId, bmc: &RunningBmc, gpus: Option<Arc<dyn GpuInventory>>
         drivers: ServerDrivers {
             bmc: Arc::new(RedfishBmc::new(redfish_config(&bmc.url(), &user, &password)).unwrap()),
             gpus,
+            dpu: None,
         },
     }
 }

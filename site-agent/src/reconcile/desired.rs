@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use meridian_common::ids::{Generation, ServerId, TenantId, TimeWindow, Timestamp, WorkloadId};
 use meridian_common::model::{Allocation, AllocationMode, GpuSlot, SiteIntent};
 
+use crate::compute::dpu::{BfbImage, DpuMode};
+
 /// One workload's share of one server (all its slots there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WantedAllocation {
@@ -24,7 +26,23 @@ pub struct WantedAllocation {
     pub window: Option<TimeWindow>,
 }
 
-/// What the intent asks of one server now.
+/// What the site asks of a server's DPU (agent configuration, not the intent): the mode it
+/// runs in and, optionally, the BFB bundle its Arm cores run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpuWant {
+    pub mode: DpuMode,
+    pub bfb: Option<BfbWant>,
+}
+
+/// A BFB bundle and the `DPU_OS` version it installs (what the DPU's BMC reports once it
+/// runs; a DPU already reporting it is left alone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BfbWant {
+    pub image: BfbImage,
+    pub version: String,
+}
+
+/// What the intent (and, for the DPU, the site's configuration) asks of one server now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerWant {
     pub server: ServerId,
@@ -40,6 +58,8 @@ pub struct ServerWant {
     pub ended: Vec<WantedAllocation>,
     /// The next window start or end after `now`, if any.
     pub next_change: Option<Timestamp>,
+    /// What the server's DPU must run (`None`: no DPU managed).
+    pub dpu: Option<DpuWant>,
 }
 
 impl ServerWant {
@@ -53,6 +73,7 @@ impl ServerWant {
             upcoming: Vec::new(),
             ended: Vec::new(),
             next_change: None,
+            dpu: None,
         }
     }
 

@@ -32,6 +32,7 @@ pub mod site;
 
 use std::time::Duration;
 
+use crate::compute::dpu::DpuError;
 use crate::compute::{BmcError, GpuError};
 use crate::store::AgentStoreError;
 
@@ -71,6 +72,13 @@ pub enum ReconcileError {
         #[source]
         source: GpuError,
     },
+    /// A DPU operation failed (through the DPU's own BMC).
+    #[error("{step}: DPU operation failed")]
+    Dpu {
+        step: &'static str,
+        #[source]
+        source: DpuError,
+    },
     /// What the drivers answered makes no sense for the step (e.g. a created MIG device that
     /// does not show up).
     #[error("{step}: {detail}")]
@@ -89,6 +97,10 @@ impl ReconcileError {
                 source,
                 GpuError::InUse { .. } | GpuError::Nvml { .. } | GpuError::Worker(_)
             ),
+            ReconcileError::Dpu { source, .. } => match source {
+                DpuError::Bmc(b) => b.is_transient(),
+                _ => false,
+            },
             ReconcileError::Unexpected { .. } => true,
             ReconcileError::Store(_) => true,
         }

@@ -5,6 +5,7 @@
 use super::ReconcileError;
 use super::server::ServerDrivers;
 use crate::compute::bmc::{BootOverride, BootOverrideEnabled, BootTarget, MediaStatus, PowerState};
+use crate::compute::dpu::DpuModeStatus;
 use crate::compute::gpu::{GpuDevice, GpuReport, MigDevice, MigState};
 
 /// A server as its drivers report it.
@@ -15,6 +16,16 @@ pub struct Device {
     pub media: MediaStatus,
     /// `None`: no GPU inventory driver for this server.
     pub gpus: Option<GpuReport>,
+    /// `None`: no DPU managed on this server.
+    pub dpu: Option<DpuSeen>,
+}
+
+/// A DPU as its BMC reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpuSeen {
+    pub mode: DpuModeStatus,
+    /// `DPU_OS` (the installed BFB bundle).
+    pub os: Option<String>,
 }
 
 impl Device {
@@ -77,8 +88,8 @@ pub fn mig_profile_of(device: &MigDevice) -> &str {
     device.name.rsplit(' ').next().unwrap_or("")
 }
 
-/// Reads power, boot override and media from the BMC, and the GPUs when the server has a GPU
-/// inventory driver.
+/// Reads power, boot override and media from the BMC, the GPUs when the server has a GPU
+/// inventory driver, and the DPU's mode and `DPU_OS` version when it has a managed DPU.
 pub async fn observe(drivers: &ServerDrivers) -> Result<Device, ReconcileError> {
     let bmc = &drivers.bmc;
     let bmc_err = |step| move |source| ReconcileError::Bmc { step, source };
@@ -95,10 +106,27 @@ pub async fn observe(drivers: &ServerDrivers) -> Result<Device, ReconcileError> 
         })?),
         None => None,
     };
+    let dpu = match &drivers.dpu {
+        Some(d) => {
+            let dpu_err = |step| move |source| ReconcileError::Dpu { step, source };
+            let mode = d.driver.mode().await.map_err(dpu_err("observe DPU mode"))?;
+            let firmware = d
+                .driver
+                .firmware()
+                .await
+                .map_err(dpu_err("observe DPU firmware"))?;
+            Some(DpuSeen {
+                mode,
+                os: firmware.os,
+            })
+        }
+        None => None,
+    };
     Ok(Device {
         power,
         boot,
         media,
         gpus,
+        dpu,
     })
 }

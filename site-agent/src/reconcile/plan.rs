@@ -29,6 +29,7 @@ use super::desired::{ServerWant, WantedAllocation, slot_key};
 use super::observe::{Device, mig_profile_of};
 use super::record::{BootedWith, MigClaim, ServerRecord};
 use crate::compute::bmc::{BootOverrideEnabled, BootTarget, PowerState};
+use crate::compute::dpu::{BfbImage, DpuMode};
 
 /// One step of a server's lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,17 @@ pub enum Step {
         uuid: String,
         key: Option<String>,
     },
+    /// Install the site's BFB bundle on the DPU (RShim taken, `SimpleUpdate` task polled).
+    InstallBfb {
+        image: BfbImage,
+        version: String,
+    },
+    /// Ask the DPU for a mode (effective after [`Step::ResetDpu`]).
+    SetDpuMode {
+        mode: DpuMode,
+    },
+    /// Reset the DPU so its pending mode takes effect.
+    ResetDpu,
     PowerOff,
     EjectMedia,
     ClearBootOverride,
@@ -254,7 +266,7 @@ pub fn plan(want: &ServerWant, rec: &ServerRecord, dev: Option<&Device>, gpu_dri
         return Step::Note(note);
     }
     if rec.state == ServerState::Cleaning {
-        return cleaning(rec, dev);
+        return cleaning(want, rec, dev);
     }
     if a.accepted.is_empty() {
         if rec.state == ServerState::Allocated {
@@ -264,7 +276,7 @@ pub fn plan(want: &ServerWant, rec: &ServerRecord, dev: Option<&Device>, gpu_dri
         }
         return match drift(rec, dev) {
             Some(why) => Step::BeginCleaning { why },
-            None => Step::Converged,
+            None => dpu_step(want, dev).unwrap_or(Step::Converged),
         };
     }
     let boot = a
@@ -281,6 +293,11 @@ pub fn plan(want: &ServerWant, rec: &ServerRecord, dev: Option<&Device>, gpu_dri
                 describe(&boot)
             ),
         };
+    }
+    if rec.state == ServerState::Available
+        && let Some(step) = dpu_step(want, dev)
+    {
+        return step;
     }
     if let Some(image) = a.image {
         if !dev.has_media(image) {
@@ -413,7 +430,7 @@ fn drift(rec: &ServerRecord, dev: &Device) -> Option<String> {
 }
 
 /// The next cleaning step.
-fn cleaning(rec: &ServerRecord, dev: &Device) -> Step {
+fn cleaning(want: &ServerWant, rec: &ServerRecord, dev: &Device) -> Step {
     if let Some(report) = &dev.gpus {
         for g in report.devices() {
             let i = g.index.0;
@@ -462,7 +479,29 @@ fn cleaning(rec: &ServerRecord, dev: &Device) -> Step {
     if dev.boot.enabled != BootOverrideEnabled::Disabled && dev.boot.target != BootTarget::None {
         return Step::ClearBootOverride;
     }
-    Step::MarkAvailable
+    dpu_step(want, dev).unwrap_or(Step::MarkAvailable)
+}
+
+/// The next step bringing the DPU to what the site asks (BFB bundle first, as installing one
+/// restarts the Arm cores, then the mode), if it is not there.
+fn dpu_step(want: &ServerWant, dev: &Device) -> Option<Step> {
+    let (wanted, seen) = (want.dpu.as_ref()?, dev.dpu.as_ref()?);
+    if let Some(bfb) = &wanted.bfb
+        && seen.os.as_deref() != Some(bfb.version.as_str())
+    {
+        return Some(Step::InstallBfb {
+            image: bfb.image.clone(),
+            version: bfb.version.clone(),
+        });
+    }
+    if seen.mode.current == wanted.mode {
+        return None;
+    }
+    Some(if seen.mode.pending == Some(wanted.mode) {
+        Step::ResetDpu
+    } else {
+        Step::SetDpuMode { mode: wanted.mode }
+    })
 }
 
 /// Booting what the allocations want, if not done.
@@ -793,6 +832,7 @@ mod tests {
                     })
                     .collect(),
             }),
+            dpu: None,
         }
     }
 
@@ -1116,5 +1156,83 @@ mod tests {
             plan(&w, &ServerRecord::default(), None, true),
             Step::Discover
         );
+    }
+
+    #[test]
+    fn the_dpu_gets_its_bundle_then_its_mode_before_allocation_and_at_cleaning() {
+        use crate::compute::dpu::DpuModeStatus;
+        use crate::reconcile::desired::{BfbWant, DpuWant};
+        use crate::reconcile::observe::DpuSeen;
+        let bfb = BfbWant {
+            image: BfbImage {
+                url: "http://img/doca-3.0.bfb".into(),
+                credentials: None,
+            },
+            version: "doca-3.0".into(),
+        };
+        let with_dpu = |mut w: ServerWant| {
+            w.dpu = Some(DpuWant {
+                mode: DpuMode::Dpu,
+                bfb: Some(bfb.clone()),
+            });
+            w
+        };
+        let seen = |os: &str, current: DpuMode, pending: Option<DpuMode>| {
+            let mut d = device(PowerState::Off, false, None, &[(false, false, &[])]);
+            d.dpu = Some(DpuSeen {
+                mode: DpuModeStatus { current, pending },
+                os: Some(os.into()),
+            });
+            d
+        };
+        let install = Step::InstallBfb {
+            image: bfb.image.clone(),
+            version: "doca-3.0".into(),
+        };
+        // Available and idle: bundle first, then mode, then a reset; then nothing.
+        let rec = record(ServerState::Available);
+        let idle = with_dpu(want(vec![]));
+        let old = seen("doca-2.9", DpuMode::Nic, None);
+        assert_eq!(plan(&idle, &rec, Some(&old), true), install);
+        let nic = seen("doca-3.0", DpuMode::Nic, None);
+        assert_eq!(
+            plan(&idle, &rec, Some(&nic), true),
+            Step::SetDpuMode { mode: DpuMode::Dpu }
+        );
+        let pending = seen("doca-3.0", DpuMode::Nic, Some(DpuMode::Dpu));
+        assert_eq!(plan(&idle, &rec, Some(&pending), true), Step::ResetDpu);
+        let good = seen("doca-3.0", DpuMode::Dpu, None);
+        assert_eq!(plan(&idle, &rec, Some(&good), true), Step::Converged);
+        // No DPU wanted (or none observed): untouched.
+        assert_eq!(plan(&want(vec![]), &rec, Some(&old), true), Step::Converged);
+
+        // Allocating: the DPU comes before the image.
+        let busy = with_dpu(want(vec![alloc(
+            "a",
+            vec![GpuSlot::WholeGpus { indices: vec![0] }],
+            Some(IMG),
+        )]));
+        let mut rec = record(ServerState::Available);
+        applied(&mut rec, "a");
+        rec.allocations
+            .get_mut(&WorkloadId::parse("a").unwrap())
+            .unwrap()
+            .status = AllocationStatus::Pending;
+        assert_eq!(plan(&busy, &rec, Some(&old), true), install);
+        assert_eq!(
+            plan(&busy, &rec, Some(&good), true),
+            Step::InsertMedia { image: IMG.into() }
+        );
+        // Allocated: a drifted DPU is left to the next cleaning (no reset under a tenant).
+        rec.state = ServerState::Allocated;
+        assert_eq!(
+            plan(&busy, &rec, Some(&old), true),
+            Step::InsertMedia { image: IMG.into() }
+        );
+
+        // Cleaning: the DPU is put right last, before the server is available again.
+        let rec = record(ServerState::Cleaning);
+        assert_eq!(plan(&idle, &rec, Some(&old), true), install);
+        assert_eq!(plan(&idle, &rec, Some(&good), true), Step::MarkAvailable);
     }
 }

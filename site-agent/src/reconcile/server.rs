@@ -10,7 +10,7 @@ use meridian_common::model::{AllocationStatus, ReportBody, Server, ServerState, 
 use tokio::sync::Notify;
 
 use super::clock::Clock;
-use super::desired::{ServerWant, WantedAllocation};
+use super::desired::{DpuWant, ServerWant, WantedAllocation};
 use super::observe::{self, Device};
 use super::plan::{self, Note, Step, describe};
 use super::record::{self, AllocRecord, MigClaim, ServerRecord};
@@ -18,6 +18,7 @@ use super::{Action, ReconcileError, RetryPolicy, Verdict, error_policy};
 use crate::compute::bmc::{
     Bmc, BmcError, BootOverride, BootOverrideEnabled, BootTarget, MediaPolicy, PowerAction,
 };
+use crate::compute::dpu::{Dpu, DpuError};
 use crate::compute::gpu::{GpuError, GpuIndex, GpuInventory, GpuUuid, MigProfile};
 use crate::store::AgentStore;
 
@@ -32,6 +33,15 @@ pub struct ServerDrivers {
     /// `None`: no GPU driver for this server (GPUs are known from Redfish only; MIG slices
     /// cannot be made).
     pub gpus: Option<Arc<dyn GpuInventory>>,
+    /// `None`: no DPU managed on this server.
+    pub dpu: Option<ManagedDpu>,
+}
+
+/// A server's DPU and what the site asks of it.
+#[derive(Clone, Debug)]
+pub struct ManagedDpu {
+    pub driver: Arc<dyn Dpu>,
+    pub want: DpuWant,
 }
 
 impl fmt::Debug for ServerDrivers {
@@ -39,6 +49,7 @@ impl fmt::Debug for ServerDrivers {
         f.debug_struct("ServerDrivers")
             .field("bmc", &self.bmc)
             .field("gpus", &self.gpus.is_some())
+            .field("dpu", &self.dpu.as_ref().map(|d| &d.want))
             .finish()
     }
 }
@@ -326,6 +337,21 @@ fn gpu_step(step: &'static str) -> impl FnOnce(GpuError) -> ReconcileError {
     move |source| ReconcileError::Gpu { step, source }
 }
 
+fn dpu_step(step: &'static str) -> impl FnOnce(DpuError) -> ReconcileError {
+    move |source| ReconcileError::Dpu { step, source }
+}
+
+fn dpu<'a>(ctx: &'a ServerCtx<'_>, step: &'static str) -> Result<&'a dyn Dpu, ReconcileError> {
+    ctx.drivers
+        .dpu
+        .as_ref()
+        .map(|d| d.driver.as_ref())
+        .ok_or_else(|| ReconcileError::Unexpected {
+            step,
+            detail: "no DPU managed on this server".to_owned(),
+        })
+}
+
 fn gpus<'a>(
     ctx: &'a ServerCtx<'_>,
     step: &'static str,
@@ -494,6 +520,21 @@ async fn execute(
                     ),
                 ));
             }
+            if let Some(d) = &ctx.drivers.dpu {
+                let mode = d.driver.mode().await.map_err(dpu_step("inspect the DPU"))?;
+                let fw = d
+                    .driver
+                    .firmware()
+                    .await
+                    .map_err(dpu_step("inspect the DPU"))?;
+                reports.push(info(format!(
+                    "DPU: {} running DPU_OS {}, NIC firmware {}, BMC {}",
+                    mode.current.as_str(),
+                    fw.os.as_deref().unwrap_or("?"),
+                    fw.nic.as_deref().unwrap_or("?"),
+                    fw.bmc.as_deref().unwrap_or("?")
+                )));
+            }
             rec.inventory = Some(server);
             rec.state = ServerState::Available;
             reports.push(server_state(id, &rec.state));
@@ -651,6 +692,47 @@ async fn execute(
             .map_err(bmc_step("clear boot override"))?;
             rec.boot_armed = false;
             reports.push(info("boot override cleared".to_owned()));
+        }
+        Step::InstallBfb { image, version } => {
+            let installed = dpu(ctx, "install the BFB bundle")?
+                .install_bfb(image)
+                .await
+                .map_err(dpu_step("install the BFB bundle"))?;
+            if installed.version.as_deref() != Some(version.as_str()) {
+                return Err(ReconcileError::Unexpected {
+                    step: "install the BFB bundle",
+                    detail: format!(
+                        "{} installed, but DPU_OS reports {:?}, not {version:?}",
+                        image.url, installed.version
+                    ),
+                });
+            }
+            reports.push(info(format!(
+                "BFB bundle {} installed on the DPU: DPU_OS {} -> {version}",
+                image.url,
+                installed.previous_version.as_deref().unwrap_or("(none)")
+            )));
+        }
+        Step::SetDpuMode { mode } => {
+            let status = dpu(ctx, "set the DPU mode")?
+                .set_mode(*mode)
+                .await
+                .map_err(dpu_step("set the DPU mode"))?;
+            reports.push(info(format!(
+                "DPU mode {} requested (running {}); effective after a reset",
+                mode.as_str(),
+                status.current.as_str()
+            )));
+        }
+        Step::ResetDpu => {
+            let status = dpu(ctx, "reset the DPU")?
+                .reset()
+                .await
+                .map_err(dpu_step("reset the DPU"))?;
+            reports.push(info(format!(
+                "DPU reset; running {}",
+                status.current.as_str()
+            )));
         }
         Step::MarkAvailable => {
             rec.state = ServerState::Available;

@@ -164,6 +164,11 @@ impl SiteReconciler {
     pub fn servers(&self) -> Vec<ServerId> {
         self.shared.servers.iter().map(|s| s.id.clone()).collect()
     }
+
+    /// The servers managed, with their drivers.
+    pub fn specs(&self) -> &[ServerSpec] {
+        &self.shared.servers
+    }
 }
 
 impl Reconciler for SiteReconciler {
@@ -240,7 +245,8 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
             continue;
         };
         let now = shared.clock.now();
-        let want = desired::server_want(intent.as_deref(), &spec.id, now);
+        let mut want = desired::server_want(intent.as_deref(), &spec.id, now);
+        want.dpu = spec.drivers.dpu.as_ref().map(|d| d.want.clone());
         let ctx = ServerCtx {
             server: &spec.id,
             site: &site,
