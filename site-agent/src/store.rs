@@ -17,6 +17,7 @@
 //! own trees, named by a prefix.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use meridian_common::ids::{Generation, Sequence, SiteId, Timestamp};
 use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
@@ -87,6 +88,11 @@ pub enum IntentOutcome {
 #[derive(Debug, Clone)]
 pub struct AgentStore {
     db: sled::Db,
+    /// Held by every write from its first change through its flush, so writes never interleave
+    /// in sled's log: a `kill -9` then finds at most one write unfinished, never a flushed
+    /// (acknowledged) write behind an unfinished transaction, which sled's recovery would
+    /// discard with it (seen as a reused report sequence in the R2 crash test).
+    writes: Arc<Mutex<()>>,
     meta: sled::Tree,
     reports: sled::Tree,
     index: sled::Tree,
@@ -124,7 +130,15 @@ impl AgentStore {
             index: db.open_tree(format!("{name}report-index"))?,
             progress: db.open_tree(format!("{name}reconcile"))?,
             db,
+            writes: Arc::default(),
         })
+    }
+
+    /// The write lock (see the `writes` field). Agents sharing one database through
+    /// [`AgentStore::in_db`] (the simulator) each have their own, so their writes may still
+    /// interleave; a panic while holding it poisons nothing that matters.
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn flush(&self) -> Result<(), AgentStoreError> {
@@ -147,6 +161,7 @@ impl AgentStore {
 
     /// Stores the identity durably.
     pub fn set_identity(&self, identity: &Identity) -> Result<(), AgentStoreError> {
+        let _w = self.write_lock();
         self.meta.insert(
             IDENTITY,
             serde_json::to_vec(identity).expect("plain record serialises"),
@@ -179,6 +194,7 @@ impl AgentStore {
 
     /// Persists `intent` if it is newer than the one held; refuses an older one.
     pub fn store_intent(&self, intent: &SiteIntent) -> Result<IntentOutcome, AgentStoreError> {
+        let _w = self.write_lock();
         let held = self.held_generation()?;
         if intent.generation < held {
             return Ok(IntentOutcome::Stale { held });
@@ -199,6 +215,7 @@ impl AgentStore {
 
     /// Records that `generation` was applied.
     pub fn set_applied(&self, generation: Generation) -> Result<(), AgentStoreError> {
+        let _w = self.write_lock();
         self.meta.insert(APPLIED, &generation.get().to_be_bytes())?;
         self.flush()
     }
@@ -251,6 +268,7 @@ impl AgentStore {
                     .map(|k| serde_json::to_vec(&k).expect("keys serialise"))
             })
             .collect();
+        let _w = self.write_lock();
         let seqs = (&self.meta, &self.reports, &self.index, &self.progress).transaction(
             |(meta, reports, index, progress)| {
                 let mut seqs = Vec::with_capacity(bodies.len());
@@ -344,6 +362,7 @@ impl AgentStore {
         // The mark first, the reports after: a crash in between leaves reports at or below the
         // mark (never sent again: the buffer is read after the mark, and the next trim removes
         // them), never a gap above it.
+        let _w = self.write_lock();
         let acked = u64_of(self.meta.get(ACKED)?).max(ack.get());
         self.meta.insert(ACKED, &acked.to_be_bytes())?;
         let end = acked.saturating_add(1).to_be_bytes();
