@@ -310,6 +310,11 @@ impl EtcdServer {
         }
     }
 
+    /// The etcd process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A new HTTP/2 connection to the client API.
     pub async fn connect(&self) -> Result<tonic::transport::Channel, BoxError> {
         Ok(
