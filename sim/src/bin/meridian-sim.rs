@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use meridian_common::telemetry::{self, TelemetryConfig};
@@ -166,6 +167,12 @@ enum BenchCommand {
         /// QUIC endpoints the simulated agents share.
         #[arg(long, default_value_t = 16)]
         endpoints: usize,
+        /// B7: emulated servers (Redfish BMCs) the real agent binary manages (0: skip).
+        #[arg(long, default_value_t = 100)]
+        b7_servers: usize,
+        /// B7 with servers: the agent's reconciler resync period, ms.
+        #[arg(long, default_value_t = 1_000)]
+        b7_resync_ms: u64,
     },
     /// B2's baseline: etcd 3.4's watch fan-out to N watchers (1,000; 10,000 with --full),
     /// one put per watcher's prefix, against a child etcd this command starts and stops.
@@ -267,12 +274,16 @@ async fn main() -> ExitCode {
                     agents,
                     heartbeat_ms,
                     endpoints,
+                    b7_servers,
+                    b7_resync_ms,
                 },
         } => {
             use meridian_sim::bench::channel::{self, ChannelBenchOptions};
             let options = ChannelBenchOptions {
                 heartbeat_ms,
                 endpoints,
+                b7_servers,
+                b7_resync: Duration::from_millis(b7_resync_ms.max(100)),
                 ..ChannelBenchOptions::new(agents.unwrap_or(if full { 10_000 } else { 1_000 }))
             };
             match channel::run(&options).await {
