@@ -794,7 +794,7 @@ fn channel_rows(
                 "B2 intent fan-out to {n} sites: time until each site's agent persisted and acked"
             ),
             x_label: "time since the change (ms)".into(),
-            y_label: "sites acknowledged (%)".into(),
+            y_label: "sites acknowledged / etcd watchers notified (%)".into(),
             series,
         },
         &[Marker {
