@@ -12,6 +12,7 @@ DEBIAN_NEEDS=(
   "ip:iproute2"
   "nft:nftables"
   "ping:iputils-ping"
+  "etcd:etcd-server"          # etcd 3.4, the B2 baseline (sim/tests/bench_etcd.rs)
 )
 
 missing=()

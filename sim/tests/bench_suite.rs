@@ -40,7 +40,8 @@ fn the_tiny_suite_writes_every_row_and_every_plot() {
         }
     }
     // Everything that runs in tiny mode was measured: only what the suite does not measure
-    // (etcd, kill -9, B1q, B7 at 100 servers) and what the agent binary gives is left.
+    // (kill -9, B1q), the etcd baseline where etcd cannot be installed (not root) and what
+    // the agent binary gives (B7, when it is not built) is left.
     for r in &results.rows {
         if r.verdict == Verdict::NotMeasured {
             let note = r.note.as_deref().unwrap_or("");
@@ -105,6 +106,17 @@ fn the_tiny_suite_writes_every_row_and_every_plot() {
         );
         assert!(!svg.contains("no data"), "{}", plot.file);
     }
+    // With the etcd baseline measured, B2's plot draws it beside Meridian's fan-out.
+    let etcd_measured = results
+        .rows
+        .iter()
+        .any(|r| r.id == "B2" && r.figure.starts_with("baseline: etcd"));
+    let b2 = results
+        .plots
+        .iter()
+        .find(|p| p.file == "b2-fanout-latency.svg")
+        .expect("B2 plot");
+    assert_eq!(b2.series.len(), if etcd_measured { 2 } else { 1 }, "{b2:?}");
     for file in [
         "b1-placement-growth.svg",
         "b2-fanout-latency.svg",

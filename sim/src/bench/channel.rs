@@ -6,7 +6,12 @@
 //! QUIC endpoints, so central's memory is measured on its own.
 //!
 //! - B7: the real `meridian-agent` binary (next to this executable), enrolled, connected and
-//!   idle: its RSS, CPU and file size.
+//!   idle: its RSS, CPU and file size. Then the same binary managing 100 servers: 100 Redfish
+//!   BMC emulators (GPU-server profile, each its own 127.0.0.1 port, served by this process)
+//!   in its `[[servers]]` (`gpu_inventory = "none"`: the binary has no fake NVML); once central
+//!   holds the inventory of all 100, inspected and `Available`, its RSS (peak of samples every
+//!   100 ms) and CPU over a window in which its reconciler's resync (every second here, 60 s
+//!   by default) keeps observing every BMC.
 //! - B2: one change touching all N sites (a new generation for every site): time from the
 //!   start of the change until central holds each agent's acknowledgement that it persisted
 //!   it (`IntentAck RECEIVED`, seen in central's store): p50, p99, max.
@@ -50,6 +55,11 @@ pub struct ChannelBenchOptions {
     pub settle: Duration,
     /// How long B7 measures the agent's idle CPU: 5 s by default.
     pub idle_window: Duration,
+    /// B7 with servers: emulated servers the agent binary manages (100; 0 skips it).
+    pub b7_servers: usize,
+    /// B7 with servers: the agent's reconciler resync period (how often a converged server's
+    /// BMC is observed again).
+    pub b7_resync: Duration,
 }
 
 impl ChannelBenchOptions {
@@ -61,6 +71,8 @@ impl ChannelBenchOptions {
             endpoints: 16,
             settle: Duration::from_secs(3),
             idle_window: Duration::from_secs(5),
+            b7_servers: 100,
+            b7_resync: Duration::from_secs(1),
         }
     }
 }
@@ -82,12 +94,33 @@ pub struct ChannelBenchReport {
     pub b7_cpu_pct: Option<f64>,
     pub b7_binary: Option<u64>,
     pub b7_binary_stripped: Option<u64>,
+    /// B7 with servers: the figures, or why they were not measured.
+    pub b7_servers: Option<Result<B7Servers, String>>,
     /// B2: every acknowledgement's time from the start of the change, sorted.
     pub b2_samples: Vec<Duration>,
     /// B3: agents with a session against time since central restarted (a point per change).
     pub b3_curve: Vec<(Duration, usize)>,
     /// B3 baseline: when each raw quinn handshake completed, from the start, sorted.
     pub b3_raw_curve: Vec<Duration>,
+}
+
+/// B7 with servers: the agent binary managing emulated servers.
+#[derive(Debug, Clone, Default)]
+pub struct B7Servers {
+    /// Servers it manages.
+    pub servers: usize,
+    /// From the agent's start until central held all of them inspected and `Available`.
+    pub inventoried: Duration,
+    /// The highest RSS sampled in the window, bytes.
+    pub rss: u64,
+    /// CPU over the window, % of a core.
+    pub cpu_pct: f64,
+    /// The window.
+    pub window: Duration,
+    /// Redfish requests the BMCs answered in the window.
+    pub bmc_requests: usize,
+    /// The reconciler's resync period.
+    pub resync: Duration,
 }
 
 fn kib(b: f64) -> String {
@@ -130,7 +163,7 @@ impl std::fmt::Display for ChannelBenchReport {
                 self.b2_acked
             ),
             "p99 <= 2 s (10,000 sites)",
-            "etcd watch fan-out: not measured".into(),
+            "etcd watch fan-out: bench etcd".into(),
         )?;
         let b3 = self.b3_all_back.map_or("not all back".into(), |d| {
             format!(
@@ -174,6 +207,23 @@ impl std::fmt::Display for ChannelBenchReport {
                 format!("{:.2}x YurtHub's 30 MB", r as f64 / 30e6)
             }),
         )?;
+        if let Some(servers) = &self.b7_servers {
+            row(
+                f,
+                "B7 agent RSS with servers reporting",
+                match servers {
+                    Ok(b) => format!(
+                        "{} peak, CPU {:.1} %, {} servers",
+                        mib(b.rss),
+                        b.cpu_pct,
+                        b.servers
+                    ),
+                    Err(e) => format!("not measured: {e}"),
+                },
+                "<= 32 MiB",
+                "-".into(),
+            )?;
+        }
         row(
             f,
             "B7 agent idle CPU",
@@ -298,6 +348,18 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
             central.channel().connected_sites() == 0
         })
         .await;
+        if opts.b7_servers > 0 {
+            let r = b7_with_servers(&central, dir, &agent_bin, opts).await;
+            if let Err(e) = &r {
+                eprintln!("B7 with servers: {e}");
+            }
+            report.b7_servers =
+                Some(r.map_err(|e| meridian_common::telemetry::error_chain(e.as_ref())));
+            let _ = wait_until(Duration::from_secs(10), || {
+                central.channel().connected_sites() == 0
+            })
+            .await;
+        }
     } else {
         eprintln!(
             "B7: {} not found (cargo build --release -p meridian-agent)",
@@ -383,6 +445,129 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     let _ = agents.wait();
     central.shutdown().await;
     Ok(report)
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// B7 with servers: `opts.b7_servers` BMC emulators, the agent binary managing them; waits
+/// until central holds all of them inspected and `Available`, then samples the agent.
+async fn b7_with_servers(
+    central: &Central,
+    dir: &Path,
+    agent_bin: &Path,
+    opts: &ChannelBenchOptions,
+) -> Result<B7Servers, BoxError> {
+    use std::fmt::Write as _;
+
+    use meridian_common::model::ServerState;
+
+    use crate::redfish::{BmcEmulator, BmcProfile};
+
+    let count = opts.b7_servers;
+    let (user, password) = ("bench", "Bench-Bmc-1");
+    let mut bmcs = Vec::with_capacity(count);
+    for _ in 0..count {
+        bmcs.push(
+            BmcEmulator::new(BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 8]))
+                .credentials(user, password)
+                .power_delay(Duration::from_millis(50))
+                .start()
+                .await?,
+        );
+    }
+    let site = "sim-b7s";
+    let boot = dir.join("b7s.toml");
+    write_bootstrap(central, site, &boot).await?;
+    let data = dir.join("b7s-agent");
+    let mut config = format!(
+        "data_dir = {:?}\nbootstrap_file = {:?}\n\n[telemetry]\nfilter = \"warn\"\n\n\
+         [reconciler]\nresync_ms = {}\npower_poll_ms = 100\n",
+        data.display().to_string(),
+        boot.display().to_string(),
+        opts.b7_resync.as_millis()
+    );
+    for (i, bmc) in bmcs.iter().enumerate() {
+        write!(
+            config,
+            "\n[[servers]]\nid = \"srv-{i:03}\"\nbmc_url = \"{}\"\nusername = \"{user}\"\n\
+             password = \"{password}\"\ngpu_inventory = \"none\"\n",
+            bmc.url()
+        )?;
+    }
+    let config_path = dir.join("b7s-agent.toml");
+    std::fs::write(&config_path, config)?;
+    let started = Instant::now();
+    let mut child = KillOnDrop(
+        Command::new(agent_bin)
+            .arg("--config")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let site_id = SiteId::parse(site)?;
+    let servers = central.tables().servers();
+    let limit = Duration::from_secs(120);
+    let mut available = 0;
+    while available < count {
+        if let Some(status) = child.0.try_wait()? {
+            return Err(format!("the agent exited ({status}) before its inventory was in").into());
+        }
+        if started.elapsed() > limit {
+            return Err(format!(
+                "central holds {available}/{count} of the agent's servers Available after {} s",
+                limit.as_secs()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        available = servers
+            .list_all(Some(&site_id), 1000)
+            .await?
+            .iter()
+            .filter(|s| s.state == ServerState::Available)
+            .count();
+    }
+    let inventoried = started.elapsed();
+    eprintln!("B7: {count} servers inspected and Available at central after {inventoried:?}");
+
+    // The window (at least two resync periods): the resync keeps observing every BMC.
+    let pid = child.0.id();
+    let span = opts.idle_window.max(2 * opts.b7_resync);
+    let requests = || bmcs.iter().map(|b| b.requests().len()).sum::<usize>();
+    let (r0, t0, w0) = (requests(), cpu_ticks(pid), Instant::now());
+    let mut rss = 0;
+    while w0.elapsed() < span {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        rss = rss.max(rss_bytes(&pid.to_string()).ok_or("cannot read the agent's RSS")?);
+    }
+    let window = w0.elapsed();
+    let (r1, t1) = (requests(), cpu_ticks(pid));
+    let cpu_pct = t0
+        .zip(t1)
+        .map(|(a, b)| (b - a) as f64 / 100.0 / window.as_secs_f64() * 100.0)
+        .ok_or("cannot read the agent's CPU time")?;
+    drop(child);
+    for bmc in bmcs {
+        bmc.shutdown().await;
+    }
+    Ok(B7Servers {
+        servers: count,
+        inventoried,
+        rss,
+        cpu_pct,
+        window,
+        bmc_requests: r1 - r0,
+        resync: opts.b7_resync,
+    })
 }
 
 fn spawn_agents(dir: &Path, n: usize, opts: &ChannelBenchOptions) -> Result<Child, BoxError> {

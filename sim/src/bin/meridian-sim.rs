@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use meridian_common::telemetry::{self, TelemetryConfig};
@@ -166,6 +167,34 @@ enum BenchCommand {
         /// QUIC endpoints the simulated agents share.
         #[arg(long, default_value_t = 16)]
         endpoints: usize,
+        /// B7: emulated servers (Redfish BMCs) the real agent binary manages (0: skip).
+        #[arg(long, default_value_t = 100)]
+        b7_servers: usize,
+        /// B7 with servers: the agent's reconciler resync period, ms.
+        #[arg(long, default_value_t = 1_000)]
+        b7_resync_ms: u64,
+    },
+    /// B2's baseline: etcd 3.4's watch fan-out to N watchers (1,000; 10,000 with --full),
+    /// one put per watcher's prefix, against a child etcd this command starts and stops.
+    Etcd {
+        /// N = 10,000 watchers (unless --watchers says otherwise).
+        #[arg(long)]
+        full: bool,
+        /// Watchers, one per site prefix.
+        #[arg(long)]
+        watchers: Option<usize>,
+        /// HTTP/2 connections the watch streams are spread over.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+        /// Watches per gRPC Watch stream (1: a stream per watcher).
+        #[arg(long, default_value_t = 1)]
+        watches_per_stream: usize,
+        /// Puts in flight at once.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+        /// The etcd binary (installed with apt-get when the default is missing and root).
+        #[arg(long, default_value = meridian_sim::bench::etcd::ETCD_BIN)]
+        etcd_bin: PathBuf,
     },
     /// The child process of `bench channel` (its simulated agents).
     #[command(hide = true)]
@@ -245,12 +274,16 @@ async fn main() -> ExitCode {
                     agents,
                     heartbeat_ms,
                     endpoints,
+                    b7_servers,
+                    b7_resync_ms,
                 },
         } => {
             use meridian_sim::bench::channel::{self, ChannelBenchOptions};
             let options = ChannelBenchOptions {
                 heartbeat_ms,
                 endpoints,
+                b7_servers,
+                b7_resync: Duration::from_millis(b7_resync_ms.max(100)),
                 ..ChannelBenchOptions::new(agents.unwrap_or(if full { 10_000 } else { 1_000 }))
             };
             match channel::run(&options).await {
@@ -261,6 +294,39 @@ async fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "meridian-sim bench channel: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Etcd {
+                    full,
+                    watchers,
+                    connections,
+                    watches_per_stream,
+                    writers,
+                    etcd_bin,
+                },
+        } => {
+            use meridian_sim::bench::etcd::{self, EtcdBenchOptions};
+            let options = EtcdBenchOptions {
+                connections,
+                watches_per_stream,
+                writers,
+                etcd_bin,
+                ..EtcdBenchOptions::new(watchers.unwrap_or(if full { 10_000 } else { 1_000 }))
+            };
+            match etcd::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench etcd: {}",
                         telemetry::error_chain(e.as_ref())
                     );
                     ExitCode::FAILURE
