@@ -105,6 +105,7 @@ const APPLIED: &[u8] = b"applied";
 const NEXT_SEQ: &[u8] = b"next_seq";
 const ACKED: &[u8] = b"acked";
 const DROPPED: &[u8] = b"dropped";
+const OPENS: &[u8] = b"opens";
 
 fn u64_of(v: Option<sled::IVec>) -> u64 {
     v.and_then(|b| b.as_ref().try_into().ok())
@@ -119,7 +120,20 @@ impl AgentStore {
             .cache_capacity(8 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .open()?;
-        Self::in_db(db, "")
+        let store = Self::in_db(db, "")?;
+        store.count_open()?;
+        Ok(store)
+    }
+
+    /// Counts the opens of the database, durably. Writing right after sled's recovery makes
+    /// the recovered log durable as sled now sees it: without a write, a recovered database
+    /// closed and opened again lost its last acknowledged write (the R2 crash test, which
+    /// opens the crashed database to check it before the next agent starts).
+    fn count_open(&self) -> Result<(), AgentStoreError> {
+        let _w = self.write_lock();
+        let opens = u64_of(self.meta.get(OPENS)?) + 1;
+        self.meta.insert(OPENS, &opens.to_be_bytes())?;
+        self.flush()
     }
 
     /// One agent's trees inside a shared database, prefixed with `name`.
