@@ -13,6 +13,9 @@
 //!   sled databases and QUIC endpoints ([`agents::AgentPool`]). Each site is enrolled with a
 //!   bootstrap token of its own, and its agent reaches central through its own port of a
 //!   [`FaultProxy`] ([`SimFleet::proxy`]), so a scenario can delay, drop or cut one site.
+//!   A proxied site costs two sockets, so when the process's open-file limit cannot hold them
+//!   all (20,000 files: about 8,000 sites) the last sites connect to central directly
+//!   ([`SimFleet::proxied_sites`]).
 //! - **Hardware**: the first `hardware_sites` sites (edge sites first, then core sites) get
 //!   emulated servers ([`hardware::SiteHardware`]: a Redfish BMC emulator and a fake NVML per
 //!   server, shaped after the generator's server) driven by the agent's real site reconciler;
@@ -104,7 +107,8 @@ pub struct SimFleetOptions {
     /// Sites with emulated hardware (edge sites first, then core sites), at most
     /// [`MAX_EMULATED_SERVERS`] servers in all.
     pub hardware_sites: usize,
-    /// Central's data directory (must be empty); a temporary one when `None`.
+    /// Central's data directory (must hold no fleet yet); the agents' databases go in its
+    /// `sim-agents/`. A temporary directory when `None`.
     pub data_dir: Option<PathBuf>,
     /// Agents' heartbeat period, ms.
     pub heartbeat_ms: u64,
@@ -205,6 +209,7 @@ pub struct SimFleet {
     central: Option<Central>,
     config: CentralConfig,
     proxy: FaultProxy,
+    proxied: usize,
     pool: Option<AgentPool>,
     agents: Vec<Option<Agent>>,
     hardware: BTreeMap<usize, SiteHardware>,
@@ -227,6 +232,28 @@ fn hardware_order(fleet: &Fleet, n: usize) -> Vec<usize> {
     let edge = (0..fleet.sites.len()).filter(|i| fleet.sites[*i].tier == SiteTier::Edge);
     let core = (0..fleet.sites.len()).filter(|i| fleet.sites[*i].tier == SiteTier::Core);
     edge.chain(core).take(n).collect()
+}
+
+/// File descriptors kept free for central, the databases, the emulated BMCs (a listening
+/// socket and a connection or two each) and the rest of the process.
+const SPARE_FILES: usize = 2_000;
+
+/// How many sites (the first ones) can reach central through the fault proxy: each proxied
+/// site costs two sockets (its port, and the upstream socket of its agent's endpoint), so the
+/// process's open-file limit bounds them (20,000 files: about 8,000 sites).
+fn proxied_sites(sites: usize, emulated_servers: usize) -> usize {
+    let Some(limit) = open_files_limit() else {
+        return sites;
+    };
+    let room = limit.saturating_sub(SPARE_FILES + 4 * emulated_servers) / 2;
+    sites.min(room)
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 impl SimFleet {
@@ -284,7 +311,7 @@ impl SimFleet {
             }
         };
         let mut config = CentralConfig {
-            data_dir: data_dir.join("central"),
+            data_dir: data_dir.clone(),
             ..CentralConfig::default()
         };
         config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
@@ -349,7 +376,8 @@ impl SimFleet {
         .secret;
 
         let proxy = FaultProxy::new(central.channel().local_addr(), options.seed);
-        let agents_dir = data_dir.join("agents");
+        // Beside central's store and CA, in a directory central does not use.
+        let agents_dir = data_dir.join("sim-agents");
         std::fs::create_dir_all(agents_dir.join("boot")).map_err(SimFleetError::Dir)?;
         let pool = AgentPool::open(&agents_dir, fleet.sites.len(), options.endpoints)?;
 
@@ -375,14 +403,27 @@ impl SimFleet {
             progress.end_bar();
         }
 
+        let proxied = proxied_sites(fleet.sites.len(), emulated);
+        if proxied < fleet.sites.len() {
+            progress.line(&format!(
+                "the open-file limit leaves room for {proxied} fault-proxy ports (two sockets each); \
+                 the other {} sites connect to central directly",
+                fleet.sites.len() - proxied
+            ));
+        }
         let agents_started = Instant::now();
         let mut agents = Vec::with_capacity(fleet.sites.len());
         for (i, site) in fleet.sites.iter().enumerate() {
-            let addr = proxy
-                .add_site(site.id.as_str())
-                .await
-                .map_err(SimFleetError::Proxy)?;
-            let file = bootstrap_file(&central, &site.id, vec![addr.to_string()]).await?;
+            let addresses = if i < proxied {
+                let addr = proxy
+                    .add_site(site.id.as_str())
+                    .await
+                    .map_err(SimFleetError::Proxy)?;
+                vec![addr.to_string()]
+            } else {
+                central.channel().advertised()
+            };
+            let file = bootstrap_file(&central, &site.id, addresses).await?;
             std::fs::write(pool.bootstrap_path(i), file.render()).map_err(SimFleetError::Dir)?;
             let reconciler: Arc<dyn Reconciler> = match hardware.get(&i) {
                 Some(hw) => Arc::new(hw.reconciler()?),
@@ -401,6 +442,7 @@ impl SimFleet {
             central: Some(central),
             config,
             proxy,
+            proxied,
             pool: Some(pool),
             agents,
             hardware,
@@ -432,6 +474,12 @@ impl SimFleet {
     /// site's id).
     pub fn proxy(&self) -> &FaultProxy {
         &self.proxy
+    }
+
+    /// How many sites (the first ones, in [`Fleet::sites`] order) reach central through the
+    /// fault proxy.
+    pub fn proxied_sites(&self) -> usize {
+        self.proxied
     }
 
     /// The agent of site `index` (in [`Fleet::sites`] order).
@@ -573,47 +621,48 @@ impl SimFleet {
         let mut admin = self.clients(&self.admin.clone()).await?;
         for t in &mix.tenants {
             let id = t.id.as_str().to_owned();
-            if !self.tokens.contains_key(&id) {
-                admin
-                    .tenants
-                    .create_tenant(proto::CreateTenantRequest {
-                        tenant: Some(t.clone().into()),
-                    })
-                    .await
-                    .map_err(api(format!("tenant {id}")))?;
-                let user = format!("{id}-admin");
-                admin
-                    .tenants
-                    .create_user(proto::CreateUserRequest {
-                        user: Some(proto::User {
-                            id: user.clone(),
-                            tenant: id.clone(),
-                            role: proto::Role::TenantAdmin as i32,
-                            display_name: user.clone(),
-                            created_at: 0,
-                        }),
-                    })
-                    .await
-                    .map_err(api(format!("user {user}")))?;
-                let secret = admin
-                    .tenants
-                    .create_api_token(proto::CreateApiTokenRequest {
-                        user: user.clone(),
-                        role: None,
-                        ttl_ms: 7 * 24 * 3_600_000,
-                    })
-                    .await
-                    .map_err(api(format!("a token for {user}")))?
-                    .into_inner()
-                    .secret;
-                self.tokens.insert(id, secret);
+            if self.tokens.contains_key(&id) {
+                continue;
             }
+            admin
+                .tenants
+                .create_tenant(proto::CreateTenantRequest {
+                    tenant: Some(t.clone().into()),
+                })
+                .await
+                .map_err(api(format!("tenant {id}")))?;
+            let user = format!("{id}-admin");
+            admin
+                .tenants
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        id: user.clone(),
+                        tenant: id.clone(),
+                        role: proto::Role::TenantAdmin as i32,
+                        display_name: user.clone(),
+                        created_at: 0,
+                    }),
+                })
+                .await
+                .map_err(api(format!("user {user}")))?;
+            let secret = admin
+                .tenants
+                .create_api_token(proto::CreateApiTokenRequest {
+                    user: user.clone(),
+                    role: None,
+                    ttl_ms: 7 * 24 * 3_600_000,
+                })
+                .await
+                .map_err(api(format!("a token for {user}")))?
+                .into_inner()
+                .secret;
+            self.tokens.insert(id, secret);
         }
         let mut clients = BTreeMap::new();
         for (tenant, token) in &self.tokens {
             clients.insert(tenant.clone(), self.clients(token).await?);
         }
-        let client = |clients: &mut BTreeMap<String, Clients>, tenant: &str| {
+        let client = |clients: &BTreeMap<String, Clients>, tenant: &str| {
             clients
                 .get(tenant)
                 .cloned()
@@ -623,7 +672,7 @@ impl SimFleet {
                 })
         };
         for d in &mix.datasets {
-            client(&mut clients, d.tenant.as_str())?
+            client(&clients, d.tenant.as_str())?
                 .fleet
                 .create_dataset(proto::CreateDatasetRequest {
                     dataset: Some(d.clone().into()),
@@ -631,11 +680,10 @@ impl SimFleet {
                 .await
                 .map_err(api(format!("dataset {}", d.id)))?;
         }
-        central_lifecycle_nudge(self.central());
         self.watch_workloads().await?;
         let total = mix.workloads.len();
         for (n, w) in mix.workloads.iter().enumerate() {
-            let created = client(&mut clients, w.tenant.as_str())?
+            let created = client(&clients, w.tenant.as_str())?
                 .placement
                 .create_workload(proto::CreateWorkloadRequest {
                     spec: Some(w.spec.clone().into()),
@@ -876,9 +924,4 @@ fn settled(w: &Workload, now: Timestamp) -> bool {
         ReservationState::Approved => w.spec.window.is_some_and(|win| win.start() > now),
         _ => true,
     }
-}
-
-/// Wakes the lifecycle (datasets changed the fleet's data-gravity picture).
-fn central_lifecycle_nudge(central: &Central) {
-    central.lifecycle().fleet_changed();
 }

@@ -75,6 +75,9 @@ impl SimSummary {
     }
 }
 
+/// Failed workloads the summary names (the struct keeps them all).
+const FAILURES_SHOWN: usize = 10;
+
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
@@ -103,8 +106,15 @@ impl fmt::Display for SimSummary {
             states.join(", "),
             self.converge_time.as_secs_f64()
         )?;
-        for (name, reason) in &self.failed {
+        for (name, reason) in self.failed.iter().take(FAILURES_SHOWN) {
             writeln!(f, "    failed {name}: {reason}")?;
+        }
+        if self.failed.len() > FAILURES_SHOWN {
+            writeln!(
+                f,
+                "    ... and {} more failed",
+                self.failed.len() - FAILURES_SHOWN
+            )?;
         }
         writeln!(
             f,

@@ -82,10 +82,16 @@ impl ConstraintKind {
     }
 }
 
-/// The demo's tenants: (id, residency).
+/// The demo's tenants: one per [`WORKLOADS_PER_TENANT`] workloads of a family, named
+/// `{family}-{n:02}`.
 pub const INFERENCE_TENANT: &str = "demo-inference";
 pub const EU_TENANT: &str = "demo-eu-research";
 pub const TRAINING_TENANT: &str = "demo-training";
+
+/// Workloads of one family per tenant: a tenant's network gives it one /24 per site from a
+/// /16 (256 sites) and one /24 of replica addresses per site, so a large fleet's mix is
+/// spread over several tenants of each family.
+pub const WORKLOADS_PER_TENANT: usize = 100;
 
 /// One workload to submit, as its tenant.
 #[derive(Debug, Clone)]
@@ -106,7 +112,7 @@ fn id<T: TypedId>(s: &str) -> T {
     T::parse(s).unwrap_or_else(|e| panic!("the workload mix built an invalid {}: {e}", T::KIND))
 }
 
-fn tenant(name: &str, residency: ResidencyRule) -> Tenant {
+fn tenant(tenant: TenantId, residency: ResidencyRule) -> Tenant {
     let models = [
         GpuModel::A100_40GB,
         GpuModel::A100_80GB,
@@ -118,8 +124,8 @@ fn tenant(name: &str, residency: ResidencyRule) -> Tenant {
         GpuModel::L4,
     ];
     Tenant {
-        id: id(name),
-        name: id(name),
+        name: id(tenant.as_str()),
+        id: tenant,
         quotas: Quotas {
             gpus_per_model: models.into_iter().map(|m| (m, 100_000)).collect(),
             mig_slices: 100_000,
@@ -187,9 +193,13 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
     let eu_rule = ResidencyRule::new([ResidencyTerm::Group(JurisdictionGroup::Eu)]);
     let mut workloads = Vec::new();
     let mut datasets = Vec::new();
-    let inference = id::<TenantId>(INFERENCE_TENANT);
-    let eu = id::<TenantId>(EU_TENANT);
-    let training = id::<TenantId>(TRAINING_TENANT);
+    let mut tenants: BTreeMap<TenantId, ResidencyRule> = BTreeMap::new();
+    let mut tenant_of = |family: &str, i: usize, rule: &ResidencyRule| -> TenantId {
+        let t = id::<TenantId>(&format!("{family}-{:02}", i / WORKLOADS_PER_TENANT));
+        tenants.entry(t.clone()).or_insert_with(|| rule.clone());
+        t
+    };
+    let anywhere = ResidencyRule::anywhere();
 
     // Inference endpoints near cities.
     let latency = LatencyModel::default();
@@ -217,7 +227,7 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
         let reach = rtts[rtts.len().min(4) - 1];
         let replicas = rtts.len().min(2) as u32;
         workloads.push(PlannedWorkload {
-            tenant: inference.clone(),
+            tenant: tenant_of(INFERENCE_TENANT, i, &anywhere),
             spec: spec(
                 format!("infer-{}-{i:04}", region.name),
                 WorkloadKind::InferenceEndpoint,
@@ -250,17 +260,21 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
     if let Some(home) = german.or_else(|| fleet.sites.iter().find(eu_site))
         && let Some(model) = main_model(servers_of(home).into_iter())
     {
-        let dataset = Dataset {
-            id: id::<DatasetId>("ds-frankfurt-corpus"),
-            tenant: eu.clone(),
-            name: id("frankfurt-corpus"),
-            size_bytes: 2_000_000_000_000,
-            replicas: vec![home.id.clone()],
-            residency: eu_rule.clone(),
-        };
         for i in 0..(sites / 25).max(1) {
+            let tenant = tenant_of(EU_TENANT, i, &eu_rule);
+            let dataset = id::<DatasetId>(&format!("ds-frankfurt-{}", tenant.as_str()));
+            if !datasets.iter().any(|d: &Dataset| d.id == dataset) {
+                datasets.push(Dataset {
+                    id: dataset.clone(),
+                    tenant: tenant.clone(),
+                    name: id("frankfurt-corpus"),
+                    size_bytes: 2_000_000_000_000,
+                    replicas: vec![home.id.clone()],
+                    residency: eu_rule.clone(),
+                });
+            }
             workloads.push(PlannedWorkload {
-                tenant: eu.clone(),
+                tenant,
                 spec: spec(
                     format!("finetune-eu-{i:04}"),
                     WorkloadKind::BatchJob,
@@ -269,14 +283,13 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
                     1,
                     Constraints {
                         residency: eu_rule.clone(),
-                        datasets: vec![dataset.id.clone()],
+                        datasets: vec![dataset],
                         ..Constraints::default()
                     },
                     None,
                 ),
             });
         }
-        datasets.push(dataset);
     }
 
     // Colocated training on core sites.
@@ -291,7 +304,7 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
         };
         for j in 0..2 {
             workloads.push(PlannedWorkload {
-                tenant: training.clone(),
+                tenant: tenant_of(TRAINING_TENANT, 2 * c + j, &anywhere),
                 spec: spec(
                     format!("train-{}-{c:03}-{j}", model.as_str().to_ascii_lowercase()),
                     WorkloadKind::BatchJob,
@@ -326,7 +339,7 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
         let replicas = (available / (2 * fleets)).clamp(1, 4) as u32;
         for i in 0..fleets {
             workloads.push(PlannedWorkload {
-                tenant: inference.clone(),
+                tenant: tenant_of(INFERENCE_TENANT, i, &anywhere),
                 spec: spec(
                     format!("mig-fleet-{i:04}"),
                     WorkloadKind::InferenceEndpoint,
@@ -354,7 +367,7 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
             GpuModel::L4
         };
         workloads.push(PlannedWorkload {
-            tenant: training.clone(),
+            tenant: tenant_of(TRAINING_TENANT, i, &anywhere),
             spec: spec(
                 format!("reserved-{i:04}"),
                 WorkloadKind::VirtualMachine,
@@ -368,11 +381,10 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
     }
 
     WorkloadMix {
-        tenants: vec![
-            tenant(INFERENCE_TENANT, ResidencyRule::anywhere()),
-            tenant(EU_TENANT, eu_rule),
-            tenant(TRAINING_TENANT, ResidencyRule::anywhere()),
-        ],
+        tenants: tenants
+            .into_iter()
+            .map(|(id, rule)| tenant(id, rule))
+            .collect(),
         datasets,
         workloads,
     }
