@@ -87,10 +87,11 @@ impl ConstraintKind {
 pub const INFERENCE_TENANT: &str = "demo-inference";
 pub const EU_TENANT: &str = "demo-eu-research";
 pub const TRAINING_TENANT: &str = "demo-training";
+pub const MIG_TENANT: &str = "demo-mig-inference";
 
 /// Workloads of one family per tenant: a tenant's network gives it one /24 per site from a
 /// /16 (256 sites) and one /24 of replica addresses per site, so a large fleet's mix is
-/// spread over several tenants of each family.
+/// spread over several tenants of each family (MIG fleets: per 100 replicas, as they pack).
 pub const WORKLOADS_PER_TENANT: usize = 100;
 
 /// One workload to submit, as its tenant.
@@ -339,7 +340,7 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
         let replicas = (available / (2 * fleets)).clamp(1, 4) as u32;
         for i in 0..fleets {
             workloads.push(PlannedWorkload {
-                tenant: tenant_of(INFERENCE_TENANT, i, &anywhere),
+                tenant: tenant_of(MIG_TENANT, i * replicas as usize, &anywhere),
                 spec: spec(
                     format!("mig-fleet-{i:04}"),
                     WorkloadKind::InferenceEndpoint,
