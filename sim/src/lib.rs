@@ -9,3 +9,4 @@ pub mod nvml;
 pub mod nvue;
 pub mod proxy;
 pub mod redfish;
+pub mod simfleet;

@@ -1,76 +1,172 @@
-//! The README's main job, in-process and as the real binary, at a small size.
+//! The README's main job at a small size: in-process (the summary checked against what
+//! central and the emulated hardware hold) and as the real binary (summary, flag errors, and a
+//! clean shutdown on SIGTERM while it serves).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use meridian_common::model::{MigConfig, SiteTier};
-use meridian_sim::demo::{self, DemoError, DemoOptions};
-use meridian_sim::fleet::{self, FleetSpec};
+use meridian_common::model::{ReservationState, SiteTier};
+use meridian_sim::demo::{self, DemoOptions};
+use meridian_sim::redfish::PowerState;
+use meridian_sim::simfleet::Progress;
+use meridian_sim::simfleet::workloads::ConstraintKind;
+
+/// Generous: a loaded 2-core machine running a debug build.
+const LIMIT: Duration = Duration::from_secs(300);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_loads_the_fleet_and_reads_the_same_fleet_back() {
+async fn the_demo_enrols_every_site_and_settles_every_workload() {
+    // 12 sites: one core site (agent without servers: central keeps its generated servers)
+    // and 11 edge sites, all on emulated hardware (44 emulated servers).
     let options = DemoOptions {
-        sites: 60,
-        seed: 9,
-        batch: 50,
-        streams: 4,
+        sites: 12,
+        seed: 7,
+        hardware_sites: Some(11),
+        limit: LIMIT,
         ..DemoOptions::default()
     };
-    let mut out = Vec::new();
-    let (central, report, _temp) = demo::run(&options, &mut out).await.unwrap();
-    let fleet = fleet::generate(&FleetSpec::with_sites(9, 60));
+    let (fleet, summary) = demo::run(&options, &Progress::quiet()).await.unwrap();
 
-    let core = fleet
+    assert_eq!(summary.sites, 12);
+    assert_eq!(summary.sites_online, 12, "{summary}");
+    assert_eq!(summary.hardware_sites, 11);
+    assert_eq!(summary.emulated_servers, 44);
+    assert!(summary.failed.is_empty(), "{summary}");
+
+    // Every workload is active, or approved for a window that has not opened yet.
+    let workloads = fleet.workloads().await.unwrap();
+    assert_eq!(workloads.len(), fleet.submitted().len());
+    let now = meridian_central::channel::now();
+    for w in &workloads {
+        match &w.state {
+            ReservationState::Active => assert!(w.spec.window.is_none()),
+            ReservationState::Approved => {
+                assert!(w.spec.window.is_some_and(|win| win.start() > now), "{w:?}")
+            }
+            other => panic!("{} is {other:?}", w.spec.name),
+        }
+    }
+    let active = workloads
+        .iter()
+        .filter(|w| w.state == ReservationState::Active)
+        .count();
+    assert!(active > 0);
+    assert_eq!(summary.in_state("active"), active);
+    assert_eq!(
+        summary.in_state("active") + summary.in_state("approved"),
+        workloads.len()
+    );
+
+    // Every kind submitted was placed, and every kind is in the mix.
+    assert_eq!(
+        summary.kinds_submitted(),
+        ConstraintKind::ALL.into_iter().collect::<BTreeSet<_>>()
+    );
+    for kind in summary.kinds_submitted() {
+        assert_eq!(
+            summary.placed_by_kind.get(&kind),
+            summary.submitted_by_kind.get(&kind),
+            "{kind:?}: {summary}"
+        );
+    }
+
+    // Latency: one sample per active workload, positive, p50 <= p99.
+    assert_eq!(summary.latency_samples, active);
+    let (p50, p99) = (summary.latency_p50.unwrap(), summary.latency_p99.unwrap());
+    assert!(p99 > Duration::ZERO && p50 <= p99, "{summary}");
+
+    // Utilisation matches the active placements, per tier, and is above zero on both tiers.
+    let tables = fleet.central().tables();
+    let tier: BTreeMap<_, _> = fleet
+        .fleet()
         .sites
         .iter()
-        .filter(|s| s.tier == SiteTier::Core)
-        .count();
-    let mut tiers = BTreeMap::new();
-    tiers.insert("core".to_owned(), core);
-    tiers.insert("edge".to_owned(), fleet.sites.len() - core);
-    assert_eq!(report.sites_by_tier, tiers);
-    assert_eq!(report.servers, fleet.servers.len());
-    let gpus: usize = fleet.servers.iter().map(|s| s.gpus.len()).sum();
-    assert_eq!(report.gpus_by_model.values().sum::<usize>(), gpus);
-    let mig = fleet
-        .servers
+        .map(|s| (s.id.clone(), s.tier))
+        .collect();
+    let mut held = BTreeSet::new();
+    let active_ids: BTreeSet<_> = workloads
         .iter()
-        .flat_map(|s| &s.gpus)
-        .filter(|g| matches!(g.mig, MigConfig::Enabled { .. }))
-        .count();
-    assert_eq!(report.mig_enabled_gpus, mig);
-    assert_eq!(report.tenants, fleet.tenants.len());
-    assert_eq!(report.regions, fleet.regions.len());
-    assert_eq!(report.datasets, fleet.datasets.len());
-    assert_eq!(report.fleet_fingerprint, fleet.fingerprint());
+        .filter(|w| w.state == ReservationState::Active)
+        .map(|w| w.id.clone())
+        .collect();
+    let placements = tables.placements().list_all(None, 1000).await.unwrap();
+    for p in placements
+        .iter()
+        .filter(|p| active_ids.contains(&p.workload))
+    {
+        for a in &p.assignments {
+            for g in a.slot.gpu_indices() {
+                held.insert((a.site.clone(), a.server.clone(), g));
+            }
+        }
+    }
+    for (name, t) in [("core", SiteTier::Core), ("edge", SiteTier::Edge)] {
+        let expected = held.iter().filter(|(s, _, _)| tier[s] == t).count();
+        let got = summary.gpus_by_tier[name];
+        assert_eq!(got.allocated, expected, "{name}: {summary}");
+        assert!(got.allocated > 0 && got.allocated <= got.gpus, "{name}");
+    }
+    let gpus: usize = tables
+        .servers()
+        .list_all(None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.gpus.len())
+        .sum();
     assert_eq!(
-        report.records_loaded,
-        fleet.sites.len()
-            + fleet.servers.len()
-            + fleet.tenants.len()
-            + fleet.regions.len()
-            + fleet.datasets.len()
+        summary.gpus_by_tier.values().map(|u| u.gpus).sum::<usize>(),
+        gpus
     );
-    assert!(report.store_revision > 0);
-    let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("100%"), "no final progress line: {text}");
-    let data_dir = central.config().data_dir.clone();
-    central.shutdown().await;
 
-    // The same directory again: the demo refuses to load a second fleet on top.
-    let again = DemoOptions {
-        data_dir: Some(data_dir),
-        ..options
-    };
-    assert!(matches!(
-        demo::run(&again, &mut Vec::new()).await,
-        Err(DemoError::NotEmpty)
-    ));
+    // The real site reconciler drove the emulated hardware: every server an active workload
+    // holds on a hardware site is powered on at its BMC.
+    let mut checked = 0;
+    for (i, site) in fleet.fleet().sites.iter().enumerate() {
+        let Some(hw) = fleet.hardware(i) else {
+            continue;
+        };
+        for s in &hw.servers {
+            if held
+                .iter()
+                .any(|(st, srv, _)| st == &site.id && srv == &s.server.id)
+            {
+                assert_eq!(s.bmc.power_state(), PowerState::On, "{}", s.server.id);
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "no active workload landed on emulated hardware"
+    );
+
+    // Every agent reaches central through its own proxy port.
+    for s in &fleet.fleet().sites {
+        assert!(fleet.proxy().stats(s.id.as_str()).to_central_packets > 0);
+    }
+    fleet.shutdown().await;
+}
+
+fn demo_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
 }
 
 #[test]
-fn the_binary_prints_a_summary() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
-        .args(["demo", "--sites", "25", "--seed", "3"])
+fn the_binary_prints_a_summary_and_names_bad_flags() {
+    let out = demo_bin()
+        .args([
+            "demo",
+            "--sites",
+            "12",
+            "--hardware-sites",
+            "2",
+            "--seed",
+            "3",
+            "--exit",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -80,21 +176,92 @@ fn the_binary_prints_a_summary() {
         String::from_utf8_lossy(&out.stderr)
     );
     for needle in [
-        "central now holds",
-        "sites      25",
-        "servers",
-        "GPUs",
-        "store      revision",
+        "sites online        12/12",
+        "2 with emulated hardware, 8 servers",
+        "GPU utilisation",
+        "placements by constraint kind",
+        "intent-to-applied   p50",
     ] {
         assert!(
             stdout.contains(needle),
             "summary lacks {needle:?}:\n{stdout}"
         );
     }
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_meridian-sim"))
-        .args(["demo", "--sites", "0"])
-        .output()
+    assert!(!stdout.contains("failed"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("enrolling sites"), "no progress: {stderr}");
+
+    for (args, flag) in [
+        (vec!["demo", "--sites", "0"], "--sites"),
+        (
+            vec!["demo", "--sites", "5", "--hardware-sites", "6"],
+            "--hardware-sites",
+        ),
+        (
+            vec!["demo", "--sites", "300", "--hardware-sites", "300"],
+            "--hardware-sites",
+        ),
+    ] {
+        let bad = demo_bin().args(&args).output().unwrap();
+        assert!(!bad.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_binary_serves_until_terminated_then_stops_cleanly() {
+    let mut child = demo_bin()
+        .args([
+            "demo",
+            "--sites",
+            "3",
+            "--hardware-sites",
+            "1",
+            "--seed",
+            "5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--sites"));
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = String::new();
+    let serving = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("export MERIDIAN_ENDPOINT=") {
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    if !serving {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the demo never said it serves:\n{seen}");
+    }
+    assert!(seen.contains("MERIDIAN_TOKEN="), "{seen}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
 }

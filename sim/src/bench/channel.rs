@@ -23,15 +23,12 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use meridian_agent::Agent;
-use meridian_agent::config::AgentConfig;
 use meridian_agent::reconciler::RecordingReconciler;
-use meridian_agent::store::AgentStore;
 use meridian_central::channel::state::{SITES_PREFIX, SiteChannel, site_of};
 use meridian_central::server::Central;
 use meridian_central::store::Revision;
@@ -41,6 +38,7 @@ pub use super::harness::rss_bytes;
 use super::harness::{
     BoxError, central_config, empty_intent as intent, site_name, wait_until, write_bootstrap,
 };
+use crate::simfleet::agents::AgentPool;
 
 /// Options of `bench channel`.
 #[derive(Debug, Clone)]
@@ -726,50 +724,21 @@ async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<(f64, Vec<Dura
     Ok((ok as f64 / elapsed.as_secs_f64(), done))
 }
 
-/// The child of `bench channel`: `count` real agents sharing one sled database and
-/// `endpoints` QUIC endpoints, until stdin closes.
-/// Simulated agents sharing one sled database.
-const AGENTS_PER_DB: usize = 500;
-
+/// The child of `bench channel`: `count` real agents sharing sled databases and
+/// `endpoints` QUIC endpoints ([`AgentPool`]), until stdin closes.
 pub async fn run_agents(
     dir: &Path,
     count: usize,
     heartbeat_ms: u64,
     endpoints: usize,
 ) -> Result<(), BoxError> {
-    // sled keeps every tree's root in one meta tree that it rewrites when trees change, so
-    // thousands of agents (three trees each) in one database cost quadratic time and disk;
-    // a database per AGENTS_PER_DB agents keeps that bounded.
-    let dbs: Vec<sled::Db> = (0..count.div_ceil(AGENTS_PER_DB).max(1))
-        .map(|i| {
-            sled::Config::new()
-                .path(dir.join(format!("agents-db-{i}")))
-                .cache_capacity(16 * 1024 * 1024)
-                .open()
-        })
-        .collect::<Result<_, _>>()?;
-    let endpoints: Vec<quinn::Endpoint> = (0..endpoints.max(1))
-        .map(|_| Agent::shared_endpoint("127.0.0.1:0".parse().expect("valid")))
-        .collect::<Result<_, _>>()?;
+    let pool = AgentPool::open(dir, count, endpoints)?;
     let mut agents = Vec::with_capacity(count);
     for i in 0..count {
-        let config = AgentConfig {
-            data_dir: PathBuf::from("unused"),
-            bootstrap_file: dir.join("boot").join(format!("{i}.toml")),
-            heartbeat_interval_ms: heartbeat_ms,
-            backoff_initial_ms: 100,
-            backoff_max_ms: 1_000,
-            ..AgentConfig::default()
-        };
-        let store = AgentStore::in_db(dbs[i / AGENTS_PER_DB].clone(), &format!("a{i}/"))?;
+        let config = pool.config(i, heartbeat_ms);
         agents.push(
-            Agent::start_on_endpoint(
-                config,
-                store,
-                Arc::new(RecordingReconciler::default()),
-                endpoints[i % endpoints.len()].clone(),
-            )
-            .await?,
+            pool.start(i, config, Arc::new(RecordingReconciler::default()))
+                .await?,
         );
     }
     // Until the parent goes away (stdin closes) or kills this process.

@@ -92,19 +92,8 @@ pub(crate) async fn enrol_site(
     site: &str,
     central_addresses: Vec<String>,
 ) -> Result<BootstrapFile, BoxError> {
-    let id = SiteId::parse(site)?;
     central.tables().sites().create(&site_record(site)?).await?;
-    let token = central
-        .channel()
-        .tokens()
-        .create(
-            &id,
-            Duration::from_secs(24 * 3600),
-            meridian_central::channel::now(),
-            "bench",
-        )
-        .await?;
-    Ok(token.bootstrap_file(central_addresses, central.ca().fingerprint()))
+    Ok(crate::simfleet::bootstrap_file(central, &SiteId::parse(site)?, central_addresses).await?)
 }
 
 /// [`enrol_site`] with central's own address, written to `path`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use meridian_common::telemetry::{self, TelemetryConfig};
 use meridian_sim::demo::{self, DemoOptions};
+use meridian_sim::simfleet::Progress;
 
 /// Meridian fleet simulator.
 #[derive(Debug, Parser)]
@@ -18,20 +19,29 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a fleet, load it into a real central and summarise what central holds.
+    /// Start a real central and a simulated fleet of real site agents (some on emulated
+    /// hardware), enrol every site, submit a workload mix through the API, show progress and a
+    /// summary, then keep central running for the CLI until Ctrl-C or SIGTERM.
     Demo {
-        /// Sites in the fleet (99 edge sites per core site; 10000 is the benchmark fleet).
-        #[arg(long, default_value_t = 1_000)]
+        /// Sites in the fleet (99 edge sites per core site; 10000 is the full fleet).
+        #[arg(long, default_value_t = demo::DEFAULT_SITES)]
         sites: usize,
         /// Seed of the fleet generator; the same seed gives the same fleet everywhere.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Sites whose servers are emulated (Redfish BMC + GPUs), edge sites first; at most
+        /// 1024 emulated servers (a core site has 256). Default: min(--sites, 50).
+        #[arg(long)]
+        hardware_sites: Option<usize>,
         /// Central's data directory (must be empty); a temporary one by default.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Keep central running after the summary, until Ctrl-C or SIGTERM.
+        /// Exit after the summary instead of serving until interrupted.
         #[arg(long)]
-        serve: bool,
+        exit: bool,
+        /// Seconds sites may take to come online, and workloads to settle.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
     },
     /// Run an emulated Redfish BMC until Ctrl-C or SIGTERM.
     Bmc {
@@ -500,62 +510,75 @@ async fn main() -> ExitCode {
         Command::Demo {
             sites,
             seed,
+            hardware_sites,
             data_dir,
-            serve,
+            exit,
+            timeout_s,
         } => {
             let options = DemoOptions {
                 sites,
                 seed,
+                hardware_sites,
                 data_dir,
-                ..DemoOptions::default()
+                limit: std::time::Duration::from_secs(timeout_s.max(1)),
             };
-            let mut out = std::io::stdout();
-            let (central, report, _temp) = match demo::run(&options, &mut out).await {
-                Ok(done) => done,
-                Err(e) => {
-                    eprintln!("meridian-sim demo: {}", telemetry::error_chain(&e));
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("{report}");
-            if serve {
-                let admin = match meridian_central::accounts::bootstrap_admin(
-                    &central.tables(),
-                    &meridian_common::ids::UserId::parse("admin").expect("valid id"),
-                    std::time::Duration::from_secs(24 * 3600),
-                    meridian_central::channel::now(),
-                )
-                .await
-                {
-                    Ok(token) => token.secret,
-                    Err(e) => {
-                        eprintln!("meridian-sim demo: cannot create an admin token: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                println!(
-                    "central is running on {}; press Ctrl-C to stop. Use the CLI against it:\n\n  \
-                     export MERIDIAN_ENDPOINT=https://{} MERIDIAN_CA={} MERIDIAN_TOKEN={admin}\n  \
-                     cargo run --release -p meridian-central --bin meridian -- site list\n",
-                    central.config().data_dir.display(),
-                    central.api().local_addr(),
-                    central.config().ca_dir().join("ca.crt").display(),
-                );
-                meridian_central::server::shutdown_signal().await;
-            }
-            if tokio::time::timeout(demo::SHUTDOWN_GRACE, central.shutdown())
-                .await
-                .is_err()
-            {
-                eprintln!(
-                    "meridian-sim demo: central did not stop within {:?}",
-                    demo::SHUTDOWN_GRACE
-                );
-                return ExitCode::FAILURE;
-            }
-            ExitCode::SUCCESS
+            run_demo(&options, exit).await
         }
     }
+}
+
+/// The demo: start, drive, print, serve until interrupted, shut down within the grace time.
+async fn run_demo(options: &DemoOptions, exit: bool) -> ExitCode {
+    let interrupted = meridian_central::server::shutdown_signal();
+    tokio::pin!(interrupted);
+    let progress = Progress::stderr();
+    let mut fleet = match demo::start(options, &progress).await {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            eprintln!("meridian-sim demo: {}", telemetry::error_chain(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    let mut stop = false;
+    tokio::select! {
+        result = demo::drive(&mut fleet, options.limit, &progress) => match result {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                eprintln!("meridian-sim demo: {}", telemetry::error_chain(&e));
+                code = ExitCode::FAILURE;
+            }
+        },
+        _ = &mut interrupted => {
+            eprintln!("\ninterrupted; shutting down");
+            stop = true;
+        }
+    }
+    if !exit && !stop && code == ExitCode::SUCCESS {
+        println!(
+            "\ncentral is running (store in {}); press Ctrl-C to stop. Use the CLI against it:\n\n  \
+             export MERIDIAN_ENDPOINT={} MERIDIAN_CA={} MERIDIAN_TOKEN={}\n  \
+             cargo run --release -p meridian-central --bin meridian -- site list\n  \
+             cargo run --release -p meridian-central --bin meridian -- workload list\n",
+            fleet.data_dir().display(),
+            fleet.api_endpoint(),
+            fleet.ca_file().display(),
+            fleet.admin_token(),
+        );
+        interrupted.await;
+        eprintln!("shutting down");
+    }
+    if tokio::time::timeout(demo::SHUTDOWN_GRACE, fleet.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "meridian-sim demo: the fleet did not stop within {:?}",
+            demo::SHUTDOWN_GRACE
+        );
+        return ExitCode::FAILURE;
+    }
+    code
 }
 
 async fn run_bmc(

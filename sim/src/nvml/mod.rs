@@ -115,6 +115,22 @@ impl FakeGpu {
         }
     }
 
+    /// A GPU named `name` (as NVML names it, e.g. `NVIDIA L4`) with `memory_gib` of memory,
+    /// MIG-capable (with the 80 GB profiles, MIG off) or not. `n` makes its UUID unique.
+    pub fn model(n: u32, name: &str, memory_gib: u64, mig_capable: bool) -> Self {
+        Self {
+            uuid: GpuUuid(format!("GPU-5e0e0000-0000-4000-8000-{n:012}")),
+            name: name.to_owned(),
+            memory_total: memory_gib * GIB,
+            mig: mig_capable.then(|| FakeMig {
+                current: false,
+                pending: false,
+                slots: vec![None; SLICES as usize],
+            }),
+            busy: false,
+        }
+    }
+
     /// MIG mode on (current and pending).
     pub fn mig_enabled(mut self) -> Self {
         if let Some(m) = &mut self.mig {

@@ -31,6 +31,9 @@ use super::server::{self, InventoryBook, ServerCtx, ServerDrivers};
 use super::{Action, ReconcileError, RetryPolicy};
 use crate::reconciler::{AgentLink, ApplyError, Background, Convergence, Reconciler};
 
+/// How often a worker looks for the agent's enrolment before it knows its site.
+const ENROLMENT_POLL: Duration = Duration::from_millis(500);
+
 /// One server the site reconciler manages.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
@@ -236,10 +239,12 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
         }
         let intent = intent_rx.borrow_and_update().clone();
         let Some(site) = site_of(intent.as_deref(), &link) else {
-            // Reports need the site: wait for an intent (or enrolment, noticed at the resync).
+            // Reports need the site: wait for an intent, or for enrolment (the identity in
+            // the store, looked for every ENROLMENT_POLL), so a new site's servers are
+            // inspected as soon as it enrolled rather than at the next resync.
             tokio::select! {
                 _ = intent_rx.changed() => {}
-                _ = tokio::time::sleep(shared.config.resync) => {}
+                _ = tokio::time::sleep(shared.config.resync.min(ENROLMENT_POLL)) => {}
                 r = stop.changed() => if r.is_err() { return },
             }
             continue;
