@@ -115,6 +115,7 @@ impl SiteHardware {
                 drivers: ServerDrivers {
                     bmc: Arc::new(RedfishBmc::new(cfg)?),
                     gpus: Some(gpus),
+                    dpu: None,
                 },
             });
         }
