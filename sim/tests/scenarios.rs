@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use meridian_sim::scenario::{self, Outcome, Overrides, ScenarioResult};
+use meridian_sim::scenario::{self, Outcome, Overrides, ScenarioResult, wan_outage};
 use meridian_sim::simfleet::Progress;
 
 /// Generous: a loaded 2-core machine running a debug build.
@@ -56,6 +56,7 @@ async fn wan_outage_keeps_cut_sites_running_and_places_new_work_elsewhere() {
     assert!(o.outage >= Duration::from_secs(6), "{result}");
     assert_eq!(o.active_at_end, o.workloads);
     assert!(o.reports_stored >= o.reports_produced);
+    assert!(o.reports_produced >= (o.cut.len() * wan_outage::EVENTS_WHILE_CUT) as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,6 +76,31 @@ async fn reconnect_storm_resyncs_every_site() {
     assert_eq!(o.resynced, 30);
     assert!(o.workloads > 0 && o.max_generation > 0, "{result}");
     assert!(o.reconnected_after <= o.resynced_after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lose_half_servers_is_reported_on_reconnect() {
+    // Two minutes of outage in twelve seconds (at least until the agent failed the servers).
+    let result = run(
+        "lose-half-servers.toml",
+        Overrides {
+            scale: Some(10.0),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    let Outcome::LoseHalfServers(o) = &result.outcome else {
+        panic!("{result}");
+    };
+    assert!(o.allocated > 0, "{result}");
+    assert_eq!(o.lost.len(), o.servers / 2);
+    assert_eq!(o.central_failed_before_heal, 0);
+    assert_eq!(o.central_failed, o.lost.len());
+    assert!(o.reasons.iter().all(|r| !r.is_empty()));
+    assert_eq!(o.others_failed, 0);
+    assert_eq!(o.others_unchanged, o.servers - o.lost.len());
+    assert_eq!(o.reports_dropped, 0);
+    assert!(o.reports_stored >= o.reports_produced && o.reports_produced > 0);
 }
 
 #[test]

@@ -317,6 +317,8 @@ pub struct Sync {
     pub central_applied: Generation,
     /// The generation the agent applied.
     pub agent_applied: Generation,
+    /// Reports the agent's buffer dropped, as central heard.
+    pub dropped: u64,
 }
 
 impl Sync {
@@ -338,6 +340,7 @@ async fn sync_of(fleet: &SimFleet, index: usize) -> Result<Sync, ScenarioError> 
     let mut sync = Sync {
         stored: channel.report_high_water,
         central_applied: channel.applied_generation,
+        dropped: channel.reports_dropped,
         ..Sync::default()
     };
     if let Some(status) = fleet.agent(index).and_then(|a| a.status().ok()) {

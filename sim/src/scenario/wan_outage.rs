@@ -14,7 +14,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use meridian_common::ids::{Generation, SiteId, TenantId};
-use meridian_common::model::{ReservationState, SiteState};
+use meridian_common::model::{ReportBody, ReservationState, Severity, SiteState};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -24,6 +24,9 @@ use super::{Check, Overrides, ScenarioError, accelerated, check_scale, wait_for,
 use crate::fleet::geography;
 use crate::simfleet::workloads::{self, WorkloadMix};
 use crate::simfleet::{Progress, SimFleet, SimFleetOptions};
+
+/// Events each cut agent logs during the cut (central stores them after the heal).
+pub const EVENTS_WHILE_CUT: usize = 3;
 
 /// A `wan-outage` file.
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +248,22 @@ pub async fn run(
         .await?;
         let detected_after = cut_at.elapsed();
 
+        // The cut agents go on working: each logs events central can only hear of later.
+        for i in &cut {
+            if let Some(agent) = fleet.agent(*i) {
+                for n in 0..EVENTS_WHILE_CUT {
+                    agent
+                        .report(ReportBody::Event {
+                            severity: Severity::Info,
+                            resource: "site".into(),
+                            message: format!("logged while cut off from central ({n})"),
+                        })
+                        .map_err(|e| {
+                            ScenarioError::Invalid(format!("an agent refused a report: {e}"))
+                        })?;
+                }
+            }
+        }
         let still_active = fleet
             .workloads()
             .await?
@@ -454,7 +473,9 @@ fn checks(o: &Outcome, asked: usize, sites_still_cut: usize) -> Vec<Check> {
         ),
         Check::new(
             "converged",
-            o.active_at_end == o.workloads && o.reports_stored >= o.reports_produced,
+            o.active_at_end == o.workloads
+                && o.reports_produced >= (o.cut.len() * EVENTS_WHILE_CUT) as u64
+                && o.reports_stored >= o.reports_produced,
             format!(
                 "{}/{} workloads active, {}/{} reports stored, {:.1} s after the heal",
                 o.active_at_end,
