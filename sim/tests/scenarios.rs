@@ -103,6 +103,41 @@ async fn lose_half_servers_is_reported_on_reconnect() {
     assert!(o.reports_stored >= o.reports_produced && o.reports_produced > 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservation_calendar_never_overcommits_a_gpu() {
+    // 12 sites: one core site of 2048 GPUs; the file's 60 reservations.
+    let out = tempfile::tempdir().unwrap();
+    let result = run(
+        "reservation-calendar.toml",
+        Overrides {
+            sites: Some(12),
+            out_dir: Some(out.path().to_owned()),
+            ..Overrides::default()
+        },
+    )
+    .await;
+    let Outcome::ReservationCalendar(o) = &result.outcome else {
+        panic!("{result}");
+    };
+    assert_eq!(o.core_sites, 1);
+    assert_eq!(o.placed, o.submitted);
+    assert_eq!(o.overcommitted, 0);
+    assert!(o.overlapping_hours > 0);
+    assert_eq!(o.utilisation_per_hour.len(), 7 * 24);
+    assert!(o.peak_utilisation > 0.0 && o.peak_utilisation <= 100.0);
+    let svg = std::fs::read_to_string(&o.svg).unwrap();
+    meridian_sim::bench::svg::well_formed(&svg).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&o.json).unwrap()).unwrap();
+    assert_eq!(
+        json["outcome"]["reserved_per_hour"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7 * 24
+    );
+}
+
 #[test]
 fn every_scenario_file_parses_and_a_bad_key_is_named() {
     for name in ["wan-outage.toml", "reconnect-storm.toml"] {
