@@ -9,4 +9,5 @@ pub mod nvml;
 pub mod nvue;
 pub mod proxy;
 pub mod redfish;
+pub mod scenario;
 pub mod simfleet;

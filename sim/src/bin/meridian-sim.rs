@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use meridian_common::telemetry::{self, TelemetryConfig};
 use meridian_sim::demo::{self, DemoOptions};
+use meridian_sim::scenario;
 use meridian_sim::simfleet::Progress;
 
 /// Meridian fleet simulator.
@@ -61,10 +62,38 @@ enum Command {
         #[arg(long)]
         https_cert_out: Option<PathBuf>,
     },
+    /// Run scenario files (sim/scenarios/*.toml) and check their outcome.
+    Scenario {
+        #[command(subcommand)]
+        which: ScenarioCommand,
+    },
     /// Run benchmarks and print their figures beside the targets.
     Bench {
         #[command(subcommand)]
         which: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScenarioCommand {
+    /// Run one scenario file; prints progress, the outcome and its checks, exits 1 when a
+    /// check fails.
+    Run {
+        /// The scenario file.
+        file: PathBuf,
+        /// Sites in the fleet instead of the file's.
+        #[arg(long)]
+        sites: Option<usize>,
+        /// Time acceleration instead of the file's `scale` (simulated durations pass this
+        /// many times faster).
+        #[arg(long)]
+        scale: Option<f64>,
+        /// Where output files go instead of the file's `out_dir`.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// Seconds any one wait (sites online, workloads settled...) may take.
+        #[arg(long, default_value_t = 600)]
+        timeout_s: u64,
     },
 }
 
@@ -507,6 +536,41 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Scenario {
+            which:
+                ScenarioCommand::Run {
+                    file,
+                    sites,
+                    scale,
+                    out_dir,
+                    timeout_s,
+                },
+        } => {
+            let overrides = scenario::Overrides {
+                sites,
+                scale,
+                out_dir,
+                limit: Some(Duration::from_secs(timeout_s.max(1))),
+            };
+            let result = match scenario::load(&file) {
+                Ok(s) => scenario::run(&s, &overrides, &Progress::stderr()).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(r) => {
+                    println!("{r}");
+                    if r.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("meridian-sim scenario run: {}", telemetry::error_chain(&e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo {
             sites,
             seed,

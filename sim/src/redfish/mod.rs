@@ -483,6 +483,12 @@ impl RunningBmc {
 
     /// Stops serving and waits until every connection is closed.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// Stops serving and waits until every connection is closed, keeping the handle (its
+    /// state can still be read); stopping twice does nothing more.
+    pub async fn stop(&mut self) {
         self.stop_now();
         if let Some(server) = self.server.take() {
             let _ = server.await;

@@ -97,8 +97,12 @@ impl SiteHardware {
     }
 
     /// The agent's site reconciler over these servers: the real Redfish driver against each
-    /// emulator and the fake NVML as the GPU driver.
-    pub fn reconciler(&self) -> Result<SiteReconciler, meridian_agent::compute::BmcError> {
+    /// emulator and the fake NVML as the GPU driver; converged servers are looked at again
+    /// every `resync`.
+    pub fn reconciler(
+        &self,
+        resync: Duration,
+    ) -> Result<SiteReconciler, meridian_agent::compute::BmcError> {
         let mut specs = Vec::with_capacity(self.servers.len());
         for s in &self.servers {
             let (user, password) = s.bmc.credentials();
@@ -125,7 +129,7 @@ impl SiteHardware {
                 max: Duration::from_secs(5),
                 ..RetryPolicy::default()
             },
-            resync: Duration::from_secs(60),
+            resync,
             power_poll: Duration::from_millis(50),
             transition_timeout: Duration::from_secs(60),
         };
@@ -135,6 +139,14 @@ impl SiteHardware {
     /// GPUs of these servers.
     pub fn gpus(&self) -> usize {
         self.servers.iter().map(|s| s.server.gpus.len()).sum()
+    }
+
+    /// Stops the BMC emulator of server `index` (it refuses connections from now on, as a
+    /// server that lost power or its network would); the server stays in the list.
+    pub async fn stop_bmc(&mut self, index: usize) {
+        if let Some(s) = self.servers.get_mut(index) {
+            s.bmc.stop().await;
+        }
     }
 
     /// Stops every emulator.

@@ -114,6 +114,11 @@ pub struct SimFleetOptions {
     pub heartbeat_ms: u64,
     /// QUIC endpoints the agents share.
     pub endpoints: usize,
+    /// Central marks a site `Disconnected` after this long without hearing from it, ms.
+    pub disconnect_after_ms: u64,
+    /// The site reconcilers of emulated hardware look at a converged server again after
+    /// this long (a BMC that stopped answering is noticed then).
+    pub resync: Duration,
 }
 
 impl SimFleetOptions {
@@ -126,6 +131,9 @@ impl SimFleetOptions {
             data_dir: None,
             heartbeat_ms: 5_000,
             endpoints: 16,
+            // A loaded laptop must not drop sessions.
+            disconnect_after_ms: 60_000,
+            resync: Duration::from_secs(60),
         }
     }
 }
@@ -316,8 +324,8 @@ impl SimFleet {
         };
         config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
         config.api.listen = "127.0.0.1:0".parse().expect("valid address");
-        // A loaded laptop must not drop sessions; one client submits for many tenants.
-        config.channel.disconnect_after_ms = 60_000;
+        // One client submits for many tenants.
+        config.channel.disconnect_after_ms = options.disconnect_after_ms;
         config.channel.idle_timeout_ms = 60_000;
         config.api.rate_per_second = 1e6;
         config.api.rate_burst = 1e6;
@@ -426,7 +434,7 @@ impl SimFleet {
             let file = bootstrap_file(&central, &site.id, addresses).await?;
             std::fs::write(pool.bootstrap_path(i), file.render()).map_err(SimFleetError::Dir)?;
             let reconciler: Arc<dyn Reconciler> = match hardware.get(&i) {
-                Some(hw) => Arc::new(hw.reconciler()?),
+                Some(hw) => Arc::new(hw.reconciler(options.resync)?),
                 None => Arc::new(RecordingReconciler::default()),
             };
             let config = pool.config(i, options.heartbeat_ms);
@@ -490,6 +498,16 @@ impl SimFleet {
     /// The emulated servers of site `index`, if it has emulated hardware.
     pub fn hardware(&self, index: usize) -> Option<&SiteHardware> {
         self.hardware.get(&index)
+    }
+
+    /// The emulated servers of site `index`, to stop some of them.
+    pub fn hardware_mut(&mut self, index: usize) -> Option<&mut SiteHardware> {
+        self.hardware.get_mut(&index)
+    }
+
+    /// Indexes (in [`Fleet::sites`] order) of the sites with emulated hardware.
+    pub fn hardware_sites(&self) -> impl Iterator<Item = usize> + '_ {
+        self.hardware.keys().copied()
     }
 
     /// A provider-admin API token.

@@ -173,7 +173,46 @@ fn spec(
 }
 
 /// The most common GPU model among `servers` (whole GPUs, MIG off), if any.
-fn main_model<'a>(servers: impl Iterator<Item = &'a Server>) -> Option<GpuModel> {
+/// A tenant whose quotas cover anything the simulator asks, placing anywhere.
+pub fn open_tenant(id: TenantId) -> Tenant {
+    tenant(id, ResidencyRule::anywhere())
+}
+
+/// A workload of `replicas` replicas of `count` whole GPUs of `model` as `tenant`, on sites
+/// of `tier` when given, in `window` when given (a VM reservation), else a batch job.
+pub fn gpu_workload(
+    tenant: TenantId,
+    name: String,
+    model: GpuModel,
+    count: u32,
+    replicas: u32,
+    tier: Option<SiteTier>,
+    window: Option<TimeWindow>,
+) -> PlannedWorkload {
+    let kind = if window.is_some() {
+        WorkloadKind::VirtualMachine
+    } else {
+        WorkloadKind::BatchJob
+    };
+    PlannedWorkload {
+        tenant,
+        spec: spec(
+            name,
+            kind,
+            Accelerator::WholeGpus { model, count },
+            (4 * count, 16 * u64::from(count)),
+            replicas,
+            Constraints {
+                tier,
+                ..Constraints::default()
+            },
+            window,
+        ),
+    }
+}
+
+/// The GPU model (MIG off) most of `servers` have.
+pub fn main_model<'a>(servers: impl Iterator<Item = &'a Server>) -> Option<GpuModel> {
     let mut count: BTreeMap<GpuModel, usize> = BTreeMap::new();
     for g in servers.flat_map(|s| &s.gpus) {
         if g.mig == MigConfig::Disabled {
