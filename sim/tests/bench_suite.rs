@@ -117,10 +117,31 @@ fn the_tiny_suite_writes_every_row_and_every_plot() {
         .find(|p| p.file == "b2-fanout-latency.svg")
         .expect("B2 plot");
     assert_eq!(b2.series.len(), if etcd_measured { 2 } else { 1 }, "{b2:?}");
+    // The reservation calendar ran: every reservation placed, no GPU held twice, and its
+    // utilisation over time drawn with one point per hour of the calendar (2 days).
+    let cal: Vec<_> = results.rows.iter().filter(|r| r.id == "CAL").collect();
+    assert_eq!(cal.len(), 3, "{cal:?}");
+    assert!(
+        cal.iter()
+            .all(|r| matches!(r.verdict, Verdict::Pass | Verdict::Info)),
+        "{cal:?}"
+    );
+    let util = results
+        .plots
+        .iter()
+        .find(|p| p.file == "utilisation.svg")
+        .expect("utilisation plot");
+    assert_eq!(util.series[0].points.len(), 48, "{util:?}");
+    assert!(
+        util.series[0].points.iter().any(|(_, y)| *y > 0.0),
+        "{util:?}"
+    );
+    assert!(out.path().join("utilisation.json").exists());
     for file in [
         "b1-placement-growth.svg",
         "b2-fanout-latency.svg",
         "b3-reconnect.svg",
+        "utilisation.svg",
     ] {
         assert!(drawn.contains(&file), "{file} not drawn");
     }

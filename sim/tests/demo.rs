@@ -143,6 +143,57 @@ async fn the_demo_enrols_every_site_and_settles_every_workload() {
         "no active workload landed on emulated hardware"
     );
 
+    // Every DPU is in DPU mode (a quarter started in NIC mode and were switched), and each
+    // hardware site's switch carries a VRF per tenant network of its intent and the bond of
+    // every server an active workload holds whole (MIG servers of several tenants join none).
+    let hw = summary.hardware;
+    assert_eq!((hw.dpus, hw.switches), (44, 11), "{summary}");
+    assert_eq!(hw.dpus_in_dpu_mode, hw.dpus, "{summary}");
+    assert!(hw.dpus_started_as_nic > 0);
+    let mut bonds = 0;
+    for (i, site) in fleet.fleet().sites.iter().enumerate() {
+        let Some(hw) = fleet.hardware(i) else {
+            continue;
+        };
+        let view = hw.switch_view();
+        let tenants: BTreeSet<String> = placements
+            .iter()
+            .filter(|p| p.assignments.iter().any(|a| a.site == site.id))
+            .filter_map(|p| workloads.iter().find(|w| w.id == p.workload))
+            .map(|w| w.tenant.to_string())
+            .collect();
+        let vrfs: BTreeSet<String> = view.vrfs.iter().cloned().collect();
+        assert_eq!(vrfs, tenants, "site {}", site.id);
+        for s in &hw.servers {
+            let owners: BTreeSet<_> = placements
+                .iter()
+                .filter(|p| active_ids.contains(&p.workload))
+                .flat_map(|p| {
+                    p.assignments
+                        .iter()
+                        .filter(|a| a.site == site.id && a.server == s.server.id)
+                        .map(|_| p.workload.clone())
+                })
+                .filter_map(|w| {
+                    workloads
+                        .iter()
+                        .find(|x| x.id == w)
+                        .map(|x| x.tenant.clone())
+                })
+                .collect();
+            let in_vlan = view.bonds_in_vlans.iter().any(|(b, _)| *b == s.bond.0);
+            assert_eq!(
+                in_vlan,
+                owners.len() == 1,
+                "{} owners {owners:?}",
+                s.server.id
+            );
+            bonds += usize::from(in_vlan);
+        }
+    }
+    assert!(bonds > 0);
+    assert_eq!(hw.switch_bonds_in_vlans, bonds);
+
     // Every agent reaches central through its own proxy port.
     for s in &fleet.fleet().sites {
         assert!(fleet.proxy().stats(s.id.as_str()).to_central_packets > 0);
@@ -178,6 +229,8 @@ fn the_binary_prints_a_summary_and_names_bad_flags() {
     for needle in [
         "sites online        12/12",
         "2 with emulated hardware, 8 servers",
+        "DPUs                8/8 in DPU mode (2 started in NIC mode, switched by the agent)",
+        "leaf switches       2 carrying",
         "GPU utilisation",
         "placements by constraint kind",
         "intent-to-applied   p50",

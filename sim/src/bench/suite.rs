@@ -25,10 +25,12 @@ use super::results::{Bound, Machine, Mode, PlotData, Row, Series, SuiteResults};
 use super::resync::{self, ResyncBenchOptions, ResyncBenchReport};
 use super::svg::{self, Marker};
 use super::{api, percentile};
+use crate::scenario::{self, calendar};
+use crate::simfleet::Progress;
 
 /// Every TARGETS.md id the suite reports a row for.
 pub const ROW_IDS: &[&str] = &[
-    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "R9", "R10",
+    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "R9", "R10", "CAL",
 ];
 
 /// Plot files the suite writes when it has their data.
@@ -71,6 +73,8 @@ pub struct Plan {
     pub fuzz: FuzzOptions,
     /// R10's required executions per target in this mode.
     pub fuzz_required: u64,
+    /// Utilisation over time: the reservation-calendar scenario at this size.
+    pub calendar: calendar::Spec,
 }
 
 impl Plan {
@@ -119,6 +123,12 @@ impl Plan {
                     ..FuzzOptions::new(300)
                 },
                 fuzz_required: 300,
+                calendar: calendar::Spec {
+                    sites: 12,
+                    reservations: 20,
+                    days: 2,
+                    ..calendar::Spec::default()
+                },
             },
             Mode::Quick => Plan {
                 channel: ChannelBenchOptions::new(1_000),
@@ -138,6 +148,7 @@ impl Plan {
                     ..FuzzOptions::new(1_000_000)
                 },
                 fuzz_required: 1_000_000,
+                calendar: calendar::Spec::default(),
             },
             Mode::Full => Plan {
                 channel: ChannelBenchOptions::new(10_000),
@@ -156,16 +167,15 @@ impl Plan {
                     ..FuzzOptions::new(10_000_000)
                 },
                 fuzz_required: 1_000_000,
+                // Ten core sites (20,480 GPUs) and five times the reservations.
+                calendar: calendar::Spec {
+                    sites: 1_000,
+                    reservations: 300,
+                    ..calendar::Spec::default()
+                },
             },
         }
     }
-}
-
-/// The hook for "utilisation over time": no benchmark or scenario produces it yet. The
-/// reservation-calendar scenario is meant to: when it exists, return its GPU utilisation per
-/// tier against time here (x in hours, y in percent) and the suite plots it.
-pub fn utilisation_series() -> Option<Vec<Series>> {
-    None
 }
 
 fn ms(d: Duration) -> f64 {
@@ -399,23 +409,26 @@ pub async fn run(opts: &SuiteOptions) -> Result<(SuiteResults, bool), BoxError> 
         run.skipped(&["R10"], "not selected (--only)");
     }
 
-    match utilisation_series() {
-        Some(series) => run.plot(
-            PlotData {
-                file: "utilisation.svg".into(),
-                title: "GPU utilisation over time".into(),
-                x_label: "time (h)".into(),
-                y_label: "GPU utilisation (%)".into(),
-                series,
-            },
-            &[],
-        ),
-        None => run.results.plots_missing.push((
+    if run.wants(&["CAL"]) {
+        eprintln!("\n== utilisation over time: reservation calendar ==");
+        let overrides = scenario::Overrides {
+            out_dir: Some(opts.out.clone()),
+            ..scenario::Overrides::default()
+        };
+        match calendar::run(&plan.calendar, &overrides, &Progress::stderr()).await {
+            Ok((outcome, _checks)) => {
+                println!("{outcome}");
+                // The scenario wrote utilisation.svg and utilisation.json into the folder.
+                run.results.plots.push(calendar::plot(&outcome));
+                calendar_rows(&mut run, &outcome);
+            }
+            Err(e) => run.failed("reservation calendar", &["CAL"], &e),
+        }
+    } else {
+        run.results.plots_missing.push((
             "utilisation.svg".into(),
-            "no benchmark or scenario produces utilisation over time yet (hook: \
-             meridian_sim::bench::suite::utilisation_series)"
-                .into(),
-        )),
+            "the reservation calendar was not selected (--only)".into(),
+        ));
     }
     run.save();
     let table = run.results.table();
@@ -433,6 +446,50 @@ pub async fn run(opts: &SuiteOptions) -> Result<(SuiteResults, bool), BoxError> 
     );
     let ok = !run.failed;
     Ok((run.results, ok))
+}
+
+/// The calendar's rows: every reservation placed with no GPU held twice in any hour (its
+/// checks, as figures), and the utilisation it reached.
+fn calendar_rows(run: &mut Run<'_>, o: &calendar::Outcome) {
+    let scale = format!(
+        "{} reservations, {} core sites, {} GPUs",
+        o.submitted, o.core_sites, o.core_gpus
+    );
+    run.results.rows.push(Row::check(
+        "CAL",
+        format!("reservation calendar: reservations not placed ({scale})"),
+        (o.submitted - o.placed.min(o.submitted)) as f64,
+        "reservations",
+        format!("{}/{} placed", o.placed, o.submitted),
+        "every reservation placed",
+        Bound::AtMost(0.0),
+    ));
+    run.results.rows.push(
+        Row::check(
+            "CAL",
+            "reservation calendar: GPU-hours held by two reservations",
+            o.overcommitted as f64,
+            "GPU-hours",
+            format!("{}", o.overcommitted),
+            "0 (no GPU over-committed)",
+            Bound::AtMost(0.0),
+        )
+        .note(format!(
+            "{} of {} hours with overlapping windows",
+            o.overlapping_hours,
+            o.utilisation_per_hour.len()
+        )),
+    );
+    run.results.rows.push(Row::info(
+        "CAL",
+        "reservation calendar: core GPU utilisation over time (utilisation.svg)",
+        Some(o.peak_utilisation),
+        "%",
+        format!(
+            "peak {:.1} %, mean {:.1} %",
+            o.peak_utilisation, o.mean_utilisation
+        ),
+    ));
 }
 
 fn scale(n: usize, of: usize) -> String {

@@ -143,7 +143,8 @@ struct State {
     log: Vec<LoggedRequest>,
     faults: Vec<Fault>,
     apply_delay: Duration,
-    fail_next: Option<String>,
+    /// Issues the next applies end `apply_fail` with, one per apply.
+    fail_next: std::collections::VecDeque<String>,
     kernel: Option<Arc<KernelSwitch>>,
     realisations: Vec<meridian_agent::network::ChangeReport>,
 }
@@ -178,7 +179,7 @@ impl NvueEmulator {
             log: Vec::new(),
             faults: Vec::new(),
             apply_delay: Duration::ZERO,
-            fail_next: None,
+            fail_next: std::collections::VecDeque::new(),
             kernel: None,
             realisations: Vec::new(),
         }));
@@ -298,9 +299,10 @@ impl NvueEmulator {
         lock(&self.state).realisations.clone()
     }
 
-    /// Makes the next apply that passes validation end `apply_fail` with `issue`.
+    /// Makes the next apply that passes validation end `apply_fail` with `issue` (calls
+    /// queue up: each fails one more apply).
     pub fn fail_next_apply(&self, issue: impl Into<String>) {
-        lock(&self.state).fail_next = Some(issue.into());
+        lock(&self.state).fail_next.push_back(issue.into());
     }
 }
 
@@ -627,7 +629,7 @@ async fn finish_apply(st: Shared, id: String, step: Duration) {
     tokio::time::sleep(step + extra).await;
     let (tree, previous, kernel) = {
         let mut s = lock(&st);
-        let fail = s.fail_next.take();
+        let fail = s.fail_next.pop_front();
         let previous = s.applied.clone();
         let kernel = s.kernel.clone();
         let Some(r) = s.revisions.get_mut(&id) else {

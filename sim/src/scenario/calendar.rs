@@ -110,6 +110,26 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// The utilisation series of `outcome` as a plot (`utilisation.svg`): percent of the core
+/// sites' GPUs reserved in each hour of the calendar.
+pub fn plot(outcome: &Outcome) -> PlotData {
+    PlotData {
+        file: "utilisation.svg".into(),
+        title: "Core GPUs reserved by the calendar".into(),
+        x_label: "time from the calendar's start (h)".into(),
+        y_label: "GPU utilisation (%)".into(),
+        series: vec![Series {
+            name: "core sites".into(),
+            points: outcome
+                .utilisation_per_hour
+                .iter()
+                .enumerate()
+                .map(|(h, u)| (h as f64, *u))
+                .collect(),
+        }],
+    }
+}
+
 /// Runs the scenario.
 pub async fn run(
     spec: &Spec,
@@ -256,20 +276,6 @@ pub async fn run(
             .iter()
             .map(|r| 100.0 * *r as f64 / core_gpus.max(1) as f64)
             .collect();
-        let plot = PlotData {
-            file: "utilisation.svg".into(),
-            title: "Core GPUs reserved by the calendar".into(),
-            x_label: "time from the calendar's start (h)".into(),
-            y_label: "GPU utilisation (%)".into(),
-            series: vec![Series {
-                name: "core sites".into(),
-                points: utilisation
-                    .iter()
-                    .enumerate()
-                    .map(|(h, u)| (h as f64, *u))
-                    .collect(),
-            }],
-        };
         std::fs::create_dir_all(&out_dir).map_err(|source| ScenarioError::Write {
             path: out_dir.clone(),
             source,
@@ -297,6 +303,7 @@ pub async fn run(
                 source,
             })
         };
+        let plot = plot(&outcome);
         write(&svg, crate::bench::svg::line_chart(&plot, &[]))?;
         write(
             &json,

@@ -1,27 +1,56 @@
-//! Emulated hardware of one site: a Redfish BMC emulator (GPU-server profile) and a fake NVML
-//! per server, shaped after the server central's fleet generator describes (GPU models, MIG
-//! layouts), and the real site reconciler of the agent over them.
+//! Emulated hardware of one site: a Redfish BMC emulator (GPU-server profile), a BlueField-3
+//! DPU BMC emulator and a fake NVML per server, shaped after the server central's fleet
+//! generator describes (GPU models, MIG layouts); one NVUE leaf-switch emulator the servers
+//! are cabled to (`bond<n>` over `swp<n>`); and the real site reconciler of the agent over
+//! them all. Every fourth server's DPU starts in NIC mode, so the reconciler switches it to
+//! DPU mode (and resets it) before the server's first allocation. The switch carries every
+//! tenant network of the site's intent and puts allocated servers' bonds into their tenant's
+//! VLAN.
 //!
 //! What the agent then reports (Redfish + NVML inspection) is what central learns about the
 //! site's servers: the generator's records of these sites are not loaded. GPU models the fake
 //! NVML names the way real NVML does; MIG layouts are set up on 80 GB GPUs (the profiles the
 //! fake knows), other GPUs come up with MIG off.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_agent::compute::bmc::{RedfishBmc, RedfishConfig};
+use meridian_agent::compute::dpu::{BlueFieldDpu, DpuMode as WantedMode};
 use meridian_agent::compute::gpu::GpuInventory;
+use meridian_agent::network::nvue::{NvueClient, NvueConfig};
+use meridian_agent::reconcile::desired::DpuWant;
+use meridian_agent::reconcile::fabric::DEFAULT_L3_VNI_BASE;
+use meridian_agent::reconcile::server::ManagedDpu;
 use meridian_agent::reconcile::{
-    RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
+    ManagedSwitch, RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig,
+    SwitchLayout, SystemClock,
 };
-use meridian_common::model::{GpuModel, MigConfig, Server};
+use meridian_common::model::{GpuModel, Ipv4Net, MigConfig, Server};
+use serde_json::Value;
 
 use crate::nvml::{FakeGpu, FakeNvml};
-use crate::redfish::{BmcEmulator, BmcEmulatorError, BmcProfile, RunningBmc};
+use crate::nvue::{NvueEmulator, NvueEmulatorConfig};
+use crate::redfish::{BmcEmulator, BmcEmulatorError, BmcProfile, DpuMode, RunningBmc};
 
 /// How long the emulated BMCs take per power phase (real ones: tens of seconds).
 pub const POWER_DELAY: Duration = Duration::from_millis(200);
+
+/// How long an emulated DPU takes to reset (real ones: minutes).
+pub const DPU_RESET_DELAY: Duration = Duration::from_millis(100);
+
+/// How long each state of an emulated switch's revision apply lasts (real ones: seconds).
+pub const SWITCH_STEP_DELAY: Duration = Duration::from_millis(20);
+
+/// Why a site's hardware could not be emulated.
+#[derive(Debug, thiserror::Error)]
+pub enum HardwareError {
+    #[error("cannot start a BMC emulator")]
+    Bmc(#[from] BmcEmulatorError),
+    #[error("cannot start the NVUE switch emulator")]
+    Switch(#[source] std::io::Error),
+}
 
 /// The name NVML gives a GPU model, and its memory in GiB.
 fn nvml_name(model: GpuModel) -> (&'static str, u64) {
@@ -42,29 +71,101 @@ fn fake_mig(model: GpuModel) -> bool {
     matches!(model, GpuModel::A100_80GB | GpuModel::H100_80GB)
 }
 
+/// Why the reconciler over a site's hardware could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcilerError {
+    #[error("Redfish driver")]
+    Bmc(#[from] meridian_agent::compute::BmcError),
+    #[error("BlueField driver")]
+    Dpu(#[from] meridian_agent::compute::dpu::DpuError),
+    #[error("NVUE driver")]
+    Switch(#[from] meridian_agent::network::FabricError),
+}
+
 /// One emulated server.
 #[derive(Debug)]
 pub struct EmulatedServer {
     pub server: Server,
     pub bmc: RunningBmc,
     pub gpus: Arc<FakeNvml>,
+    /// Its BlueField-3 DPU's BMC.
+    pub dpu: RunningBmc,
+    /// Whether the DPU started in NIC mode.
+    pub dpu_started_as_nic: bool,
+    /// Its access bond on the site's switch, and the bond's member port.
+    pub bond: (String, String),
 }
 
-/// A site's emulated servers.
-#[derive(Debug, Default)]
+/// A site's emulated servers and leaf switch.
+#[derive(Debug)]
 pub struct SiteHardware {
     pub servers: Vec<EmulatedServer>,
+    /// The leaf switch every server is cabled to.
+    pub switch: NvueEmulator,
+    /// The switch's VTEP address.
+    pub vtep: Ipv4Addr,
+}
+
+/// What a site's emulated switch carries (read from its applied configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchView {
+    /// Tenant VRFs (every VRF but `default` and `mgmt`).
+    pub vrfs: Vec<String>,
+    /// Bonds with an access VLAN: (bond, VLAN).
+    pub bonds_in_vlans: Vec<(String, u64)>,
+}
+
+impl SwitchView {
+    /// The view of an applied NVUE tree.
+    pub fn of(applied: &Value) -> SwitchView {
+        let vrfs = applied["vrf"]
+            .as_object()
+            .map(|m| {
+                m.keys()
+                    .filter(|k| *k != "default" && *k != "mgmt")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bonds_in_vlans = applied["interface"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| v["type"] == "bond")
+                    .filter_map(|(k, v)| {
+                        v["bridge"]["domain"]["br_default"]["access"]
+                            .as_u64()
+                            .map(|vlan| (k.clone(), vlan))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        SwitchView {
+            vrfs,
+            bonds_in_vlans,
+        }
+    }
 }
 
 impl SiteHardware {
-    /// Starts an emulated BMC and fake GPUs for each of `servers` (`gpu_serial` numbers the
-    /// fake GPUs' UUIDs, unique over the simulation).
+    /// Starts an emulated BMC, DPU BMC and fake GPUs for each of `servers` and the site's
+    /// switch (`gpu_serial` numbers the fake GPUs' UUIDs, unique over the simulation;
+    /// `site_number` gives the switch its VTEP address).
     pub async fn start(
         servers: &[Server],
         gpu_serial: &mut u32,
-    ) -> Result<SiteHardware, BmcEmulatorError> {
+        site_number: usize,
+    ) -> Result<SiteHardware, HardwareError> {
+        let switch = NvueEmulator::start(NvueEmulatorConfig {
+            step_delay: SWITCH_STEP_DELAY,
+            ..NvueEmulatorConfig::default()
+        })
+        .map_err(HardwareError::Switch)?;
+        let n = u16::try_from(site_number % 65_536).expect("below 65536");
+        let [hi, lo] = n.to_be_bytes();
+        let vtep = Ipv4Addr::new(10, 255, hi, lo);
         let mut out = Vec::with_capacity(servers.len());
-        for server in servers {
+        for (k, server) in servers.iter().enumerate() {
             let names: Vec<&str> = server.gpus.iter().map(|g| nvml_name(g.model).0).collect();
             let bmc = BmcEmulator::new(BmcProfile::gpu_server(names))
                 .power_delay(POWER_DELAY)
@@ -87,42 +188,108 @@ impl SiteHardware {
                     fake
                 })
                 .collect();
+            let nic = k % 4 == 3;
+            let dpu = BmcEmulator::new(BmcProfile::bluefield3().dpu_mode(if nic {
+                DpuMode::NicMode
+            } else {
+                DpuMode::DpuMode
+            }))
+            .power_delay(DPU_RESET_DELAY)
+            .start()
+            .await?;
             out.push(EmulatedServer {
                 server: server.clone(),
                 bmc,
                 gpus: Arc::new(FakeNvml::with_gpus(gpus)),
+                dpu,
+                dpu_started_as_nic: nic,
+                bond: (format!("bond{}", k + 1), format!("swp{}", k + 1)),
             });
         }
-        Ok(SiteHardware { servers: out })
+        Ok(SiteHardware {
+            servers: out,
+            switch,
+            vtep,
+        })
     }
 
-    /// The agent's site reconciler over these servers: the real Redfish driver against each
-    /// emulator and the fake NVML as the GPU driver; converged servers are looked at again
-    /// every `resync`.
-    pub fn reconciler(
-        &self,
-        resync: Duration,
-    ) -> Result<SiteReconciler, meridian_agent::compute::BmcError> {
-        let mut specs = Vec::with_capacity(self.servers.len());
-        for s in &self.servers {
-            let (user, password) = s.bmc.credentials();
-            let mut cfg = RedfishConfig::new(s.bmc.url(), user, password);
+    /// What the switch carries now.
+    pub fn switch_view(&self) -> SwitchView {
+        SwitchView::of(&self.switch.applied())
+    }
+
+    /// DPUs in DPU mode now.
+    pub fn dpus_in_dpu_mode(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| s.dpu.dpu_mode() == Some(DpuMode::DpuMode))
+            .count()
+    }
+
+    /// The agent's site reconciler over this hardware: the real Redfish driver against each
+    /// server's emulated BMC, the real BlueField driver against its DPU's (wanting DPU mode),
+    /// the fake NVML as the GPU driver and the real NVUE driver against the switch; converged
+    /// servers and the switch are looked at again every `resync`.
+    pub fn reconciler(&self, resync: Duration) -> Result<SiteReconciler, ReconcilerError> {
+        let redfish = |bmc: &RunningBmc| {
+            let (user, password) = bmc.credentials();
+            let mut cfg = RedfishConfig::new(bmc.url(), user, password);
             cfg.request_timeout = Duration::from_secs(10);
             cfg.poll_interval = Duration::from_millis(50);
             cfg.power_timeout = Duration::from_secs(60);
             cfg.media_timeout = Duration::from_secs(60);
             cfg.task_timeout = Duration::from_secs(60);
+            cfg
+        };
+        let mut specs = Vec::with_capacity(self.servers.len());
+        for s in &self.servers {
             let gpus: Arc<dyn GpuInventory> = s.gpus.clone();
             specs.push(ServerSpec {
                 id: s.server.id.clone(),
                 bmc_url: s.bmc.url(),
                 drivers: ServerDrivers {
-                    bmc: Arc::new(RedfishBmc::new(cfg)?),
+                    bmc: Arc::new(RedfishBmc::new(redfish(&s.bmc))?),
                     gpus: Some(gpus),
-                    dpu: None,
+                    dpu: Some(ManagedDpu {
+                        driver: Arc::new(BlueFieldDpu::new(redfish(&s.dpu))?),
+                        want: DpuWant {
+                            mode: WantedMode::Dpu,
+                            bfb: None,
+                        },
+                    }),
                 },
             });
         }
+        let defaults = NvueEmulatorConfig::default();
+        let mut nvue = NvueConfig::new(self.switch.url(), defaults.username, defaults.password);
+        nvue.request_timeout = Duration::from_secs(10);
+        nvue.poll_interval = Duration::from_millis(20);
+        nvue.apply_timeout = Duration::from_secs(60);
+        let switch = ManagedSwitch {
+            name: "leaf-1".into(),
+            driver: Arc::new(NvueClient::new(nvue)?),
+            layout: SwitchLayout {
+                vtep: self.vtep,
+                asn: 65_000
+                    + u32::from(
+                        u16::from_be_bytes([self.vtep.octets()[2], self.vtep.octets()[3]]) % 1_000,
+                    ),
+                uplinks: vec!["swp31".into(), "swp32".into()],
+                private_range: Ipv4Net::new(Ipv4Addr::new(10, 0, 0, 0), 8).expect("valid"),
+                l3_vni_base: DEFAULT_L3_VNI_BASE,
+                svi_offset: 1,
+                ports: self
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.server.id.clone(),
+                            (s.bond.0.clone(), vec![s.bond.1.clone()]),
+                        )
+                    })
+                    .collect(),
+            },
+        };
         let config = SiteReconcilerConfig {
             retry: RetryPolicy {
                 initial: Duration::from_millis(200),
@@ -133,7 +300,12 @@ impl SiteHardware {
             power_poll: Duration::from_millis(50),
             transition_timeout: Duration::from_secs(60),
         };
-        Ok(SiteReconciler::new(specs, config, Arc::new(SystemClock)))
+        Ok(SiteReconciler::with_switches(
+            specs,
+            vec![switch],
+            config,
+            Arc::new(SystemClock),
+        ))
     }
 
     /// GPUs of these servers.
@@ -153,6 +325,8 @@ impl SiteHardware {
     pub async fn shutdown(self) {
         for s in self.servers {
             s.bmc.shutdown().await;
+            s.dpu.shutdown().await;
         }
+        drop(self.switch);
     }
 }

@@ -17,8 +17,9 @@
 //!   all (20,000 files: about 8,000 sites) the last sites connect to central directly
 //!   ([`SimFleet::proxied_sites`]).
 //! - **Hardware**: the first `hardware_sites` sites (edge sites first, then core sites) get
-//!   emulated servers ([`hardware::SiteHardware`]: a Redfish BMC emulator and a fake NVML per
-//!   server, shaped after the generator's server) driven by the agent's real site reconciler;
+//!   emulated hardware ([`hardware::SiteHardware`]: a Redfish BMC emulator, a BlueField-3 DPU
+//!   BMC emulator and a fake NVML per server, shaped after the generator's server, and an NVUE
+//!   leaf-switch emulator per site) driven by the agent's real site reconciler;
 //!   central learns those servers from the agents' inventory reports. The other sites run
 //!   agents without servers (the agent's "no hardware" mode: it persists, acknowledges and
 //!   applies intents without driving anything) and central keeps the generator's records of
@@ -82,7 +83,7 @@ use meridian_common::model::{ReservationState, ServerState, SiteState, SiteTier,
 use meridian_proto::v1 as proto;
 
 pub use progress::Progress;
-pub use summary::{SimSummary, TierUse};
+pub use summary::{HardwareView, SimSummary, TierUse};
 
 use crate::fleet::{self, Fleet, FleetSpec};
 use crate::proxy::FaultProxy;
@@ -161,10 +162,10 @@ pub enum SimFleetError {
     Table(#[from] TableError),
     #[error("the fault proxy failed")]
     Proxy(#[source] std::io::Error),
-    #[error("an emulated BMC did not start")]
-    Bmc(#[from] crate::redfish::BmcEmulatorError),
-    #[error("cannot build the Redfish driver of an emulated BMC")]
-    Driver(#[from] meridian_agent::compute::BmcError),
+    #[error("the emulated hardware did not start")]
+    Hardware(#[from] hardware::HardwareError),
+    #[error("cannot build the drivers of emulated hardware")]
+    Driver(#[from] hardware::ReconcilerError),
     #[error("cannot issue a bootstrap token")]
     Token(#[from] meridian_central::tokens::TokenError),
     #[error(transparent)]
@@ -253,7 +254,9 @@ fn proxied_sites(sites: usize, emulated_servers: usize) -> usize {
     let Some(limit) = open_files_limit() else {
         return sites;
     };
-    let room = limit.saturating_sub(SPARE_FILES + 4 * emulated_servers) / 2;
+    // A server costs about four files for its BMC (listener, connections on both ends) and as
+    // many for its DPU's BMC; a site's switch is within the spare.
+    let room = limit.saturating_sub(SPARE_FILES + 8 * emulated_servers) / 2;
     sites.min(room)
 }
 
@@ -399,7 +402,7 @@ impl SimFleet {
                 .filter(|s| &s.site == site)
                 .cloned()
                 .collect();
-            hardware.insert(*i, SiteHardware::start(&servers, &mut gpu_serial).await?);
+            hardware.insert(*i, SiteHardware::start(&servers, &mut gpu_serial, n).await?);
             progress.bar(
                 "emulating hardware",
                 n + 1,
@@ -871,6 +874,7 @@ impl SimFleet {
                 .count(),
             hardware_sites: self.hardware.len(),
             emulated_servers: self.hardware.values().map(|h| h.servers.len()).sum(),
+            hardware: self.hardware_view(),
             workloads_by_state,
             failed,
             gpus_by_tier,
@@ -882,6 +886,21 @@ impl SimFleet {
             enrol_time: self.enrol_time,
             converge_time: self.converge_time,
         })
+    }
+
+    /// What the emulated DPUs and switches show now.
+    pub fn hardware_view(&self) -> summary::HardwareView {
+        let mut v = summary::HardwareView::default();
+        for h in self.hardware.values() {
+            v.dpus += h.servers.len();
+            v.dpus_started_as_nic += h.servers.iter().filter(|s| s.dpu_started_as_nic).count();
+            v.dpus_in_dpu_mode += h.dpus_in_dpu_mode();
+            let view = h.switch_view();
+            v.switches += 1;
+            v.switch_vrfs += view.vrfs.len();
+            v.switch_bonds_in_vlans += view.bonds_in_vlans.len();
+        }
+        v
     }
 
     /// Stops central and opens it again on the same data directory and ports; the agents

@@ -26,6 +26,23 @@ impl TierUse {
     }
 }
 
+/// What the emulated DPUs and leaf switches show (read from the emulators).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HardwareView {
+    /// Emulated BlueField-3 DPUs (one per emulated server).
+    pub dpus: usize,
+    /// Of them, those that started in NIC mode (the reconciler switches them).
+    pub dpus_started_as_nic: usize,
+    /// DPUs in DPU mode now.
+    pub dpus_in_dpu_mode: usize,
+    /// Emulated leaf switches (one per site with hardware).
+    pub switches: usize,
+    /// Tenant VRFs over all switches.
+    pub switch_vrfs: usize,
+    /// Server bonds in a tenant VLAN over all switches.
+    pub switch_bonds_in_vlans: usize,
+}
+
 /// A summary of a simulated fleet and its workloads, read from central.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimSummary {
@@ -37,6 +54,8 @@ pub struct SimSummary {
     pub hardware_sites: usize,
     /// Emulated servers (one BMC emulator and fake NVML each).
     pub emulated_servers: usize,
+    /// The emulated DPUs and switches.
+    pub hardware: HardwareView,
     /// Submitted workloads by state name (`active`, `approved`, `failed`, ...).
     pub workloads_by_state: BTreeMap<String, usize>,
     /// Failed workloads: (name, reason).
@@ -94,6 +113,19 @@ impl fmt::Display for SimSummary {
             self.hardware_sites,
             self.emulated_servers
         )?;
+        if self.hardware.switches > 0 {
+            let h = &self.hardware;
+            writeln!(
+                f,
+                "  DPUs                {}/{} in DPU mode ({} started in NIC mode, switched by the agent)",
+                h.dpus_in_dpu_mode, h.dpus, h.dpus_started_as_nic
+            )?;
+            writeln!(
+                f,
+                "  leaf switches       {} carrying {} tenant VRFs, {} server bonds in tenant VLANs",
+                h.switches, h.switch_vrfs, h.switch_bonds_in_vlans
+            )?;
+        }
         let states: Vec<String> = self
             .workloads_by_state
             .iter()

@@ -23,6 +23,7 @@
 
 pub mod clock;
 pub mod desired;
+pub mod fabric;
 pub mod inventory;
 pub mod observe;
 pub mod plan;
@@ -38,11 +39,12 @@ use crate::store::AgentStoreError;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use desired::ServerWant;
+pub use fabric::{ManagedSwitch, SwitchLayout};
 pub use observe::Device;
 pub use plan::Step;
 pub use record::ServerRecord;
 pub use server::{Observed, ServerCtx, ServerDrivers, reconcile};
-pub use site::{ServerSpec, SiteReconciler, SiteReconcilerConfig, SiteStatus};
+pub use site::{ServerSpec, SiteReconciler, SiteReconcilerConfig, SiteStatus, SwitchStatus};
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,16 @@ pub enum ReconcileError {
     /// does not show up).
     #[error("{step}: {detail}")]
     Unexpected { step: &'static str, detail: String },
+    /// A leaf switch refused or did not take its configuration.
+    #[error("{step}: switch operation failed")]
+    Switch {
+        step: &'static str,
+        #[source]
+        source: crate::network::FabricError,
+    },
+    /// The intent cannot be rendered for a switch with its configured layout.
+    #[error("switch layout")]
+    SwitchLayout(#[from] fabric::FabricWantError),
     /// The agent's database failed (not counted against the server).
     #[error("agent database")]
     Store(#[from] AgentStoreError),
@@ -101,6 +113,15 @@ impl ReconcileError {
                 DpuError::Bmc(b) => b.is_transient(),
                 _ => false,
             },
+            ReconcileError::Switch { source, .. } => {
+                use crate::network::FabricError as F;
+                match source {
+                    F::Http { status, .. } => *status >= 500 || *status == 429,
+                    F::Transport { .. } | F::ApplyTimeout { .. } | F::Worker => true,
+                    _ => false,
+                }
+            }
+            ReconcileError::SwitchLayout(_) => false,
             ReconcileError::Unexpected { .. } => true,
             ReconcileError::Store(_) => true,
         }

@@ -10,6 +10,11 @@
 //!   it is applied (every server converged on it; then the store records it applied) or failed
 //!   (an allocation cannot be put in place, names a server this agent does not manage, or a
 //!   server it needs failed), and announces it ([`Convergence`]).
+//! - One worker per leaf switch ([`ManagedSwitch`]): it renders what the intent asks of the
+//!   switch now ([`fabric::fabric_want`]) and applies it through the switch's driver (which
+//!   changes nothing when the switch already matches), again on a new intent, at window
+//!   boundaries and at every resync (drift made behind the agent's back is put back). A
+//!   generation is applied only once every switch carries it too.
 //! - Nothing depends on central: the loop reads the held intent from the agent's store and
 //!   appends reports to its buffer; the channel ships them when it can.
 
@@ -26,9 +31,10 @@ use tokio::task::JoinSet;
 
 use super::clock::Clock;
 use super::desired::{self, ServerWant};
+use super::fabric::{self, ManagedSwitch};
 use super::record;
 use super::server::{self, InventoryBook, ServerCtx, ServerDrivers};
-use super::{Action, ReconcileError, RetryPolicy};
+use super::{Action, ReconcileError, RetryPolicy, Verdict};
 use crate::reconciler::{AgentLink, ApplyError, Background, Convergence, Reconciler};
 
 /// How often a worker looks for the agent's enrolment before it knows its site.
@@ -85,10 +91,25 @@ pub struct ServerStatus {
     pub reconciles: u64,
 }
 
-/// Every server's status.
+/// One switch as its worker last left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchStatus {
+    /// The generation its last apply worked towards.
+    pub generation: Generation,
+    /// The switch carries what that generation asks of it now.
+    pub converged: bool,
+    /// It could not be brought there (after the error policy's attempts), with why.
+    pub failure: Option<String>,
+    /// Applies that changed the switch.
+    pub changes: u64,
+}
+
+/// Every server's and switch's status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteStatus {
     pub servers: BTreeMap<ServerId, ServerStatus>,
+    /// By switch name.
+    pub switches: BTreeMap<String, SwitchStatus>,
 }
 
 impl SiteStatus {
@@ -106,6 +127,7 @@ impl SiteStatus {
 
 struct Shared {
     servers: Vec<ServerSpec>,
+    switches: Vec<ManagedSwitch>,
     config: SiteReconcilerConfig,
     clock: Arc<dyn Clock>,
     intent: watch::Sender<Option<Arc<SiteIntent>>>,
@@ -125,6 +147,7 @@ impl fmt::Debug for SiteReconciler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SiteReconciler")
             .field("servers", &self.shared.servers)
+            .field("switches", &self.shared.switches)
             .field("config", &self.shared.config)
             .finish_non_exhaustive()
     }
@@ -138,10 +161,21 @@ impl SiteReconciler {
         config: SiteReconcilerConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::with_switches(servers, Vec::new(), config, clock)
+    }
+
+    /// A reconciler of these servers and leaf switches (names unique).
+    pub fn with_switches(
+        servers: Vec<ServerSpec>,
+        switches: Vec<ManagedSwitch>,
+        config: SiteReconcilerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let book = InventoryBook::new(servers.iter().map(|s| s.id.clone()).collect());
         SiteReconciler {
             shared: Arc::new(Shared {
                 servers,
+                switches,
                 config,
                 clock,
                 intent: watch::Sender::new(None),
@@ -171,6 +205,11 @@ impl SiteReconciler {
     /// The servers managed, with their drivers.
     pub fn specs(&self) -> &[ServerSpec] {
         &self.shared.servers
+    }
+
+    /// The leaf switches managed.
+    pub fn switches(&self) -> &[ManagedSwitch] {
+        &self.shared.switches
     }
 }
 
@@ -213,6 +252,9 @@ async fn run(shared: Arc<Shared>, link: AgentLink) {
     let mut workers = JoinSet::new();
     for i in 0..shared.servers.len() {
         workers.spawn(worker(Arc::clone(&shared), i, link.clone()));
+    }
+    for i in 0..shared.switches.len() {
+        workers.spawn(switch_worker(Arc::clone(&shared), i, link.clone()));
     }
     coordinate(&shared, &link).await;
     // Stopping: the workers see the same stop signal.
@@ -352,6 +394,144 @@ fn publish(
     });
 }
 
+/// Keeps switch `index` in line with the held intent; see the module documentation.
+async fn switch_worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
+    let switch = &shared.switches[index];
+    let resource = format!("switch/{}", switch.name);
+    let mut intent_rx = shared.intent.subscribe();
+    let mut stop = link.stop.clone();
+    let (mut failures, mut permanent, mut changes) = (0u32, false, 0u64);
+    // The last (generation, warning) reported, so a repeated failure is reported once.
+    let mut last_warning: Option<(Generation, String)> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let Some(intent) = intent_rx.borrow_and_update().clone() else {
+            tokio::select! {
+                _ = intent_rx.changed() => {}
+                r = stop.changed() => if r.is_err() { return },
+            }
+            continue;
+        };
+        let now = shared.clock.now();
+        let mut events = Vec::new();
+        let (result, next_change) = match fabric::fabric_want(&intent, &switch.layout, now) {
+            Err(e) => (Err(ReconcileError::SwitchLayout(e)), None),
+            Ok(want) => {
+                for (server, tenants) in &want.shared_servers {
+                    let names: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
+                    events.push((
+                        Severity::Warning,
+                        format!(
+                            "server {server} carries tenants {} at once: its access port \
+                             stays out of every tenant VLAN",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                let driver = Arc::clone(&switch.driver);
+                let spec = want.spec;
+                let applied = tokio::select! {
+                    r = tokio::task::spawn_blocking(move || driver.apply(&spec)) => r,
+                    _ = stop.changed() => return,
+                };
+                let result = match applied {
+                    Ok(r) => r.map_err(|source| ReconcileError::Switch {
+                        step: "apply the tenant fabric",
+                        source,
+                    }),
+                    Err(_) => Err(ReconcileError::Switch {
+                        step: "apply the tenant fabric",
+                        source: crate::network::FabricError::Worker,
+                    }),
+                };
+                (result, want.next_change)
+            }
+        };
+        let (status, wait) = match result {
+            Ok(report) => {
+                (failures, permanent) = (0, false);
+                if report.changed() {
+                    changes += 1;
+                    events.push((
+                        Severity::Info,
+                        format!("generation {}: {report}", intent.generation),
+                    ));
+                }
+                last_warning = None;
+                let status = SwitchStatus {
+                    generation: intent.generation,
+                    converged: true,
+                    failure: None,
+                    changes,
+                };
+                (status, shared.config.resync)
+            }
+            Err(e) => {
+                failures += 1;
+                permanent |= !e.is_transient();
+                let chain = meridian_common::telemetry::error_chain(&e);
+                tracing::warn!(switch = %switch.name, error = %chain, failures, "switch not in line with the intent");
+                let (failure, wait) =
+                    match super::error_policy(&e, failures, permanent, &shared.config.retry) {
+                        Verdict::Retry(d) => (None, d),
+                        Verdict::Fail(reason) => (Some(reason), shared.config.retry.max),
+                    };
+                let warning = (intent.generation, chain);
+                if last_warning.as_ref() != Some(&warning) {
+                    events.push((Severity::Warning, warning.1.clone()));
+                    last_warning = Some(warning);
+                }
+                let status = SwitchStatus {
+                    generation: intent.generation,
+                    converged: false,
+                    failure,
+                    changes,
+                };
+                (status, wait)
+            }
+        };
+        if !events.is_empty() {
+            let reports: Vec<ReportBody> = events
+                .into_iter()
+                .map(|(severity, message)| ReportBody::Event {
+                    severity,
+                    resource: resource.clone(),
+                    message,
+                })
+                .collect();
+            let generation = link.store.applied_generation().unwrap_or_default();
+            match link.store.commit_progress(
+                &intent.site,
+                generation,
+                now,
+                &reports,
+                link.report_buffer_max,
+                &[],
+            ) {
+                Ok(_) => link.reports_ready.notify_one(),
+                Err(e) => {
+                    tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot report a switch event")
+                }
+            }
+        }
+        shared.status.send_modify(|s| {
+            s.switches.insert(switch.name.clone(), status);
+        });
+        let boundary = match next_change {
+            Some(t) => shared.clock.sleep_until(t),
+            None => Box::pin(std::future::pending()),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = intent_rx.changed() => {}
+            _ = boundary => {}
+            r = stop.changed() => if r.is_err() { return },
+        }
+    }
+}
+
 /// Decides applied and failed generations from the workers' status.
 async fn coordinate(shared: &Shared, link: &AgentLink) {
     let mut status = shared.status.subscribe();
@@ -387,7 +567,11 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
     let settled = s.servers.len() == shared.servers.len()
         && s.servers
             .values()
-            .all(|v| v.generation == g && (v.converged || v.blocking_failure.is_some()));
+            .all(|v| v.generation == g && (v.converged || v.blocking_failure.is_some()))
+        && s.switches.len() == shared.switches.len()
+        && s.switches
+            .values()
+            .all(|v| v.generation == g && (v.converged || v.failure.is_some()));
     if !settled {
         return None;
     }
@@ -405,6 +589,11 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
             reasons.push(format!("server {id} failed: {why}"));
         }
         reasons.extend(v.rejected.iter().cloned());
+    }
+    for (name, v) in &s.switches {
+        if let Some(why) = &v.failure {
+            reasons.push(format!("switch {name} failed: {why}"));
+        }
     }
     Some(if reasons.is_empty() {
         Convergence::Applied(g)

@@ -1,6 +1,10 @@
 //! The agent's configuration: the TOML file plus `MERIDIAN_AGENT_*` environment overrides.
 //! See `docs/configuration.md`.
 
+mod switch;
+
+pub use switch::{SwitchConfig, SwitchPortConfig};
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,6 +58,9 @@ pub struct AgentConfig {
     /// The site's servers the reconciler manages. None: the agent keeps and acknowledges
     /// intents but drives no hardware (it records what it would apply).
     pub servers: Vec<ServerConfig>,
+    /// The site's leaf switches (NVUE): the reconciler keeps each carrying the intent's
+    /// tenant networks and the active servers' access ports in their tenants' VLANs.
+    pub switches: Vec<SwitchConfig>,
     /// The reconcile loop's timing and bounds.
     pub reconciler: ReconcilerConfig,
 }
@@ -103,6 +110,9 @@ pub struct ServerConfig {
     /// The server's BlueField DPU, reached through the DPU's own BMC, and what it must run.
     #[serde(default)]
     pub dpu: Option<DpuConfig>,
+    /// How the server is cabled to a leaf switch of `switches`.
+    #[serde(default)]
+    pub switch: Option<SwitchPortConfig>,
 }
 
 /// A BlueField DPU: its BMC (same keys as a server's) and the mode and BFB bundle the site
@@ -160,9 +170,14 @@ pub enum DpuModeConfig {
     Nic,
 }
 
-/// The keys a server's and a DPU's BMC share.
+/// The keys a server's BMC, a DPU's BMC and a switch share.
 struct Access<'a> {
+    /// The URL's key (`bmc_url`, `nvue_url`) and what it reaches (`BMC`, `switch`).
+    url_key: &'static str,
+    what: &'static str,
     url: &'a str,
+    /// Whether `tls_insecure` is one of the table's keys.
+    may_be_insecure: bool,
     username: &'a Option<String>,
     password: &'a Option<String>,
     credentials_file: &'a Option<PathBuf>,
@@ -174,7 +189,10 @@ struct Access<'a> {
 impl ServerConfig {
     fn access(&self) -> Access<'_> {
         Access {
+            url_key: "bmc_url",
+            what: "BMC",
             url: &self.bmc_url,
+            may_be_insecure: true,
             username: &self.username,
             password: &self.password,
             credentials_file: &self.credentials_file,
@@ -188,7 +206,10 @@ impl ServerConfig {
 impl DpuConfig {
     fn access(&self) -> Access<'_> {
         Access {
+            url_key: "bmc_url",
+            what: "BMC",
             url: &self.bmc_url,
+            may_be_insecure: true,
             username: &self.username,
             password: &self.password,
             credentials_file: &self.credentials_file,
@@ -205,14 +226,22 @@ impl Access<'_> {
         let https = self.url.starts_with("https://");
         if !https && !self.url.starts_with("http://") {
             return Err(ConfigError::invalid(
-                key("bmc_url"),
+                key(self.url_key),
                 "must start with https:// (or http:// for an emulator)",
             ));
         }
         if https && self.tls_ca_file.is_none() && !self.tls_insecure {
             return Err(ConfigError::invalid(
                 key("tls_ca_file"),
-                "an https BMC needs tls_ca_file (its CA or certificate), or tls_insecure = true for a lab BMC",
+                format!(
+                    "an https {} needs tls_ca_file (its CA or certificate){}",
+                    self.what,
+                    if self.may_be_insecure {
+                        ", or tls_insecure = true for a lab BMC"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
         if self.tls_ca_file.is_some() && self.tls_insecure {
@@ -230,14 +259,10 @@ impl Access<'_> {
         }
     }
 
-    /// The Redfish driver's settings (reads the credential and CA files).
-    fn redfish(
-        &self,
-        key: &dyn Fn(&str) -> String,
-        r: &ReconcilerConfig,
-    ) -> Result<RedfishConfig, ConfigError> {
-        let (username, password) = match (self.username, self.password, self.credentials_file) {
-            (Some(u), Some(p), _) => (u.clone(), p.clone()),
+    /// The user and password (from the keys or the credentials file).
+    fn credentials(&self, key: &dyn Fn(&str) -> String) -> Result<(String, String), ConfigError> {
+        match (self.username, self.password, self.credentials_file) {
+            (Some(u), Some(p), _) => Ok((u.clone(), p.clone())),
             (_, _, Some(file)) => {
                 let text = read_file(key("credentials_file"), file)?;
                 let c: CredentialsFile =
@@ -247,36 +272,52 @@ impl Access<'_> {
                             format!("{}: {}", file.display(), e.message()),
                         )
                     })?;
-                (c.username, c.password)
+                Ok((c.username, c.password))
             }
-            _ => {
-                return Err(ConfigError::invalid(
-                    key("credentials_file"),
-                    "no BMC credentials",
-                ));
-            }
+            _ => Err(ConfigError::invalid(
+                key("credentials_file"),
+                format!("no {} credentials", self.what),
+            )),
+        }
+    }
+
+    /// The trust anchors of `tls_ca_file`, if given.
+    fn roots(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<Option<Vec<rustls_pki_types::CertificateDer<'static>>>, ConfigError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let Some(file) = self.tls_ca_file else {
+            return Ok(None);
         };
+        let pem = read_file(key("tls_ca_file"), file)?;
+        let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                ConfigError::invalid(key("tls_ca_file"), format!("{}: {e}", file.display()))
+            })?;
+        if roots.is_empty() {
+            return Err(ConfigError::invalid(
+                key("tls_ca_file"),
+                format!("{} holds no certificate", file.display()),
+            ));
+        }
+        Ok(Some(roots))
+    }
+
+    /// The Redfish driver's settings (reads the credential and CA files).
+    fn redfish(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        r: &ReconcilerConfig,
+    ) -> Result<RedfishConfig, ConfigError> {
+        let (username, password) = self.credentials(key)?;
         let mut cfg = RedfishConfig::new(self.url.to_owned(), username, password);
         cfg.tls = if self.tls_insecure {
             Some(TlsTrust::InsecureAcceptAny)
-        } else if let Some(file) = self.tls_ca_file {
-            use rustls_pki_types::CertificateDer;
-            use rustls_pki_types::pem::PemObject;
-            let pem = read_file(key("tls_ca_file"), file)?;
-            let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    ConfigError::invalid(key("tls_ca_file"), format!("{}: {e}", file.display()))
-                })?;
-            if roots.is_empty() {
-                return Err(ConfigError::invalid(
-                    key("tls_ca_file"),
-                    format!("{} holds no certificate", file.display()),
-                ));
-            }
-            Some(TlsTrust::Roots(roots))
         } else {
-            None
+            self.roots(key)?.map(TlsTrust::Roots)
         };
         cfg.auth = if self.basic_auth {
             AuthMode::Basic
@@ -304,6 +345,8 @@ impl fmt::Debug for ServerConfig {
             .field("system", &self.system)
             .field("basic_auth", &self.basic_auth)
             .field("gpu_inventory", &self.gpu_inventory)
+            .field("dpu", &self.dpu)
+            .field("switch", &self.switch)
             .finish()
     }
 }
@@ -364,6 +407,7 @@ impl Default for AgentConfig {
             max_frame_bytes: meridian_common::channel::frame::DEFAULT_MAX_FRAME,
             telemetry: TelemetryConfig::default(),
             servers: Vec::new(),
+            switches: Vec::new(),
             reconciler: ReconcilerConfig::default(),
         }
     }
@@ -441,6 +485,7 @@ impl Validate for AgentConfig {
                 }
             }
         }
+        switch::validate(&self.switches, &self.servers)?;
         let r = &self.reconciler;
         for (k, v, min) in [
             ("reconciler.resync_ms", r.resync_ms, 100),
@@ -501,11 +546,12 @@ fn read_file(key: String, path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 impl AgentConfig {
-    /// The site reconciler over the configured servers, with Redfish BMC drivers and the chosen
-    /// GPU driver; `None` when no server is configured. Reads credential and CA files, so
-    /// call it before binding anything: an error is a configuration error.
+    /// The site reconciler over the configured servers and switches, with Redfish BMC drivers,
+    /// the chosen GPU driver and NVUE switch drivers; `None` when neither servers nor switches
+    /// are configured. Reads credential and CA files, so call it before binding anything: an
+    /// error is a configuration error.
     pub fn site_reconciler(&self) -> Result<Option<SiteReconciler>, ConfigError> {
-        if self.servers.is_empty() {
+        if self.servers.is_empty() && self.switches.is_empty() {
             return Ok(None);
         }
         let r = &self.reconciler;
@@ -575,8 +621,10 @@ impl AgentConfig {
             power_poll: Duration::from_millis(r.power_poll_ms),
             transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
         };
-        Ok(Some(SiteReconciler::new(
+        let switches = switch::managed(&self.switches, &self.servers, r)?;
+        Ok(Some(SiteReconciler::with_switches(
             specs,
+            switches,
             config,
             Arc::new(SystemClock),
         )))
@@ -662,6 +710,123 @@ mod tests {
         let missing = text.replace(&format!("{creds:?}"), "\"/nonexistent/creds.toml\"");
         let e = load(&missing, &[]).unwrap().site_reconciler().unwrap_err();
         assert!(e.to_string().contains("servers[1].credentials_file"), "{e}");
+    }
+
+    #[test]
+    fn switches_are_read_and_servers_cabled_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("leaf-1.json");
+        std::fs::write(&base, r#"{"system": {"hostname": "leaf-1"}}"#).unwrap();
+        let text = format!(
+            r#"
+            [[switches]]
+            name = "leaf-1"
+            nvue_url = "http://127.0.0.1:8765"
+            username = "cumulus"
+            password = "switch-secret"
+            base_config_file = {base:?}
+            vtep = "10.255.0.1"
+            asn = 65101
+            uplinks = ["swp31", "swp32"]
+
+            [[servers]]
+            id = "srv-1"
+            bmc_url = "http://127.0.0.1:8000"
+            username = "admin"
+            password = "secret"
+            [servers.switch]
+            name = "leaf-1"
+            bond = "bond1"
+            ports = ["swp1"]
+
+            [[servers]]
+            id = "srv-2"
+            bmc_url = "http://127.0.0.1:8001"
+            username = "admin"
+            password = "secret"
+            "#
+        );
+        let c = load(&text, &[]).unwrap();
+        assert!(!format!("{:?}", c.switches[0]).contains("switch-secret"));
+        assert_eq!(c.switches[0].svi_offset, 1);
+        let site = c.site_reconciler().unwrap().expect("configured");
+        let sw = &site.switches()[0];
+        assert_eq!(sw.name, "leaf-1");
+        assert_eq!(sw.layout.asn, 65101);
+        assert_eq!(sw.layout.uplinks.len(), 2);
+        assert_eq!(sw.layout.ports.len(), 1);
+        assert_eq!(
+            sw.layout.ports[&ServerId::parse("srv-1").unwrap()],
+            ("bond1".to_owned(), vec!["swp1".to_owned()])
+        );
+
+        // Switches alone make a reconciler too.
+        let only = AgentConfig {
+            servers: Vec::new(),
+            ..c.clone()
+        };
+        assert_eq!(only.site_reconciler().unwrap().unwrap().switches().len(), 1);
+
+        // A base configuration that is not JSON names its key.
+        std::fs::write(&base, "not json").unwrap();
+        let e = c.site_reconciler().unwrap_err();
+        assert!(
+            e.to_string().contains("switches[0].base_config_file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_switches_are_refused_with_the_key() {
+        let switch = "[[switches]]\nname = \"leaf-1\"\nusername = \"a\"\npassword = \"b\"\nvtep = \"10.255.0.1\"\nasn = 65101\n";
+        let server = "[[servers]]\nid = \"srv-1\"\nbmc_url = \"http://a\"\nusername = \"a\"\npassword = \"b\"\n";
+        let http = "nvue_url = \"http://s\"\n";
+        let cases = [
+            (
+                format!("{switch}nvue_url = \"https://s\"\n"),
+                "switches[0].tls_ca_file",
+            ),
+            (
+                format!("{switch}nvue_url = \"ftp://s\"\n"),
+                "switches[0].nvue_url",
+            ),
+            (
+                format!("{switch}{http}asn = 0\n").replace("asn = 65101\n", ""),
+                "switches[0].asn",
+            ),
+            (
+                format!("{switch}{http}svi_offset = 0\n"),
+                "switches[0].svi_offset",
+            ),
+            (
+                format!("{switch}{http}uplinks = [\"a very long port name\"]\n"),
+                "switches[0].uplinks",
+            ),
+            (format!("{switch}{http}{switch}{http}"), "switches[1].name"),
+            (
+                format!(
+                    "{switch}{http}{server}[servers.switch]\nname = \"leaf-9\"\nbond = \"bond1\"\nports = [\"swp1\"]\n"
+                ),
+                "servers[0].switch.name",
+            ),
+            (
+                format!(
+                    "{switch}{http}{server}[servers.switch]\nname = \"leaf-1\"\nbond = \"bond1\"\nports = []\n"
+                ),
+                "servers[0].switch.ports",
+            ),
+            (
+                format!(
+                    "{switch}{http}{server}[servers.switch]\nname = \"leaf-1\"\nbond = \"bond1\"\nports = [\"swp1\"]\n{}[servers.switch]\nname = \"leaf-1\"\nbond = \"bond2\"\nports = [\"swp1\"]\n",
+                    server.replace("srv-1", "srv-2")
+                ),
+                "servers[1].switch.ports",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
     }
 
     #[test]
