@@ -209,7 +209,7 @@ async fn partition_keeps_intent_buffers_reports_and_reconverges() {
         n += 1;
         agent
             .report(ReportBody::Metrics {
-                gpu_utilisation_pct: n as f64,
+                gpu_utilisation_pct: (n % 101) as f64,
                 power_watts: 100.0,
             })
             .unwrap();

@@ -138,23 +138,7 @@ impl Harness {
     }
 
     async fn outcome(&self, g: u64) -> Convergence {
-        let mut rx = self.site.outcomes();
-        let seen = tokio::time::timeout(
-            LIMIT,
-            rx.wait_for(|c| {
-                c.as_ref()
-                    .is_some_and(|c| c.generation() == Generation::new(g))
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "generation {g} not concluded: {:#?}",
-                self.site.status().borrow()
-            )
-        })
-        .unwrap();
-        seen.clone().expect("a conclusion")
+        wait_outcome(&self.site, g, LIMIT).await
     }
 
     /// Bonds in a VLAN, by bond.

@@ -121,18 +121,7 @@ impl Harness {
     }
 
     async fn outcome(&self, g: u64) -> Convergence {
-        let mut rx = self.site.outcomes();
-        let seen = tokio::time::timeout(
-            LIMIT,
-            rx.wait_for(|c| {
-                c.as_ref()
-                    .is_some_and(|c| c.generation() == Generation::new(g))
-            }),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("generation {g} not concluded: {:#?}", self.status()))
-        .unwrap();
-        seen.clone().expect("a conclusion")
+        wait_outcome(&self.site, g, LIMIT).await
     }
 
     async fn applied(&self, g: u64) {

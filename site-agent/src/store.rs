@@ -34,6 +34,9 @@ pub enum AgentStoreError {
     Sled(#[from] sled::Error),
     #[error("agent database entry {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A report central would refuse (and so end every session it is sent on): not buffered.
+    #[error("report refused before buffering")]
+    BadReport(#[source] meridian_common::convert::ConvertError),
 }
 
 impl From<TransactionError<AgentStoreError>> for AgentStoreError {
@@ -275,6 +278,20 @@ impl AgentStore {
         max: usize,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> Result<Vec<Sequence>, AgentStoreError> {
+        // Central converts every report it receives and ends the session on one that does not
+        // convert; one such report in the buffer would block every later one. Check each body
+        // the same way (the site, sequence and time do not affect the check).
+        for body in bodies {
+            let probe = SiteReport {
+                site: site.clone(),
+                sequence: Sequence::new(1),
+                generation,
+                at,
+                body: body.clone(),
+            };
+            SiteReport::try_from(proto::SiteReport::from(probe))
+                .map_err(AgentStoreError::BadReport)?;
+        }
         let resources: Vec<Option<Vec<u8>>> = bodies
             .iter()
             .map(|body| {
@@ -483,6 +500,30 @@ mod tests {
         drop(s);
         let s = AgentStore::open(dir.path()).unwrap();
         assert_eq!(s.held_generation().unwrap(), Generation::new(3));
+    }
+
+    #[test]
+    fn reports_central_would_refuse_are_not_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AgentStore::open(dir.path()).unwrap();
+        let (at, g) = (Timestamp::from_millis(1), Generation::new(1));
+        let ok = s.append_report(&site(), g, at, metrics(40.0), 100).unwrap();
+        for bad in [f64::NAN, 101.0, -1.0] {
+            let e = s
+                .append_report(&site(), g, at, metrics(bad), 100)
+                .unwrap_err();
+            assert!(matches!(e, AgentStoreError::BadReport(_)), "{bad}: {e}");
+            let chain = meridian_common::telemetry::error_chain(&e);
+            assert!(chain.contains("metrics.gpu_utilisation_pct"), "{chain}");
+        }
+        // A batch with one bad body stores none of it, and the sequence goes on unbroken.
+        assert!(
+            s.commit_progress(&site(), g, at, &[event(1), metrics(f64::NAN)], 100, &[])
+                .is_err()
+        );
+        let next = s.append_report(&site(), g, at, event(2), 100).unwrap();
+        assert_eq!(next.get(), ok.get() + 1);
+        assert_eq!(s.pending(Sequence::new(0), 100).unwrap().len(), 2);
     }
 
     #[test]

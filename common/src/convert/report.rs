@@ -88,10 +88,27 @@ impl TryFrom<Body> for ReportBody {
                 rtt_ms: r.rtt_ms,
             },
             Body::Metrics(m) => Self::Metrics {
-                gpu_utilisation_pct: m.gpu_utilisation_pct,
-                power_watts: m.power_watts,
+                gpu_utilisation_pct: measure(m.gpu_utilisation_pct, 100.0)
+                    .at("metrics.gpu_utilisation_pct")?,
+                power_watts: measure(m.power_watts, f64::MAX).at("metrics.power_watts")?,
             },
         })
+    }
+}
+
+/// A measured quantity: finite, from 0 to `max` (NaN would also never compare equal to itself,
+/// so a stored report could not be matched against its resend).
+fn measure(v: f64, max: f64) -> Result<f64, ConvertProblem> {
+    if v.is_finite() && (0.0..=max).contains(&v) {
+        Ok(v)
+    } else if max < f64::MAX {
+        Err(ConvertProblem::Invalid(format!(
+            "{v} is not a number from 0 to {max}"
+        )))
+    } else {
+        Err(ConvertProblem::Invalid(format!(
+            "{v} is not a finite number of at least 0"
+        )))
     }
 }
 

@@ -1274,6 +1274,50 @@ fn report_failures() {
             "rtt.region",
             any_invalid(),
         ),
+        (
+            "NaN utilisation",
+            |r| {
+                r.body = Some(Body::Metrics(proto::Metrics {
+                    gpu_utilisation_pct: f64::NAN,
+                    power_watts: 1.0,
+                }))
+            },
+            "metrics.gpu_utilisation_pct",
+            any_invalid(),
+        ),
+        (
+            "utilisation over 100 %",
+            |r| {
+                r.body = Some(Body::Metrics(proto::Metrics {
+                    gpu_utilisation_pct: 150.0,
+                    power_watts: 1.0,
+                }))
+            },
+            "metrics.gpu_utilisation_pct",
+            any_invalid(),
+        ),
+        (
+            "negative power",
+            |r| {
+                r.body = Some(Body::Metrics(proto::Metrics {
+                    gpu_utilisation_pct: 50.0,
+                    power_watts: -3.0,
+                }))
+            },
+            "metrics.power_watts",
+            any_invalid(),
+        ),
+        (
+            "infinite power",
+            |r| {
+                r.body = Some(Body::Metrics(proto::Metrics {
+                    gpu_utilisation_pct: 50.0,
+                    power_watts: f64::INFINITY,
+                }))
+            },
+            "metrics.power_watts",
+            any_invalid(),
+        ),
     ];
     let inventory_report = report(ReportBody::Inventory {
         servers: vec![server(), bare_server()],

@@ -271,6 +271,32 @@ pub fn spec(id: &ServerId, bmc: &RunningBmc, gpus: Option<Arc<dyn GpuInventory>>
     }
 }
 
+/// Waits up to `limit` for `site` to conclude generation `g`; panics with the site's status
+/// when it does not.
+pub async fn wait_outcome(
+    site: &meridian_agent::reconcile::SiteReconciler,
+    g: u64,
+    limit: Duration,
+) -> meridian_agent::reconciler::Convergence {
+    let mut rx = site.outcomes();
+    let seen = tokio::time::timeout(
+        limit,
+        rx.wait_for(|c| {
+            c.as_ref()
+                .is_some_and(|c| c.generation() == meridian_common::ids::Generation::new(g))
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "generation {g} not concluded: {:#?}",
+            *site.status().borrow()
+        )
+    })
+    .unwrap();
+    seen.clone().expect("a conclusion")
+}
+
 /// An intent from JSON allocations.
 pub fn intent(site: &str, generation: u64, allocations: serde_json::Value) -> SiteIntent {
     serde_json::from_value(serde_json::json!({

@@ -318,16 +318,31 @@ async fn worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
             Action::RequeueAfter(d) => d,
             Action::AwaitChange => shared.config.resync,
         };
-        let boundary = match want.next_change {
-            Some(t) => shared.clock.sleep_until(t),
-            None => Box::pin(std::future::pending()),
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = intent_rx.changed() => {}
-            _ = boundary => {}
-            r = stop.changed() => if r.is_err() { return },
+        if !pause(&shared, wait, want.next_change, &mut intent_rx, &mut stop).await {
+            return;
         }
+    }
+}
+
+/// Waits `wait`, or until a new intent, the window boundary `next_change` (on the injected
+/// clock) or the agent stopping. Returns `false` when the agent is gone (its stop sender
+/// dropped): the worker ends.
+async fn pause(
+    shared: &Shared,
+    wait: Duration,
+    next_change: Option<Timestamp>,
+    intent_rx: &mut watch::Receiver<Option<Arc<SiteIntent>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let boundary = match next_change {
+        Some(t) => shared.clock.sleep_until(t),
+        None => Box::pin(std::future::pending()),
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = intent_rx.changed() => true,
+        _ = boundary => true,
+        r = stop.changed() => r.is_ok(),
     }
 }
 
@@ -519,15 +534,8 @@ async fn switch_worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
         shared.status.send_modify(|s| {
             s.switches.insert(switch.name.clone(), status);
         });
-        let boundary = match next_change {
-            Some(t) => shared.clock.sleep_until(t),
-            None => Box::pin(std::future::pending()),
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = intent_rx.changed() => {}
-            _ = boundary => {}
-            r = stop.changed() => if r.is_err() { return },
+        if !pause(&shared, wait, next_change, &mut intent_rx, &mut stop).await {
+            return;
         }
     }
 }
