@@ -516,20 +516,7 @@ async fn switch_worker(shared: Arc<Shared>, index: usize, link: AgentLink) {
                     message,
                 })
                 .collect();
-            let generation = link.store.applied_generation().unwrap_or_default();
-            match link.store.commit_progress(
-                &intent.site,
-                generation,
-                now,
-                &reports,
-                link.report_buffer_max,
-                &[],
-            ) {
-                Ok(_) => link.reports_ready.notify_one(),
-                Err(e) => {
-                    tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot report a switch event")
-                }
-            }
+            commit_site_reports(&link, &intent.site, now, &reports, &[], "a switch event");
         }
         shared.status.send_modify(|s| {
             s.switches.insert(switch.name.clone(), status);
@@ -679,22 +666,42 @@ fn report_unmanaged(shared: &Shared, link: &AgentLink, intent: &SiteIntent) {
             state: AllocationStatus::Failed { reason },
         });
     }
-    let generation = link.store.applied_generation().unwrap_or_default();
-    let result = link.store.commit_progress(
+    let done = (
+        UNMANAGED_KEY.to_vec(),
+        Some(intent.generation.get().to_be_bytes().to_vec()),
+    );
+    commit_site_reports(
+        link,
         &intent.site,
-        generation,
         shared.clock.now(),
         &reports,
-        link.report_buffer_max,
-        &[(
-            UNMANAGED_KEY.to_vec(),
-            Some(intent.generation.get().to_be_bytes().to_vec()),
-        )],
+        &[done],
+        "unmanaged allocations",
     );
-    match result {
+}
+
+/// Appends site-level reports (stamped with the applied generation) and progress `records`
+/// in one transaction, and wakes the channel; a failure is logged naming `what`.
+fn commit_site_reports(
+    link: &AgentLink,
+    site: &SiteId,
+    at: Timestamp,
+    reports: &[ReportBody],
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    what: &str,
+) {
+    let generation = link.store.applied_generation().unwrap_or_default();
+    match link.store.commit_progress(
+        site,
+        generation,
+        at,
+        reports,
+        link.report_buffer_max,
+        records,
+    ) {
         Ok(_) => link.reports_ready.notify_one(),
         Err(e) => {
-            tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot report unmanaged allocations")
+            tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot report {what}")
         }
     }
 }
