@@ -409,8 +409,9 @@ fn agent_kill_9_during_appends_and_applies_loses_and_duplicates_nothing() {
         if log.lines().last().is_some_and(|l| l.starts_with("begin")) {
             mid_apply += 1;
         }
-        // Opening the crashed database here runs sled's recovery, as a restarted agent does
-        // before it closes again (the next agent then recovers it a second time).
+        // Opening the crashed journal here runs recovery, as a restarted agent does, before it
+        // closes again (the next agent then recovers it a second time: sled lost a flushed
+        // write that way).
         let store = AgentStore::open(&agent_dir).unwrap();
         let last = store.last_sequence().unwrap();
         let acked_mark = store.last_acked().unwrap();

@@ -1,6 +1,6 @@
 //! The site reconciler against emulated hardware, over HTTP: four servers with the Redfish BMC
 //! emulator's GPU-server profile and a fake NVML each (MIG on two of them), the agent's real
-//! Redfish driver, and the agent's sled store as the report buffer.
+//! Redfish driver, and the agent's journal store as the report buffer.
 //!
 //! - The site is driven from an intent through allocation (whole GPUs, MIG slices, one
 //!   allocation whose window is open and one whose window opens later) and cleaning (windows
@@ -972,20 +972,9 @@ fn child_reconciler() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        // The parent just closed the database; sled's flusher may hold its lock a moment longer.
+        // The parent closed the journal (and its lock) before starting this child.
         let path = std::path::Path::new(&dir).join("agent");
-        let mut tries = 0;
-        let store = loop {
-            match AgentStore::open(&path) {
-                Ok(s) => break s,
-                Err(e) if tries < 200 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-                Err(e) => panic!("cannot open the agent store: {e}"),
-            }
-        };
+        let store = AgentStore::open(&path).expect("the agent store opens");
         let specs = servers
             .into_iter()
             .map(|(id, url, user, password)| ServerSpec {

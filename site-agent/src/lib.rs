@@ -1,6 +1,6 @@
 //! The Meridian site agent. This crate holds the agent's side of the secure channel: it reads
 //! the bootstrap file, enrols once, keeps its key, certificate, intent and report buffer in its
-//! own sled database ([`store`]), holds a session to central with reconnects under exponential
+//! own journal ([`store`]), holds a session to central with reconnects under exponential
 //! backoff with full jitter ([`session`]), persists each intent before acknowledging it and
 //! refuses older generations, and hands intents to a [`reconciler::Reconciler`]: the site
 //! reconciler ([`reconcile::SiteReconciler`], servers through their BMCs and GPUs, in a loop of
@@ -245,6 +245,11 @@ impl Agent {
     }
 
     /// A snapshot of the agent's state.
+    /// Whether a session to central is up now (cheaper than [`Agent::status`]).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Relaxed)
+    }
+
     pub fn status(&self) -> Result<AgentStatus, AgentError> {
         let s = &self.inner.store;
         Ok(AgentStatus {

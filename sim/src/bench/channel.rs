@@ -2,7 +2,7 @@
 //!
 //! Central runs in this process (a real `Central`, sled store, QUIC on 127.0.0.1); the N
 //! simulated agents run in a child process (`meridian-sim bench channel-agents`), all real
-//! `meridian_agent::Agent`s sharing one sled database (a set of trees per agent) and a few
+//! `meridian_agent::Agent`s with in-memory stores sharing a few
 //! QUIC endpoints, so central's memory is measured on its own.
 //!
 //! - B7: the real `meridian-agent` binary (next to this executable), enrolled, connected and
@@ -38,7 +38,7 @@ pub use super::harness::rss_bytes;
 use super::harness::{
     BoxError, central_config, empty_intent as intent, site_name, wait_until, write_bootstrap,
 };
-use crate::simfleet::agents::AgentPool;
+use crate::simfleet::agents::{AgentPool, EnrolWindow};
 
 /// Options of `bench channel`.
 #[derive(Debug, Clone)]
@@ -723,7 +723,7 @@ async fn raw_handshake_rate(n: usize, endpoints: usize) -> Result<(f64, Vec<Dura
     Ok((ok as f64 / elapsed.as_secs_f64(), done))
 }
 
-/// The child of `bench channel`: `count` real agents sharing sled databases and
+/// The child of `bench channel`: `count` real agents (in-memory stores) sharing
 /// `endpoints` QUIC endpoints ([`AgentPool`]), until stdin closes.
 pub async fn run_agents(
     dir: &Path,
@@ -731,9 +731,11 @@ pub async fn run_agents(
     heartbeat_ms: u64,
     endpoints: usize,
 ) -> Result<(), BoxError> {
-    let pool = AgentPool::open(dir, count, endpoints)?;
-    let mut agents = Vec::with_capacity(count);
+    let pool = AgentPool::open(dir, endpoints)?;
+    let mut agents: Vec<meridian_agent::Agent> = Vec::with_capacity(count);
+    let mut window = EnrolWindow::default();
     for i in 0..count {
+        window.room(i, |j| agents[j].is_connected()).await;
         let config = pool.config(i, heartbeat_ms);
         agents.push(
             pool.start(i, config, Arc::new(RecordingReconciler::default()))

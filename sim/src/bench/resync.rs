@@ -1,4 +1,4 @@
-//! B8: offline resync. A real agent (`meridian_agent::Agent`, its own sled database) holds a
+//! B8: offline resync. A real agent (`meridian_agent::Agent`, its own journal) holds a
 //! session to a real central through the fault proxy; the proxy cuts it off, central writes
 //! 1,000 new generations of its intent, and the proxy heals the link.
 //!

@@ -9,8 +9,8 @@
 //! - **The fleet**: a seeded [`crate::fleet`] fleet. Regions, the generator's tenants and
 //!   datasets, and the sites (as `pending`: created by an operator, no agent yet) are loaded
 //!   through central's tables.
-//! - **Agents**: one real [`meridian_agent::Agent`] per site, all in this process on shared
-//!   sled databases and QUIC endpoints ([`agents::AgentPool`]). Each site is enrolled with a
+//! - **Agents**: one real [`meridian_agent::Agent`] per site, all in this process with
+//!   in-memory stores and shared QUIC endpoints ([`agents::AgentPool`]). Each site is enrolled with a
 //!   bootstrap token of its own, and its agent reaches central through its own port of a
 //!   [`FaultProxy`] ([`SimFleet::proxy`]), so a scenario can delay, drop or cut one site.
 //!   A proxied site costs two sockets, so when the process's open-file limit cannot hold them
@@ -390,7 +390,7 @@ impl SimFleet {
         // Beside central's store and CA, in a directory central does not use.
         let agents_dir = data_dir.join("sim-agents");
         std::fs::create_dir_all(agents_dir.join("boot")).map_err(SimFleetError::Dir)?;
-        let pool = AgentPool::open(&agents_dir, fleet.sites.len(), options.endpoints)?;
+        let pool = AgentPool::open(&agents_dir, options.endpoints)?;
 
         let mut hardware = BTreeMap::new();
         let mut gpu_serial = 0u32;
@@ -423,8 +423,12 @@ impl SimFleet {
             ));
         }
         let agents_started = Instant::now();
-        let mut agents = Vec::with_capacity(fleet.sites.len());
+        let mut agents: Vec<Option<Agent>> = Vec::with_capacity(fleet.sites.len());
+        let mut window = agents::EnrolWindow::default();
         for (i, site) in fleet.sites.iter().enumerate() {
+            window
+                .room(i, |j| agents[j].as_ref().is_some_and(Agent::is_connected))
+                .await;
             let addresses = if i < proxied {
                 let addr = proxy
                     .add_site(site.id.as_str())

@@ -1,6 +1,6 @@
 //! Shared harness of the site reconciler tests (`sim/tests/site_reconcile*.rs`): emulated
 //! servers (the Redfish BMC emulator with the GPU-server profile and a fake NVML each), an
-//! image server the BMCs fetch from, the real Redfish driver, and the agent's sled store.
+//! image server the BMCs fetch from, the real Redfish driver, and the agent's journal store.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

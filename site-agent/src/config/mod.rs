@@ -34,7 +34,7 @@ pub const ENV_PREFIX: &str = "MERIDIAN_AGENT";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// Where the agent keeps its sled database (key, certificate, intent, report buffer).
+    /// Where the agent keeps its journal (key, certificate, intent, report buffer).
     pub data_dir: PathBuf,
     /// The bootstrap file (from the ISO); read to enrol, and again to re-enrol when the
     /// certificate expired or the site was revoked and the operator issued a new token.

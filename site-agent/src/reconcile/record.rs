@@ -1,4 +1,4 @@
-//! The reconciler's progress record per server, kept in the agent's sled database.
+//! The reconciler's progress record per server, kept in the agent's journal.
 //!
 //! The record is a ledger of what has been *done and reported*: each step's record change is
 //! committed in the same transaction as the reports describing it

@@ -1,51 +1,45 @@
-//! The agent's durable state in sled: its identity (key, certificate, CA), the intent it
-//! holds, and the report buffer. Every write that the agent acknowledges or numbers is
-//! flushed to disk before the call returns.
+//! The agent's durable state: its identity (key, certificate, CA), the intent it holds, the
+//! report buffer and the reconciler's progress records, in a [`journal`] (an append-only,
+//! checksummed file). Every write is one atomic batch, on disk before the call returns.
 //!
 //! - **Intent**: [`AgentStore::store_intent`] refuses a generation lower than the one held
 //!   (fencing) and persists a newer one before the agent acknowledges it.
 //! - **Reports**: [`AgentStore::append_report`] assigns the next sequence number in the same
-//!   transaction that stores the report. A state report replaces the buffered report about the
+//!   batch that stores the report. A state report replaces the buffered report about the
 //!   same resource (compaction); past `max` reports the oldest is dropped and counted.
 //!   [`AgentStore::trim`] removes what central acknowledged, and nothing else.
-//!
 //! - **Reconciler progress**: [`AgentStore::commit_progress`] writes the reconciler's
-//!   per-resource records and appends the reports describing the step in one transaction, so
+//!   per-resource records and appends the reports describing the step in one batch, so
 //!   after a crash a step is either recorded and reported, or neither.
 //!
-//! Several agents can share one sled database (the simulator runs thousands): each uses its
-//! own trees, named by a prefix.
+//! The simulator's agents use [`AgentStore::in_memory`]: the same code without the file.
+
+pub mod journal;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use journal::{Guard, Journal, JournalError, Op, Tree};
 use meridian_common::ids::{Generation, Sequence, SiteId, Timestamp};
 use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
 use meridian_proto::v1 as proto;
 use prost::Message;
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::TransactionError;
 
 /// Why the agent's store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentStoreError {
     #[error("agent database error")]
-    Sled(#[from] sled::Error),
+    Journal(#[from] JournalError),
+    #[error(
+        "{path} holds a database from an older agent (sled); move it away and enrol the site again"
+    )]
+    OldFormat { path: std::path::PathBuf },
     #[error("agent database entry {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     /// A report central would refuse (and so end every session it is sent on): not buffered.
     #[error("report refused before buffering")]
     BadReport(#[source] meridian_common::convert::ConvertError),
-}
-
-impl From<TransactionError<AgentStoreError>> for AgentStoreError {
-    fn from(e: TransactionError<AgentStoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => AgentStoreError::Sled(e),
-        }
-    }
 }
 
 /// What the agent holds to talk to central.
@@ -87,19 +81,10 @@ pub enum IntentOutcome {
     Stale { held: Generation },
 }
 
-/// The agent's sled-backed state.
+/// The agent's journal-backed state; clones share it.
 #[derive(Debug, Clone)]
 pub struct AgentStore {
-    db: sled::Db,
-    /// Held by every write from its first change through its flush, so writes never interleave
-    /// in sled's log: a `kill -9` then finds at most one write unfinished, never a flushed
-    /// (acknowledged) write behind an unfinished transaction, which sled's recovery would
-    /// discard with it (seen as a reused report sequence in the R2 crash test).
-    writes: Arc<Mutex<()>>,
-    meta: sled::Tree,
-    reports: sled::Tree,
-    index: sled::Tree,
-    progress: sled::Tree,
+    journal: Arc<Journal>,
 }
 
 const IDENTITY: &[u8] = b"identity";
@@ -108,65 +93,45 @@ const APPLIED: &[u8] = b"applied";
 const NEXT_SEQ: &[u8] = b"next_seq";
 const ACKED: &[u8] = b"acked";
 const DROPPED: &[u8] = b"dropped";
-const OPENS: &[u8] = b"opens";
 
-fn u64_of(v: Option<sled::IVec>) -> u64 {
-    v.and_then(|b| b.as_ref().try_into().ok())
+fn u64_of(v: Option<&Vec<u8>>) -> u64 {
+    v.and_then(|b| b.as_slice().try_into().ok())
         .map_or(0, u64::from_be_bytes)
 }
 
+fn meta_u64(g: &Guard<'_>, key: &[u8]) -> u64 {
+    u64_of(g.get(Tree::Meta, key))
+}
+
+fn put_u64(key: &[u8], value: u64) -> Op {
+    Op::put(Tree::Meta, key, value.to_be_bytes())
+}
+
 impl AgentStore {
-    /// Opens (or creates) the agent database in `dir`.
+    /// Opens (or creates) the agent's journal in `dir`.
     pub fn open(dir: &std::path::Path) -> Result<Self, AgentStoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(8 * 1024 * 1024)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
-        let store = Self::in_db(db, "")?;
-        store.count_open()?;
-        Ok(store)
-    }
-
-    /// Counts the opens of the database, durably. Writing right after sled's recovery makes
-    /// the recovered log durable as sled now sees it: without a write, a recovered database
-    /// closed and opened again lost its last acknowledged write (the R2 crash test, which
-    /// opens the crashed database to check it before the next agent starts).
-    fn count_open(&self) -> Result<(), AgentStoreError> {
-        let _w = self.write_lock();
-        let opens = u64_of(self.meta.get(OPENS)?) + 1;
-        self.meta.insert(OPENS, &opens.to_be_bytes())?;
-        self.flush()
-    }
-
-    /// One agent's trees inside a shared database, prefixed with `name`.
-    pub fn in_db(db: sled::Db, name: &str) -> Result<Self, AgentStoreError> {
+        // sled's files (`conf`, `db`) and no journal: a data directory of an older agent.
+        if dir.join("db").exists() && !dir.join(journal::FILE_NAME).exists() {
+            return Err(AgentStoreError::OldFormat {
+                path: dir.to_owned(),
+            });
+        }
         Ok(AgentStore {
-            meta: db.open_tree(format!("{name}meta"))?,
-            reports: db.open_tree(format!("{name}reports"))?,
-            index: db.open_tree(format!("{name}report-index"))?,
-            progress: db.open_tree(format!("{name}reconcile"))?,
-            db,
-            writes: Arc::default(),
+            journal: Arc::new(Journal::open(dir)?),
         })
     }
 
-    /// The write lock (see the `writes` field). Agents sharing one database through
-    /// [`AgentStore::in_db`] (the simulator) each have their own, so their writes may still
-    /// interleave; a panic while holding it poisons nothing that matters.
-    fn write_lock(&self) -> MutexGuard<'_, ()> {
-        self.writes.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn flush(&self) -> Result<(), AgentStoreError> {
-        self.db.flush()?;
-        Ok(())
+    /// A store kept only in memory (simulated agents, which never restart within a run).
+    pub fn in_memory() -> Self {
+        AgentStore {
+            journal: Arc::new(Journal::in_memory()),
+        }
     }
 
     /// The stored identity, if enrolled.
     pub fn identity(&self) -> Result<Option<Identity>, AgentStoreError> {
-        match self.meta.get(IDENTITY)? {
-            Some(raw) => Ok(Some(serde_json::from_slice(&raw).map_err(|e| {
+        match self.journal.lock().get(Tree::Meta, IDENTITY) {
+            Some(raw) => Ok(Some(serde_json::from_slice(raw).map_err(|e| {
                 AgentStoreError::Corrupt {
                     key: "identity".into(),
                     reason: e.to_string(),
@@ -178,30 +143,16 @@ impl AgentStore {
 
     /// Stores the identity durably.
     pub fn set_identity(&self, identity: &Identity) -> Result<(), AgentStoreError> {
-        let _w = self.write_lock();
-        self.meta.insert(
-            IDENTITY,
-            serde_json::to_vec(identity).expect("plain record serialises"),
-        )?;
-        self.flush()
+        let raw = serde_json::to_vec(identity).expect("plain record serialises");
+        self.journal
+            .lock()
+            .commit(vec![Op::put(Tree::Meta, IDENTITY, raw)])?;
+        Ok(())
     }
 
     /// The intent held, if any.
     pub fn intent(&self) -> Result<Option<SiteIntent>, AgentStoreError> {
-        match self.meta.get(INTENT)? {
-            Some(raw) => {
-                let corrupt = |reason: String| AgentStoreError::Corrupt {
-                    key: "intent".into(),
-                    reason,
-                };
-                let wire =
-                    proto::SiteIntent::decode(raw.as_ref()).map_err(|e| corrupt(e.to_string()))?;
-                Ok(Some(
-                    SiteIntent::try_from(wire).map_err(|e| corrupt(e.to_string()))?,
-                ))
-            }
-            None => Ok(None),
-        }
+        intent_in(&self.journal.lock())
     }
 
     /// The generation of the intent held (0: none).
@@ -211,8 +162,8 @@ impl AgentStore {
 
     /// Persists `intent` if it is newer than the one held; refuses an older one.
     pub fn store_intent(&self, intent: &SiteIntent) -> Result<IntentOutcome, AgentStoreError> {
-        let _w = self.write_lock();
-        let held = self.held_generation()?;
+        let mut g = self.journal.lock();
+        let held = intent_in(&g)?.map_or(Generation::new(0), |i| i.generation);
         if intent.generation < held {
             return Ok(IntentOutcome::Stale { held });
         }
@@ -220,21 +171,21 @@ impl AgentStore {
             return Ok(IntentOutcome::AlreadyHeld);
         }
         let wire = proto::SiteIntent::from(intent.clone());
-        self.meta.insert(INTENT, wire.encode_to_vec())?;
-        self.flush()?;
+        g.commit(vec![Op::put(Tree::Meta, INTENT, wire.encode_to_vec())])?;
         Ok(IntentOutcome::Stored)
     }
 
     /// The generation last applied (0: none).
     pub fn applied_generation(&self) -> Result<Generation, AgentStoreError> {
-        Ok(Generation::new(u64_of(self.meta.get(APPLIED)?)))
+        Ok(Generation::new(meta_u64(&self.journal.lock(), APPLIED)))
     }
 
     /// Records that `generation` was applied.
     pub fn set_applied(&self, generation: Generation) -> Result<(), AgentStoreError> {
-        let _w = self.write_lock();
-        self.meta.insert(APPLIED, &generation.get().to_be_bytes())?;
-        self.flush()
+        self.journal
+            .lock()
+            .commit(vec![put_u64(APPLIED, generation.get())])?;
+        Ok(())
     }
 
     /// Appends a report durably; returns its sequence number.
@@ -246,30 +197,19 @@ impl AgentStore {
         body: ReportBody,
         max: usize,
     ) -> Result<Sequence, AgentStoreError> {
-        let seqs = self.append_with_progress(site, generation, at, &[body], max, &[])?;
+        let seqs = self.commit_progress(site, generation, at, &[body], max, &[])?;
         Ok(seqs[0])
-    }
-
-    /// Writes reconciler progress records (`None` removes one) and appends `bodies` as reports,
-    /// all in one transaction, then flushes. Returns the reports' sequence numbers.
-    pub fn commit_progress(
-        &self,
-        site: &SiteId,
-        generation: Generation,
-        at: Timestamp,
-        bodies: &[ReportBody],
-        max: usize,
-        records: &[(Vec<u8>, Option<Vec<u8>>)],
-    ) -> Result<Vec<Sequence>, AgentStoreError> {
-        self.append_with_progress(site, generation, at, bodies, max, records)
     }
 
     /// A reconciler progress record.
     pub fn progress(&self, key: &[u8]) -> Result<Option<Vec<u8>>, AgentStoreError> {
-        Ok(self.progress.get(key)?.map(|v| v.to_vec()))
+        Ok(self.journal.lock().get(Tree::Progress, key).cloned())
     }
 
-    fn append_with_progress(
+    /// Writes reconciler progress records (`None` removes one) and appends `bodies` as reports,
+    /// all in one batch. Past `max` buffered reports the oldest are dropped and counted, in
+    /// the same batch. Returns the reports' sequence numbers.
+    pub fn commit_progress(
         &self,
         site: &SiteId,
         generation: Generation,
@@ -292,80 +232,90 @@ impl AgentStore {
             SiteReport::try_from(proto::SiteReport::from(probe))
                 .map_err(AgentStoreError::BadReport)?;
         }
-        let resources: Vec<Option<Vec<u8>>> = bodies
-            .iter()
-            .map(|body| {
-                body.resource_key()
-                    .map(|k| serde_json::to_vec(&k).expect("keys serialise"))
-            })
-            .collect();
-        let _w = self.write_lock();
-        let seqs = (&self.meta, &self.reports, &self.index, &self.progress).transaction(
-            |(meta, reports, index, progress)| {
-                let mut seqs = Vec::with_capacity(bodies.len());
-                let mut seq = u64_of(meta.get(NEXT_SEQ)?).max(1);
-                for (body, resource) in bodies.iter().zip(&resources) {
-                    let report = SiteReport {
-                        site: site.clone(),
-                        sequence: Sequence::new(seq),
-                        generation,
-                        at,
-                        body: body.clone(),
-                    };
-                    let wire = proto::SiteReport::from(report);
-                    if let Some(key) = resource {
-                        if let Some(old) = index.get(key)? {
-                            reports.remove(old)?;
-                        }
-                        index.insert(key.as_slice(), &seq.to_be_bytes())?;
-                    }
-                    reports.insert(&seq.to_be_bytes(), wire.encode_to_vec())?;
-                    seqs.push(Sequence::new(seq));
-                    seq += 1;
+        let mut g = self.journal.lock();
+        let mut ops = Vec::new();
+        // The buffer as it will be after this batch, to apply the bound.
+        let mut removed: Vec<Vec<u8>> = Vec::new();
+        let mut seqs = Vec::with_capacity(bodies.len());
+        let mut seq = meta_u64(&g, NEXT_SEQ).max(1);
+        let mut indexed: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        for body in bodies {
+            let report = SiteReport {
+                site: site.clone(),
+                sequence: Sequence::new(seq),
+                generation,
+                at,
+                body: body.clone(),
+            };
+            let seq_key = seq.to_be_bytes().to_vec();
+            if let Some(key) = body
+                .resource_key()
+                .map(|k| serde_json::to_vec(&k).expect("keys serialise"))
+            {
+                let old = indexed
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| g.get(Tree::Index, &key).cloned());
+                if let Some(old) = old {
+                    ops.push(Op::delete(Tree::Reports, old.clone()));
+                    removed.push(old);
                 }
-                meta.insert(NEXT_SEQ, &seq.to_be_bytes())?;
-                for (key, value) in records {
-                    match value {
-                        Some(v) => progress.insert(key.as_slice(), v.as_slice())?,
-                        None => progress.remove(key.as_slice())?,
-                    };
-                }
-                Ok(seqs)
-            },
-        )?;
-        // The bound: drop the oldest beyond `max` (rare; outside the append transaction).
-        if self.reports.len() > max {
-            let mut dropped = 0u64;
-            while self.reports.len() > max {
-                let Some((k, v)) = self.reports.pop_min()? else {
-                    break;
-                };
-                self.unindex(&k, &v)?;
-                dropped += 1;
+                indexed.insert(key.clone(), seq_key.clone());
+                ops.push(Op::put(Tree::Index, key, seq_key.clone()));
             }
-            let total = u64_of(self.meta.get(DROPPED)?) + dropped;
-            self.meta.insert(DROPPED, &total.to_be_bytes())?;
+            let wire = proto::SiteReport::from(report);
+            ops.push(Op::put(Tree::Reports, seq_key, wire.encode_to_vec()));
+            seqs.push(Sequence::new(seq));
+            seq += 1;
+        }
+        ops.push(put_u64(NEXT_SEQ, seq));
+        for (key, value) in records {
+            ops.push(match value {
+                Some(v) => Op::put(Tree::Progress, key.clone(), v.clone()),
+                None => Op::delete(Tree::Progress, key.clone()),
+            });
+        }
+        // The bound: the oldest beyond `max` go, in the same batch.
+        let after = g.len(Tree::Reports) + bodies.len() - removed.len();
+        if after > max {
+            let excess = after - max;
+            // (sequence key, the index key to clear with it)
+            let mut doomed: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
+                .range(Tree::Reports, ..)
+                .filter(|(k, _)| !removed.iter().any(|r| r.as_slice() == *k))
+                .take(excess)
+                .map(|(k, v)| {
+                    let key = resource_key_of(v)
+                        .filter(|key| g.get(Tree::Index, key).is_some_and(|s| s == k));
+                    (k.to_vec(), key)
+                })
+                .collect();
+            // When the batch itself is larger than `max`, its own oldest reports go too.
+            let short = excess - doomed.len();
+            for seq in seqs.iter().take(short) {
+                let k = seq.get().to_be_bytes().to_vec();
+                let key = indexed
+                    .iter()
+                    .find(|(_, s)| **s == k)
+                    .map(|(key, _)| key.clone());
+                doomed.push((k, key));
+            }
+            for (k, key) in &doomed {
+                ops.push(Op::delete(Tree::Reports, k.clone()));
+                if let Some(key) = key {
+                    ops.push(Op::delete(Tree::Index, key.clone()));
+                }
+            }
+            let total = meta_u64(&g, DROPPED) + doomed.len() as u64;
+            ops.push(put_u64(DROPPED, total));
             tracing::warn!(
-                dropped,
+                dropped = doomed.len(),
                 total,
                 "report buffer full; dropped the oldest reports"
             );
         }
-        self.flush()?;
+        g.commit(ops)?;
         Ok(seqs)
-    }
-
-    fn unindex(&self, seq_key: &[u8], value: &[u8]) -> Result<(), AgentStoreError> {
-        if let Ok(wire) = proto::SiteReport::decode(value)
-            && let Ok(report) = SiteReport::try_from(wire)
-            && let Some(key) = report.resource_key()
-        {
-            let key = serde_json::to_vec(&key).expect("keys serialise");
-            let _ = self
-                .index
-                .compare_and_swap(key, Some(seq_key), None as Option<&[u8]>)?;
-        }
-        Ok(())
     }
 
     /// Up to `limit` buffered reports with a sequence above `after`, in order.
@@ -374,65 +324,67 @@ impl AgentStore {
         after: Sequence,
         limit: usize,
     ) -> Result<Vec<proto::SiteReport>, AgentStoreError> {
-        let start = after.get().saturating_add(1).to_be_bytes();
-        let mut out = Vec::new();
-        for item in self.reports.range(start..).take(limit) {
-            let (_, v) = item?;
-            out.push(proto::SiteReport::decode(v.as_ref()).map_err(|e| {
-                AgentStoreError::Corrupt {
+        let start = after.get().saturating_add(1).to_be_bytes().to_vec();
+        let g = self.journal.lock();
+        g.range(Tree::Reports, start..)
+            .take(limit)
+            .map(|(_, v)| {
+                proto::SiteReport::decode(v).map_err(|e| AgentStoreError::Corrupt {
                     key: "reports".into(),
                     reason: e.to_string(),
-                }
-            })?);
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
-    /// Removes every buffered report up to `ack` (central stored them).
+    /// Removes every buffered report up to `ack` (central stored them), with the mark, in one
+    /// batch.
     pub fn trim(&self, ack: Sequence) -> Result<(), AgentStoreError> {
-        // The mark first, the reports after: a crash in between leaves reports at or below the
-        // mark (never sent again: the buffer is read after the mark, and the next trim removes
-        // them), never a gap above it.
-        let _w = self.write_lock();
-        let acked = u64_of(self.meta.get(ACKED)?).max(ack.get());
-        self.meta.insert(ACKED, &acked.to_be_bytes())?;
-        let end = acked.saturating_add(1).to_be_bytes();
-        let doomed: Vec<(sled::IVec, sled::IVec)> =
-            self.reports.range(..end).filter_map(Result::ok).collect();
-        for (k, v) in doomed {
-            self.reports.remove(&k)?;
-            self.unindex(&k, &v)?;
+        let mut g = self.journal.lock();
+        let acked = meta_u64(&g, ACKED).max(ack.get());
+        let end = acked.saturating_add(1).to_be_bytes().to_vec();
+        let mut ops = vec![put_u64(ACKED, acked)];
+        for (k, v) in g.range(Tree::Reports, ..end) {
+            ops.push(Op::delete(Tree::Reports, k));
+            if let Some(key) = resource_key_of(v)
+                && g.get(Tree::Index, &key).is_some_and(|s| s == k)
+            {
+                ops.push(Op::delete(Tree::Index, key));
+            }
         }
-        self.flush()
+        g.commit(ops)?;
+        Ok(())
     }
 
     /// Highest sequence central acknowledged.
     pub fn last_acked(&self) -> Result<Sequence, AgentStoreError> {
-        Ok(Sequence::new(u64_of(self.meta.get(ACKED)?)))
+        Ok(Sequence::new(meta_u64(&self.journal.lock(), ACKED)))
     }
 
     /// Reports dropped by the bound, ever.
     pub fn dropped(&self) -> Result<u64, AgentStoreError> {
-        Ok(u64_of(self.meta.get(DROPPED)?))
+        Ok(meta_u64(&self.journal.lock(), DROPPED))
     }
 
     /// Reports buffered now.
     pub fn buffered(&self) -> usize {
-        self.reports.len()
+        self.journal.lock().len(Tree::Reports)
     }
 
     /// The last sequence number assigned (0: none).
     pub fn last_sequence(&self) -> Result<Sequence, AgentStoreError> {
         Ok(Sequence::new(
-            u64_of(self.meta.get(NEXT_SEQ)?).max(1).saturating_sub(1),
+            meta_u64(&self.journal.lock(), NEXT_SEQ)
+                .max(1)
+                .saturating_sub(1),
         ))
     }
 
     /// How many buffered reports there are per resource key (for tests of compaction).
     pub fn buffered_by_resource(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
-        for (_, v) in self.reports.iter().filter_map(Result::ok) {
-            if let Ok(wire) = proto::SiteReport::decode(v.as_ref())
+        for (_, v) in self.journal.lock().range(Tree::Reports, ..) {
+            if let Ok(wire) = proto::SiteReport::decode(v)
                 && let Ok(r) = SiteReport::try_from(wire)
             {
                 let key = r
@@ -443,6 +395,27 @@ impl AgentStore {
         }
         out
     }
+}
+
+fn intent_in(g: &Guard<'_>) -> Result<Option<SiteIntent>, AgentStoreError> {
+    let Some(raw) = g.get(Tree::Meta, INTENT) else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| AgentStoreError::Corrupt {
+        key: "intent".into(),
+        reason,
+    };
+    let wire = proto::SiteIntent::decode(raw.as_slice()).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(
+        SiteIntent::try_from(wire).map_err(|e| corrupt(e.to_string()))?,
+    ))
+}
+
+/// The index key of a buffered report's resource, if it is a state report.
+fn resource_key_of(raw: &[u8]) -> Option<Vec<u8>> {
+    let report = SiteReport::try_from(proto::SiteReport::decode(raw).ok()?).ok()?;
+    let key = report.resource_key()?;
+    Some(serde_json::to_vec(&key).expect("keys serialise"))
 }
 
 #[cfg(test)]
