@@ -261,6 +261,7 @@ impl Planner {
             now.as_millis(),
         )?;
         let allowance = quota::site_allowance(&cell.tenant.quotas, &cell.usages, &r.span);
+        let budget = quota::site_budget(&cell.tenant.quotas, &cell.usages, &r.span, r.replicas);
         let reuse = std::mem::take(&mut self.candidates);
         let mut filtered = decide::filter(&self.fleet, &r, allowance.as_ref(), reuse);
         let owner = self.next_owner;
@@ -269,12 +270,12 @@ impl Planner {
         let outcome = if r.colocate {
             self.assign_colocated(&r, &mut filtered, owner, &mut holds)
         } else if r.replicas > 1 {
-            match self.assign_exact(&r, &mut filtered, owner, &mut holds) {
+            match self.assign_exact(&r, &mut filtered, owner, &mut holds, budget.as_ref()) {
                 Some(chosen) => Ok(chosen),
-                None => self.assign_spread(&r, &mut filtered, owner, &mut holds),
+                None => self.assign_spread(&r, &mut filtered, owner, &mut holds, budget.as_ref()),
             }
         } else {
-            self.assign_spread(&r, &mut filtered, owner, &mut holds)
+            self.assign_spread(&r, &mut filtered, owner, &mut holds, budget.as_ref())
         };
         let chosen = match outcome {
             Ok(chosen) => chosen,
@@ -320,13 +321,14 @@ impl Planner {
         Ok(Decision::Placed(placement))
     }
 
-    /// Replicas one by one to the best site still allowed by spread.
+    /// Replicas one by one to the best site still allowed by spread and the site budget.
     fn assign_spread(
         &mut self,
         r: &Resolved,
         filtered: &mut Filtered,
         owner: u32,
         holds: &mut Vec<(u32, u16)>,
+        budget: Option<&quota::SiteBudget>,
     ) -> Result<Vec<Chosen>, String> {
         // (site, replicas there): a handful of entries, a linear scan beats hashing.
         let mut per_site: Vec<(u32, u32)> = Vec::with_capacity(r.replicas as usize);
@@ -340,6 +342,10 @@ impl Planner {
             let must_be_new = r.min_sites.saturating_sub(per_site.len() as u32) >= remaining;
             let mut best: Option<(Chosen, usize)> = None;
             let mut blocked_by_spread = 0;
+            let mut blocked_by_quota = 0;
+            let spent = budget.map_or(Some(0), |b| {
+                per_site.iter().try_fold(0, |e, (s, _)| b.spend(e, *s))
+            });
             // Candidates by the score they could reach with the best packing their site
             // allows, best first: once that bound cannot beat the best found, no later one can.
             let mut bounds = std::mem::take(&mut self.order);
@@ -375,6 +381,13 @@ impl Planner {
                     blocked_by_spread += 1;
                     continue;
                 }
+                if here == 0
+                    && let Some(b) = budget
+                    && spent.and_then(|e| b.spend(e, c.site)).is_none()
+                {
+                    blocked_by_quota += 1;
+                    continue;
+                }
                 flags[i] |= EXAMINED;
                 let Some(slot) = decide::find_slot(&self.fleet, r, c.site, &mut self.free) else {
                     flags[i] |= NO_CAPACITY;
@@ -402,7 +415,12 @@ impl Planner {
                 let capacity = flags.iter().filter(|f| **f & NO_CAPACITY != 0).count() as u32;
                 let fits = filtered.candidates.len() as u32 - capacity;
                 filtered.reject(RejectReason::Capacity, capacity);
-                filtered.reject(RejectReason::Spread, fits);
+                let blocked = if blocked_by_spread == 0 && blocked_by_quota > 0 {
+                    RejectReason::Quota
+                } else {
+                    RejectReason::Spread
+                };
+                filtered.reject(blocked, fits);
                 let full: Vec<u32> = filtered
                     .candidates
                     .iter()
@@ -424,6 +442,11 @@ impl Planner {
                 } else if replica == 0 {
                     "no site that meets the constraints has capacity for the whole window"
                         .to_owned()
+                } else if blocked_by_spread == 0 && blocked_by_quota > 0 {
+                    format!(
+                        "only {replica} of {} replicas fit on as many sites as the tenant's site quota allows",
+                        r.replicas
+                    )
                 } else if blocked_by_spread == 0 {
                     format!(
                         "only {replica} of {} replicas fit: no other site that meets the constraints has capacity for the whole window",
@@ -465,6 +488,7 @@ impl Planner {
         filtered: &mut Filtered,
         owner: u32,
         holds: &mut Vec<(u32, u16)>,
+        budget: Option<&quota::SiteBudget>,
     ) -> Option<Vec<Chosen>> {
         let wanted = (4 * r.replicas as usize).max(16);
         let mut order: BinaryHeap<Bound> = filtered
@@ -494,7 +518,7 @@ impl Planner {
         let sum = w.latency + w.data + w.price + w.packing;
         let site_part =
             |c: &Candidate| (w.latency * c.latency + w.data * c.data + w.price * c.price) / sum;
-        let counts = replicas::across_sites(r, &picked, site_part, w.packing / sum)?;
+        let counts = replicas::across_sites(r, &picked, site_part, w.packing / sum, budget)?;
         let mut chosen = Vec::with_capacity(r.replicas as usize);
         for ((candidate, table), k) in picked.iter().zip(counts) {
             if k == 0 {

@@ -141,6 +141,98 @@ fn sites_at_instants(usages: &[Usage], span: &Span) -> Vec<BTreeSet<u32>> {
         .collect()
 }
 
+/// How far a new placement over `span` may widen the tenant's footprint under its site quota.
+///
+/// At each instant where the tenant's sites change, a placement may add at most as many sites
+/// as the quota leaves free then. Only instants where fewer sites are free than the placement
+/// has replicas can bind; each is a [`SiteLimit`]. A search tracks, per limit, how many new
+/// sites it has spent, as one mixed-radix number (see [`SiteBudget::spend`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SiteBudget {
+    limits: Vec<SiteLimit>,
+}
+
+/// The sites the tenant holds at one binding instant, and how many others may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SiteLimit {
+    pub held: BTreeSet<u32>,
+    pub free: u32,
+}
+
+/// Above this many spent-count combinations the limits merge into one conservative limit
+/// (the sites held at every binding instant, the fewest free sites at any).
+const MAX_STATES: usize = 256;
+
+impl SiteBudget {
+    /// How many spent-count combinations a search must track (at least 1).
+    pub fn states(&self) -> usize {
+        self.limits.iter().map(|l| l.free as usize + 1).product()
+    }
+
+    /// The spent-state after also using `site` from state `state`; `None` when that would
+    /// exceed a limit. State 0 is "nothing spent".
+    pub fn spend(&self, state: usize, site: u32) -> Option<usize> {
+        let mut stride = 1;
+        let mut next = state;
+        for l in &self.limits {
+            let radix = l.free as usize + 1;
+            if !l.held.contains(&site) {
+                if (state / stride) % radix == l.free as usize {
+                    return None;
+                }
+                next += stride;
+            }
+            stride *= radix;
+        }
+        Some(next)
+    }
+}
+
+/// The site budget of a placement of `replicas` over `span`; `None` when the site quota
+/// cannot bind, whichever sites the replicas use.
+pub(crate) fn site_budget(
+    quotas: &Quotas,
+    usages: &[Usage],
+    span: &Span,
+    replicas: u32,
+) -> Option<SiteBudget> {
+    let limit = quotas.sites as usize;
+    let replicas = replicas as usize;
+    if sites_bound(usages, span) as usize + replicas <= limit {
+        return None;
+    }
+    let mut limits: Vec<SiteLimit> = Vec::new();
+    for held in sites_at_instants(usages, span) {
+        let free = limit.saturating_sub(held.len());
+        if free >= replicas {
+            continue;
+        }
+        let free = free as u32;
+        match limits.iter_mut().find(|l| l.held == held) {
+            Some(l) => l.free = l.free.min(free),
+            None => limits.push(SiteLimit { held, free }),
+        }
+    }
+    if limits.is_empty() {
+        return None;
+    }
+    let mut budget = SiteBudget { limits };
+    if budget.states() > MAX_STATES {
+        let merged = budget
+            .limits
+            .into_iter()
+            .reduce(|a, b| SiteLimit {
+                held: a.held.intersection(&b.held).copied().collect(),
+                free: a.free.min(b.free),
+            })
+            .expect("at least one limit");
+        budget = SiteBudget {
+            limits: vec![merged],
+        };
+    }
+    Some(budget)
+}
+
 /// Where a workload over `span` may still go under the site quota: `None` when any site is
 /// fine, else only the sites the tenant already occupies at every instant its quota is full.
 pub(crate) fn site_allowance(
@@ -219,5 +311,58 @@ mod tests {
         q.concurrent_reservations = 1;
         assert!(check(&q, &existing, &usage(2, 5, 10, 1, 0)).is_err());
         assert!(check(&q, &existing, &usage(2, 10, 20, 1, 0)).is_ok());
+    }
+
+    #[test]
+    fn site_budget_tracks_each_instant_where_the_quota_binds() {
+        let mut q = quotas(64);
+        q.sites = 3;
+        let span = Span { start: 0, end: 100 };
+        // Site 0 is held over [0, 100), site 1 only over [50, 100).
+        let existing = [usage(1, 0, 100, 1, 0), usage(2, 50, 100, 1, 1)];
+        assert_eq!(site_budget(&q, &existing, &span, 1), None);
+        // Four replicas: at 0 two sites are free beyond {0}, at 50 one beyond {0, 1}.
+        let b = site_budget(&q, &existing, &span, 4).expect("binds");
+        let limits: Vec<(BTreeSet<u32>, u32)> =
+            b.limits.iter().map(|l| (l.held.clone(), l.free)).collect();
+        assert_eq!(limits, vec![([0].into(), 2), ([0, 1].into(), 1)]);
+        assert_eq!(b.states(), 6);
+        // Site 0 is free everywhere; site 1 costs at 0 only; site 7 costs at both.
+        assert_eq!(b.spend(0, 0), Some(0));
+        let s1 = b.spend(0, 1).expect("fits");
+        let s17 = b.spend(s1, 7).expect("fits");
+        assert_eq!(b.spend(s17, 8), None, "a third site beyond {{0}}");
+        let s7 = b.spend(0, 7).expect("fits");
+        assert_eq!(b.spend(s7, 8), None, "a second site beyond {{0, 1}}");
+        // The exact check agrees with both.
+        let mut new = usage(3, 0, 100, 1, 0);
+        new.sites = [0, 1, 7].into();
+        assert!(check(&q, &existing, &new).is_ok());
+        new.sites = [0, 7, 8].into();
+        assert!(check(&q, &existing, &new).is_err());
+        // A quota full only later: site 4, held then, fits (spending the one site free before
+        // it); no other site does.
+        q.sites = 1;
+        let later = [usage(1, 50, 100, 1, 4)];
+        let b = site_budget(&q, &later, &span, 3).expect("binds");
+        assert!(b.spend(0, 4).is_some());
+        assert_eq!(b.spend(0, 5), None);
+    }
+
+    #[test]
+    fn many_binding_instants_merge_into_one_conservative_limit() {
+        let mut q = quotas(64);
+        q.sites = 10;
+        // Ten relays of two sites each: ten different binding instants with 8 free sites.
+        let relay: Vec<Usage> = (0..10)
+            .flat_map(|i| {
+                let mut u = usage(i, i64::from(i) * 10, i64::from(i) * 10 + 10, 1, 0);
+                u.sites = [100 + i, 200 + i].into();
+                [u]
+            })
+            .collect();
+        let b = site_budget(&q, &relay, &Span { start: 0, end: 100 }, 9).expect("binds");
+        assert_eq!(b.limits.len(), 1);
+        assert_eq!((b.limits[0].held.len(), b.limits[0].free), (0, 8));
     }
 }

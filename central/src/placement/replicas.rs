@@ -8,8 +8,9 @@
 //!
 //! 1. per site, the best packing sum for `k = 0..=K` replicas over its units (a bounded
 //!    knapsack; identical units are grouped);
-//! 2. across sites, the best total for `R` replicas with at most `max_per_site` per site and
-//!    at least `min_sites` sites.
+//! 2. across sites, the best total for `R` replicas with at most `max_per_site` per site,
+//!    at least `min_sites` sites, and, where the tenant's site quota binds, at most as many
+//!    sites beyond those it already holds as the quota leaves.
 //!
 //! The search runs over the candidate sites with the highest score bounds (at least 16, and
 //! four per replica), which on small fleets is every site, so the result is exact there;
@@ -19,6 +20,7 @@
 use super::capacity::{Hold, mig_mask};
 use super::decide::{Candidate, Need, Resolved, Slot};
 use super::fleet::FleetIndex;
+use super::quota::SiteBudget;
 
 /// One server (whole GPUs, no GPU, bare metal) or one MIG GPU that can take replicas.
 #[derive(Debug, Clone, PartialEq)]
@@ -187,35 +189,48 @@ pub(crate) fn site_table(all: Vec<Unit>, k_max: u32) -> SiteTable {
     SiteTable { units, best, split }
 }
 
-/// Per chosen site, how many replicas it takes.
+/// Per chosen site, how many replicas it takes. With a site `budget`, the chosen sites stay
+/// within the tenant's site quota at every instant where it binds.
 pub(crate) fn across_sites(
     r: &Resolved,
     sites: &[(Candidate, SiteTable)],
     site_part: impl Fn(&Candidate) -> f64,
     b: f64,
+    budget: Option<&SiteBudget>,
 ) -> Option<Vec<u32>> {
     let replicas = r.replicas as usize;
     let need_sites = r.min_sites as usize;
     let per_max = r.max_per_site as usize;
-    // dp[j][m]: best total with j replicas placed on m sites (m capped at need_sites).
-    let states = (replicas + 1) * (need_sites + 1);
-    let at = |j: usize, m: usize| j * (need_sites + 1) + m;
+    // The site budget's spent-state; one state when the quota cannot bind.
+    let spend = |e: usize, site: u32| budget.map_or(Some(e), |b| b.spend(e, site));
+    // dp[j][m][e]: best total with j replicas placed on m sites (m capped at need_sites) and
+    // the budget in state e.
+    let (ms, es) = (need_sites + 1, budget.map_or(1, SiteBudget::states));
+    let states = (replicas + 1) * ms * es;
+    let at = |j: usize, m: usize, e: usize| (j * ms + m) * es + e;
     let mut dp = vec![None::<f64>; states];
-    dp[at(0, 0)] = Some(0.0);
-    let mut choice = vec![vec![(0u32, 0usize, 0usize); states]; sites.len()];
+    dp[at(0, 0, 0)] = Some(0.0);
+    let none = (0u32, usize::MAX);
+    let mut choice = vec![vec![none; states]; sites.len()];
     for (s, (candidate, table)) in sites.iter().enumerate() {
         let a = site_part(candidate);
         let mut next = dp.clone();
         for j in 0..=replicas {
-            for m in 0..=need_sites {
-                let Some(base) = dp[at(j, m)] else { continue };
-                for k in 1..=per_max.min(replicas - j).min(table.best.len() - 1) {
-                    let Some(pack) = table.best[k] else { continue };
-                    let v = base + k as f64 * a + b * pack;
-                    let (j2, m2) = (j + k, (m + 1).min(need_sites));
-                    if next[at(j2, m2)].is_none_or(|cur| v > cur + 1e-12) {
-                        next[at(j2, m2)] = Some(v);
-                        choice[s][at(j2, m2)] = (k as u32, j, m);
+            for m in 0..ms {
+                for e in 0..es {
+                    let from = at(j, m, e);
+                    let Some(base) = dp[from] else { continue };
+                    let Some(e2) = spend(e, candidate.site) else {
+                        continue;
+                    };
+                    for k in 1..=per_max.min(replicas - j).min(table.best.len() - 1) {
+                        let Some(pack) = table.best[k] else { continue };
+                        let v = base + k as f64 * a + b * pack;
+                        let to = at(j + k, (m + 1).min(need_sites), e2);
+                        if next[to].is_none_or(|cur| v > cur + 1e-12) {
+                            next[to] = Some(v);
+                            choice[s][to] = (k as u32, from);
+                        }
                     }
                 }
             }
@@ -223,23 +238,29 @@ pub(crate) fn across_sites(
         // Record "site s takes nothing" where the value did not improve.
         for state in 0..states {
             if next[state] == dp[state] {
-                choice[s][state] = (0, usize::MAX, usize::MAX);
+                choice[s][state] = none;
             }
         }
         dp = next;
     }
-    dp[at(replicas, need_sites)]?;
+    let end = (0..es)
+        .map(|e| at(replicas, need_sites, e))
+        .filter(|&state| dp[state].is_some())
+        .max_by(|&x, &y| {
+            let (vx, vy) = (dp[x].unwrap_or(f64::MIN), dp[y].unwrap_or(f64::MIN));
+            // Equal totals: the lowest state, for determinism.
+            vx.total_cmp(&vy).then(y.cmp(&x))
+        })?;
     let mut counts = vec![0u32; sites.len()];
-    let (mut j, mut m) = (replicas, need_sites);
+    let mut state = end;
     for s in (0..sites.len()).rev() {
-        let (k, pj, pm) = choice[s][at(j, m)];
-        if k > 0 && pj != usize::MAX {
+        let (k, from) = choice[s][state];
+        if k > 0 && from != usize::MAX {
             counts[s] = k;
-            j = pj;
-            m = pm;
+            state = from;
         }
     }
-    (j == 0).then_some(counts)
+    (state == at(0, 0, 0)).then_some(counts)
 }
 
 /// A concrete slot for the next replica on `unit`.
