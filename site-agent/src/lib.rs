@@ -77,6 +77,9 @@ pub(crate) struct Inner {
     pub(crate) push_bytes: AtomicU64,
     pub(crate) owns_endpoint: bool,
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The session TLS configuration of the current identity, built once per certificate
+    /// rather than parsed from PEM on every connection attempt.
+    pub(crate) session_tls: Mutex<Option<session::CachedTls>>,
 }
 
 /// A snapshot of the agent's state.
@@ -206,6 +209,7 @@ impl Agent {
             push_bytes: AtomicU64::new(0),
             owns_endpoint,
             last_error: Mutex::new(None),
+            session_tls: Mutex::new(None),
         });
         let task = tokio::spawn(session::run(Arc::clone(&inner), stop_rx));
         Ok(Agent {

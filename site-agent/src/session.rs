@@ -82,6 +82,15 @@ fn cert_rejected(e: &quinn::ConnectionError) -> bool {
     }
 }
 
+/// Whether central refused the connection before any handshake (it sheds load that way).
+fn refused_by_central(e: &SessionError) -> bool {
+    matches!(
+        e,
+        SessionError::Connection(quinn::ConnectionError::ConnectionClosed(c))
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+    )
+}
+
 /// Runs until `stop` turns true.
 pub(crate) async fn run(inner: Arc<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut backoff = Backoff::new(
@@ -90,20 +99,25 @@ pub(crate) async fn run(inner: Arc<Inner>, mut stop: tokio::sync::watch::Receive
     );
     let mut rng = rand::rngs::StdRng::from_os_rng();
     let mut address = 0usize;
-    // Consecutive failed attempts: each makes the next one more patient (see connect_timeout).
-    let mut failures = 0u32;
+    // Consecutive failed attempts that central did not refuse outright: each makes the next
+    // one more patient (see connect_timeout). A refusal is central shedding load at once, not
+    // a slow handshake, so it leaves the patience as it is: under a reconnect storm an agent
+    // refused a few times still gives up on a stalled handshake after one period, not eight.
+    let mut patience = 0u32;
     loop {
         if *stop.borrow() {
             return;
         }
-        match attempt(&inner, &mut stop, address, failures).await {
+        match attempt(&inner, &mut stop, address, patience).await {
             Ok(Ended::Stopped) => return,
             Ok(Ended::WasEstablished) => {
                 backoff.reset();
-                failures = 0;
+                patience = 0;
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
+                if !refused_by_central(&e) {
+                    patience = patience.saturating_add(1);
+                }
                 if let SessionError::Connection(c) = &e
                     && cert_rejected(c)
                 {
@@ -139,7 +153,7 @@ fn read_bootstrap(inner: &Inner) -> Result<BootstrapFile, SessionError> {
 }
 
 /// The identity to connect with: the stored one, or a new one from (re-)enrolment.
-async fn ensure_identity(inner: &Inner, failures: u32) -> Result<Identity, SessionError> {
+async fn ensure_identity(inner: &Inner, patience: u32) -> Result<Identity, SessionError> {
     let stored = inner.store.identity()?;
     let usable = stored
         .as_ref()
@@ -162,13 +176,46 @@ async fn ensure_identity(inner: &Inner, failures: u32) -> Result<Identity, Sessi
         &bootstrap,
         inner.config.max_frame_bytes,
         now_ms(),
-        failures,
+        patience,
     )
     .await?;
     inner.store.set_identity(&identity)?;
     inner.reenroll.store(false, Ordering::Relaxed);
     tracing::info!(site = %identity.site, not_after = identity.not_after_ms, "enrolled");
     Ok(identity)
+}
+
+/// A session TLS configuration and the certificate it was built for.
+#[derive(Debug)]
+pub(crate) struct CachedTls {
+    cert_pem: String,
+    ca_pem: String,
+    config: quinn::ClientConfig,
+}
+
+/// The session TLS configuration for `identity`: the cached one while the certificate and CA
+/// are unchanged, else a new one (renewal and re-enrolment change the certificate).
+fn session_tls(inner: &Inner, identity: &Identity) -> Result<quinn::ClientConfig, SessionError> {
+    let mut cached = inner.session_tls.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cached.as_ref()
+        && c.cert_pem == identity.cert_pem
+        && c.ca_pem == identity.ca_pem
+    {
+        return Ok(c.config.clone());
+    }
+    let config = tls::session_config(
+        &identity.ca_pem,
+        &identity.cert_pem,
+        &identity.key_pem,
+        inner.config.heartbeat(),
+        inner.config.max_frame_bytes,
+    )?;
+    *cached = Some(CachedTls {
+        cert_pem: identity.cert_pem.clone(),
+        ca_pem: identity.ca_pem.clone(),
+        config: config.clone(),
+    });
+    Ok(config)
 }
 
 struct Live<'a> {
@@ -183,16 +230,10 @@ async fn attempt(
     inner: &Arc<Inner>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     address: usize,
-    failures: u32,
+    patience: u32,
 ) -> Result<Ended, SessionError> {
-    let identity = ensure_identity(inner, failures).await?;
-    let config = tls::session_config(
-        &identity.ca_pem,
-        &identity.cert_pem,
-        &identity.key_pem,
-        inner.config.heartbeat(),
-        inner.config.max_frame_bytes,
-    )?;
+    let identity = ensure_identity(inner, patience).await?;
+    let config = session_tls(inner, &identity)?;
     let addrs = &identity.central_addresses;
     let addr = &addrs[address % addrs.len().max(1)];
     let remote = resolve(addr)
@@ -203,7 +244,7 @@ async fn attempt(
         .connect_with(config, remote, CENTRAL_SERVER_NAME)
         .map_err(|e| SessionError::Connect(e.to_string()))?;
     let connection = tokio::select! {
-        c = tokio::time::timeout(tls::connect_timeout(inner.config.heartbeat(), failures), connecting) => match c {
+        c = tokio::time::timeout(tls::connect_timeout(inner.config.heartbeat(), patience), connecting) => match c {
             Ok(c) => c?,
             Err(_) => return Err(SessionError::Connect(format!("{addr}: handshake timed out"))),
         },

@@ -194,16 +194,17 @@ pub fn client_endpoint(
     bind: std::net::SocketAddr,
     buffer: usize,
 ) -> std::io::Result<quinn::Endpoint> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(buffer);
-    socket.bind(&bind.into())?;
-    socket.set_nonblocking(true)?;
+    let (socket, sizes) = meridian_common::net::bind_udp(bind, buffer)?;
+    tracing::debug!(
+        udp_recv_buffer = sizes.recv,
+        udp_send_buffer = sizes.send,
+        asked = buffer,
+        "agent UDP socket"
+    );
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         None,
-        socket.into(),
+        socket,
         Arc::new(quinn::TokioRuntime),
     )
 }

@@ -3,7 +3,6 @@
 //! pacing (a rate and a concurrency bound), address validation (Retry) when many handshakes
 //! are pending, and a timeout on half-open handshakes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,14 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::{ChannelConfig, Shared};
 
-/// What the kernel granted for the UDP socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BufferSizes {
-    /// Receive buffer, bytes.
-    pub recv: usize,
-    /// Send buffer, bytes.
-    pub send: usize,
-}
+pub use meridian_common::net::{BufferSizes, bind_udp};
 
 /// Counters of what the accept loop did.
 #[derive(Debug, Default)]
@@ -43,25 +35,6 @@ pub struct Counters {
     pub open: AtomicUsize,
     /// Sessions closed for a protocol violation.
     pub protocol_errors: AtomicU64,
-}
-
-/// Binds a UDP socket with the asked buffer sizes; returns it with the sizes granted.
-pub fn bind_udp(
-    addr: SocketAddr,
-    buffer: usize,
-) -> std::io::Result<(std::net::UdpSocket, BufferSizes)> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // Best effort: the kernel caps these at net.core.{r,w}mem_max; the result is reported.
-    let _ = socket.set_recv_buffer_size(buffer);
-    let _ = socket.set_send_buffer_size(buffer);
-    socket.bind(&addr.into())?;
-    socket.set_nonblocking(true)?;
-    let sizes = BufferSizes {
-        recv: socket.recv_buffer_size()?,
-        send: socket.send_buffer_size()?,
-    };
-    Ok((socket.into(), sizes))
 }
 
 /// Transport limits for channel connections.
@@ -155,26 +128,21 @@ pub async fn accept_loop(
     let in_flight = Arc::new(Semaphore::new(config.max_concurrent_handshakes));
     let mut pacer = Pacer::new(config.handshakes_per_second);
     let timeout = Duration::from_millis(config.handshake_timeout_ms);
+    let mut validating_until: Option<tokio::time::Instant> = None;
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i { Some(i) => i, None => break },
             _ = stop.changed() => break,
         };
-        let pending = config.max_concurrent_handshakes - in_flight.available_permits();
         if shared.counters.open.load(Ordering::Relaxed) >= config.max_connections {
             shared.counters.refused.fetch_add(1, Ordering::Relaxed);
             incoming.refuse();
             continue;
         }
-        if !incoming.remote_address_validated() && pending >= config.retry_above_pending {
-            shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-            if incoming.retry().is_err() {
-                tracing::debug!("retry not possible for this incoming connection");
-            }
-            continue;
-        }
-        // Over the pace or the concurrency bound, refuse at once (a stateless close): waiting
-        // would queue handshakes whose agents give up before central reaches them.
+        // Over the concurrency bound or the pace, refuse at once (a stateless close, smaller
+        // than the Initial it answers): waiting would queue handshakes whose agents give up
+        // before central reaches them. This comes before address validation, so a handshake
+        // that is refused anyway costs no Retry round trip.
         let permit = match Arc::clone(&in_flight).try_acquire_owned() {
             Ok(p) if pacer.try_take() => p,
             _ => {
@@ -183,6 +151,24 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        // Address validation is a mode, not a per-packet choice: once pending handshakes
+        // reach the threshold, every unvalidated client gets a Retry until the load has
+        // stayed below it for a handshake timeout. Deciding per packet flips: a client's
+        // retransmitted first Initial, arriving after its Retry once the load dropped, would
+        // be accepted as a second connection that the client, already past the Retry, cannot
+        // complete; it stalls until its connect timeout (QUIC WG base-drafts issue 1085).
+        let pending = config.max_concurrent_handshakes - in_flight.available_permits();
+        let now = tokio::time::Instant::now();
+        if pending >= config.retry_above_pending {
+            validating_until = Some(now + timeout);
+        }
+        if !incoming.remote_address_validated() && validating_until.is_some_and(|t| now < t) {
+            shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if incoming.retry().is_err() {
+                tracing::debug!("retry not possible for this incoming connection");
+            }
+            continue;
+        }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let connecting = match incoming.accept() {

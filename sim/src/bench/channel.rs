@@ -87,6 +87,9 @@ pub struct ChannelBenchReport {
     pub b3_all_back: Option<Duration>,
     pub b3_raw_rate: f64,
     pub b3_udp_drops: Option<u64>,
+    /// B3: what central's accept loop did during the storm: (handshakes refused at once,
+    /// Retry packets sent, half-open handshakes timed out).
+    pub b3_admission: (u64, u64, u64),
     pub b4_bytes_per_site: f64,
     pub b7_rss: Option<u64>,
     pub b7_cpu_pct: Option<f64>,
@@ -163,9 +166,10 @@ impl std::fmt::Display for ChannelBenchReport {
             "p99 <= 2 s (10,000 sites)",
             "etcd watch fan-out: bench etcd".into(),
         )?;
+        let (shed, retries, half_open) = self.b3_admission;
         let b3 = self.b3_all_back.map_or("not all back".into(), |d| {
             format!(
-                "{} ({:.0}/s), UDP drops {}",
+                "{} ({:.0}/s), UDP drops {}; refused {shed}, Retry {retries}, half-open timeouts {half_open}",
                 ms(d),
                 n as f64 / d.as_secs_f64(),
                 self.b3_udp_drops
@@ -422,6 +426,14 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     })
     .await;
     report.b3_all_back = back;
+    let counters = &central.channel().shared().counters;
+    report.b3_admission = (
+        counters.shed.load(std::sync::atomic::Ordering::Relaxed),
+        counters.retries.load(std::sync::atomic::Ordering::Relaxed),
+        counters
+            .handshake_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     report.b3_curve = curve;
     report.b3_udp_drops = drops_before
         .zip(udp_rcvbuf_errors())

@@ -631,7 +631,11 @@ fn channel_rows(
                     ),
                     "<= 10 s (10,000 agents)",
                     Bound::AtMost(10.0),
-                ),
+                )
+                .note(format!(
+                    "central refused {} handshakes at once, sent {} Retry packets, timed out {} half-open handshakes",
+                    r.b3_admission.0, r.b3_admission.1, r.b3_admission.2
+                )),
                 n,
                 10_000,
             ));
