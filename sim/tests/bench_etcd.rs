@@ -41,7 +41,8 @@ async fn watches_sharing_a_stream_each_get_their_event() {
     let opts = EtcdBenchOptions {
         connections: 4,
         watches_per_stream: 8,
-        writers: 5,
+        // 50 puts in transactions of 7: 8 transactions, the last one short.
+        txn_puts: 7,
         ..EtcdBenchOptions::new(50)
     };
     let r = etcd::run(&opts).await.expect("etcd baseline");

@@ -12,9 +12,10 @@
 //!   holds the inventory of all 100, inspected and `Available`, its RSS (peak of samples every
 //!   100 ms) and CPU over a window in which its reconciler's resync (every second here, 60 s
 //!   by default) keeps observing every BMC.
-//! - B2: one change touching all N sites (a new generation for every site): time from the
-//!   start of the change until central holds each agent's acknowledgement that it persisted
-//!   it (`IntentAck RECEIVED`, seen in central's store): p50, p99, max.
+//! - B2: one change touching all N sites (a new generation for every site), written as
+//!   central's compiler publishes a change (transactions of 512 intents, one after another):
+//!   time from the start of the change until central holds each agent's acknowledgement that
+//!   it persisted it (`IntentAck RECEIVED`, seen in central's store): p50, p99, max.
 //! - B4: central's RSS growth from before the agents connected to N connected idle sites with
 //!   their intents cached, divided by N.
 //! - B3: central restarts (same data directory and port); time until all N agents are back
@@ -31,12 +32,15 @@ use std::time::{Duration, Instant};
 use meridian_agent::reconciler::RecordingReconciler;
 use meridian_central::channel::state::{SITES_PREFIX, SiteChannel, site_of};
 use meridian_central::server::Central;
-use meridian_central::store::Revision;
+use meridian_central::store::tables::Table;
+use meridian_central::store::{Revision, Txn};
 use meridian_common::ids::{Generation, SiteId};
+use meridian_common::model::SiteIntent;
 
 pub use super::harness::rss_bytes;
 use super::harness::{
-    BoxError, central_config, empty_intent as intent, site_name, wait_until, write_bootstrap,
+    BoxError, CHANGE_TXN_INTENTS, central_config, empty_intent as intent, site_name, wait_until,
+    write_bootstrap,
 };
 use crate::simfleet::agents::{AgentPool, EnrolWindow};
 
@@ -613,18 +617,21 @@ async fn fan_out(
         .watch(SITES_PREFIX.as_bytes(), Revision(store.revision().0 + 1))
         .await?;
     let start = Instant::now();
-    let mut writers = tokio::task::JoinSet::new();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(n.div_ceil(64).max(1)) {
-        let tables = central.tables();
-        let chunk = chunk.to_vec();
-        writers.spawn(async move {
-            for i in chunk {
-                let site = SiteId::parse(&site_name(i))?;
-                tables.intents().upsert(&intent(&site, generation)).await?;
+    // The change is written as central's compiler writes one: transactions of
+    // CHANGE_TXN_INTENTS intents, one after another; each site's session is woken as soon as
+    // the transaction holding its intent commits.
+    let tables = central.tables();
+    let writer = tokio::spawn(async move {
+        let mut txn = Txn::new();
+        for i in 0..n {
+            let site = SiteId::parse(&site_name(i))?;
+            txn = txn.then(Table::<SiteIntent>::put_op(&intent(&site, generation))?);
+            if txn.success.len() == CHANGE_TXN_INTENTS || i + 1 == n {
+                tables.store().txn(std::mem::take(&mut txn)).await?;
             }
-            Ok::<(), BoxError>(())
-        });
-    }
+        }
+        Ok::<(), BoxError>(())
+    });
     let mut acked: HashMap<SiteId, Duration> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked.len() < n {
@@ -644,9 +651,7 @@ async fn fan_out(
             acked.entry(site).or_insert_with(|| start.elapsed());
         }
     }
-    while let Some(r) = writers.join_next().await {
-        r??;
-    }
+    writer.await??;
     let mut times: Vec<Duration> = acked.into_values().collect();
     times.sort();
     let count = times.len();

@@ -19,7 +19,8 @@
 //!   watches on one stream instead, as `clientv3` does with watches sharing a context. Every
 //!   watch is created and confirmed (its `created` response received) before the clock starts.
 //! - The change: one put per site, `/sites/{site}/intent` with the same JSON intent Meridian's
-//!   B2 writes, from 64 writers in parallel (as B2 upserts N intents from 64 tasks).
+//!   B2 writes, in transactions of 512 puts (`KV.Txn`, etcd started with `--max-txn-ops` to
+//!   allow them), one after another, as B2 writes Meridian's change.
 //! - Measured: per watcher, the time from the start of the change until its stream delivered
 //!   the event for its key; p50, p99, max, and when the last put was acknowledged. A watcher
 //!   that gets no event, or one that is canceled, fails the run: nothing is dropped silently.
@@ -61,8 +62,8 @@ pub struct EtcdBenchOptions {
     pub connections: usize,
     /// Watches per gRPC Watch stream (1: a stream per watcher).
     pub watches_per_stream: usize,
-    /// Puts in flight at once.
-    pub writers: usize,
+    /// Puts per transaction (the change is written one transaction after another).
+    pub txn_puts: usize,
     /// The etcd binary; missing at [`ETCD_BIN`], it is installed with apt-get when root.
     pub etcd_bin: PathBuf,
     /// How long every watcher may take to get its event.
@@ -70,14 +71,14 @@ pub struct EtcdBenchOptions {
 }
 
 impl EtcdBenchOptions {
-    /// `watchers` watchers with the defaults: 100 connections, one watch per stream, 64
-    /// writers, Debian's etcd, 120 s.
+    /// `watchers` watchers with the defaults: 100 connections, one watch per stream,
+    /// transactions of B2's size, Debian's etcd, 120 s.
     pub fn new(watchers: usize) -> Self {
         EtcdBenchOptions {
             watchers,
             connections: 100,
             watches_per_stream: 1,
-            writers: 64,
+            txn_puts: super::harness::CHANGE_TXN_INTENTS,
             etcd_bin: PathBuf::from(ETCD_BIN),
             timeout: Duration::from_secs(120),
         }
@@ -271,6 +272,11 @@ impl EtcdServer {
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=bench={peer_url}"))
             .arg("--initial-cluster-state=new")
+            // Transactions as large as Meridian's store allows (etcd's default is 128 ops).
+            .arg(format!(
+                "--max-txn-ops={}",
+                meridian_central::store::MAX_TXN_OPS
+            ))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
@@ -496,35 +502,37 @@ pub async fn run(opts: &EtcdBenchOptions) -> Result<EtcdBenchReport, BoxError> {
         ms(setup)
     );
 
-    // The change: one put per site, from `writers` tasks.
+    // The change: one put per site, in transactions of `txn_puts`, one after another.
     let received = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut receivers = tokio::task::JoinSet::new();
     for stream in open {
         receivers.spawn(receive(stream, start, Arc::clone(&received)));
     }
-    let writers = opts.writers.clamp(1, n);
-    let mut putting = tokio::task::JoinSet::new();
-    for (w, chunk) in (0..n)
-        .collect::<Vec<_>>()
-        .chunks(n.div_ceil(writers))
-        .enumerate()
-    {
-        let mut kv = KvClient::new(channels[w % connections].clone());
-        let chunk = chunk.to_vec();
-        putting.spawn(async move {
-            for i in chunk {
-                let site = SiteId::parse(&site_name(i))?;
-                let value = serde_json::to_vec(&empty_intent(&site, 1))?;
-                kv.put(pb::PutRequest { key: key(i), value }).await?;
-            }
-            Ok::<Duration, BoxError>(start.elapsed())
+    let mut kv = KvClient::new(channels[0].clone())
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let per_txn = opts.txn_puts.clamp(1, meridian_central::store::MAX_TXN_OPS);
+    let mut success = Vec::with_capacity(per_txn);
+    for i in 0..n {
+        let site = SiteId::parse(&site_name(i))?;
+        let value = serde_json::to_vec(&empty_intent(&site, 1))?;
+        success.push(pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: key(i),
+                value,
+            })),
         });
+        if success.len() == per_txn || i + 1 == n {
+            let txn = pb::TxnRequest {
+                success: std::mem::take(&mut success),
+            };
+            if !kv.txn(txn).await?.into_inner().succeeded {
+                return Err("an unconditional etcd transaction did not succeed".into());
+            }
+        }
     }
-    let mut puts_done = Duration::ZERO;
-    while let Some(r) = putting.join_next().await {
-        puts_done = puts_done.max(r??);
-    }
+    let puts_done = start.elapsed();
     let mut samples = Vec::with_capacity(n);
     let collect = async {
         while let Some(r) = receivers.join_next().await {

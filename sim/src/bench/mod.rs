@@ -8,6 +8,7 @@ pub mod channel;
 pub mod etcd;
 pub mod fuzz;
 mod harness;
+pub use harness::CHANGE_TXN_INTENTS;
 pub mod ingest;
 pub mod noisy;
 pub mod placement;

@@ -228,9 +228,10 @@ enum BenchCommand {
         /// Watches per gRPC Watch stream (1: a stream per watcher).
         #[arg(long, default_value_t = 1)]
         watches_per_stream: usize,
-        /// Puts in flight at once.
-        #[arg(long, default_value_t = 64)]
-        writers: usize,
+        /// Puts per transaction; the change is written one transaction after another, as B2
+        /// writes Meridian's (1 to 1,024).
+        #[arg(long, default_value_t = meridian_sim::bench::CHANGE_TXN_INTENTS)]
+        txn_puts: usize,
         /// The etcd binary (installed with apt-get when the default is missing and root).
         #[arg(long, default_value = meridian_sim::bench::etcd::ETCD_BIN)]
         etcd_bin: PathBuf,
@@ -346,7 +347,7 @@ async fn main() -> ExitCode {
                     watchers,
                     connections,
                     watches_per_stream,
-                    writers,
+                    txn_puts,
                     etcd_bin,
                 },
         } => {
@@ -354,7 +355,7 @@ async fn main() -> ExitCode {
             let options = EtcdBenchOptions {
                 connections,
                 watches_per_stream,
-                writers,
+                txn_puts,
                 etcd_bin,
                 ..EtcdBenchOptions::new(watchers.unwrap_or(if full { 10_000 } else { 1_000 }))
             };
