@@ -261,7 +261,12 @@ impl Planner {
             now.as_millis(),
         )?;
         let allowance = quota::site_allowance(&cell.tenant.quotas, &cell.usages, &r.span);
-        let budget = quota::site_budget(&cell.tenant.quotas, &cell.usages, &r.span, r.replicas);
+        // One replica uses one site, which `allowance` already restricts where it must.
+        let budget = if r.replicas > 1 {
+            quota::site_budget(&cell.tenant.quotas, &cell.usages, &r.span, r.replicas)
+        } else {
+            None
+        };
         let reuse = std::mem::take(&mut self.candidates);
         let mut filtered = decide::filter(&self.fleet, &r, allowance.as_ref(), reuse);
         let owner = self.next_owner;

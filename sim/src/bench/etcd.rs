@@ -124,7 +124,7 @@ impl std::fmt::Display for EtcdBenchReport {
         )?;
         writeln!(
             f,
-            "  one put per watcher's prefix: p50 {} p99 {} max {} ({}/{} received; last put \
+            "  one put per watcher's prefix, in transactions: p50 {} p99 {} max {} ({}/{} received; last put \
              acknowledged at {})",
             ms(self.p50),
             ms(self.p99),

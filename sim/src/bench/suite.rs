@@ -588,8 +588,10 @@ fn channel_rows(
             Row::info(
                 "B2",
                 format!(
-                    "baseline: {} watch fan-out to {} watchers, one put each: p99",
-                    e.version, e.watchers
+                    "baseline: {} watch fan-out to {} watchers, one put each in transactions of {}: p99",
+                    e.version,
+                    e.watchers,
+                    super::CHANGE_TXN_INTENTS
                 ),
                 Some(ms(e.p99)),
                 "ms",
