@@ -253,8 +253,11 @@ enum BenchCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
+    // Thousands of simulated agents share this process: their session retries during a storm
+    // or an outage are the experiment, not news, and would bury the progress bar (50,000
+    // lines in a 10,000-site reconnect storm). RUST_LOG still overrides.
     let _ = telemetry::init(&TelemetryConfig {
-        filter: "warn".into(),
+        filter: "warn,meridian_agent::session=error".into(),
         ..TelemetryConfig::default()
     });
     match args.command {
