@@ -12,9 +12,10 @@
 //! - saturated: every agent sends its next batch as soon as the last is acknowledged; the
 //!   reports stored per second is central's ingest capacity (the ack latency here is mostly
 //!   queueing behind the other agents' batches, shown for the record);
-//! - paced: the agents together offer the target rate (50,000 reports/s), each on its own
-//!   schedule; the ack latency is measured from the scheduled send time, so a late batch
-//!   counts its lateness (no coordinated omission). This is the B5 latency figure.
+//! - paced: once every agent's last saturated batch is acknowledged (the queue the saturated
+//!   phase built has drained), the agents together offer the target rate (50,000 reports/s),
+//!   each on its own schedule; the ack latency is measured from the scheduled send time, so a
+//!   late batch counts its lateness (no coordinated omission). This is the B5 latency figure.
 //!
 //! At the end every agent's acknowledged high-water mark is checked against central's stored
 //! channel record.
@@ -199,10 +200,15 @@ impl std::fmt::Display for IngestBenchReport {
 struct Schedule {
     saturated_from: Instant,
     saturated_until: Instant,
-    paced_from: Instant,
-    paced_until: Instant,
     /// Time between one agent's batches in the paced phase.
     interval: Duration,
+}
+
+/// When the paced phase runs: set once the saturated phase has drained.
+#[derive(Debug, Clone, Copy)]
+struct PacedWindow {
+    from: Instant,
+    until: Instant,
 }
 
 /// What one simulated agent did.
@@ -247,7 +253,7 @@ pub async fn run(opts: &IngestBenchOptions) -> Result<IngestBenchReport, BoxErro
 
     // The load generator runs on its own runtime (its own threads), like a separate process.
     let load_opts = opts.clone();
-    let (schedule, runs) = std::thread::spawn(move || {
+    let (schedule, window, runs) = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -289,7 +295,7 @@ pub async fn run(opts: &IngestBenchOptions) -> Result<IngestBenchReport, BoxErro
     );
     report.paced = PhaseFigures::of(
         Some(opts.paced_rate),
-        schedule.paced_until - schedule.paced_from,
+        window.until - window.from,
         paced_reports,
         paced,
     );
@@ -305,13 +311,15 @@ async fn load(
     bootstraps: Vec<BootstrapFile>,
     central: SocketAddr,
     opts: &IngestBenchOptions,
-) -> Result<(Schedule, Vec<AgentRun>), BoxError> {
+) -> Result<(Schedule, PacedWindow, Vec<AgentRun>), BoxError> {
     let endpoints: Vec<quinn::Endpoint> = (0..opts.endpoints.max(1))
         .map(|_| meridian_agent::Agent::shared_endpoint("127.0.0.1:0".parse().expect("valid")))
         .collect::<Result<_, _>>()?;
     let n = bootstraps.len();
     eprintln!("B5: enrolling and connecting {n} agents");
     let (go_tx, go_rx) = tokio::sync::watch::channel(None::<Schedule>);
+    let (paced_tx, paced_rx) = tokio::sync::watch::channel(None::<PacedWindow>);
+    let (drained_tx, mut drained_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
     let mut agents = Vec::with_capacity(n);
     // Enrolment signs a CSR per agent: a few at a time, so central's handshake pacing is not
@@ -323,6 +331,7 @@ async fn load(
     for (i, bootstrap) in bootstraps.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
         let (go, ready, gate) = (go_rx.clone(), ready_tx.clone(), Arc::clone(&gate));
+        let (paced, drained) = (paced_rx.clone(), drained_tx.clone());
         // Agents start their paced schedules spread over one interval.
         let stagger = (i as f64 / n as f64).clamp(0.0, 1.0);
         agents.push(tokio::spawn(async move {
@@ -340,7 +349,7 @@ async fn load(
                         batch,
                         next: 1,
                     };
-                    let run = agent.run(go, stagger).await;
+                    let run = agent.run(go, paced, drained, stagger).await;
                     connection.close(0u32.into(), b"done");
                     run
                 }
@@ -351,21 +360,17 @@ async fn load(
             }
         }));
     }
-    drop(ready_tx);
+    drop((ready_tx, drained_tx));
     for _ in 0..n {
         if ready_rx.recv().await.is_none() {
             break;
         }
     }
     let phase = Duration::from_secs_f64(opts.seconds.max(0.1));
-    // Between the phases, the saturated phase's last batches drain.
-    let gap = Duration::from_millis(500);
     let start = Instant::now() + Duration::from_millis(50);
     let schedule = Schedule {
         saturated_from: start,
         saturated_until: start + phase,
-        paced_from: start + phase + gap,
-        paced_until: start + phase + gap + phase,
         interval: Duration::from_secs_f64(n as f64 * batch as f64 / opts.paced_rate.max(1.0)),
     };
     eprintln!(
@@ -373,6 +378,25 @@ async fn load(
         opts.paced_rate, schedule.interval
     );
     go_tx.send(Some(schedule))?;
+    // The paced phase starts once every agent has its last saturated batch acknowledged (or
+    // has failed): a fixed gap let the saturated phase's queue (about a second deep at 1,000
+    // agents) spill into the paced figures, which then measured the drain, not the rate.
+    for _ in 0..n {
+        if drained_rx.recv().await.is_none() {
+            break;
+        }
+    }
+    let settle = Duration::from_millis(200);
+    let from = Instant::now() + settle;
+    let window = PacedWindow {
+        from,
+        until: from + phase,
+    };
+    eprintln!(
+        "B5: saturated phase drained {:.2} s after it ended",
+        (Instant::now() - schedule.saturated_until).as_secs_f64()
+    );
+    paced_tx.send(Some(window))?;
     let mut runs = Vec::with_capacity(agents.len());
     for a in agents {
         runs.push(a.await.unwrap_or_else(|e| AgentRun {
@@ -383,7 +407,7 @@ async fn load(
     for e in &endpoints {
         e.close(0u32.into(), b"done");
     }
-    Ok((schedule, runs))
+    Ok((schedule, window, runs))
 }
 
 type Session = (
@@ -466,6 +490,8 @@ impl SimAgent {
     async fn run(
         &mut self,
         mut go: tokio::sync::watch::Receiver<Option<Schedule>>,
+        mut paced: tokio::sync::watch::Receiver<Option<PacedWindow>>,
+        drained: tokio::sync::mpsc::Sender<()>,
         stagger: f64,
     ) -> AgentRun {
         let mut run = AgentRun::default();
@@ -476,6 +502,7 @@ impl SimAgent {
         let mut reports: Vec<proto::SiteReport> = (0..self.batch as u64)
             .map(|i| report_template(&self.identity.site, i))
             .collect();
+        let mut drained = Some(drained);
         let result: Result<(), BoxError> = async {
             tokio::time::sleep_until(schedule.saturated_from.into()).await;
             while Instant::now() < schedule.saturated_until {
@@ -484,8 +511,15 @@ impl SimAgent {
                 run.saturated.push(sent.elapsed());
                 run.saturated_reports += self.batch as u64;
             }
-            let mut due = schedule.paced_from + schedule.interval.mul_f64(stagger);
-            while due < schedule.paced_until {
+            if let Some(d) = drained.take() {
+                let _ = d.send(()).await;
+            }
+            let window = match paced.wait_for(Option::is_some).await {
+                Ok(w) => w.expect("checked"),
+                Err(_) => return Ok(()),
+            };
+            let mut due = window.from + schedule.interval.mul_f64(stagger);
+            while due < window.until {
                 tokio::time::sleep_until(due.into()).await;
                 run.acked = self.send_batch(&mut reports).await?;
                 // From when the batch was due, so lateness counts.
