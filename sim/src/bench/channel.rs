@@ -91,6 +91,10 @@ pub struct ChannelBenchReport {
     pub b3_all_back: Option<Duration>,
     pub b3_raw_rate: f64,
     pub b3_udp_drops: Option<u64>,
+    /// UDP datagrams the kernel dropped (full receive buffers) during the B2 fan-out.
+    pub b2_udp_drops: Option<u64>,
+    /// B2: time until the last transaction of the change was durable.
+    pub b2_committed: Duration,
     /// B3: what central's accept loop did during the storm: (handshakes refused at once,
     /// Retry packets sent, half-open handshakes timed out).
     pub b3_admission: (u64, u64, u64),
@@ -161,11 +165,14 @@ impl std::fmt::Display for ChannelBenchReport {
             f,
             "B2 fan-out, persisted + acked by all",
             format!(
-                "p50 {} p99 {} max {} ({}/{n})",
+                "p50 {} p99 {} max {} ({}/{n}; committed in {}; UDP drops {})",
                 ms(self.b2_p50),
                 ms(self.b2_p99),
                 ms(self.b2_max),
-                self.b2_acked
+                self.b2_acked,
+                ms(self.b2_committed),
+                self.b2_udp_drops
+                    .map_or("unknown".into(), |v| v.to_string())
             ),
             "p99 <= 2 s (10,000 sites)",
             "etcd watch fan-out: bench etcd".into(),
@@ -382,7 +389,12 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     eprintln!("{n} agents connected in {}", ms(report.enrol_and_connect));
 
     // B2: one change touching every site.
-    let (b2, acked) = fan_out(&central, n, 1).await?;
+    let b2_drops_before = udp_rcvbuf_errors();
+    let (b2, acked, committed) = fan_out(&central, n, 1).await?;
+    report.b2_committed = committed;
+    report.b2_udp_drops = b2_drops_before
+        .zip(udp_rcvbuf_errors())
+        .map(|(a, b)| b.saturating_sub(a));
     report.b2_acked = acked;
     if !b2.is_empty() {
         report.b2_p50 = super::percentile(&b2, 0.5);
@@ -606,12 +618,13 @@ fn spawn_agents(dir: &Path, n: usize, opts: &ChannelBenchOptions) -> Result<Chil
 }
 
 /// Writes generation `generation` for every site and returns, sorted, the time from the start
-/// of the change until central stored each agent's `RECEIVED` acknowledgement.
+/// of the change until central stored each agent's `RECEIVED` acknowledgement, how many
+/// acknowledged, and when the change's last transaction was durable.
 async fn fan_out(
     central: &Arc<Central>,
     n: usize,
     generation: u64,
-) -> Result<(Vec<Duration>, usize), BoxError> {
+) -> Result<(Vec<Duration>, usize, Duration), BoxError> {
     let store = Arc::clone(central.store());
     let mut watch = store
         .watch(SITES_PREFIX.as_bytes(), Revision(store.revision().0 + 1))
@@ -630,7 +643,7 @@ async fn fan_out(
                 tables.store().txn(std::mem::take(&mut txn)).await?;
             }
         }
-        Ok::<(), BoxError>(())
+        Ok::<Duration, BoxError>(start.elapsed())
     });
     let mut acked: HashMap<SiteId, Duration> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -651,11 +664,11 @@ async fn fan_out(
             acked.entry(site).or_insert_with(|| start.elapsed());
         }
     }
-    writer.await??;
+    let committed = writer.await??;
     let mut times: Vec<Duration> = acked.into_values().collect();
     times.sort();
     let count = times.len();
-    Ok((times, count))
+    Ok((times, count, committed))
 }
 
 /// The raw quinn handshake rate on this machine: `n` connections (TLS 1.3, server

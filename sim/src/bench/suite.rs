@@ -529,11 +529,14 @@ fn channel_rows(
     };
     let rows = &mut run.results.rows;
     let measured = format!(
-        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({}/{n} acked)",
+        "p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({}/{n} acked; change committed in {:.0} ms; \
+         UDP drops {})",
         ms(r.b2_p50),
         ms(r.b2_p99),
         ms(r.b2_max),
-        r.b2_acked
+        r.b2_acked,
+        ms(r.b2_committed),
+        r.b2_udp_drops.map_or("unknown".into(), |v| v.to_string())
     );
     let figure = format!("intent fan-out to {n} sites, persisted + acked by all: p99");
     let karmada = "Karmada p99 1.0-1.3 s at 100 clusters (published)";
