@@ -171,8 +171,7 @@ impl std::fmt::Display for ChannelBenchReport {
                 ms(self.b2_max),
                 self.b2_acked,
                 ms(self.b2_committed),
-                self.b2_udp_drops
-                    .map_or("unknown".into(), |v| v.to_string())
+                drops_text(self.b2_udp_drops)
             ),
             "p99 <= 2 s (10,000 sites)",
             "etcd watch fan-out: bench etcd".into(),
@@ -183,8 +182,7 @@ impl std::fmt::Display for ChannelBenchReport {
                 "{} ({:.0}/s), UDP drops {}; refused {shed}, Retry {retries}, half-open timeouts {half_open}",
                 ms(d),
                 n as f64 / d.as_secs_f64(),
-                self.b3_udp_drops
-                    .map_or("unknown".into(), |v| v.to_string())
+                drops_text(self.b3_udp_drops)
             )
         });
         row(
@@ -277,6 +275,19 @@ fn udp_rcvbuf_errors() -> Option<u64> {
     let values: Vec<&str> = udp.next()?.split_whitespace().collect();
     let i = names.iter().position(|n| *n == "RcvbufErrors")?;
     values.get(i)?.parse().ok()
+}
+
+/// UDP receive-buffer drops since `before` (a reading of [`udp_rcvbuf_errors`]), where the
+/// kernel reports them.
+fn udp_drops_since(before: Option<u64>) -> Option<u64> {
+    before
+        .zip(udp_rcvbuf_errors())
+        .map(|(a, b)| b.saturating_sub(a))
+}
+
+/// A drop count for the tables, or "unknown" where the kernel did not report one.
+pub(crate) fn drops_text(drops: Option<u64>) -> String {
+    drops.map_or("unknown".into(), |v| v.to_string())
 }
 
 /// Runs the benchmark and returns its figures.
@@ -392,9 +403,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     let b2_drops_before = udp_rcvbuf_errors();
     let (b2, acked, committed) = fan_out(&central, n, 1).await?;
     report.b2_committed = committed;
-    report.b2_udp_drops = b2_drops_before
-        .zip(udp_rcvbuf_errors())
-        .map(|(a, b)| b.saturating_sub(a));
+    report.b2_udp_drops = udp_drops_since(b2_drops_before);
     report.b2_acked = acked;
     if !b2.is_empty() {
         report.b2_p50 = super::percentile(&b2, 0.5);
@@ -451,9 +460,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     report.b3_curve = curve;
-    report.b3_udp_drops = drops_before
-        .zip(udp_rcvbuf_errors())
-        .map(|(a, b)| b.saturating_sub(a));
+    report.b3_udp_drops = udp_drops_since(drops_before);
 
     let _ = agents.kill();
     let _ = agents.wait();

@@ -536,7 +536,7 @@ fn channel_rows(
         ms(r.b2_max),
         r.b2_acked,
         ms(r.b2_committed),
-        r.b2_udp_drops.map_or("unknown".into(), |v| v.to_string())
+        channel::drops_text(r.b2_udp_drops)
     );
     let figure = format!("intent fan-out to {n} sites, persisted + acked by all: p99");
     let karmada = "Karmada p99 1.0-1.3 s at 100 clusters (published)";
