@@ -110,3 +110,47 @@ async fn a_watch_ends_when_the_store_closes() {
     let end = w.next_timeout(Duration::from_secs(5)).await;
     assert!(matches!(end, Err(StoreError::Closed)), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_directory_is_refused_by_name_and_reopened_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::default();
+    let first = SledStore::open(dir.path(), &config).unwrap();
+    first.put(b"k", b"v", Expect::Any).await.unwrap();
+    let refused = SledStore::open_waiting(dir.path(), &config, Duration::from_millis(100));
+    match refused {
+        Err(e @ StoreError::InUse { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(&dir.path().display().to_string()) && text.contains("in use"),
+                "{text}"
+            );
+        }
+        other => panic!("second open of a held directory: {other:?}"),
+    }
+    // A waiting open succeeds once the holder lets go.
+    let path = dir.path().to_owned();
+    let config2 = config.clone();
+    let waiter = std::thread::spawn(move || {
+        SledStore::open_waiting(&path, &config2, Duration::from_secs(30)).map(|s| s.revision())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    drop(first);
+    assert_eq!(waiter.join().unwrap().unwrap(), Revision(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_and_reopen_at_once_keeps_every_write() {
+    // sled lets go of its file lock from a background thread; an immediate reopen must wait
+    // for it rather than fail (the cause of a CI failure in a publish test's restart).
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::default();
+    for i in 0..200u32 {
+        let store = SledStore::open(dir.path(), &config).unwrap();
+        assert_eq!(store.revision(), Revision(u64::from(i)));
+        store
+            .put(format!("r/{i}").as_bytes(), b"x", Expect::Any)
+            .await
+            .unwrap();
+    }
+}

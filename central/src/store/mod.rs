@@ -237,6 +237,15 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("store is closed")]
     Closed,
+    /// Another process (or a handle in this one) holds the store directory's lock.
+    #[error(
+        "store directory {} is in use by another process (its lock was still held after {waited_ms} ms); stop the other central or choose another data directory",
+        path.display()
+    )]
+    InUse {
+        path: std::path::PathBuf,
+        waited_ms: u64,
+    },
     /// The backend reported an error.
     #[error("store backend error")]
     Backend(#[source] std::io::Error),

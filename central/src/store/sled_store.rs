@@ -111,15 +111,62 @@ fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(std::io::Error::other(e))
 }
 
-impl SledStore {
-    /// Opens (or creates) the store in directory `path`.
-    pub fn open(path: &Path, config: &StoreConfig) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
+/// How long [`SledStore::open`] waits for another holder of the directory's lock to let go.
+///
+/// sled releases its file lock from a background thread after the last handle is dropped, so a
+/// store closed and reopened at once (a restart in the same process, a central that just
+/// exited) can find the lock still held for some milliseconds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled 0.34 reports a held lock as an `Other` I/O error with this message prefix.
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock"))
+}
+
+/// Opens sled in `path`, retrying for up to `wait` while its lock is held elsewhere.
+fn open_db(
+    path: &Path,
+    config: &StoreConfig,
+    wait: std::time::Duration,
+) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
             .path(path)
             .cache_capacity(config.cache_mib * 1024 * 1024)
             .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_held(&e) => {
+                if started.elapsed() >= wait {
+                    return Err(StoreError::InUse {
+                        path: path.to_owned(),
+                        waited_ms: started.elapsed().as_millis() as u64,
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(backend(e)),
+        }
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in directory `path`, waiting up to [`LOCK_WAIT`] for a
+    /// previous holder of the directory to let go.
+    pub fn open(path: &Path, config: &StoreConfig) -> Result<SledStore, StoreError> {
+        SledStore::open_waiting(path, config, LOCK_WAIT)
+    }
+
+    /// [`SledStore::open`] with its own bound on the wait for the directory's lock; fails with
+    /// [`StoreError::InUse`] once `lock_wait` has passed.
+    pub fn open_waiting(
+        path: &Path,
+        config: &StoreConfig,
+        lock_wait: std::time::Duration,
+    ) -> Result<SledStore, StoreError> {
+        let db = open_db(path, config, lock_wait)?;
         let mut log = db.scan_prefix([LOG_PREFIX]);
         let newest = match log.next_back() {
             Some(entry) => codec::log_key_revision(&entry.map_err(backend)?.0)?,
