@@ -154,3 +154,55 @@ async fn close_and_reopen_at_once_keeps_every_write() {
             .unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_of_one_group_commit_see_each_other() {
+    // 64 writers race to create one key and 64 to bump a counter by compare-and-swap; the
+    // writer takes them in rounds of many, applied as one sled batch, so each transaction
+    // must see the ones before it in its round.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), &StoreConfig::default()).unwrap());
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..64u32 {
+        let store = Arc::clone(&store);
+        racers.spawn(async move { store.put(b"once", &i.to_be_bytes(), Expect::Absent).await });
+    }
+    let mut created = 0;
+    while let Some(r) = racers.join_next().await {
+        match r.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(created, 1, "the key was created {created} times");
+    let mut bumps = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let store = Arc::clone(&store);
+        bumps.spawn(async move {
+            loop {
+                let (count, expect) = match store.get(b"counter").await.unwrap() {
+                    Some(kv) => (
+                        u64::from_be_bytes(kv.value[..].try_into().unwrap()),
+                        Expect::ModRevision(kv.mod_revision),
+                    ),
+                    None => (0, Expect::Absent),
+                };
+                match store
+                    .put(b"counter", &(count + 1).to_be_bytes(), expect)
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+    }
+    while let Some(r) = bumps.join_next().await {
+        r.unwrap();
+    }
+    let kv = store.get(b"counter").await.unwrap().unwrap();
+    assert_eq!(u64::from_be_bytes(kv.value[..].try_into().unwrap()), 64);
+    assert_eq!(kv.version, 64);
+}
