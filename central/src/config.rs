@@ -133,6 +133,16 @@ mod tests {
                 "10",
                 "channel.udp_buffer_bytes",
             ),
+            (
+                "MERIDIAN_CENTRAL_CHANNEL__MAX_PUSHES_IN_FLIGHT",
+                "0",
+                "channel.max_pushes_in_flight",
+            ),
+            (
+                "MERIDIAN_CENTRAL_CHANNEL__PUSH_ACK_TIMEOUT_MS",
+                "5",
+                "channel.push_ack_timeout_ms",
+            ),
             ("MERIDIAN_CENTRAL_API__RATE_BURST", "0", "api.rate_burst"),
             ("MERIDIAN_CENTRAL_API__LISTEN", "nowhere", "api.listen"),
             (

@@ -71,6 +71,11 @@ pub struct ChannelConfig {
     pub max_connections: usize,
     /// UDP receive and send buffer asked of the kernel, bytes.
     pub udp_buffer_bytes: usize,
+    /// Most intent pushes sent and not yet acknowledged, over all sites: a change touching
+    /// every site goes out in a window instead of one burst that overflows the socket.
+    pub max_pushes_in_flight: usize,
+    /// A push unacknowledged this long stops counting against the window.
+    pub push_ack_timeout_ms: u64,
 }
 
 impl Default for ChannelConfig {
@@ -89,6 +94,8 @@ impl Default for ChannelConfig {
             max_frame_bytes: meridian_common::channel::frame::DEFAULT_MAX_FRAME,
             max_connections: 50_000,
             udp_buffer_bytes: 8 * 1024 * 1024,
+            max_pushes_in_flight: 512,
+            push_ack_timeout_ms: 2_000,
         }
     }
 }
@@ -126,6 +133,12 @@ impl ChannelConfig {
         }
         if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.udp_buffer_bytes) {
             return bad("udp_buffer_bytes", "must be 64 KiB to 1 GiB");
+        }
+        if self.max_pushes_in_flight == 0 {
+            return bad("max_pushes_in_flight", "must be at least 1");
+        }
+        if !(10..=600_000).contains(&self.push_ack_timeout_ms) {
+            return bad("push_ack_timeout_ms", "must be 10 ms to 10 min");
         }
         for a in &self.advertise {
             if a.rsplit_once(':')
@@ -195,6 +208,8 @@ pub struct Shared {
     pub auth: AuthCache,
     pub registry: Registry,
     pub counters: limits::Counters,
+    /// Permits for intent pushes in flight (`max_pushes_in_flight`).
+    pub push_window: Arc<tokio::sync::Semaphore>,
 }
 
 /// A running channel endpoint.
@@ -245,7 +260,6 @@ impl Channel {
             );
         }
         let shared = Arc::new(Shared {
-            config,
             tables,
             ca,
             tokens,
@@ -253,6 +267,8 @@ impl Channel {
             auth,
             registry: Registry::default(),
             counters: limits::Counters::default(),
+            push_window: Arc::new(tokio::sync::Semaphore::new(config.max_pushes_in_flight)),
+            config,
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -306,6 +322,11 @@ impl Channel {
     /// Sites with a live session.
     pub fn connected_sites(&self) -> usize {
         self.shared.registry.len()
+    }
+
+    /// Intent pushes sent and not yet acknowledged (nor timed out): the push window's use.
+    pub fn pushes_in_flight(&self) -> usize {
+        self.shared.config.max_pushes_in_flight - self.shared.push_window.available_permits()
     }
 
     /// The channel's stored view of a site (acked/applied generations, report high-water).

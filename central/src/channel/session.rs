@@ -330,6 +330,23 @@ struct Session<'a> {
     high_water: HighWater,
     /// Newest generation the agent holds or was sent.
     pushed: Generation,
+    /// The push window's permit while a push awaits the agent's acknowledgement: the
+    /// generation pushed and when the permit stops counting.
+    in_flight: Option<InFlight>,
+}
+
+struct InFlight {
+    permit: tokio::sync::OwnedSemaphorePermit,
+    generation: Generation,
+    expires: tokio::time::Instant,
+}
+
+/// Completes at `deadline`; never without one.
+async fn expiry(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<(), SessionError> {
@@ -408,6 +425,7 @@ async fn run(
         channel_rev,
         high_water,
         pushed: Generation::new(hello.held_generation),
+        in_flight: None,
     };
     shared.registry.heard(site);
     set_site_state(&shared.tables, site, SiteState::Online).await?;
@@ -450,6 +468,7 @@ async fn run(
         }
     });
     let result = loop {
+        let deadline = session.in_flight.as_ref().map(|f| f.expires);
         tokio::select! {
             frame = rx.recv() => match frame {
                 Some(Ok(body)) => {
@@ -472,6 +491,10 @@ async fn run(
                 if let Err(e) = session.send(CentralKind::IntentPush(push)).await {
                     break Err(e);
                 }
+            }
+            _ = expiry(deadline) => {
+                tracing::debug!(%site, "intent push unacknowledged; its window slot is released");
+                session.in_flight = None;
             }
             _ = connection.closed() => break Ok(()),
         }
@@ -500,6 +523,19 @@ impl Session<'_> {
             return Ok(());
         }
         self.pushed = generation;
+        let permit = match self.in_flight.take() {
+            Some(f) => f.permit,
+            None => Arc::clone(&self.shared.push_window)
+                .acquire_owned()
+                .await
+                .map_err(|_| SessionError::Protocol("push window closed".into()))?,
+        };
+        self.in_flight = Some(InFlight {
+            permit,
+            generation,
+            expires: tokio::time::Instant::now()
+                + Duration::from_millis(self.shared.config.push_ack_timeout_ms),
+        });
         tracing::debug!(site = %self.site, %generation, "pushing intent");
         self.send(CentralKind::IntentPush(proto::IntentPush {
             generation: generation.get(),
@@ -559,6 +595,13 @@ impl Session<'_> {
                 let generation = Generation::new(ack.generation);
                 let status = proto::IntentAckStatus::try_from(ack.status)
                     .unwrap_or(proto::IntentAckStatus::Unspecified);
+                if self
+                    .in_flight
+                    .as_ref()
+                    .is_some_and(|f| generation >= f.generation)
+                {
+                    self.in_flight = None;
+                }
                 self.update_channel(|c| match status {
                     proto::IntentAckStatus::Received => {
                         c.received_generation = c.received_generation.max(generation);
