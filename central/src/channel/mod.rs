@@ -156,6 +156,11 @@ impl ChannelConfig {
         Duration::from_secs(self.site_cert_lifetime_s)
     }
 
+    /// How long an unacknowledged push holds its slot in the push window.
+    pub fn push_ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.push_ack_timeout_ms)
+    }
+
     /// The addresses for bootstrap files, given the address actually bound.
     pub fn advertised(&self, bound: SocketAddr) -> Vec<String> {
         if !self.advertise.is_empty() {

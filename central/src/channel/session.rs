@@ -533,8 +533,7 @@ impl Session<'_> {
         self.in_flight = Some(InFlight {
             permit,
             generation,
-            expires: tokio::time::Instant::now()
-                + Duration::from_millis(self.shared.config.push_ack_timeout_ms),
+            expires: tokio::time::Instant::now() + self.shared.config.push_ack_timeout(),
         });
         tracing::debug!(site = %self.site, %generation, "pushing intent");
         self.send(CentralKind::IntentPush(proto::IntentPush {

@@ -454,10 +454,8 @@ fn run_writer(
                         published.push((revision, events));
                     }
                     answers.push((request.reply, Some(Ok(response))));
-                    if round.writes >= ROUND_WRITES
-                        && let Err(e) = std::mem::take(&mut round).apply(shared, revision)
-                    {
-                        failure = Some(e.to_string());
+                    if round.writes >= ROUND_WRITES {
+                        round.hand_over(shared, revision, &mut failure);
                     }
                 }
                 Err(StoreError::Backend(e)) => {
@@ -467,11 +465,8 @@ fn run_writer(
                 Err(other) => answers.push((request.reply, Some(Err(other)))),
             }
         }
-        if failure.is_none()
-            && round.writes > 0
-            && let Err(e) = round.apply(shared, revision)
-        {
-            failure = Some(e.to_string());
+        if failure.is_none() {
+            round.hand_over(shared, revision, &mut failure);
         }
         if failure.is_none()
             && !published.is_empty()
@@ -530,13 +525,19 @@ impl Round {
         }
     }
 
-    /// Applies the round as one atomic sled batch (readers see all of it or none) and marks
-    /// everything up to `newest` applied. Durable only after the writer's flush.
-    fn apply(self, shared: &Shared, newest: Revision) -> Result<(), StoreError> {
+    /// Applies the writes gathered so far as one atomic sled batch (readers see all of it or
+    /// none), marks everything up to `newest` applied and starts an empty batch; a sled error
+    /// goes into `failure`. Durable only after the writer's flush.
+    fn hand_over(&mut self, shared: &Shared, newest: Revision, failure: &mut Option<String>) {
+        if self.writes == 0 {
+            return;
+        }
+        let Round { batch, .. } = std::mem::take(self);
         let _guard = shared.apply_lock.write().unwrap_or_else(|p| p.into_inner());
-        shared.db.apply_batch(self.batch).map_err(backend)?;
-        shared.applied.store(newest.0, Ordering::Release);
-        Ok(())
+        match shared.db.apply_batch(batch) {
+            Ok(()) => shared.applied.store(newest.0, Ordering::Release),
+            Err(e) => *failure = Some(e.to_string()),
+        }
     }
 }
 
