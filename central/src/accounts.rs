@@ -48,24 +48,45 @@ pub fn token_id_of(secret: &str) -> Option<TokenId> {
     TokenId::parse(id).ok()
 }
 
-/// Checks a user record as submitted: ID, role, tenant presence matching the role.
+/// Checks a user record as submitted: ID, role, tenant presence matching the role. Returns
+/// the user's full ID: user IDs are scoped per tenant, so a tenant's user `bob` is
+/// `bob@{tenant}` (the name may be given plain or already scoped to the same tenant; a
+/// scoped ID with no `tenant` names its tenant), and a provider user's ID is its plain name.
 pub fn check_user(user: &proto::User) -> Result<(UserId, Option<TenantId>, Role), Vec<Problem>> {
     let mut problems = Vec::new();
-    let id = UserId::parse(&user.id)
-        .map_err(|e| problems.push(Problem::new("id", e.to_string())))
-        .ok();
-    let tenant = if user.tenant.is_empty() {
+    let (name, named_tenant) = match user.id.split_once('@') {
+        Some((name, tenant)) => (name, Some(tenant)),
+        None => (user.id.as_str(), None),
+    };
+    let tenant_text = match (user.tenant.as_str(), named_tenant) {
+        ("", Some(t)) => t,
+        (t, _) => t,
+    };
+    let tenant = if tenant_text.is_empty() {
         None
     } else {
-        TenantId::parse(&user.tenant)
+        TenantId::parse(tenant_text)
             .map_err(|e| problems.push(Problem::new("tenant", e.to_string())))
             .ok()
+    };
+    let id = match (named_tenant, &tenant) {
+        (Some(named), Some(t)) if named != t.as_str() => {
+            problems.push(Problem::new(
+                "id",
+                format!("is scoped to tenant {named:?}, but the user belongs to tenant {t}"),
+            ));
+            None
+        }
+        (Some(_), None) if !user.tenant.is_empty() => None,
+        _ => UserId::scoped(name, tenant.as_ref())
+            .map_err(|e| problems.push(Problem::new("id", e.to_string())))
+            .ok(),
     };
     let role = Role::try_from(user.role)
         .map_err(|m| problems.push(Problem::new("role", m)))
         .ok();
     if let Some(role) = role {
-        match (role.provider_side(), user.tenant.is_empty()) {
+        match (role.provider_side(), tenant_text.is_empty()) {
             (Some(true), false) => problems.push(Problem::new(
                 "tenant",
                 format!("must be empty: {role} is a provider role"),
@@ -197,6 +218,46 @@ mod tests {
         assert_eq!(
             check_user(&provider_with_tenant).unwrap_err()[0].field,
             "tenant"
+        );
+    }
+
+    #[test]
+    fn tenant_users_are_scoped_to_their_tenant() {
+        let user = |id: &str, tenant: &str, role: proto::Role| proto::User {
+            id: id.into(),
+            tenant: tenant.into(),
+            role: role as i32,
+            ..Default::default()
+        };
+        let ok = |u| check_user(&u).unwrap().0.to_string();
+        assert_eq!(
+            ok(user("bob", "acme", proto::Role::TenantMember)),
+            "bob@acme"
+        );
+        assert_eq!(
+            ok(user("bob@acme", "acme", proto::Role::Viewer)),
+            "bob@acme"
+        );
+        assert_eq!(
+            ok(user("bob@acme", "", proto::Role::TenantAdmin)),
+            "bob@acme"
+        );
+        assert_eq!(ok(user("ops", "", proto::Role::SiteOperator)), "ops");
+        assert_eq!(ok(user("auditor", "", proto::Role::Viewer)), "auditor");
+        let fields = |u| -> Vec<String> {
+            check_user(&u)
+                .unwrap_err()
+                .into_iter()
+                .map(|p| p.field)
+                .collect()
+        };
+        assert_eq!(
+            fields(user("bob@globex", "acme", proto::Role::TenantMember)),
+            ["id"]
+        );
+        assert_eq!(
+            fields(user("ops@acme", "", proto::Role::SiteOperator)),
+            ["tenant"]
         );
     }
 }

@@ -31,6 +31,9 @@ pub enum CentralError {
         #[source]
         source: StoreError,
     },
+    /// Records written by an older central could not be brought to the current layout.
+    #[error("cannot upgrade the stored records to this version's layout")]
+    Upgrade(#[source] crate::store::tables::TableError),
     /// The certificate authority could not be loaded or created.
     #[error("cannot load the certificate authority")]
     Ca(#[from] CaError),
@@ -74,6 +77,16 @@ impl Central {
             group_commit = config.store.group_commit,
             "central store open"
         );
+        let upgraded = Tables::new(Arc::clone(&store))
+            .upgrade_layout()
+            .await
+            .map_err(CentralError::Upgrade)?;
+        if upgraded > 0 {
+            tracing::info!(
+                records = upgraded,
+                "stored records moved to this version's layout"
+            );
+        }
         let ca = Arc::new(CertificateAuthority::load_or_create(
             &config.ca_dir(),
             crate::channel::now(),

@@ -98,8 +98,23 @@ pub trait TypedId: Sized + Clone + Ord + fmt::Display {
     fn as_str(&self) -> &str;
 }
 
+/// Checks a user ID: `name` (a provider user) or `name@tenant` (a user of that tenant), each
+/// part following the ID rule.
+pub fn check_user_id(kind: &'static str, s: &str) -> Result<(), IdError> {
+    match s.split_once('@') {
+        None => check_id(kind, s),
+        Some((name, tenant)) => {
+            check_id(kind, name)?;
+            check_id("tenant part of a user id", tenant)
+        }
+    }
+}
+
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+        typed_id!($(#[$meta])* $name, $kind, check_id);
+    };
+    ($(#[$meta:meta])* $name:ident, $kind:literal, $check:ident) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -108,7 +123,7 @@ macro_rules! typed_id {
         impl $name {
             /// Parses and validates `s` against the ID rule.
             pub fn parse(s: &str) -> Result<Self, IdError> {
-                check_id($kind, s)?;
+                $check($kind, s)?;
                 Ok(Self(s.to_owned()))
             }
 
@@ -144,7 +159,7 @@ macro_rules! typed_id {
         impl TryFrom<String> for $name {
             type Error = IdError;
             fn try_from(s: String) -> Result<Self, IdError> {
-                check_id($kind, &s)?;
+                $check($kind, &s)?;
                 Ok(Self(s))
             }
         }
@@ -194,10 +209,34 @@ typed_id!(
     "region id"
 );
 typed_id!(
-    /// A user (person or service) acting for a tenant or the provider.
+    /// A user (person or service) acting for a tenant or the provider. User IDs are scoped
+    /// per tenant: a tenant's user is `name@tenant`, a provider user a plain `name`, so one
+    /// tenant's choice of names never collides with (or reveals) another's.
     UserId,
-    "user id"
+    "user id",
+    check_user_id
 );
+
+impl UserId {
+    /// The user `name` of `tenant` (`name@tenant`), or the provider user `name`.
+    pub fn scoped(name: &str, tenant: Option<&TenantId>) -> Result<UserId, IdError> {
+        check_id("user id", name)?;
+        Ok(match tenant {
+            Some(t) => UserId(format!("{name}@{t}")),
+            None => UserId(name.to_owned()),
+        })
+    }
+
+    /// The tenant part of a tenant user's ID (`None` for a provider user's plain name).
+    pub fn tenant_part(&self) -> Option<&str> {
+        self.0.split_once('@').map(|(_, t)| t)
+    }
+
+    /// The name part (the whole ID for a provider user).
+    pub fn name_part(&self) -> &str {
+        self.0.split_once('@').map_or(&self.0, |(n, _)| n)
+    }
+}
 typed_id!(
     /// An API token.
     TokenId,
@@ -402,6 +441,31 @@ pub fn windows_overlap(a: Option<&TimeWindow>, b: Option<&TimeWindow>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_plain_names_or_scoped_to_one_tenant() {
+        let acme = TenantId::parse("acme").unwrap();
+        let bob = UserId::scoped("bob", Some(&acme)).unwrap();
+        assert_eq!(bob.as_str(), "bob@acme");
+        assert_eq!(bob.tenant_part(), Some("acme"));
+        assert_eq!(bob.name_part(), "bob");
+        assert_eq!(UserId::parse("bob@acme").unwrap(), bob);
+        let admin = UserId::scoped("admin", None).unwrap();
+        assert_eq!((admin.as_str(), admin.tenant_part()), ("admin", None));
+        for bad in [
+            "bob@",
+            "@acme",
+            "bob@acme@x",
+            "Bob@acme",
+            "bob@Acme",
+            "bob@ac_me",
+        ] {
+            assert!(UserId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(UserId::scoped("bob@globex", Some(&acme)).is_err());
+        // Other IDs keep the plain rule.
+        assert!(TenantId::parse("a@b").is_err());
+    }
 
     #[test]
     fn id_rules() {

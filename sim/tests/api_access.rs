@@ -253,6 +253,7 @@ async fn call(c: &mut Clients, rpc: Rpc, ids: &Ids, tenant: &str) -> Code {
             c.fleet
                 .get_dataset(proto::GetDatasetRequest {
                     id: ids.dataset.clone(),
+                    tenant: String::new(),
                 })
                 .await,
         ),
@@ -268,6 +269,7 @@ async fn call(c: &mut Clients, rpc: Rpc, ids: &Ids, tenant: &str) -> Code {
             c.fleet
                 .delete_dataset(proto::DeleteDatasetRequest {
                     id: "no-such-dataset".into(),
+                    tenant: String::new(),
                 })
                 .await,
         ),
@@ -382,7 +384,7 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
     Ids {
         workload,
         dataset,
-        user: "acme-dev".into(),
+        user: "acme-dev@acme".into(),
         token,
         site,
     }
@@ -416,10 +418,30 @@ async fn every_rpc_times_every_role_is_allowed_or_denied_as_the_matrix_says() {
     for (user, role, secret) in &people {
         let mut c = api.clients(secret).await;
         let role = role_of(*role);
+        let scoped = api_support::tenant_scoped(user);
         for &rpc in Rpc::ALL {
             let code = call(&mut c, rpc, &ids, ACME).await;
             checked += 1;
-            if allowed(role, rpc) {
+            // A tenant's viewer sees no more than its tenant's admin: none of the fleet's
+            // inventory (the outside probe found these open to it).
+            if user == "acme-viewer"
+                && matches!(
+                    rpc,
+                    Rpc::ListSites
+                        | Rpc::ListServers
+                        | Rpc::GetSite
+                        | Rpc::GetSiteDrift
+                        | Rpc::GetServer
+                )
+            {
+                assert_eq!(
+                    code,
+                    Code::PermissionDenied,
+                    "acme's viewer calling {}",
+                    rpc.name()
+                );
+            }
+            if allowed(role, scoped, rpc) {
                 assert!(
                     !matches!(
                         code,
@@ -519,6 +541,7 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                     .fleet
                     .get_dataset(proto::GetDatasetRequest {
                         id: pick(&ids.dataset, "ds"),
+                        tenant: String::new(),
                     })
                     .await
                     .map(|_| ()),
@@ -529,6 +552,7 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                     .fleet
                     .delete_dataset(proto::DeleteDatasetRequest {
                         id: pick(&ids.dataset, "ds"),
+                        tenant: String::new(),
                     })
                     .await
                     .map(|_| ()),
@@ -790,13 +814,73 @@ async fn bad_input_names_the_field_stores_nothing_and_the_server_keeps_serving()
         })
         .await
         .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     assert!(
-        matches!(
-            e.code(),
-            Code::ResourceExhausted | Code::OutOfRange | Code::InvalidArgument
-        ),
-        "{e:?}"
+        e.message().contains("api.max_message_bytes"),
+        "{}",
+        e.message()
     );
+    // Reservation windows must lie in [2000-01-01, 2100-01-01).
+    for (start, end, field) in [
+        (i64::MIN, i64::MIN + 1, "spec.window.start"),
+        (i64::MAX - 1, i64::MAX, "spec.window.end"),
+    ] {
+        let mut s = spec("forever");
+        s.window = Some(proto::TimeWindow { start, end });
+        let e = acme
+            .placement
+            .create_workload(proto::CreateWorkloadRequest {
+                spec: Some(s),
+                tenant: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(e.message().contains(field), "{field}: {}", e.message());
+    }
+    // Unknown enum values in list filters are refused everywhere, naming the filter.
+    for (field, e) in [
+        (
+            "state",
+            admin
+                .fleet
+                .list_sites(proto::ListSitesRequest {
+                    state: Some(99),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "tier",
+            admin
+                .fleet
+                .list_sites(proto::ListSitesRequest {
+                    tier: Some(99),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        ),
+        (
+            "phase",
+            admin
+                .fleet
+                .list_servers(proto::ListServersRequest {
+                    phase: Some(99),
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+        ),
+    ] {
+        assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
+        assert!(
+            e.message().starts_with(&format!("{field}:")),
+            "{field}: {}",
+            e.message()
+        );
+    }
     // Provider-set fields and masks.
     let mut with_net = api_support::tenant("netted");
     with_net.network = Some(proto::TenantNetwork::default());
@@ -840,6 +924,48 @@ async fn bad_input_names_the_field_stores_nothing_and_the_server_keeps_serving()
         e.code(),
         Code::PermissionDenied,
         "a tenant admin raising its own quota: {e:?}"
+    );
+    // A masked update is checked for what it changes only: a body with the ID and the
+    // residency is enough to change the residency.
+    let updated = api
+        .clients(admin_acme)
+        .await
+        .tenants
+        .update_tenant(proto::UpdateTenantRequest {
+            tenant: Some(proto::Tenant {
+                id: ACME.into(),
+                residency: vec!["EU".into()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["residency".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    assert_eq!(updated.residency, ["EU"]);
+    assert!(updated.quotas.is_some(), "the quotas were kept");
+    let e = admin
+        .tenants
+        .update_tenant(proto::UpdateTenantRequest {
+            tenant: Some(proto::Tenant {
+                id: ACME.into(),
+                residency: vec!["Atlantis".into()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["residency".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().starts_with("tenant.residency[0]"),
+        "{}",
+        e.message()
     );
     let e = acme
         .placement
@@ -913,6 +1039,21 @@ async fn missing_forged_and_revoked_tokens_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
+    // RFC 7235 / 6750: the scheme in any case, one or more spaces; one header only.
+    for header in [
+        format!("BEARER {dev}"),
+        format!("bearer  {dev}"),
+        format!("Bearer   {dev}"),
+    ] {
+        raw_list_tenants(&api, &[header.as_str()])
+            .await
+            .unwrap_or_else(|e| panic!("{header:?}: {e:?}"));
+    }
+    let e = raw_list_tenants(&api, &[&format!("Bearer {dev}"), &format!("Bearer {dev}")])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(e.message().contains("more than one"), "{}", e.message());
     // Works, then revoked by its owner, then refused.
     let mut c = api.clients(&dev).await;
     c.tenants
@@ -944,5 +1085,457 @@ async fn missing_forged_and_revoked_tokens_are_refused() {
         }
         broken => panic!("{broken:?}"),
     }
+    api.central.shutdown().await;
+}
+
+/// What one create call answered: its code and its message with the IDs it named replaced
+/// by `<id>`, so a call naming a taken ID and one naming a fresh ID can be compared.
+fn answer<T>(r: Result<T, tonic::Status>, ids: &[&str]) -> (Code, String) {
+    match r {
+        Ok(_) => (Code::Ok, String::new()),
+        Err(s) => {
+            let mut m = s.message().to_owned();
+            for id in ids {
+                m = m.replace(id, "<id>");
+            }
+            (s.code(), m)
+        }
+    }
+}
+
+/// One create RPC called with `name` wherever the request names a tenant-owned object:
+/// users and datasets in `tenant` (empty: the caller's own), a dataset a workload reads, a
+/// token's user. Fleet objects (sites, regions, tenants, bootstrap tokens) take fresh IDs.
+async fn create_with(
+    c: &mut Clients,
+    rpc: Rpc,
+    name: &str,
+    tenant: &str,
+    site: &proto::Site,
+    region: &proto::Region,
+) -> (Code, String) {
+    let fresh = format!("f{:08x}", rand::random::<u32>());
+    let ids = [name, fresh.as_str()];
+    match rpc {
+        Rpc::CreateUser => answer(
+            c.tenants
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        id: name.into(),
+                        tenant: tenant.into(),
+                        role: proto::Role::Viewer as i32,
+                        ..Default::default()
+                    }),
+                })
+                .await,
+            &ids,
+        ),
+        Rpc::CreateDataset => answer(
+            c.fleet
+                .create_dataset(proto::CreateDatasetRequest {
+                    dataset: Some(proto::Dataset {
+                        id: name.into(),
+                        tenant: tenant.into(),
+                        name: "probe".into(),
+                        size_bytes: 1 << 20,
+                        replicas: vec![site.id.clone()],
+                        residency: vec![],
+                    }),
+                })
+                .await,
+            &ids,
+        ),
+        Rpc::CreateWorkload => {
+            let mut s = spec("reads");
+            s.constraints.get_or_insert_with(Default::default).datasets = vec![name.into()];
+            answer(
+                c.placement
+                    .create_workload(proto::CreateWorkloadRequest {
+                        spec: Some(s),
+                        tenant: tenant.into(),
+                    })
+                    .await,
+                &ids,
+            )
+        }
+        Rpc::CreateApiToken => {
+            let user = if tenant.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}@{tenant}")
+            };
+            answer(
+                c.tenants
+                    .create_api_token(proto::CreateApiTokenRequest {
+                        user,
+                        role: None,
+                        ttl_ms: 60_000,
+                    })
+                    .await,
+                &ids,
+            )
+        }
+        Rpc::CreateTenant => answer(
+            c.tenants
+                .create_tenant(proto::CreateTenantRequest {
+                    tenant: Some(api_support::tenant(&fresh)),
+                })
+                .await,
+            &ids,
+        ),
+        Rpc::CreateSite => {
+            let mut s = site.clone();
+            s.id = fresh.clone();
+            s.state = proto::SiteState::Unspecified as i32;
+            answer(
+                c.fleet
+                    .create_site(proto::CreateSiteRequest { site: Some(s) })
+                    .await,
+                &ids,
+            )
+        }
+        Rpc::CreateRegion => {
+            let mut r = region.clone();
+            r.id = fresh.clone();
+            answer(
+                c.fleet
+                    .create_region(proto::CreateRegionRequest { region: Some(r) })
+                    .await,
+                &ids,
+            )
+        }
+        Rpc::CreateBootstrapToken => answer(
+            c.fleet
+                .create_bootstrap_token(proto::CreateBootstrapTokenRequest {
+                    site: site.id.clone(),
+                    ttl_ms: 60_000,
+                })
+                .await,
+            &ids,
+        ),
+        other => panic!("{} is not a create call", other.name()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_never_depend_on_what_another_tenant_or_the_provider_holds() {
+    // IDs of tenant-owned objects are scoped per tenant (users `name@tenant`, datasets per
+    // tenant), so a create answers the same whether or not the ID is taken elsewhere: the
+    // outside probe enumerated other tenants' users and datasets through ALREADY_EXISTS.
+    let api = api_support::start(4, |c| c.api.rate_per_second = 100_000.0).await;
+    let people = api.people().await;
+    let mut admin = api.clients(&api.admin).await;
+    let t = api.central.tables();
+    let site: proto::Site = t.sites().list(None, None, 1).await.unwrap().items[0]
+        .record
+        .clone()
+        .into();
+    let region: proto::Region = t.regions().list(None, None, 1).await.unwrap().items[0]
+        .record
+        .clone()
+        .into();
+    let creates: Vec<Rpc> = Rpc::ALL
+        .iter()
+        .copied()
+        .filter(|r| r.name().contains("/Create"))
+        .collect();
+    assert_eq!(creates.len(), 8, "{creates:?}");
+    let mut compared = 0;
+    for (i, (user, role, secret)) in people.iter().enumerate() {
+        // The caller creates in its own tenant; a provider caller creates in globex. The
+        // other tenant, and the provider, hold every name the caller tries.
+        let own = api_support::USERS
+            .iter()
+            .find(|u| u.0 == user)
+            .map_or("", |u| u.1);
+        let (target, other) = match own {
+            "" => (GLOBEX, ACME),
+            ACME => (ACME, GLOBEX),
+            _ => (GLOBEX, ACME),
+        };
+        let taken = format!("taken-{i}");
+        for (tenant, who) in [(other, proto::Role::Viewer), ("", proto::Role::Viewer)] {
+            admin
+                .tenants
+                .create_user(proto::CreateUserRequest {
+                    user: Some(proto::User {
+                        id: taken.clone(),
+                        tenant: tenant.into(),
+                        role: who as i32,
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .unwrap();
+        }
+        admin
+            .fleet
+            .create_dataset(proto::CreateDatasetRequest {
+                dataset: Some(proto::Dataset {
+                    id: taken.clone(),
+                    tenant: other.into(),
+                    name: "held".into(),
+                    size_bytes: 1 << 20,
+                    replicas: vec![site.id.clone()],
+                    residency: vec![],
+                }),
+            })
+            .await
+            .unwrap();
+        let tenant_field = if own.is_empty() { target } else { "" };
+        let mut c = api.clients(secret).await;
+        // One fresh name per caller for every call, like the taken one: what an earlier
+        // create made (a user, a dataset) is then there for the later calls of both.
+        let fresh = format!("fresh-{i}");
+        for &rpc in &creates {
+            let with_taken = create_with(&mut c, rpc, &taken, tenant_field, &site, &region).await;
+            let with_fresh = create_with(&mut c, rpc, &fresh, tenant_field, &site, &region).await;
+            assert_eq!(
+                with_taken,
+                with_fresh,
+                "{user} ({:?}) {}: an ID held by {other} or the provider answered differently \
+                 from a fresh one",
+                role,
+                rpc.name()
+            );
+            compared += 1;
+        }
+    }
+    println!(
+        "create calls: {compared} pairs ({} RPCs x {} roles), taken vs fresh IDs answered alike",
+        creates.len(),
+        people.len()
+    );
+    api.central.shutdown().await;
+}
+
+/// `ListTenants` with exactly these `authorization` header values.
+async fn raw_list_tenants(api: &TestApi, headers: &[&str]) -> Result<(), tonic::Status> {
+    let pem = std::fs::read(&api.ca).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(api.endpoint.clone())
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let values: Vec<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+        headers.iter().map(|h| h.parse().unwrap()).collect();
+    let mut client = proto::tenant_service_client::TenantServiceClient::with_interceptor(
+        channel,
+        move |mut request: tonic::Request<()>| {
+            for v in &values {
+                request.metadata_mut().append("authorization", v.clone());
+            }
+            Ok(request)
+        },
+    );
+    client
+        .list_tenants(proto::ListTenantsRequest::default())
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_of_creating_a_dataset_keeps_the_index_and_ids_stay_per_tenant() {
+    use meridian_central::store::tables::Table;
+    use meridian_common::ids::{DatasetId, TenantId};
+    use meridian_common::model::Dataset;
+
+    let api = api_support::start(4, |c| c.api.rate_per_second = 100_000.0).await;
+    let people = api.people().await;
+    let secret = |u: &str| people.iter().find(|p| p.0 == u).unwrap().2.clone();
+    let mut admin = api.clients(&api.admin).await;
+    let mut acme = api.clients(&secret("acme-dev")).await;
+    let mut globex = api.clients(&secret("globex-dev")).await;
+    let t = api.central.tables();
+    let site = t.sites().list(None, None, 1).await.unwrap().items[0]
+        .record
+        .id
+        .clone();
+    let acme_id = TenantId::parse(ACME).unwrap();
+    let globex_id = TenantId::parse(GLOBEX).unwrap();
+    let dataset = |id: &str, size: u64| Dataset {
+        id: DatasetId::parse(id).unwrap(),
+        tenant: acme_id.clone(),
+        name: meridian_common::ids::Name::parse("data").unwrap(),
+        size_bytes: size,
+        replicas: vec![site.clone()],
+        residency: Default::default(),
+    };
+    // Each way a dataset reaches the store: a batch load (the demo's and the scenarios'),
+    // a single create, an upsert, and the API.
+    t.datasets()
+        .create_many(&[dataset("by-batch", 1)], 64)
+        .await
+        .unwrap();
+    t.datasets().create(&dataset("by-create", 2)).await.unwrap();
+    t.datasets().upsert(&dataset("by-upsert", 3)).await.unwrap();
+    acme.fleet
+        .create_dataset(proto::CreateDatasetRequest {
+            dataset: Some(dataset("by-api", 4).into()),
+        })
+        .await
+        .unwrap();
+    api.central.lifecycle().fleet_changed();
+    let ways = ["by-batch", "by-create", "by-upsert", "by-api"];
+    for id in ways {
+        let holders = t
+            .dataset_holders(&DatasetId::parse(id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(holders, vec![acme_id.clone()], "{id}");
+    }
+    // Another tenant may use the same IDs: they are its own datasets.
+    for id in ways {
+        let mut theirs = dataset(id, 1_000);
+        theirs.tenant = globex_id.clone();
+        globex
+            .fleet
+            .create_dataset(proto::CreateDatasetRequest {
+                dataset: Some(theirs.into()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e:?}"));
+        let holders = t
+            .dataset_holders(&DatasetId::parse(id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(holders, [acme_id.clone(), globex_id.clone()], "{id}");
+        // Each tenant sees its own; the provider names the tenant or is told to.
+        let mine = acme
+            .fleet
+            .get_dataset(proto::GetDatasetRequest {
+                id: id.into(),
+                tenant: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .dataset
+            .unwrap();
+        assert_eq!(
+            (mine.tenant.as_str(), mine.size_bytes < 1_000),
+            (ACME, true)
+        );
+        let e = admin
+            .fleet
+            .get_dataset(proto::GetDatasetRequest {
+                id: id.into(),
+                tenant: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(
+            e.message().starts_with("tenant: is required"),
+            "{}",
+            e.message()
+        );
+        let named = admin
+            .fleet
+            .get_dataset(proto::GetDatasetRequest {
+                id: id.into(),
+                tenant: GLOBEX.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .dataset
+            .unwrap();
+        assert_eq!((named.tenant.as_str(), named.size_bytes), (GLOBEX, 1_000));
+    }
+    // The provider's list shows each (tenant, dataset) once.
+    let listed = admin
+        .fleet
+        .list_datasets(proto::ListDatasetsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .datasets;
+    let mut pairs: Vec<(String, String)> = listed
+        .iter()
+        .map(|d| (d.tenant.clone(), d.id.clone()))
+        .collect();
+    let n = pairs.len();
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!((pairs.len(), n), (8, 8), "{pairs:?}");
+    // The owner still places work next to its own data, whatever globex named its own.
+    api.central.lifecycle().fleet_changed();
+    for id in ways {
+        let mut s = spec("near-data");
+        s.constraints.get_or_insert_with(Default::default).datasets = vec![id.into()];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let r = loop {
+            match acme
+                .placement
+                .dry_run(proto::DryRunRequest {
+                    spec: Some(s.clone()),
+                    tenant: String::new(),
+                    max_near_misses: 0,
+                })
+                .await
+            {
+                // Until the planner has rebuilt its snapshot with the new datasets.
+                Err(e)
+                    if e.code() == Code::FailedPrecondition
+                        || e.message().contains("does not exist") =>
+                {
+                    assert!(std::time::Instant::now() < deadline, "{id}: {e:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        };
+        let placed = r.unwrap_or_else(|e| panic!("{id}: {e:?}")).into_inner();
+        assert!(placed.placement.is_some(), "{id}: {placed:?}");
+    }
+    // A delete takes the index entry with it.
+    api.clients(&secret("acme-admin"))
+        .await
+        .fleet
+        .delete_dataset(proto::DeleteDatasetRequest {
+            id: "by-batch".into(),
+            tenant: String::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        t.dataset_holders(&DatasetId::parse("by-batch").unwrap())
+            .await
+            .unwrap(),
+        vec![globex_id.clone()]
+    );
+    // An index entry of the old layout (global IDs: `index/datasets/{id}`) moves to the
+    // per-tenant one when central opens.
+    let store = t.store().clone();
+    let new_key =
+        Table::<meridian_central::store::tables::DatasetIndex>::store_key("by-create/acme");
+    store
+        .delete(&new_key, meridian_central::store::Expect::Any)
+        .await
+        .unwrap();
+    store
+        .put(
+            b"index/datasets/by-create",
+            b"by-create acme",
+            meridian_central::store::Expect::Any,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.upgrade_layout().await.unwrap(), 1);
+    assert_eq!(t.upgrade_layout().await.unwrap(), 0);
+    assert!(
+        store
+            .get(b"index/datasets/by-create")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get(&new_key).await.unwrap().is_some());
     api.central.shutdown().await;
 }

@@ -255,7 +255,7 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         &admin,
         &["tenant", "create", "-f", tenant_yaml.to_str().unwrap()],
     );
-    cli.ok(
+    let user = cli.json(
         &admin,
         &[
             "user",
@@ -267,9 +267,18 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
             "acme",
         ],
     );
+    // User IDs are scoped per tenant.
+    assert_eq!(user["id"], "acme-admin@acme", "{user}");
     let token = cli.json(
         &admin,
-        &["token", "create", "--user", "acme-admin", "--ttl-days", "1"],
+        &[
+            "token",
+            "create",
+            "--user",
+            "acme-admin@acme",
+            "--ttl-days",
+            "1",
+        ],
     );
     let acme = token["secret"].as_str().unwrap().to_owned();
     let boot = dir.path().join("boot.toml");
@@ -313,6 +322,28 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         listed.contains(&id) && listed.contains("active"),
         "{listed}"
     );
+    // The SITES column names where a placed workload runs.
+    let row = listed.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(row.contains(&site), "no site in {row:?}");
+    // A reader that goes away (`| head`) ends the command quietly, without a panic.
+    let mut piped = clean(Command::new(&cli.bin))
+        .env("MERIDIAN_ENDPOINT", &cli.endpoint)
+        .env("MERIDIAN_CA", &cli.ca)
+        .env("MERIDIAN_TOKEN", &admin)
+        .env("HOME", &cli.dir)
+        .args(["site", "servers", &site, "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let out = piped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{:?}: {stderr}",
+        out.status
+    );
     let drift = cli.json(&admin, &["site", "drift", &site]);
     assert!(
         drift["applied_generation"].as_u64().unwrap() >= 1,
@@ -355,6 +386,19 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         String::from_utf8_lossy(&out.stderr).contains("replica"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // A repeated key is refused, not silently overridden by the last one.
+    std::fs::write(
+        &bad,
+        "name: x\nkind: batch_job\nreplicas: 1\nreplicas: 2\nresources: {accelerator: none}\n",
+    )
+    .unwrap();
+    let out = cli.run(&acme, &["workload", "apply", "-f", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("duplicate entry with key \"replicas\""),
+        "{stderr}"
     );
     let out = cli.run(&acme, &["workload", "get", "wl-000000000000"]);
     assert_eq!(out.status.code(), Some(3));

@@ -299,6 +299,11 @@ fn the_binary_serves_until_terminated_then_stops_cleanly() {
         panic!("the demo never said it serves:\n{seen}");
     }
     assert!(seen.contains("MERIDIAN_TOKEN="), "{seen}");
+    // The central left serving the CLI runs on the documented rate limit, not the demo's.
+    assert!(
+        seen.contains("documented rate limit: 500 requests/s per tenant, burst 1000"),
+        "{seen}"
+    );
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

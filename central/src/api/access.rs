@@ -240,9 +240,25 @@ rpcs! {
     RevokeBootstrapToken = "FleetService" "RevokeBootstrapToken", mutating: true, roles: [ProviderAdmin, SiteOperator];
 }
 
-/// Whether `role` may call `rpc` at all (the object check comes after).
-pub fn allowed(role: Role, rpc: Rpc) -> bool {
-    rpc.roles().contains(&role)
+/// Whether `role` may call `rpc` at all (the object check comes after), for a caller of a
+/// tenant (`tenant_scoped`) or of the provider.
+///
+/// A tenant's caller may call only RPCs open to some tenant role: a tenant-scoped `viewer`
+/// sees no more than its own tenant's admin (no fleet inventory: sites, servers, drift).
+pub fn allowed(role: Role, tenant_scoped: bool, rpc: Rpc) -> bool {
+    let roles = rpc.roles();
+    roles.contains(&role)
+        && (!tenant_scoped
+            || roles
+                .iter()
+                .any(|r| matches!(r, Role::TenantAdmin | Role::TenantMember)))
+}
+
+impl Caller {
+    /// Whether this caller may call `rpc` at all (see [`allowed`]).
+    pub fn may_call(&self, rpc: Rpc) -> bool {
+        allowed(self.role, self.tenant.is_some(), rpc)
+    }
 }
 
 #[cfg(test)]
@@ -270,14 +286,42 @@ mod tests {
         for &rpc in Rpc::ALL {
             assert!(names.insert(rpc.name()), "{} twice", rpc.name());
             if rpc.mutating() && rpc != Rpc::CreateApiToken && rpc != Rpc::RevokeApiToken {
-                assert!(!allowed(Role::Viewer, rpc), "viewer may {}", rpc.name());
+                assert!(
+                    !allowed(Role::Viewer, false, rpc),
+                    "viewer may {}",
+                    rpc.name()
+                );
             }
             assert!(
-                allowed(Role::ProviderAdmin, rpc),
+                allowed(Role::ProviderAdmin, false, rpc),
                 "provider-admin may not {}",
                 rpc.name()
             );
         }
         assert_eq!(Rpc::ALL.len(), 36);
+    }
+
+    #[test]
+    fn a_tenant_viewer_calls_nothing_its_tenant_admin_may_not() {
+        for &rpc in Rpc::ALL {
+            if allowed(Role::Viewer, true, rpc) {
+                assert!(
+                    allowed(Role::TenantAdmin, true, rpc) || allowed(Role::TenantMember, true, rpc),
+                    "a tenant viewer may {}",
+                    rpc.name()
+                );
+            }
+        }
+        // The fleet reads the outside probe found open to a tenant's viewer.
+        for rpc in [
+            Rpc::ListSites,
+            Rpc::ListServers,
+            Rpc::GetSite,
+            Rpc::GetSiteDrift,
+            Rpc::GetServer,
+        ] {
+            assert!(!allowed(Role::Viewer, true, rpc), "{}", rpc.name());
+            assert!(allowed(Role::Viewer, false, rpc), "{}", rpc.name());
+        }
     }
 }

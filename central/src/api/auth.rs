@@ -47,6 +47,32 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The token of the request's one `authorization` header, read as RFC 7235 and RFC 6750 say:
+/// the scheme `Bearer` in any case, then one or more spaces, then the token. A request with
+/// more than one `authorization` header is refused (which one would count is ambiguous).
+pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, ApiError> {
+    let mut headers = metadata.get_all("authorization").iter();
+    let header = headers
+        .next()
+        .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
+    if headers.next().is_some() {
+        return Err(ApiError::Unauthenticated(
+            "the request carries more than one `authorization` header; send exactly one".into(),
+        ));
+    }
+    let header = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
+    let (scheme, rest) = header
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
+    let token = rest.trim_start_matches(' ').trim_end();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+        return Err(ApiError::Unauthenticated(UNAUTHENTICATED.into()));
+    }
+    Ok(token)
+}
+
 impl Authenticator {
     /// An authenticator over `tables`.
     pub fn new(tables: Tables) -> Self {
@@ -62,15 +88,7 @@ impl Authenticator {
         metadata: &MetadataMap,
         now: Timestamp,
     ) -> Result<Caller, ApiError> {
-        let header = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?
-            .trim();
+        let secret = bearer_token(metadata)?;
         let id =
             token_id_of(secret).ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
         let hash = hash_secret(secret);
@@ -158,4 +176,44 @@ impl Authenticator {
 /// The token record's public part, or a store error.
 pub fn public(record: &proto::ApiTokenRecord) -> proto::ApiToken {
     record.token.clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(values: &[&str]) -> MetadataMap {
+        let mut m = MetadataMap::new();
+        for v in values {
+            m.append("authorization", v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_as_the_rfcs_say() {
+        for ok in [
+            "Bearer tok-1.ab",
+            "bearer tok-1.ab",
+            "BEARER tok-1.ab",
+            "bEaReR tok-1.ab",
+            "Bearer  tok-1.ab",
+            "Bearer    tok-1.ab",
+        ] {
+            assert_eq!(bearer_token(&with(&[ok])).unwrap(), "tok-1.ab", "{ok:?}");
+        }
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Bearertok-1.ab",
+            "Basic tok-1.ab",
+            "Bearer tok-1 .ab",
+            "tok-1.ab",
+        ] {
+            assert!(bearer_token(&with(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(bearer_token(&MetadataMap::new()).is_err());
+        let two = bearer_token(&with(&["Bearer tok-1.ab", "Bearer tok-2.cd"])).unwrap_err();
+        assert!(two.to_string().contains("more than one"), "{two}");
+    }
 }

@@ -21,6 +21,12 @@ pub struct ApiConfig {
     pub rate_per_second: f64,
     /// Requests a tenant may make at once above its rate.
     pub rate_burst: f64,
+    /// Failed authentications per second each source address may make, sustained. Past its
+    /// budget an address is refused before its credentials are even read, so a flood of bad
+    /// tokens costs no hashing or store lookups. (Clients behind one NAT address share it.)
+    pub auth_failures_per_second: f64,
+    /// Failed authentications a source address may make at once above that rate.
+    pub auth_failure_burst: f64,
     /// How long a call refused by the rate limit waits before its answer, ms (a tarpit for
     /// clients that flood in a closed loop; 0: answer at once).
     pub refusal_delay_ms: u64,
@@ -44,6 +50,8 @@ impl Default for ApiConfig {
             tls_names: Vec::new(),
             rate_per_second: 500.0,
             rate_burst: 1_000.0,
+            auth_failures_per_second: 10.0,
+            auth_failure_burst: 50.0,
             refusal_delay_ms: 100,
             max_message_bytes: 4 * 1024 * 1024,
             max_streams_per_connection: 256,
@@ -63,6 +71,12 @@ impl ApiConfig {
         }
         if !(self.rate_burst.is_finite() && self.rate_burst >= 1.0) {
             return bad("rate_burst", "must be at least 1");
+        }
+        if !(self.auth_failures_per_second.is_finite() && self.auth_failures_per_second > 0.0) {
+            return bad("auth_failures_per_second", "must be a positive number");
+        }
+        if !(self.auth_failure_burst.is_finite() && self.auth_failure_burst >= 1.0) {
+            return bad("auth_failure_burst", "must be at least 1");
         }
         if self.refusal_delay_ms > 10_000 {
             return bad("refusal_delay_ms", "must be at most 10000");

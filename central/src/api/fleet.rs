@@ -10,11 +10,10 @@ use meridian_proto::v1 as proto;
 use meridian_proto::v1::fleet_service_server::FleetService;
 use tonic::{Request, Response, Status};
 
-use super::access::{Caller, Rpc, Scope};
+use super::access::{Caller, Rpc};
 use super::error::ApiError;
 use super::{ApiState, acting_tenant, pages, tenant_filter};
-use crate::store::tables::{DatasetIndex, Record, Table, TableError, TableKeyDyn};
-use crate::store::{Compare, Op, Txn};
+use crate::store::tables::{TableError, TableKeyDyn};
 use crate::tokens::TokenError;
 
 /// The service.
@@ -113,21 +112,20 @@ impl ApiState {
                 ));
             }
         }
-        let mut submitted = wire;
-        submitted.state = proto::Site::from(current.clone()).state;
-        let submitted = Site::try_from(submitted).map_err(|e| ApiError::convert("site", e))?;
-        let mut next = current;
+        // Only the masked fields are taken from the request, over the current record.
+        let mut merged = proto::Site::from(current);
         for path in &paths {
             match path.as_str() {
-                "name" => next.name = submitted.name.clone(),
-                "location" => next.location = submitted.location,
-                "certifications" => next.certifications = submitted.certifications.clone(),
-                "pools" => next.pools = submitted.pools.clone(),
-                "gateway_range" => next.gateway_range = submitted.gateway_range,
-                "price_per_gpu_hour" => next.price_per_gpu_hour = submitted.price_per_gpu_hour,
+                "name" => merged.name = wire.name.clone(),
+                "location" => merged.location = wire.location,
+                "certifications" => merged.certifications = wire.certifications.clone(),
+                "pools" => merged.pools = wire.pools.clone(),
+                "gateway_range" => merged.gateway_range = wire.gateway_range.clone(),
+                "price_per_gpu_hour" => merged.price_per_gpu_hour = wire.price_per_gpu_hour,
                 _ => unreachable!("checked above"),
             }
         }
+        let next = Site::try_from(merged).map_err(|e| ApiError::convert("site", e))?;
         validate_site(&next).map_err(|e| ApiError::validation("site", e))?;
         self.tables.sites().update(&next, revision).await?;
         self.lifecycle.fleet_changed();
@@ -169,23 +167,34 @@ impl ApiState {
         })
     }
 
-    /// A dataset by id, if the caller may see it.
+    /// A dataset by id, if the caller may see it. Dataset IDs are scoped per tenant: a
+    /// tenant's caller means its own; a provider caller names the tenant, or may leave it out
+    /// when only one tenant holds a dataset with that ID.
     async fn visible_dataset(
         &self,
         caller: &Caller,
         id: &str,
+        tenant: &str,
     ) -> Result<(Dataset, crate::store::Revision), ApiError> {
         let id: DatasetId = parse("id", id)?;
-        let tenant = match caller.scope() {
-            Scope::Tenant(t) => t.clone(),
-            Scope::All => {
-                self.tables
-                    .dataset_index()
-                    .get(&id)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("dataset", &id))?
-                    .record
-                    .tenant
+        let tenant = match tenant_filter(caller, tenant, "tenant")? {
+            Some(t) => t,
+            None => {
+                let mut holders = self.tables.dataset_holders(&id).await?;
+                match holders.len() {
+                    0 => return Err(ApiError::not_found("dataset", &id)),
+                    1 => holders.remove(0),
+                    _ => {
+                        let names: Vec<String> = holders.iter().map(ToString::to_string).collect();
+                        return Err(ApiError::invalid(
+                            "tenant",
+                            format!(
+                                "is required: tenants {} each hold a dataset {id}; name one",
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                }
             }
         };
         let v = self
@@ -218,27 +227,24 @@ impl ApiState {
                 ));
             }
         }
-        let put = Table::<Dataset>::put_op(&dataset)?;
-        let index = Table::<DatasetIndex>::put_op(&DatasetIndex {
-            dataset: dataset.id.clone(),
-            tenant: dataset.tenant.clone(),
-        })?;
-        let txn = Txn::new()
-            .when(Compare::Absent(index.key().to_vec()))
-            .then(put)
-            .then(index);
-        if !self.tables.store().txn(txn).await?.succeeded {
-            return Err(ApiError::AlreadyExists {
-                kind: "dataset",
-                id: dataset.id.to_string(),
-            });
-        }
+        // Scoped per tenant: only this tenant's own datasets can make the ID taken.
+        self.tables
+            .datasets()
+            .create(&dataset)
+            .await
+            .map_err(already("dataset", &dataset.id))?;
         self.lifecycle.fleet_changed();
         Ok(dataset)
     }
 
-    async fn delete_dataset(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
-        let (dataset, revision) = self.visible_dataset(caller, id).await?;
+    async fn delete_dataset(
+        &self,
+        caller: &Caller,
+        request: proto::DeleteDatasetRequest,
+    ) -> Result<(), ApiError> {
+        let (dataset, revision) = self
+            .visible_dataset(caller, &request.id, &request.tenant)
+            .await?;
         let in_use = self
             .tables
             .workloads()
@@ -253,15 +259,17 @@ impl ApiState {
                 dataset.id
             )));
         }
-        let key = Table::<Dataset>::store_key(&dataset.key_path());
-        let txn = Txn::new()
-            .when(Compare::ModRevision(key.clone(), revision))
-            .then(Op::Delete { key })
-            .then(Op::Delete {
-                key: Table::<DatasetIndex>::store_key(dataset.id.as_str()),
-            });
-        if !self.tables.store().txn(txn).await?.succeeded {
-            return Err(ApiError::Conflict(format!("dataset {}", dataset.id)));
+        match self
+            .tables
+            .datasets()
+            .delete(&(&dataset.tenant, &dataset.id), Some(revision))
+            .await
+        {
+            Ok(_) => {}
+            Err(TableError::Conflict { .. } | TableError::NotFound { .. }) => {
+                return Err(ApiError::Conflict(format!("dataset {}", dataset.id)));
+            }
+            Err(e) => return Err(e.into()),
         }
         self.lifecycle.fleet_changed();
         Ok(())
@@ -306,6 +314,16 @@ impl FleetService for Fleet {
     ) -> Result<Response<proto::ListSitesResponse>, Status> {
         self.0.begin(&request, Rpc::ListSites).await?;
         let r = request.into_inner();
+        super::enum_filter::<proto::SiteState>(
+            "state",
+            r.state,
+            "1 (pending) to 6 (decommissioned), or leave it unset",
+        )?;
+        super::enum_filter::<proto::SiteTier>(
+            "tier",
+            r.tier,
+            "1 (edge) or 2 (core), or leave it unset",
+        )?;
         let (items, next) = pages::page(
             &self.0.tables.sites(),
             None,
@@ -406,6 +424,11 @@ impl FleetService for Fleet {
     ) -> Result<Response<proto::ListServersResponse>, Status> {
         self.0.begin(&request, Rpc::ListServers).await?;
         let r = request.into_inner();
+        super::enum_filter::<proto::ServerPhase>(
+            "phase",
+            r.phase,
+            "1 (discovered) to 6 (failed), or leave it unset",
+        )?;
         let site: Option<SiteId> = if r.site.is_empty() {
             None
         } else {
@@ -536,7 +559,7 @@ impl FleetService for Fleet {
         let caller = self.0.begin(&request, Rpc::GetDataset).await?;
         let (dataset, _) = self
             .0
-            .visible_dataset(&caller, &request.get_ref().id)
+            .visible_dataset(&caller, &request.get_ref().id, &request.get_ref().tenant)
             .await?;
         Ok(Response::new(proto::GetDatasetResponse {
             dataset: Some(dataset.into()),
@@ -571,8 +594,9 @@ impl FleetService for Fleet {
         request: Request<proto::DeleteDatasetRequest>,
     ) -> Result<Response<proto::DeleteDatasetResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::DeleteDataset).await?;
-        let id = request.into_inner().id;
-        let result = self.0.delete_dataset(&caller, &id).await;
+        let request = request.into_inner();
+        let id = request.id.clone();
+        let result = self.0.delete_dataset(&caller, request).await;
         self.0
             .finish(
                 &caller,

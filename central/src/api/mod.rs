@@ -47,6 +47,10 @@ pub struct ApiState {
     pub audit: Auditor,
     pub auth: auth::Authenticator,
     pub limiter: ratelimit::RateLimiter,
+    /// Failed authentications per source address.
+    pub auth_limiter: ratelimit::RateLimiter,
+    /// Counts of failed and unread calls.
+    pub auth_failures: ratelimit::AuthFailures,
     pub lifecycle: LifecycleHandle,
     pub tokens: Tokens,
     pub ca: Arc<CertificateAuthority>,
@@ -76,6 +80,11 @@ impl ApiState {
     ) -> Self {
         ApiState {
             limiter: ratelimit::RateLimiter::new(config.rate_per_second, config.rate_burst),
+            auth_limiter: ratelimit::RateLimiter::new(
+                config.auth_failures_per_second,
+                config.auth_failure_burst,
+            ),
+            auth_failures: ratelimit::AuthFailures::default(),
             auth: auth::Authenticator::new(tables.clone()),
             config,
             tables,
@@ -89,27 +98,59 @@ impl ApiState {
     }
 
     /// Authenticates, rate-limits and authorises one call of `rpc`.
+    ///
+    /// A source address that has spent its budget of failed authentications
+    /// (`api.auth_failures_per_second`) is refused before its credentials are read, so a
+    /// flood of bad tokens costs neither hashing nor store lookups. Every call takes a token
+    /// of that budget before its credentials are read (so concurrent calls cannot overdraw
+    /// it) and a call that authenticates gives it back. An authenticated caller is then held
+    /// to its tenant's rate.
     pub async fn begin<T>(&self, request: &Request<T>, rpc: Rpc) -> Result<Caller, Status> {
-        let now = crate::channel::now();
-        let caller = self.auth.authenticate(request.metadata(), now).await?;
-        if let Err(retry_after) = self.limiter.check(&caller.rate_key(), Instant::now()) {
-            // Answer a refused call late: a client flooding in a closed loop then sends at
-            // most (calls in flight / delay) per second, instead of spending the server's CPU
-            // on refusals as fast as it can send them.
-            tokio::time::sleep(std::time::Duration::from_millis(
-                self.config.refusal_delay_ms,
-            ))
-            .await;
-            return Err(ApiError::RateLimited {
-                key: caller.rate_key(),
-                retry_after,
-            }
-            .into());
+        let source = request.remote_addr().map(|a| a.ip());
+        let source_key = source.map(ratelimit::source_key);
+        if let (Some(ip), Some(key)) = (source, &source_key)
+            && let Err(retry_after) = self.auth_limiter.check(key, Instant::now())
+        {
+            self.auth_failures.refuse(ip, Instant::now());
+            return Err(self
+                .refuse(ApiError::RateLimited {
+                    key: format!("address {ip} (failed authentications)"),
+                    retry_after,
+                })
+                .await);
         }
-        if !access::allowed(caller.role, rpc) {
+        let caller = match self
+            .auth
+            .authenticate(request.metadata(), crate::channel::now())
+            .await
+        {
+            Err(e @ ApiError::Unauthenticated(_)) => {
+                self.auth_failures.fail(source, Instant::now());
+                return Err(e.into());
+            }
+            other => {
+                if let Some(key) = &source_key {
+                    self.auth_limiter.refund(key);
+                }
+                other?
+            }
+        };
+        if let Err(retry_after) = self.limiter.check(&caller.rate_key(), Instant::now()) {
+            return Err(self
+                .refuse(ApiError::RateLimited {
+                    key: caller.rate_key(),
+                    retry_after,
+                })
+                .await);
+        }
+        if !caller.may_call(rpc) {
             let e = ApiError::PermissionDenied(format!(
-                "role {} may not call {}",
+                "role {}{} may not call {}",
                 caller.role,
+                match (&caller.tenant, caller.role) {
+                    (Some(t), Role::Viewer) => format!(" (of tenant {t})"),
+                    _ => String::new(),
+                },
                 rpc.name()
             ));
             if rpc.mutating() {
@@ -119,6 +160,17 @@ impl ApiState {
             return Err(e.into());
         }
         Ok(caller)
+    }
+
+    /// Answers a refused call late: a client flooding in a closed loop then sends at most
+    /// (calls in flight / delay) per second, instead of spending the server's CPU on
+    /// refusals as fast as it can send them.
+    async fn refuse(&self, e: ApiError) -> Status {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            self.config.refusal_delay_ms,
+        ))
+        .await;
+        e.into()
     }
 
     /// Audits the end of a mutating call on `object`, then answers.
@@ -237,6 +289,25 @@ pub fn tenant_filter(
         return Ok(None);
     }
     acting_tenant(caller, requested, field).map(Some)
+}
+
+/// An optional enum filter of a list call: absent means any; a value the enum does not know
+/// (or its UNSPECIFIED zero) is refused naming `field` and the values allowed.
+pub fn enum_filter<E: TryFrom<i32>>(
+    field: &str,
+    value: Option<i32>,
+    allowed: &str,
+) -> Result<Option<E>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(v) => match E::try_from(v) {
+            Ok(e) if v != 0 => Ok(Some(e)),
+            _ => Err(ApiError::invalid(
+                field,
+                format!("{v} is not a known value; use {allowed}"),
+            )),
+        },
+    }
 }
 
 /// The audit log's name of an object: `kind/id` (`kind/` when the request named none).

@@ -17,8 +17,7 @@ use super::{ApiState, acting_tenant, pages, tenant_filter};
 use crate::accounts::fresh_id;
 use crate::lifecycle::DryRunError;
 use crate::placement::{Decision, PlacementRequest};
-use crate::store::tables::{Record, Table, WorkloadIndex};
-use crate::store::{Compare, Op, Txn};
+use crate::store::tables::{Record, Table, TableError};
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -129,18 +128,13 @@ impl ApiState {
             state: ReservationState::Pending,
             created_at: crate::channel::now(),
         };
-        let put = Table::<Workload>::put_op(&workload)?;
-        let index = Table::<WorkloadIndex>::put_op(&WorkloadIndex {
-            workload: workload.id.clone(),
-            tenant: workload.tenant.clone(),
-        })?;
-        let txn = Txn::new()
-            .when(Compare::Absent(put.key().to_vec()))
-            .when(Compare::Absent(index.key().to_vec()))
-            .then(put)
-            .then(index);
-        if !self.tables.store().txn(txn).await?.succeeded {
-            return Err(ApiError::Conflict(format!("workload {}", workload.id)));
+        if let Err(e) = self.tables.workloads().create(&workload).await {
+            return Err(match e {
+                TableError::AlreadyExists { .. } => {
+                    ApiError::Conflict(format!("workload {}", workload.id))
+                }
+                other => other.into(),
+            });
         }
         self.lifecycle.wake();
         Ok(workload)
@@ -150,17 +144,18 @@ impl ApiState {
         let (workload, revision) = self.find_workload(caller, id).await?;
         if workload.state.is_terminal() {
             // Already over: remove the record and its index entry.
-            let key = Table::<Workload>::store_key(&workload.key_path());
-            let txn = Txn::new()
-                .when(Compare::ModRevision(key.clone(), revision))
-                .then(Op::Delete { key })
-                .then(Op::Delete {
-                    key: Table::<WorkloadIndex>::store_key(workload.id.as_str()),
-                });
-            if !self.tables.store().txn(txn).await?.succeeded {
-                return Err(ApiError::Conflict(format!("workload {}", workload.id)));
-            }
-            return Ok(workload);
+            return match self
+                .tables
+                .workloads()
+                .delete(&(&workload.tenant, &workload.id), Some(revision))
+                .await
+            {
+                Ok(_) => Ok(workload),
+                Err(TableError::Conflict { .. } | TableError::NotFound { .. }) => {
+                    Err(ApiError::Conflict(format!("workload {}", workload.id)))
+                }
+                Err(e) => Err(e.into()),
+            };
         }
         let mut next = workload.clone();
         next.state = ReservationState::Canceled;
@@ -284,19 +279,11 @@ impl PlacementService for Placements {
         let caller = self.0.begin(&request, Rpc::ListWorkloads).await?;
         let r = request.into_inner();
         let tenant = tenant_filter(&caller, &r.tenant, "tenant")?;
-        let state = match r.state {
-            None => None,
-            Some(v) => match proto::ReservationPhase::try_from(v) {
-                Ok(proto::ReservationPhase::Unspecified) | Err(_) => {
-                    return Err(ApiError::invalid(
-                        "state",
-                        format!("{v} is not a reservation phase; use 1 (pending) to 6 (failed)"),
-                    )
-                    .into());
-                }
-                Ok(p) => Some(p),
-            },
-        };
+        let state: Option<proto::ReservationPhase> = super::enum_filter(
+            "state",
+            r.state,
+            "1 (pending) to 6 (failed), or leave it unset",
+        )?;
         let parent = tenant
             .as_ref()
             .map(|t| t as &(dyn crate::store::tables::TableKeyDyn + Sync));
@@ -309,9 +296,23 @@ impl PlacementService for Placements {
             |w: &Workload| state.is_none_or(|s| phase(&w.state) == s),
         )
         .await?;
+        let mut placements = Vec::new();
+        for w in &items {
+            if let Some(p) = self
+                .0
+                .tables
+                .placements()
+                .get(&(&w.tenant, &w.id))
+                .await
+                .map_err(ApiError::from)?
+            {
+                placements.push(p.record.into());
+            }
+        }
         Ok(Response::new(proto::ListWorkloadsResponse {
             workloads: items.into_iter().map(Into::into).collect(),
             next_page_token: next,
+            placements,
         }))
     }
 

@@ -8,6 +8,8 @@ use meridian_proto::v1::fleet_service_server::FleetServiceServer;
 use meridian_proto::v1::placement_service_server::PlacementServiceServer;
 use meridian_proto::v1::tenant_service_server::TenantServiceServer;
 use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::codegen::http;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use super::ApiState;
@@ -49,6 +51,30 @@ fn pem(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+/// tonic refuses a message over `max_decoding_message_size` before decoding it, but answers
+/// `OUT_OF_RANGE`; the API promises `RESOURCE_EXHAUSTED` for a size limit (as gRPC's own
+/// implementations answer), so the answer is rewritten on its way out.
+fn oversize_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const TONIC_OVERSIZE: &str = "Error, decoded message length too large";
+    let headers = response.headers_mut();
+    if headers.get(Status::GRPC_STATUS).map(|v| v.as_bytes()) != Some(b"11") {
+        return response;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return response;
+    };
+    if let Some(detail) = status.message().strip_prefix(TONIC_OVERSIZE) {
+        let exhausted = Status::resource_exhausted(format!(
+            "message too large{detail} (api.max_message_bytes); send a smaller request"
+        ));
+        headers.remove(Status::GRPC_MESSAGE);
+        if exhausted.add_header(headers).is_err() {
+            headers.insert(Status::GRPC_STATUS, http::HeaderValue::from_static("8"));
+        }
+    }
+    response
 }
 
 impl Api {
@@ -110,6 +136,7 @@ impl Api {
             .await;
         let max = config.max_message_bytes;
         let router = builder
+            .layer(tower::util::MapResponseLayer::new(oversize_is_exhausted))
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)

@@ -14,7 +14,7 @@ use super::access::{Caller, Role, Rpc, Scope};
 use super::error::ApiError;
 use super::{ApiState, acting_tenant, pages, tenant_filter};
 use crate::accounts::{self, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
-use crate::store::tables::KeyPath;
+use crate::store::tables::{KeyPath, Record, Table};
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -24,6 +24,15 @@ pub struct Tenants(pub Arc<ApiState>);
 const PROVIDER_FIELDS: [&str; 5] = ["name", "quotas", "residency", "weights", "max_priority"];
 /// Fields a tenant admin may update on its own tenant.
 const TENANT_FIELDS: [&str; 2] = ["residency", "weights"];
+
+/// A user ID as a caller names it: a tenant's caller may leave out its own tenant.
+fn scoped_user_id(caller: &Caller, id: &str) -> Result<UserId, ApiError> {
+    let invalid = |e: meridian_common::ids::IdError| ApiError::invalid("user", e.to_string());
+    match &caller.tenant {
+        Some(own) if !id.contains('@') => UserId::scoped(id, Some(own)).map_err(invalid),
+        _ => UserId::parse(id).map_err(invalid),
+    }
+}
 
 fn is_admin_of(caller: &Caller, tenant: Option<&TenantId>) -> bool {
     match caller.role {
@@ -116,22 +125,20 @@ impl ApiState {
                 )));
             }
         }
-        // Convert the submitted tenant with the current network so the conversion sees a
-        // whole record; only masked fields are taken from it.
-        let mut submitted = wire;
-        submitted.network = current.network.map(Into::into);
-        let submitted = Tenant::try_from(submitted).map_err(|e| ApiError::convert("tenant", e))?;
-        let mut next = current.clone();
+        // Only the masked fields are taken from the request, over the current record, so an
+        // update is checked for what it changes and nothing else.
+        let mut merged = proto::Tenant::from(current);
         for path in &paths {
             match path.as_str() {
-                "name" => next.name = submitted.name.clone(),
-                "quotas" => next.quotas = submitted.quotas.clone(),
-                "residency" => next.residency = submitted.residency.clone(),
-                "weights" => next.weights = submitted.weights,
-                "max_priority" => next.max_priority = submitted.max_priority,
+                "name" => merged.name = wire.name.clone(),
+                "quotas" => merged.quotas = wire.quotas.clone(),
+                "residency" => merged.residency = wire.residency.clone(),
+                "weights" => merged.weights = wire.weights,
+                "max_priority" => merged.max_priority = wire.max_priority,
                 _ => unreachable!("checked above"),
             }
         }
+        let next = Tenant::try_from(merged).map_err(|e| ApiError::convert("tenant", e))?;
         validate_tenant(&next).map_err(|e| ApiError::validation("tenant", e))?;
         self.tables.tenants().update(&next, revision).await?;
         self.lifecycle.tenant_changed(next.clone());
@@ -187,17 +194,8 @@ impl ApiState {
             current.revision,
         ));
         for w in self.tables.workloads().list_all(Some(&id), 1000).await? {
-            txn = txn
-                .then(crate::store::Op::Delete {
-                    key: crate::store::tables::Table::<meridian_common::model::Workload>::store_key(
-                        &crate::store::tables::Record::key_path(&w),
-                    ),
-                })
-                .then(crate::store::Op::Delete {
-                    key: crate::store::tables::Table::<crate::store::tables::WorkloadIndex>::store_key(
-                        w.id.as_str(),
-                    ),
-                });
+            txn.success
+                .extend(Table::<Workload>::delete_ops(&w.key_path()));
         }
         txn = txn
             .then(crate::store::Op::Delete {
@@ -244,9 +242,10 @@ impl ApiState {
         Ok(())
     }
 
-    /// A user the caller may see (`NotFound` otherwise).
+    /// A user the caller may see (`NotFound` otherwise). A tenant's caller may name its
+    /// tenant's users by their plain name (`bob` for `bob@acme`).
     async fn visible_user(&self, caller: &Caller, id: &str) -> Result<proto::User, ApiError> {
-        let parsed = UserId::parse(id).map_err(|e| ApiError::invalid("user", e.to_string()))?;
+        let parsed = scoped_user_id(caller, id)?;
         let user = self
             .tables
             .users()
@@ -310,6 +309,7 @@ impl ApiState {
             )));
         }
         user.id = id.to_string();
+        user.tenant = tenant.as_ref().map(ToString::to_string).unwrap_or_default();
         user.created_at = crate::channel::now().as_millis();
         match self.tables.users().create(&user).await {
             Err(crate::store::tables::TableError::AlreadyExists { .. }) => {
@@ -649,13 +649,16 @@ impl TenantService for Tenants {
     ) -> Result<Response<proto::ListApiTokensResponse>, Status> {
         let caller = self.0.begin(&request, Rpc::ListApiTokens).await?;
         let r = request.into_inner();
+        let user = (!r.user.is_empty())
+            .then(|| scoped_user_id(&caller, &r.user))
+            .transpose()?;
         let tokens: Vec<proto::ApiToken> = self
             .0
             .visible_tokens(&caller)
             .await?
             .into_iter()
             .filter_map(|t| t.token)
-            .filter(|t| r.user.is_empty() || t.user == r.user)
+            .filter(|t| user.as_ref().is_none_or(|u| t.user == u.as_str()))
             .collect();
         let (tokens, next) = pages::page_of(
             tokens,

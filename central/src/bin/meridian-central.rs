@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
             }
         };
     if args.check_config {
-        println!("configuration is valid");
+        meridian_central::outln!("configuration is valid");
         return ExitCode::SUCCESS;
     }
     if let Some(command) = args.command {
@@ -155,27 +155,31 @@ async fn operator(
             match export {
                 Some(path) => {
                     meridian_central::cli::write_secret(&path, &file)?;
-                    println!(
+                    meridian_central::outln!(
                         "token {} for site {site} written to {}",
                         token.token.id,
                         path.display()
                     );
                 }
-                None => print!("{file}"),
+                None => meridian_central::out!("{file}"),
             }
         }
         Command::Token(TokenCommand::List { site }) => {
             let site = site.as_deref().map(SiteId::parse).transpose()?;
             for t in offline.list_tokens(site.as_ref()).await? {
-                println!(
+                meridian_central::outln!(
                     "{}\tsite={}\texpires_at={}\tused_at={}\trevoked={}",
-                    t.id, t.site, t.expires_at, t.used_at, t.revoked
+                    t.id,
+                    t.site,
+                    t.expires_at,
+                    t.used_at,
+                    t.revoked
                 );
             }
         }
         Command::Token(TokenCommand::Revoke { id }) => {
             offline.revoke_token(&TokenId::parse(&id)?, actor).await?;
-            println!("token {id} revoked");
+            meridian_central::outln!("token {id} revoked");
         }
         Command::AdminToken {
             user,
@@ -196,19 +200,19 @@ async fn operator(
             match export {
                 Some(path) => {
                     meridian_central::cli::write_secret(&path, &format!("{}\n", token.secret))?;
-                    println!(
+                    meridian_central::outln!(
                         "provider-admin token {} for user {user} written to {}",
                         token.token.id,
                         path.display()
                     );
                 }
-                None => println!("{}", token.secret),
+                None => meridian_central::outln!("{}", token.secret),
             }
         }
         Command::Audit(AuditCommand::Verify) => {
             use meridian_central::audit::{Auditor, Verdict};
             match Auditor::new(offline.tables.clone()).verify().await? {
-                Verdict::Intact { records, head } => println!(
+                Verdict::Intact { records, head } => meridian_central::outln!(
                     "audit log intact: {records} records, head {}",
                     hex::encode(head)
                 ),
@@ -219,7 +223,7 @@ async fn operator(
         }
         Command::Site(SiteCommand::Revoke { site }) => {
             offline.revoke_site(&SiteId::parse(&site)?, actor).await?;
-            println!("site {site} revoked; it must enrol again with a new token");
+            meridian_central::outln!("site {site} revoked; it must enrol again with a new token");
         }
     }
     Ok(())

@@ -90,10 +90,20 @@ impl Target {
 
     /// Opens a channel (lazily connected; the first call reports connection errors).
     pub async fn connect(&self) -> Result<Clients, CliError> {
+        self.connect_from(None).await
+    }
+
+    /// Like [`Target::connect`], from the local address `source` (a multi-homed client, or a
+    /// test speaking from 127.0.0.2).
+    pub async fn connect_from(
+        &self,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Clients, CliError> {
         let mut endpoint = Endpoint::from_shared(self.endpoint.clone())
             .map_err(|e| CliError::usage(format!("--endpoint {}: {e}", self.endpoint)))?
             .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30));
+            .timeout(std::time::Duration::from_secs(30))
+            .local_address(source);
         if self.endpoint.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
             if let Some(ca) = &self.ca {

@@ -170,6 +170,10 @@ pub enum DatasetCommand {
     },
     Get {
         id: String,
+        /// The dataset's tenant (dataset IDs are scoped per tenant); provider users need it
+        /// when several tenants hold the ID.
+        #[arg(long, default_value = "")]
+        tenant: String,
     },
     List {
         #[arg(long, default_value = "")]
@@ -177,6 +181,9 @@ pub enum DatasetCommand {
     },
     Delete {
         id: String,
+        /// The dataset's tenant, as for `get`.
+        #[arg(long, default_value = "")]
+        tenant: String,
     },
 }
 
@@ -333,7 +340,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                         &[workload_row(&w, p.as_ref())],
                     );
                     if let Some(p) = &p {
-                        println!(
+                        crate::outln!(
                             "\nscore {:.3} (latency {:.3}, data {:.3}, price {:.3}, packing {:.3})",
                             p.score.total,
                             p.score.latency,
@@ -342,13 +349,16 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                             p.score.packing
                         );
                         for a in &p.assignments {
-                            println!(
+                            crate::outln!(
                                 "  replica {} -> {}/{} {:?}",
-                                a.replica, a.site, a.server, a.slot
+                                a.replica,
+                                a.site,
+                                a.server,
+                                a.slot
                             );
                         }
                         if !p.explanation.is_empty() {
-                            println!("why: {}", p.explanation);
+                            crate::outln!("why: {}", p.explanation);
                         }
                     }
                 }
@@ -357,6 +367,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
         WorkloadCommand::List { state, tenant } => {
             let state = state.as_deref().map(phase_of).transpose()?;
             let mut all = Vec::new();
+            let mut placements = std::collections::HashMap::new();
             let mut page_token = String::new();
             loop {
                 let r = c
@@ -372,12 +383,19 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                 for w in r.workloads {
                     all.push(model::<_, Workload>(Some(w), "workload")?);
                 }
+                for p in r.placements {
+                    let p: Placement = model(Some(p), "placement")?;
+                    placements.insert(p.workload.clone(), p);
+                }
                 if r.next_page_token.is_empty() {
                     break;
                 }
                 page_token = r.next_page_token;
             }
-            let rows: Vec<Vec<String>> = all.iter().map(|w| workload_row(w, None)).collect();
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|w| workload_row(w, placements.get(&w.id)))
+                .collect();
             print(format, &to_json(&all), &WORKLOAD_HEADERS, &rows);
         }
         WorkloadCommand::Delete { id } => {
@@ -429,28 +447,28 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                 Format::Table => {
                     match &placement {
                         Some(p) => {
-                            println!(
+                            crate::outln!(
                                 "would place {} replica(s), score {:.3}",
                                 p.assignments.len(),
                                 p.score.total
                             );
                             for a in &p.assignments {
-                                println!("  replica {} -> {}/{}", a.replica, a.site, a.server);
+                                crate::outln!("  replica {} -> {}/{}", a.replica, a.site, a.server);
                             }
                         }
-                        None => println!("cannot be placed"),
+                        None => crate::outln!("cannot be placed"),
                     }
                     for x in &rejections {
-                        println!(
+                        crate::outln!(
                             "  rejected {} site(s): {}",
                             x["sites"],
                             x["reason"].as_str().unwrap_or("")
                         );
                     }
                     for n in &r.near_misses {
-                        println!("  near miss {}: {}", n.site, n.detail);
+                        crate::outln!("  near miss {}: {}", n.site, n.detail);
                     }
-                    println!("why: {}", r.explanation);
+                    crate::outln!("why: {}", r.explanation);
                 }
             }
         }
@@ -463,11 +481,13 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
             while let Some(event) = stream.message().await? {
                 let w: Workload = model(event.workload, "workload")?;
                 match format {
-                    Format::Json => println!(
+                    Format::Json => crate::outln!(
                         "{}",
                         json!({"at": event.at, "state": w.state.name(), "message": event.message})
                     ),
-                    Format::Table => println!("{}  {}  {}", time(event.at), w.id, event.message),
+                    Format::Table => {
+                        crate::outln!("{}  {}  {}", time(event.at), w.id, event.message)
+                    }
                 }
             }
         }
@@ -691,7 +711,7 @@ async fn token(c: &mut Clients, format: Format, cmd: TokenCommand) -> Result<(),
                 }
                 Format::Table => {
                     print(format, &Value::Null, &headers, &[row(&t)]);
-                    println!("\nsecret (shown once; keep it safe):\n{}", r.secret);
+                    crate::outln!("\nsecret (shown once; keep it safe):\n{}", r.secret);
                 }
             }
         }
@@ -990,10 +1010,10 @@ async fn dataset(c: &mut Clients, format: Format, cmd: DatasetCommand) -> Result
             let d: Dataset = model(r.dataset, "dataset")?;
             print(format, &to_json(&d), &headers, &[row(&d)]);
         }
-        DatasetCommand::Get { id } => {
+        DatasetCommand::Get { id, tenant } => {
             let r = c
                 .fleet
-                .get_dataset(proto::GetDatasetRequest { id })
+                .get_dataset(proto::GetDatasetRequest { id, tenant })
                 .await?
                 .into_inner();
             let d: Dataset = model(r.dataset, "dataset")?;
@@ -1017,9 +1037,12 @@ async fn dataset(c: &mut Clients, format: Format, cmd: DatasetCommand) -> Result
                 &all.iter().map(row).collect::<Vec<_>>(),
             );
         }
-        DatasetCommand::Delete { id } => {
+        DatasetCommand::Delete { id, tenant } => {
             c.fleet
-                .delete_dataset(proto::DeleteDatasetRequest { id: id.clone() })
+                .delete_dataset(proto::DeleteDatasetRequest {
+                    id: id.clone(),
+                    tenant,
+                })
                 .await?;
             print(format, &json!({"deleted": id}), &["DELETED"], &[vec![id]]);
         }

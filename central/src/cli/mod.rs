@@ -25,7 +25,7 @@ use clap::{Parser, Subcommand};
 use tonic::Code;
 
 pub use client::{Clients, DEFAULT_ENDPOINT, Target};
-pub use output::Format;
+pub use output::{Format, stdout};
 
 /// A failure with its exit code.
 #[derive(Debug, thiserror::Error)]

@@ -49,8 +49,14 @@ pub fn parse<T: DeserializeOwned>(
     defaults: &[(&str, serde_json::Value)],
 ) -> Result<T, String> {
     check_flow_depth(text)?;
-    let mut value: serde_json::Value =
+    // Read as YAML's own values first: a repeated key is refused rather than the last one
+    // winning, and a non-finite float (`.nan`, `.inf`) is named as given, where JSON's
+    // values would have turned it into null.
+    let yaml: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    non_finite(&yaml, &mut String::new())?;
+    let mut value: serde_json::Value =
+        serde_json::to_value(&yaml).map_err(|e| format!("not valid YAML: {e}"))?;
     match value.as_object_mut() {
         Some(map) => {
             for (key, default) in defaults {
@@ -67,6 +73,46 @@ pub fn parse<T: DeserializeOwned>(
             format!("{path}: {}", e.inner())
         }
     })
+}
+
+/// Refuses a float that is not a number or is infinite, naming where it is and what it is.
+fn non_finite(value: &serde_yaml_ng::Value, path: &mut String) -> Result<(), String> {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if !f.is_finite() => {
+                let at = if path.is_empty() { "." } else { path.as_str() };
+                Err(format!("{at}: {n} is not a finite number"))
+            }
+            _ => Ok(()),
+        },
+        Value::Sequence(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                non_finite(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Mapping(map) => {
+            for (key, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                match key {
+                    Value::String(k) => path.push_str(k),
+                    other => path.push_str(&format!("{other:?}")),
+                }
+                non_finite(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Tagged(tagged) => non_finite(&tagged.value, path),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses flow collections nested deeper than [`MAX_FLOW_DEPTH`], before the YAML scanner
@@ -172,6 +218,22 @@ constraints:
             (
                 &format!("name: x\nimage: y\nexpose: {}", "[{a: ".repeat(40)),
                 "nested deeper than 64 levels at line 3",
+            ),
+            (
+                &GOOD.replace("replicas: 2", "replicas: 1\nreplicas: 2"),
+                "duplicate entry with key \"replicas\"",
+            ),
+            (
+                &GOOD.replace("cpu_cores: 8", "cpu_cores: 8\n  cpu_cores: 9"),
+                "duplicate entry with key \"cpu_cores\"",
+            ),
+            (
+                &GOOD.replace("replicas: 2", "replicas: .nan"),
+                "replicas: .nan is not a finite number",
+            ),
+            (
+                &GOOD.replace("cpu_cores: 8", "cpu_cores: -.inf"),
+                "resources.cpu_cores: -.inf is not a finite number",
             ),
         ];
         for (text, expected) in cases {

@@ -171,10 +171,11 @@ pub(crate) fn resolve(
     for (i, id) in constraints.datasets.iter().enumerate() {
         let found = fleet
             .datasets
-            .get(id)
-            .filter(|d| d.tenant == request.tenant);
+            .get(&request.tenant)
+            .and_then(|own| own.get(id));
         let Some(d) = found else {
-            // Another tenant's dataset is answered exactly like a missing one.
+            // Only the tenant's own datasets are looked at: another tenant's dataset of the
+            // same ID is a different dataset.
             return Err(PlacementError::UnknownDataset {
                 field: format!("constraints.datasets[{i}]"),
                 dataset: id.clone(),

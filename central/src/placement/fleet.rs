@@ -103,10 +103,9 @@ impl HotSite {
     }
 }
 
-/// A dataset: who owns it, how big, where its replicas are, where it may go.
+/// A dataset (filed under its tenant): how big, where its replicas are, where it may go.
 #[derive(Debug, Clone)]
 pub(crate) struct DatasetCell {
-    pub tenant: TenantId,
     pub size: u64,
     pub replicas: Vec<u32>,
     pub residency: ResidencyRule,
@@ -131,7 +130,8 @@ pub(crate) struct FleetIndex {
     pub lists: BTreeMap<(u8, u16, u8), Vec<u32>>,
     /// The lengths of `lists`, flat: `[(key * countries + country) * 2 + tier]`.
     pub list_len: Vec<u32>,
-    pub datasets: HashMap<DatasetId, DatasetCell>,
+    /// Datasets by tenant, then ID (dataset IDs are scoped per tenant).
+    pub datasets: HashMap<TenantId, HashMap<DatasetId, DatasetCell>>,
     pub max_price: u64,
     /// Per site and hardware key, how full its fullest server (whole GPUs booked at any time)
     /// or fullest MIG GPU (compute slices booked at any time) is: an upper bound on the
@@ -271,9 +271,12 @@ impl FleetIndex {
             }
             rtt.set_measured(r, s, m.rtt_ms as f32);
         }
-        let mut datasets = HashMap::with_capacity(snapshot.datasets.len());
+        let mut datasets: HashMap<TenantId, HashMap<DatasetId, DatasetCell>> = HashMap::new();
         for d in &snapshot.datasets {
-            datasets.insert(d.id.clone(), dataset_cell(d, &site_ix)?);
+            datasets
+                .entry(d.tenant.clone())
+                .or_default()
+                .insert(d.id.clone(), dataset_cell(d, &site_ix)?);
         }
         let max_price = hot.iter().map(|s| s.price).max().unwrap_or(0);
         let mut min_total = vec![[u16::MAX; KEYS]; sites.len()];
@@ -363,7 +366,6 @@ pub(crate) fn dataset_cell(
         replicas.push(s);
     }
     Ok(DatasetCell {
-        tenant: d.tenant.clone(),
         size: d.size_bytes,
         replicas,
         residency: d.residency.clone(),

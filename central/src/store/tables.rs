@@ -15,7 +15,7 @@
 //! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
 //! | `users/` | user | [`proto::User`] |
 //! | `index/workloads/` | workload | [`WorkloadIndex`] (its tenant) |
-//! | `index/datasets/` | dataset | [`DatasetIndex`] (its tenant) |
+//! | `index/datasets/` | dataset/tenant | [`DatasetIndex`] (one per tenant holding the ID) |
 //! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
 //! | `net/` | kind/... (see [`crate::networks::claims`]) | [`crate::networks::NetworkClaim`] |
 //!
@@ -108,6 +108,13 @@ pub trait Record: Sized + Clone + Send + Sync + 'static {
     fn decode(raw: &[u8]) -> Result<Self, DecodeFailure>;
     /// Semantic checks run before every write.
     fn validate(&self) -> Result<(), ValidationError>;
+    /// The secondary-index entry (store key, value) that goes with the record at key `path`,
+    /// if the table keeps one. It derives from the key path alone (which never changes for a
+    /// record), so every create writes it and every delete removes it in the same
+    /// transaction: no path that creates a record through [`Table`] can leave it out.
+    fn index_entry(_path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+        None
+    }
 }
 
 /// A record with the revision it was last written at (for compare-and-swap updates).
@@ -230,20 +237,63 @@ impl<R: Record> Table<R> {
         }
     }
 
-    /// Stores a new record; fails if its key is taken.
+    /// Stores a new record (and its index entry); fails if its key is taken.
     pub async fn create(&self, record: &R) -> Result<Revision, TableError> {
         let key = Self::checked(record)?;
-        let result = self
-            .store
-            .put(&Self::store_key(&key), &record.encode(), Expect::Absent)
-            .await;
-        match result {
-            Err(StoreError::Conflict { .. }) => Err(TableError::AlreadyExists {
-                table: R::TABLE,
-                key,
-            }),
-            other => Ok(other?),
+        if R::index_entry(&key).is_none() {
+            let result = self
+                .store
+                .put(&Self::store_key(&key), &record.encode(), Expect::Absent)
+                .await;
+            return match result {
+                Err(StoreError::Conflict { .. }) => Err(TableError::AlreadyExists {
+                    table: R::TABLE,
+                    key,
+                }),
+                other => Ok(other?),
+            };
         }
+        let (compares, ops) = Self::create_ops(record)?;
+        let mut txn = Txn::new();
+        txn.compares = compares;
+        txn.success = ops;
+        let response = self.store.txn(txn).await?;
+        if response.succeeded {
+            Ok(response.revision)
+        } else {
+            Err(TableError::AlreadyExists {
+                table: R::TABLE,
+                key: record.key_path(),
+            })
+        }
+    }
+
+    /// The guards and the writes that create `record` inside a larger transaction: its key
+    /// and its index entry's must be absent; the record and its index entry are put.
+    pub fn create_ops(record: &R) -> Result<(Vec<super::Compare>, Vec<Op>), TableError> {
+        let key = Self::checked(record)?;
+        let store_key = Self::store_key(&key);
+        let mut compares = vec![super::Compare::Absent(store_key.clone())];
+        let mut ops = vec![Op::Put {
+            key: store_key,
+            value: record.encode(),
+        }];
+        if let Some((key, value)) = R::index_entry(&key) {
+            compares.push(super::Compare::Absent(key.clone()));
+            ops.push(Op::Put { key, value });
+        }
+        Ok((compares, ops))
+    }
+
+    /// The writes that remove the record at key path `path` and its index entry.
+    pub fn delete_ops(path: &str) -> Vec<Op> {
+        let mut ops = vec![Op::Delete {
+            key: Self::store_key(path),
+        }];
+        if let Some((key, _)) = R::index_entry(path) {
+            ops.push(Op::Delete { key });
+        }
+        ops
     }
 
     /// Replaces a record read at `read_at`; fails if it changed or vanished since.
@@ -260,26 +310,64 @@ impl<R: Record> Table<R> {
         self.map_cas(key, result)
     }
 
-    /// Stores a record whether or not its key exists.
+    /// Stores a record whether or not its key exists (with its index entry).
     pub async fn upsert(&self, record: &R) -> Result<Revision, TableError> {
         let key = Self::checked(record)?;
-        Ok(self
-            .store
-            .put(&Self::store_key(&key), &record.encode(), Expect::Any)
-            .await?)
+        let (store_key, value) = (Self::store_key(&key), record.encode());
+        match R::index_entry(&key) {
+            None => Ok(self.store.put(&store_key, &value, Expect::Any).await?),
+            Some((index_key, index_value)) => {
+                let txn = Txn::new()
+                    .then(Op::Put {
+                        key: store_key,
+                        value,
+                    })
+                    .then(Op::Put {
+                        key: index_key,
+                        value: index_value,
+                    });
+                Ok(self.store.txn(txn).await?.revision)
+            }
+        }
     }
 
-    /// Removes the record at `key` if it is still at `read_at` (or unconditionally with
-    /// `None`); returns whether something was removed.
+    /// Removes the record at `key` (and its index entry) if it is still at `read_at` (or
+    /// unconditionally with `None`); returns whether something was removed.
     pub async fn delete(
         &self,
         key: &impl TableKey,
         read_at: Option<Revision>,
     ) -> Result<bool, TableError> {
         let path = key.path();
-        let expect = read_at.map_or(Expect::Any, Expect::ModRevision);
-        let result = self.store.delete(&Self::store_key(&path), expect).await;
-        self.map_cas(path, result).map(|rev| rev.is_some())
+        if R::index_entry(&path).is_none() {
+            let expect = read_at.map_or(Expect::Any, Expect::ModRevision);
+            let result = self.store.delete(&Self::store_key(&path), expect).await;
+            return self.map_cas(path, result).map(|rev| rev.is_some());
+        }
+        let store_key = Self::store_key(&path);
+        let guard = match read_at {
+            Some(rev) => super::Compare::ModRevision(store_key.clone(), rev),
+            None => super::Compare::Exists(store_key.clone()),
+        };
+        let mut txn = Txn::new().when(guard);
+        for op in Self::delete_ops(&path) {
+            txn = txn.then(op);
+        }
+        if self.store.txn(txn).await?.succeeded {
+            return Ok(true);
+        }
+        match (read_at, self.store.get(&store_key).await?) {
+            (None, None) => Ok(false),
+            (Some(_), None) => Err(TableError::NotFound {
+                table: R::TABLE,
+                key: path,
+            }),
+            (_, Some(kv)) => Err(TableError::Conflict {
+                table: R::TABLE,
+                key: path,
+                current: kv.mod_revision,
+            }),
+        }
     }
 
     fn map_cas<T>(&self, key: String, result: Result<T, StoreError>) -> Result<T, TableError> {
@@ -300,7 +388,9 @@ impl<R: Record> Table<R> {
         }
     }
 
-    /// A validated write for a multi-table transaction.
+    /// A validated write of a record that exists, for a multi-table transaction. A record's
+    /// index entry never changes after its create, so this writes none; create new records
+    /// with [`Table::create_ops`].
     pub fn put_op(record: &R) -> Result<Op, TableError> {
         let key = Self::checked(record)?;
         Ok(Op::Put {
@@ -367,17 +457,16 @@ impl<R: Record> Table<R> {
     /// Creates many records in transactions of up to `per_txn` writes each, all-or-nothing per
     /// transaction; every record is validated before anything is written.
     pub async fn create_many(&self, records: &[R], per_txn: usize) -> Result<usize, TableError> {
-        let per_txn = per_txn.clamp(1, super::MAX_TXN_OPS / 2);
-        let mut ops = Vec::with_capacity(records.len());
+        let per_txn = per_txn.clamp(1, super::MAX_TXN_OPS / 4);
+        let mut creates = Vec::with_capacity(records.len());
         for record in records {
-            ops.push(Self::put_op(record)?);
+            creates.push(Self::create_ops(record)?);
         }
-        for chunk in ops.chunks(per_txn) {
+        for chunk in creates.chunks(per_txn) {
             let mut txn = Txn::new();
-            for op in chunk {
-                txn = txn
-                    .when(super::Compare::Absent(op.key().to_vec()))
-                    .then(op.clone());
+            for (compares, ops) in chunk {
+                txn.compares.extend(compares.iter().cloned());
+                txn.success.extend(ops.iter().cloned());
             }
             if !self.store.txn(txn).await?.succeeded {
                 return Err(TableError::AlreadyExists {
@@ -402,7 +491,17 @@ impl<T: TableKey> TableKeyDyn for T {
 }
 
 macro_rules! model_record {
+    ($model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr, index: $index:ty) => {
+        model_record!(@impl $model, $wire, $table, |$r| $key, $validate,
+            fn index_entry(path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+                <$index>::of_owner_path(path)
+            }
+        );
+    };
     ($model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr) => {
+        model_record!(@impl $model, $wire, $table, |$r| $key, $validate,);
+    };
+    (@impl $model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr, $($extra:item)*) => {
         impl Record for $model {
             const TABLE: &'static str = $table;
             fn key_path(&self) -> String {
@@ -418,6 +517,7 @@ macro_rules! model_record {
             fn validate(&self) -> Result<(), ValidationError> {
                 ($validate)(self)
             }
+            $($extra)*
         }
     };
 }
@@ -455,14 +555,16 @@ model_record!(
     proto::Dataset,
     "datasets",
     |r| (&r.tenant, &r.id).path(),
-    validate::validate_dataset
+    validate::validate_dataset,
+    index: DatasetIndex
 );
 model_record!(
     Workload,
     proto::Workload,
     "workloads",
     |r| (&r.tenant, &r.id).path(),
-    |w: &Workload| validate::validate_workload_spec(&w.spec)
+    |w: &Workload| validate::validate_workload_spec(&w.spec),
+    index: WorkloadIndex
 );
 model_record!(
     Placement,
@@ -519,6 +621,7 @@ wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
 wire_record!(proto::User, "users", |r| r.id.clone());
 
 /// Which tenant owns a workload, so an ID alone finds the record (`index/workloads/{id}`).
+/// Workload IDs are assigned by central, so one ID names one workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadIndex {
     /// The workload.
@@ -527,7 +630,9 @@ pub struct WorkloadIndex {
     pub tenant: TenantId,
 }
 
-/// Which tenant owns a dataset (`index/datasets/{id}`).
+/// Which tenants hold a dataset of a given ID (`index/datasets/{id}/{tenant}`). Dataset IDs
+/// are chosen by tenants and scoped per tenant, so an ID may be held by several tenants; a
+/// provider caller naming only an ID is answered from here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetIndex {
     /// The dataset.
@@ -536,12 +641,24 @@ pub struct DatasetIndex {
     pub tenant: TenantId,
 }
 
+impl WorkloadIndex {
+    fn entry_key(&self) -> String {
+        self.workload.path()
+    }
+}
+
+impl DatasetIndex {
+    fn entry_key(&self) -> String {
+        (&self.dataset, &self.tenant).path()
+    }
+}
+
 macro_rules! index_record {
     ($ty:ident, $id:ident, $idty:ty, $table:literal) => {
         impl Record for $ty {
             const TABLE: &'static str = $table;
             fn key_path(&self) -> String {
-                self.$id.path()
+                self.entry_key()
             }
             /// Stored as `{id} {tenant}`, so an entry reads back whole.
             fn encode(&self) -> Vec<u8> {
@@ -564,6 +681,18 @@ macro_rules! index_record {
             }
             fn validate(&self) -> Result<(), ValidationError> {
                 Ok(())
+            }
+        }
+
+        impl $ty {
+            /// The index entry of the owner record at key path `{tenant}/{id}`.
+            fn of_owner_path(path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+                let (tenant, id) = path.split_once('/')?;
+                let entry = $ty {
+                    $id: <$idty>::parse(id).ok()?,
+                    tenant: TenantId::parse(tenant).ok()?,
+                };
+                Some((Table::<$ty>::store_key(&entry.key_path()), entry.encode()))
             }
         }
     };
@@ -632,6 +761,50 @@ impl Tables {
     pub fn audit(&self) -> Table<proto::AuditRecord> {
         self.table()
     }
+    /// The tenants holding a dataset with ID `id` (dataset IDs are scoped per tenant).
+    pub async fn dataset_holders(&self, id: &DatasetId) -> Result<Vec<TenantId>, TableError> {
+        Ok(self
+            .dataset_index()
+            .list_all(Some(id), 1000)
+            .await?
+            .into_iter()
+            .map(|e| e.tenant)
+            .collect())
+    }
+
+    /// Brings records written by an older central to the current layout; returns how many
+    /// it rewrote. Today: dataset index entries keyed by ID alone (`index/datasets/{id}`,
+    /// from when dataset IDs were global) move to `index/datasets/{id}/{tenant}`. Idempotent;
+    /// each entry moves in one transaction, so a crash midway leaves every entry in one
+    /// layout or the other and the next start finishes.
+    pub async fn upgrade_layout(&self) -> Result<usize, TableError> {
+        let prefix = format!("{}/", DatasetIndex::TABLE);
+        let old = self
+            .store
+            .range(RangeRequest {
+                prefix: prefix.clone().into_bytes(),
+                start_after: None,
+                limit: 0,
+            })
+            .await?;
+        let mut moved = 0;
+        for kv in old.kvs {
+            let path = String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned();
+            if path.contains('/') {
+                continue;
+            }
+            let entry = Table::<DatasetIndex>::decode(&path, &kv.value)?;
+            let txn = Txn::new()
+                .when(super::Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+                .then(Op::Delete { key: kv.key })
+                .then(Table::<DatasetIndex>::put_op(&entry)?);
+            if self.store.txn(txn).await?.succeeded {
+                moved += 1;
+            }
+        }
+        Ok(moved)
+    }
+
     /// Network claims (VNIs, tables, subnets, addresses, public endpoints).
     pub fn network_claims(&self) -> Table<crate::networks::NetworkClaim> {
         self.table()

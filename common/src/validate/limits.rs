@@ -7,6 +7,10 @@ pub const MAX_REPLICAS: u32 = 10_000;
 pub const MAX_WINDOW_DAYS: i64 = 366;
 /// Longest reservation window, in milliseconds.
 pub const MAX_WINDOW_MS: i64 = MAX_WINDOW_DAYS * 24 * 60 * 60 * 1000;
+/// Earliest start of a reservation window: 2000-01-01T00:00:00Z, in Unix milliseconds.
+pub const MIN_WINDOW_START_MS: i64 = 946_684_800_000;
+/// Latest end of a reservation window: 2100-01-01T00:00:00Z, in Unix milliseconds.
+pub const MAX_WINDOW_END_MS: i64 = 4_102_444_800_000;
 /// Whole GPUs per replica.
 pub const MAX_GPUS_PER_REPLICA: u32 = 64;
 /// Largest latency goal, in ms.

@@ -30,6 +30,32 @@ pub fn validate_window(field: &str, start_ms: i64, end_ms: i64) -> Result<TimeWi
     Ok(w)
 }
 
+/// A tenant's reservation window must lie within [2000-01-01, 2100-01-01) UTC: windows at
+/// the ends of the 64-bit range are typing slips or probes, and one that ends in 292 million
+/// years would hold its reservation slot for ever.
+pub(crate) fn window_in_range(field: &str, w: &TimeWindow) -> Result<(), Problem> {
+    let (start, end) = (w.start().as_millis(), w.end().as_millis());
+    if start < limits::MIN_WINDOW_START_MS {
+        return Err(Problem::new(
+            format!("{field}.start"),
+            format!(
+                "{start} is before 2000-01-01 ({} ms); give Unix milliseconds",
+                limits::MIN_WINDOW_START_MS
+            ),
+        ));
+    }
+    if end > limits::MAX_WINDOW_END_MS {
+        return Err(Problem::new(
+            format!("{field}.end"),
+            format!(
+                "{end} is after 2100-01-01 ({} ms); give Unix milliseconds",
+                limits::MAX_WINDOW_END_MS
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn window_length(field: &str, w: &TimeWindow) -> Result<(), Problem> {
     if w.duration_millis() > limits::MAX_WINDOW_MS {
         let days = w.duration_millis() / (24 * 60 * 60 * 1000);

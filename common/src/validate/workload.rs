@@ -6,7 +6,7 @@
 
 use crate::model::{Accelerator, MigError, WorkloadSpec};
 
-use super::raw::{check_url, window_length};
+use super::raw::{check_url, window_in_range, window_length};
 use super::{Problems, ValidationError, check_unique, limits};
 
 /// URL schemes a workload image may use.
@@ -17,7 +17,7 @@ pub fn validate_workload_spec(spec: &WorkloadSpec) -> Result<(), ValidationError
     let mut p = Problems::default();
     p.range("replicas", spec.replicas, 1, limits::MAX_REPLICAS);
     if let Some(w) = &spec.window
-        && let Err(e) = window_length("window", w)
+        && let Err(e) = window_in_range("window", w).and_then(|()| window_length("window", w))
     {
         p.add(e);
     }
@@ -207,13 +207,18 @@ mod tests {
     }
 
     fn window_days(days: i64) -> Option<TimeWindow> {
+        let start = 1_700_000_000_000;
         Some(
             TimeWindow::new(
-                Timestamp::from_millis(0),
-                Timestamp::from_millis(days * 24 * 3600 * 1000),
+                Timestamp::from_millis(start),
+                Timestamp::from_millis(start + days * 24 * 3600 * 1000),
             )
             .unwrap(),
         )
+    }
+
+    fn window(start: i64, end: i64) -> Option<TimeWindow> {
+        Some(TimeWindow::new(Timestamp(start), Timestamp(end)).unwrap())
     }
 
     fn spread(s: &mut WorkloadSpec, min_sites: u32, max_per_site: u32) {
@@ -254,11 +259,33 @@ mod tests {
             ),
             (
                 "extreme window",
-                |s| {
-                    s.window =
-                        Some(TimeWindow::new(Timestamp(i64::MIN), Timestamp(i64::MAX)).unwrap())
-                },
-                &["window"],
+                |s| s.window = window(i64::MIN, i64::MAX),
+                &["window.start"],
+            ),
+            (
+                "window at the start of time",
+                |s| s.window = window(i64::MIN, i64::MIN + 1),
+                &["window.start"],
+            ),
+            (
+                "window at the end of time",
+                |s| s.window = window(i64::MAX - 1, i64::MAX),
+                &["window.end"],
+            ),
+            (
+                "window in 1970",
+                |s| s.window = window(0, 3_600_000),
+                &["window.start"],
+            ),
+            (
+                "window ending past 2100",
+                |s| s.window = window(4_102_444_000_000, 4_102_444_900_000),
+                &["window.end"],
+            ),
+            (
+                "window on the range's edges",
+                |s| s.window = window(946_684_800_000, 946_684_800_000 + 3_600_000),
+                &[],
             ),
             (
                 "zero GPUs",

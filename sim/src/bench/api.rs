@@ -134,7 +134,8 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
             })
             .await?;
         let user = format!("{id}-dev");
-        a.tenants
+        let user = a
+            .tenants
             .create_user(proto::CreateUserRequest {
                 user: Some(proto::User {
                     id: user.clone(),
@@ -144,7 +145,11 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
                     created_at: 0,
                 }),
             })
-            .await?;
+            .await?
+            .into_inner()
+            .user
+            .ok_or("no user")?
+            .id;
         let secret = a
             .tenants
             .create_api_token(proto::CreateApiTokenRequest {

@@ -1,6 +1,8 @@
 //! R9: a noisy tenant. Tenant A floods the API far past its rate limit while tenant B keeps a
-//! steady rate inside its own; B's success rate and p99 are compared with B alone, measured in
-//! the same run. The flood runs on its own runtime, like a separate client machine would.
+//! steady rate inside its own; then a caller with no valid token floods it from another
+//! address (127.0.0.2). B's success rate and p99 under each flood are compared with B alone,
+//! measured in the same run. The floods run on their own runtime, like a separate client
+//! machine would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +30,14 @@ pub struct NoisyReport {
     pub alone: (u64, u64, Duration),
     /// B under the flood: successes, requests, p99.
     pub flooded: (u64, u64, Duration),
+    /// What the unauthenticated caller sent, requests/s.
+    pub bad_token_rate: f64,
+    /// Of its requests, refused before their token was read.
+    pub bad_token_refused: u64,
+    /// Of its requests, read and failed (within the address's failure budget).
+    pub bad_token_read: u64,
+    /// B under the flood of bad tokens: successes, requests, p99.
+    pub bad_token_flooded: (u64, u64, Duration),
 }
 
 const LIMIT: f64 = 100.0;
@@ -80,7 +90,7 @@ async fn tenant_token(admin: &mut Clients, id: &str) -> Result<String, Box<dyn s
         })
         .await?;
     let user = format!("{id}-dev");
-    admin
+    let user = admin
         .tenants
         .create_user(proto::CreateUserRequest {
             user: Some(proto::User {
@@ -91,7 +101,11 @@ async fn tenant_token(admin: &mut Clients, id: &str) -> Result<String, Box<dyn s
                 created_at: 0,
             }),
         })
-        .await?;
+        .await?
+        .into_inner()
+        .user
+        .ok_or("no user")?
+        .id;
     Ok(admin
         .tenants
         .create_api_token(proto::CreateApiTokenRequest {
@@ -165,6 +179,16 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
     tokio::time::sleep(Duration::from_millis(500)).await;
     let flooded = steady(&mut b, &b_id, seconds).await;
     let flood = flood.stop()?;
+
+    // Well-formed tokens nobody issued, from another address.
+    let bad = Flood::start_from(
+        target(&format!("tok-0123456789ab.{}", "0".repeat(64))),
+        100.0 * LIMIT,
+        Some(std::net::IpAddr::from([127, 0, 0, 2])),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bad_token_flooded = steady(&mut b, &b_id, seconds).await;
+    let bad = bad.stop()?;
     central.shutdown().await;
     let report = NoisyReport {
         limit: LIMIT,
@@ -172,6 +196,10 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
         flood_limited: flood.limited,
         alone,
         flooded,
+        bad_token_rate: bad.offered_per_second,
+        bad_token_refused: bad.limited,
+        bad_token_read: bad.other_errors,
+        bad_token_flooded,
     };
     let pct = |(ok, n, _): (u64, u64, Duration)| 100.0 * ok as f64 / n.max(1) as f64;
     println!("R9 noisy tenant (rate limit {LIMIT}/s per tenant)");
@@ -193,6 +221,17 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
         report.flooded.1,
         report.flooded.2.as_secs_f64() * 1e3,
         report.flooded.2.as_secs_f64() / report.alone.2.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "  127.0.0.2, bad tokens: offered {:.0} req/s, {} refused unread, {} read and failed",
+        report.bad_token_rate, report.bad_token_refused, report.bad_token_read
+    );
+    println!(
+        "  tenant B under bad tokens: {:.2} % ok of {}, p99 {:.2} ms ({:.2}x alone)   target >= 99.9 %, p99 <= 1.5x",
+        pct(report.bad_token_flooded),
+        report.bad_token_flooded.1,
+        report.bad_token_flooded.2.as_secs_f64() * 1e3,
+        report.bad_token_flooded.2.as_secs_f64() / report.alone.2.as_secs_f64().max(1e-9)
     );
     Ok(report)
 }
@@ -222,6 +261,12 @@ pub struct Flood {
 impl Flood {
     /// Starts sending `per_second` requests per second as `target`.
     pub fn start(target: Target, per_second: f64) -> Flood {
+        Flood::start_from(target, per_second, None)
+    }
+
+    /// Like [`Flood::start`], from the local address `source` (127.0.0.2: a flooder that is
+    /// not the quiet tenant's address).
+    pub fn start_from(target: Target, per_second: f64, source: Option<std::net::IpAddr>) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let counts: Arc<[AtomicU64; 3]> = Arc::new(Default::default());
         let thread = {
@@ -235,7 +280,7 @@ impl Flood {
                 rt.block_on(async move {
                     let mut clients = Vec::new();
                     for _ in 0..8 {
-                        clients.push(target.connect().await.expect("connect"));
+                        clients.push(target.connect_from(source).await.expect("connect"));
                     }
                     // Bounded only to keep the client's memory finite: 8 connections x 256
                     // streams.

@@ -623,8 +623,11 @@ async fn run_demo(options: &DemoOptions, exit: bool) -> ExitCode {
         }
     }
     if !exit && !stop && code == ExitCode::SUCCESS {
+        let (rate, burst) = fleet.use_documented_rate_limit();
         println!(
-            "\ncentral is running (store in {}); press Ctrl-C to stop. Use the CLI against it:\n\n  \
+            "\ncentral is running (store in {}); press Ctrl-C to stop. The API is back on the \
+             documented rate limit: {rate:.0} requests/s per tenant, burst {burst:.0} (api.rate_per_second, \
+             api.rate_burst). Use the CLI against it:\n\n  \
              export MERIDIAN_ENDPOINT={} MERIDIAN_CA={} MERIDIAN_TOKEN={}\n  \
              cargo run --release -p meridian-central --bin meridian -- site list\n  \
              cargo run --release -p meridian-central --bin meridian -- workload list\n",

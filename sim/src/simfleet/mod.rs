@@ -478,6 +478,16 @@ impl SimFleet {
         &self.fleet
     }
 
+    /// Puts central's API back on the documented per-tenant rate limit
+    /// (`ApiConfig::default()`: the fleet is driven through one client at a far higher
+    /// rate) for an operator who uses the CLI against it; returns (per second, burst).
+    pub fn use_documented_rate_limit(&self) -> (f64, f64) {
+        let documented = meridian_central::api::ApiConfig::default();
+        let limiter = &self.central().api().state().limiter;
+        limiter.set_limits(documented.rate_per_second, documented.rate_burst);
+        limiter.limits()
+    }
+
     /// The running central.
     pub fn central(&self) -> &Central {
         self.central
@@ -657,7 +667,7 @@ impl SimFleet {
                 .await
                 .map_err(api(format!("tenant {id}")))?;
             let user = format!("{id}-admin");
-            admin
+            let user = admin
                 .tenants
                 .create_user(proto::CreateUserRequest {
                     user: Some(proto::User {
@@ -669,7 +679,10 @@ impl SimFleet {
                     }),
                 })
                 .await
-                .map_err(api(format!("user {user}")))?;
+                .map_err(api(format!("user {user}")))?
+                .into_inner()
+                .user
+                .map_or(user, |u| u.id);
             let secret = admin
                 .tenants
                 .create_api_token(proto::CreateApiTokenRequest {

@@ -94,7 +94,7 @@ impl TestApi {
     }
 
     /// Creates tenants acme and globex, then every user of [`USERS`] with a token; returns
-    /// (user, role, secret) with the admin first.
+    /// (user name, role, secret) with the admin first.
     pub async fn people(&self) -> Vec<(String, proto::Role, String)> {
         let mut admin = self.clients(&self.admin).await;
         for id in [ACME, GLOBEX] {
@@ -112,7 +112,7 @@ impl TestApi {
             self.admin.clone(),
         )];
         for (id, tenant, role) in USERS {
-            admin
+            let user = admin
                 .tenants
                 .create_user(proto::CreateUserRequest {
                     user: Some(proto::User {
@@ -124,11 +124,21 @@ impl TestApi {
                     }),
                 })
                 .await
+                .unwrap()
+                .into_inner()
+                .user
                 .unwrap();
+            // User IDs are scoped per tenant: acme's `acme-dev` is `acme-dev@acme`.
+            let expected = if tenant.is_empty() {
+                id.to_owned()
+            } else {
+                format!("{id}@{tenant}")
+            };
+            assert_eq!(user.id, expected);
             let token = admin
                 .tenants
                 .create_api_token(proto::CreateApiTokenRequest {
-                    user: id.into(),
+                    user: user.id,
                     role: None,
                     ttl_ms: 3_600_000,
                 })
@@ -139,6 +149,13 @@ impl TestApi {
         }
         out
     }
+}
+
+/// Whether the user named `name` in [`USERS`] belongs to a tenant.
+pub fn tenant_scoped(name: &str) -> bool {
+    USERS
+        .iter()
+        .any(|(id, tenant, _)| *id == name && !tenant.is_empty())
 }
 
 /// A tenant allowed anywhere with room for a few H100s and MIG slices.
