@@ -13,8 +13,9 @@ use meridian_proto::v1 as proto;
 use rand::RngCore;
 
 use crate::api::access::Role;
-use crate::store::tables::{TableError, Tables};
 use crate::tokens::hash_secret;
+use meridian_store::Tables;
+use meridian_store::tables::TableError;
 
 /// Default lifetime of an API token.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -154,7 +155,7 @@ pub async fn bootstrap_admin(
 ) -> Result<NewApiToken, TableError> {
     let user = match tables
         .users()
-        .get(&crate::store::tables::KeyPath(user_id.to_string()))
+        .get(&meridian_store::tables::KeyPath(user_id.to_string()))
         .await?
     {
         Some(existing) => existing.record,

@@ -17,11 +17,10 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::store::tables::{Table, TableError, Tables};
-use crate::store::{Compare, Op, Txn};
-
-/// Key of the chain's head record: `{seq}:{hex hash}`.
-pub const HEAD_KEY: &[u8] = b"audit-head";
+use meridian_store::Tables;
+use meridian_store::schema::AUDIT_HEAD_KEY;
+use meridian_store::tables::{Table, TableError};
+use meridian_store::{Compare, Op, Txn};
 
 /// What [`Auditor::verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +125,7 @@ impl Auditor {
                 .when(Compare::Absent(put.key().to_vec()))
                 .then(put)
                 .then(Op::Put {
-                    key: HEAD_KEY.to_vec(),
+                    key: AUDIT_HEAD_KEY.to_vec(),
                     value: head_value(record.seq, &record.hash),
                 });
             match self.tables.store().txn(txn).await {
@@ -151,7 +150,12 @@ impl Auditor {
     /// Checks the whole chain against itself and against the head record.
     pub async fn verify(&self) -> Result<Verdict, TableError> {
         let records = list_records::<proto::AuditRecord>(&self.tables, "audit/").await?;
-        let head = self.tables.store().get(HEAD_KEY).await?.map(|kv| kv.value);
+        let head = self
+            .tables
+            .store()
+            .get(AUDIT_HEAD_KEY)
+            .await?
+            .map(|kv| kv.value);
         Ok(verify_chain(&records, head.as_deref()))
     }
 }
@@ -209,7 +213,7 @@ pub async fn list_records<M: Message + Default>(
     loop {
         let page = tables
             .store()
-            .range(crate::store::RangeRequest {
+            .range(meridian_store::RangeRequest {
                 prefix: prefix.as_bytes().to_vec(),
                 start_after: after.take(),
                 limit: 1000,
@@ -219,7 +223,7 @@ pub async fn list_records<M: Message + Default>(
             out.push(
                 M::decode(kv.value.as_slice()).map_err(|e| TableError::Corrupt {
                     table: "audit",
-                    key: crate::store::display_key(&kv.key),
+                    key: meridian_store::display_key(&kv.key),
                     source: e.into(),
                 })?,
             );

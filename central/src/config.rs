@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::api::ApiConfig;
 use crate::channel::ChannelConfig;
-use crate::networks::NetworkPools;
-use crate::store::StoreConfig;
+use meridian_plan::networks::NetworkPools;
+use meridian_store::StoreConfig;
 
 /// Prefix of central's environment overrides.
 pub const ENV_PREFIX: &str = "MERIDIAN_CENTRAL";

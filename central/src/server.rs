@@ -7,12 +7,12 @@ use std::sync::Arc;
 use crate::api::{Api, ApiStartError, ApiState};
 use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
-use crate::compiler::{CompileError, Publisher};
 use crate::config::CentralConfig;
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
-use crate::placement::PlannerConfig;
-use crate::store::tables::Tables;
-use crate::store::{SledStore, Store, StoreError};
+use crate::publisher::{CompileError, Publisher};
+use meridian_plan::placement::PlannerConfig;
+use meridian_store::Tables;
+use meridian_store::{SledStore, Store, StoreError};
 
 /// Why central could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,7 @@ pub enum CentralError {
     },
     /// Records written by an older central could not be brought to the current layout.
     #[error("cannot upgrade the stored records to this version's layout")]
-    Upgrade(#[source] crate::store::tables::TableError),
+    Upgrade(#[source] meridian_store::tables::TableError),
     /// The certificate authority could not be loaded or created.
     #[error("cannot load the certificate authority")]
     Ca(#[from] CaError),

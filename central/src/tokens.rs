@@ -15,7 +15,8 @@ use meridian_proto::v1 as proto;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{AuditEntry, Auditor, Outcome};
-use crate::store::tables::{TableError, Tables, Versioned};
+use meridian_store::Tables;
+use meridian_store::tables::{TableError, Versioned};
 
 /// Default lifetime of a bootstrap token.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);

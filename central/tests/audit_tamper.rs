@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use meridian_central::audit::{AuditEntry, Auditor, HEAD_KEY, Outcome, Verdict, record_hash};
-use meridian_central::store::tables::Tables;
-use meridian_central::store::{Expect, SledStore, Store, StoreConfig};
+use meridian_central::audit::{AuditEntry, Auditor, Outcome, Verdict, record_hash};
 use meridian_common::ids::Timestamp;
 use meridian_proto::v1 as proto;
+use meridian_store::Tables;
+use meridian_store::schema::AUDIT_HEAD_KEY as HEAD_KEY;
+use meridian_store::{Expect, SledStore, Store, StoreConfig};
 use prost::Message;
 
 const RECORDS: u64 = 30;

@@ -2,6 +2,7 @@
 //! changed, incremental and full runs agree, two publishers do not interleave, deletions
 //! release, and a restart republishes nothing.
 
+#[path = "../plan/tests/compiler_support/mod.rs"]
 mod compiler_support;
 
 use std::collections::BTreeMap;
@@ -9,14 +10,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use compiler_support::*;
-use meridian_central::compiler::publish::Changes;
-use meridian_central::compiler::{PublishSummary, Publisher, Scope, publish};
-use meridian_central::networks::NetworkClaim;
-use meridian_central::store::tables::Tables;
-use meridian_central::store::{SledStore, StoreConfig};
+use meridian_central::publisher::Changes;
+use meridian_central::publisher::{PublishSummary, Publisher, Scope, publish};
 use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
 use meridian_common::model::{ReservationState, SiteIntent};
 use meridian_common::validate::validate_site_intent;
+use meridian_plan::networks::NetworkClaim;
+use meridian_store::Tables;
+use meridian_store::{SledStore, StoreConfig};
 
 const WEB: &str = r#"
     name = "web"

@@ -347,10 +347,8 @@ async fn acme_objects(api: &TestApi, people: &[(String, proto::Role, String)]) -
             .central
             .tables()
             .store()
-            .range(meridian_central::store::RangeRequest {
-                prefix: meridian_central::lifecycle::DIRTY_PREFIX
-                    .as_bytes()
-                    .to_vec(),
+            .range(meridian_store::RangeRequest {
+                prefix: meridian_store::schema::DIRTY_PREFIX.as_bytes().to_vec(),
                 start_after: None,
                 limit: 0,
             })
@@ -724,7 +722,7 @@ async fn snapshot(api: &TestApi) -> Vec<(Vec<u8>, Vec<u8>)> {
         "tokens/api/",
     ] {
         let r = store
-            .range(meridian_central::store::RangeRequest {
+            .range(meridian_store::RangeRequest {
                 prefix: prefix.as_bytes().to_vec(),
                 start_after: None,
                 limit: 0,
@@ -1341,9 +1339,9 @@ async fn raw_list_tenants(api: &TestApi, headers: &[&str]) -> Result<(), tonic::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_way_of_creating_a_dataset_keeps_the_index_and_ids_stay_per_tenant() {
-    use meridian_central::store::tables::Table;
     use meridian_common::ids::{DatasetId, TenantId};
     use meridian_common::model::Dataset;
+    use meridian_store::tables::Table;
 
     let api = api_support::start(4, |c| c.api.rate_per_second = 100_000.0).await;
     let people = api.people().await;
@@ -1513,17 +1511,16 @@ async fn every_way_of_creating_a_dataset_keeps_the_index_and_ids_stay_per_tenant
     // An index entry of the old layout (global IDs: `index/datasets/{id}`) moves to the
     // per-tenant one when central opens.
     let store = t.store().clone();
-    let new_key =
-        Table::<meridian_central::store::tables::DatasetIndex>::store_key("by-create/acme");
+    let new_key = Table::<meridian_store::schema::DatasetIndex>::store_key("by-create/acme");
     store
-        .delete(&new_key, meridian_central::store::Expect::Any)
+        .delete(&new_key, meridian_store::Expect::Any)
         .await
         .unwrap();
     store
         .put(
             b"index/datasets/by-create",
             b"by-create acme",
-            meridian_central::store::Expect::Any,
+            meridian_store::Expect::Any,
         )
         .await
         .unwrap();

@@ -31,10 +31,10 @@ use meridian_agent::Agent;
 use meridian_agent::reconciler::{ReconcileError, Reconciler, RecordingReconciler};
 use meridian_agent::store::AgentStore;
 use meridian_central::server::Central;
-use meridian_central::store::tables::Tables;
-use meridian_central::store::{SledStore, Store, StoreConfig};
 use meridian_common::ids::{Generation, Sequence};
 use meridian_common::model::{ReportBody, Severity, SiteIntent};
+use meridian_store::Tables;
+use meridian_store::{SledStore, Store, StoreConfig};
 use rand::Rng;
 
 const CENTRAL_CHILD: &str = "MERIDIAN_CHANNEL_CRASH_CENTRAL";

@@ -25,10 +25,8 @@
 
 mod placement_support;
 
-use meridian_central::placement::{
-    Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig,
-};
 use meridian_common::model::ScoreWeights;
+use meridian_plan::placement::{Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig};
 use placement_support::{
     DEFAULT_WEIGHTS, NOW, RequestOptions, WorldOptions, id, request, rng, world,
 };

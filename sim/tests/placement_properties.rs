@@ -14,14 +14,12 @@ mod placement_support;
 
 use std::collections::BTreeMap;
 
-use meridian_central::placement::{
-    Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig,
-};
 use meridian_common::ids::{TimeWindow, Timestamp};
 use meridian_common::model::{
     Accelerator, Constraints, GpuHealth, GpuModel, MigConfig, RejectReason, Resources, SiteState,
     WorkloadKind, WorkloadSpec,
 };
+use meridian_plan::placement::{Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig};
 use placement_support::{
     HOUR, NOW, Oracle, RequestOptions, WorldOptions, big_quotas, check_counts, id, request, rng,
     unbounded, world,

@@ -30,13 +30,13 @@ mod placement_support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use meridian_central::placement::{
-    Decision, FleetSnapshot, MeasuredRtt, PlacementRequest, Planner, PlannerConfig,
-};
 use meridian_common::ids::{RegionId, ServerId, SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{
     BmcEndpoint, BmcVendor, Dataset, Gpu, GpuHealth, GpuModel, MigConfig, Quotas, Region,
     RejectReason, ResidencyRule, Server, ServerState, Site, SiteTier, Tenant, WorkloadSpec,
+};
+use meridian_plan::placement::{
+    Decision, FleetSnapshot, MeasuredRtt, PlacementRequest, Planner, PlannerConfig,
 };
 use placement_support::{Oracle, big_quotas, check_counts, id};
 use serde::Deserialize;

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use meridian_central::store::tables::{AuditSeq, KeyPath, Record, Table, TableError, Tables};
-use meridian_central::store::{Expect, SledStore, Store, StoreConfig};
 use meridian_common::ids::SiteId;
 use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use meridian_sim::fleet::{self, FleetSpec};
+use meridian_store::Tables;
+use meridian_store::tables::{AuditSeq, KeyPath, Record, Table, TableError};
+use meridian_store::{Expect, SledStore, Store, StoreConfig};
 
 fn open(dir: &std::path::Path) -> Tables {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir, &StoreConfig::default()).unwrap());

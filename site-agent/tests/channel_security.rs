@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use meridian_agent::enroll::{EnrollError, enroll};
 use meridian_agent::tls;
-use meridian_central::store::RangeRequest;
 use meridian_common::channel::bootstrap::BootstrapFile;
 use meridian_common::channel::{CENTRAL_SERVER_NAME, frame};
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
+use meridian_store::RangeRequest;
 use proto::EnrollErrorCode as Code;
 use support::*;
 

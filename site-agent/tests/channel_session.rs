@@ -77,9 +77,7 @@ async fn enrol_session_push_ack_and_reports() {
     .await;
     let stored = central
         .store()
-        .range(meridian_central::store::RangeRequest::prefix(
-            "reports/edge-1/",
-        ))
+        .range(meridian_store::RangeRequest::prefix("reports/edge-1/"))
         .await
         .unwrap();
     assert_eq!(stored.kvs.len(), 20);

@@ -17,8 +17,9 @@ use tonic::metadata::MetadataMap;
 use super::access::{Caller, Role};
 use super::error::ApiError;
 use crate::accounts::token_id_of;
-use crate::store::tables::{KeyPath, Tables};
 use crate::tokens::hash_secret;
+use meridian_store::Tables;
+use meridian_store::tables::KeyPath;
 
 /// How long a verified token is trusted without re-reading it.
 pub const CACHE_TTL: Duration = Duration::from_secs(5);

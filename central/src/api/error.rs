@@ -10,8 +10,8 @@ use meridian_common::convert::ConvertError;
 use meridian_common::validate::{Problem, ValidationError};
 use tonic::{Code, Status};
 
-use crate::store::StoreError;
-use crate::store::tables::TableError;
+use meridian_store::StoreError;
+use meridian_store::tables::TableError;
 
 /// Why an API call failed.
 #[derive(Debug, thiserror::Error)]

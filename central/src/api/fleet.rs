@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 use super::access::{Caller, Rpc};
 use super::error::ApiError;
 use super::{ApiState, acting_tenant, pages, tenant_filter};
-use crate::store::tables::{TableError, TableKeyDyn};
 use crate::tokens::TokenError;
+use meridian_store::tables::{TableError, TableKeyDyn};
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ fn token_error(e: TokenError) -> ApiError {
 }
 
 impl ApiState {
-    async fn site(&self, id: &str) -> Result<(Site, crate::store::Revision), ApiError> {
+    async fn site(&self, id: &str) -> Result<(Site, meridian_store::Revision), ApiError> {
         let id: SiteId = parse("id", id)?;
         let v = self
             .tables
@@ -152,7 +152,8 @@ impl ApiState {
     async fn drift(&self, id: &str) -> Result<proto::SiteDrift, ApiError> {
         let (site, _) = self.site(id).await?;
         let intent = self.tables.intents().get(&site.id).await?;
-        let channel = crate::channel::site_channel(self.tables.store().as_ref(), &site.id).await?;
+        let channel =
+            meridian_store::schema::site_channel(self.tables.store().as_ref(), &site.id).await?;
         Ok(proto::SiteDrift {
             site: site.id.to_string(),
             desired_generation: intent.map_or(0, |i| i.record.generation.get()),
@@ -175,7 +176,7 @@ impl ApiState {
         caller: &Caller,
         id: &str,
         tenant: &str,
-    ) -> Result<(Dataset, crate::store::Revision), ApiError> {
+    ) -> Result<(Dataset, meridian_store::Revision), ApiError> {
         let id: DatasetId = parse("id", id)?;
         let tenant = match tenant_filter(caller, tenant, "tenant")? {
             Some(t) => t,

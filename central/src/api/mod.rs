@@ -36,8 +36,8 @@ pub use server::{Api, ApiStartError};
 use crate::audit::{AuditEntry, Auditor, Outcome};
 use crate::ca::CertificateAuthority;
 use crate::lifecycle::LifecycleHandle;
-use crate::store::tables::Tables;
 use crate::tokens::Tokens;
+use meridian_store::Tables;
 
 /// Everything the handlers share.
 #[derive(Debug)]

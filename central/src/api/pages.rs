@@ -1,7 +1,7 @@
 //! Paged, filtered list reads. A page token is the key path of the last record examined, so a
 //! list resumes exactly after it even while records are added or removed.
 
-use crate::store::tables::{Record, Table, TableKeyDyn};
+use meridian_store::tables::{Record, Table, TableKeyDyn};
 
 use super::error::ApiError;
 

@@ -16,8 +16,8 @@ use super::error::ApiError;
 use super::{ApiState, acting_tenant, pages, tenant_filter};
 use crate::accounts::fresh_id;
 use crate::lifecycle::DryRunError;
-use crate::placement::{Decision, PlacementRequest};
-use crate::store::tables::{Record, Table, TableError};
+use meridian_plan::placement::{Decision, PlacementRequest};
+use meridian_store::tables::{Record, Table, TableError};
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -41,7 +41,7 @@ impl ApiState {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<(Workload, crate::store::Revision), ApiError> {
+    ) -> Result<(Workload, meridian_store::Revision), ApiError> {
         let id = WorkloadId::parse(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
         let tenant = match caller.scope() {
             Scope::Tenant(t) => t.clone(),
@@ -286,7 +286,7 @@ impl PlacementService for Placements {
         )?;
         let parent = tenant
             .as_ref()
-            .map(|t| t as &(dyn crate::store::tables::TableKeyDyn + Sync));
+            .map(|t| t as &(dyn meridian_store::tables::TableKeyDyn + Sync));
         let (items, next) = pages::page(
             &self.0.tables.workloads(),
             parent,
@@ -378,7 +378,7 @@ async fn watch_loop(
     let store = Arc::clone(state.tables.store());
     let wkey = Table::<Workload>::store_key(&workload.key_path());
     let pkey = Table::<Placement>::store_key(&workload.key_path());
-    let from = crate::store::Revision(store.revision().0 + 1);
+    let from = meridian_store::Revision(store.revision().0 + 1);
     let watches = (
         store.watch(&wkey, from).await,
         store.watch(&pkey, from).await,

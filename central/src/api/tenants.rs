@@ -14,7 +14,7 @@ use super::access::{Caller, Role, Rpc, Scope};
 use super::error::ApiError;
 use super::{ApiState, acting_tenant, pages, tenant_filter};
 use crate::accounts::{self, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
-use crate::store::tables::{KeyPath, Record, Table};
+use meridian_store::tables::{KeyPath, Record, Table};
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ impl ApiState {
         let tenant = Tenant::try_from(wire).map_err(|e| ApiError::convert("tenant", e))?;
         validate_tenant(&tenant).map_err(|e| ApiError::validation("tenant", e))?;
         match self.tables.tenants().create(&tenant).await {
-            Err(crate::store::tables::TableError::AlreadyExists { .. }) => {
+            Err(meridian_store::tables::TableError::AlreadyExists { .. }) => {
                 return Err(ApiError::AlreadyExists {
                     kind: "tenant",
                     id: tenant.id.to_string(),
@@ -73,7 +73,7 @@ impl ApiState {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<(Tenant, crate::store::Revision), ApiError> {
+    ) -> Result<(Tenant, meridian_store::Revision), ApiError> {
         let id = TenantId::parse(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
         if !caller.scope().sees(&id) {
             return Err(ApiError::not_found("tenant", &id));
@@ -189,8 +189,8 @@ impl ApiState {
         }
         // The tenant's finished workloads go with it; the record goes with a marker that has
         // the lifecycle's next publish release the tenant's network.
-        let mut txn = crate::store::Txn::new().when(crate::store::Compare::ModRevision(
-            crate::store::tables::Table::<Tenant>::store_key(id.as_str()),
+        let mut txn = meridian_store::Txn::new().when(meridian_store::Compare::ModRevision(
+            meridian_store::tables::Table::<Tenant>::store_key(id.as_str()),
             current.revision,
         ));
         for w in self.tables.workloads().list_all(Some(&id), 1000).await? {
@@ -198,10 +198,10 @@ impl ApiState {
                 .extend(Table::<Workload>::delete_ops(&w.key_path()));
         }
         txn = txn
-            .then(crate::store::Op::Delete {
-                key: crate::store::tables::Table::<Tenant>::store_key(id.as_str()),
+            .then(meridian_store::Op::Delete {
+                key: meridian_store::tables::Table::<Tenant>::store_key(id.as_str()),
             })
-            .then(crate::lifecycle::tenant_dirty_marker(&id));
+            .then(meridian_store::schema::tenant_dirty_marker(&id));
         if !self.tables.store().txn(txn).await?.succeeded {
             return Err(ApiError::Conflict(format!("tenant {id}")));
         }
@@ -312,7 +312,7 @@ impl ApiState {
         user.tenant = tenant.as_ref().map(ToString::to_string).unwrap_or_default();
         user.created_at = crate::channel::now().as_millis();
         match self.tables.users().create(&user).await {
-            Err(crate::store::tables::TableError::AlreadyExists { .. }) => {
+            Err(meridian_store::tables::TableError::AlreadyExists { .. }) => {
                 Err(ApiError::AlreadyExists {
                     kind: "user",
                     id: id.to_string(),

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
-use super::state::site_of;
-use crate::store::{Revision, StoreError};
+use meridian_store::schema::site_of;
+use meridian_store::{Revision, StoreError};
 
 /// The table prefix the distributor watches.
-pub const INTENTS_PREFIX: &str = "intents/";
+use meridian_store::schema::INTENTS_PREFIX;
 
 /// Runs until `stop`.
 pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {

@@ -16,12 +16,12 @@ use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use prost::Message;
 
-use super::state::{self, SiteAuth};
 use super::{Shared, now};
 use crate::audit::{AuditEntry, Outcome};
-use crate::store::tables::{Table, TableError};
-use crate::store::{Compare, Op, Txn};
 use crate::tokens::{TokenError, TokenRefusal, mark_used};
+use meridian_store::schema::{self as state, SiteAuth, SiteRecord};
+use meridian_store::tables::{Table, TableError};
+use meridian_store::{Compare, Op, Txn};
 
 /// Largest enrolment request, bytes.
 pub const MAX_ENROLL_REQUEST: usize = 64 * 1024;
@@ -45,8 +45,8 @@ pub enum EnrollError {
     Timeout,
 }
 
-impl From<crate::store::StoreError> for EnrollError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<meridian_store::StoreError> for EnrollError {
+    fn from(e: meridian_store::StoreError) -> Self {
         EnrollError::Table(e.into())
     }
 }
@@ -163,7 +163,7 @@ pub async fn enroll(
         .await;
     }
     let auth_key = state::auth_key(&site);
-    let current_auth = state::read_json::<SiteAuth>(store.as_ref(), &auth_key).await?;
+    let current_auth = state::read_site_record::<SiteAuth>(store.as_ref(), &auth_key).await?;
     let epoch = current_auth.map_or(1, |(a, _)| a.epoch.max(1));
     let issued = match shared.ca.sign_site_csr(
         &request.csr_pem,
@@ -190,7 +190,7 @@ pub async fn enroll(
         .then(Table::put_op(&site_after)?)
         .then(Op::Put {
             key: auth_key.clone(),
-            value: state::json(&SiteAuth {
+            value: SiteRecord::encode(&SiteAuth {
                 epoch,
                 revoked: false,
             }),
@@ -239,7 +239,7 @@ trait KeyPathStr {
 
 impl KeyPathStr for proto::BootstrapTokenRecord {
     fn key_path_str(&self) -> String {
-        use crate::store::tables::Record;
+        use meridian_store::tables::Record;
         self.key_path()
     }
 }

@@ -17,8 +17,8 @@ use prost::Message;
 
 use super::Shared;
 use super::session::SessionError;
-use super::state::{self, SiteChannel};
-use crate::store::{Compare, Op, Revision, Txn};
+use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
+use meridian_store::{Compare, Op, Revision, Txn};
 
 /// Most reports in one batch (each is one write of one transaction).
 pub const MAX_BATCH: usize = 512;
@@ -84,7 +84,7 @@ pub async fn ingest(
     }
     txn = txn.then(Op::Put {
         key: key.clone(),
-        value: state::json(&next),
+        value: next.encode(),
     });
     let response = store.txn(txn).await?;
     if !response.succeeded {
@@ -107,7 +107,7 @@ async fn observed_ops<'a>(
 ) -> Result<Vec<Op>, SessionError> {
     use meridian_common::model::{ReportBody, Server};
 
-    use crate::store::tables::Table;
+    use meridian_store::tables::Table;
 
     // The newest state per server wins within a batch; an inventory resets the picture.
     let mut servers: Option<std::collections::BTreeMap<String, Server>> = None;

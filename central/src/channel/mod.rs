@@ -33,11 +33,13 @@ use tokio::task::JoinSet;
 
 use crate::audit::{AuditEntry, Auditor, Outcome};
 use crate::ca::CertificateAuthority;
-use crate::store::tables::{TableError, Tables};
-use crate::store::{Expect, StoreError};
 use crate::tokens::Tokens;
+use meridian_store::Tables;
+use meridian_store::schema::{SiteAuth, SiteChannel, SiteRecord};
+use meridian_store::tables::TableError;
+use meridian_store::{Expect, StoreError};
 use session::Registry;
-use state::{AuthCache, SiteAuth, SiteChannel};
+use state::AuthCache;
 
 /// The `[channel]` table of central's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -336,7 +338,7 @@ impl Channel {
 
     /// The channel's stored view of a site (acked/applied generations, report high-water).
     pub async fn site_channel(&self, site: &SiteId) -> Result<SiteChannel, StoreError> {
-        site_channel(self.shared.tables.store().as_ref(), site).await
+        meridian_store::schema::site_channel(self.shared.tables.store().as_ref(), site).await
     }
 
     /// Stops accepting, closes every session and waits (bounded) for the endpoint to drain.
@@ -352,17 +354,6 @@ impl Channel {
     }
 }
 
-/// The channel's stored view of a site.
-pub async fn site_channel(
-    store: &dyn crate::store::Store,
-    site: &SiteId,
-) -> Result<SiteChannel, StoreError> {
-    Ok(state::read_json(store, &state::site_key(site))
-        .await?
-        .map(|(c, _)| c)
-        .unwrap_or_default())
-}
-
 /// Revokes a site: its current certificates are refused at the handshake from now on (a
 /// running central also closes its session within a second), until it enrols again with a new
 /// bootstrap token. Works on a running central's store or offline.
@@ -373,9 +364,10 @@ pub async fn revoke_site(
     now: Timestamp,
 ) -> Result<(), TableError> {
     let store = tables.store();
-    let key = state::auth_key(site);
+    let key = meridian_store::schema::auth_key(site);
     loop {
-        let current = state::read_json::<SiteAuth>(store.as_ref(), &key).await?;
+        let current =
+            meridian_store::schema::read_site_record::<SiteAuth>(store.as_ref(), &key).await?;
         let (auth, expect) = match &current {
             Some((a, rev)) => (*a, Expect::ModRevision(*rev)),
             None => (SiteAuth::default(), Expect::Absent),
@@ -384,7 +376,7 @@ pub async fn revoke_site(
             epoch: auth.epoch + 1,
             revoked: true,
         };
-        match store.put(&key, &state::json(&next), expect).await {
+        match store.put(&key, &next.encode(), expect).await {
             Ok(_) => break,
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

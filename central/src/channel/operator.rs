@@ -12,9 +12,10 @@ use meridian_proto::v1 as proto;
 use crate::audit::Auditor;
 use crate::ca::{CaError, CertificateAuthority};
 use crate::config::CentralConfig;
-use crate::store::tables::{TableError, Tables};
-use crate::store::{SledStore, Store, StoreError};
 use crate::tokens::{NewToken, TokenError, Tokens};
+use meridian_store::Tables;
+use meridian_store::tables::TableError;
+use meridian_store::{SledStore, Store, StoreError};
 
 /// Why an operator action failed.
 #[derive(Debug, thiserror::Error)]

@@ -29,11 +29,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::enroll::read_frame;
-use super::state::{self, SiteChannel};
 use super::{Shared, now};
 use crate::ca::{CaError, site_identity};
-use crate::store::tables::{TableError, Tables};
-use crate::store::{Expect, Revision, StoreError};
+use meridian_store::Tables;
+use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
+use meridian_store::tables::TableError;
+use meridian_store::{Expect, Revision, StoreError};
 
 use proto::agent_message::Kind as AgentKind;
 use proto::central_message::Kind as CentralKind;
@@ -412,7 +413,8 @@ async fn run(
 ) -> Result<(), SessionError> {
     let store = shared.tables.store();
     let (channel, channel_rev) =
-        match state::read_json::<SiteChannel>(store.as_ref(), &state::site_key(site)).await? {
+        match state::read_site_record::<SiteChannel>(store.as_ref(), &state::site_key(site)).await?
+        {
             Some((c, r)) => (c, Some(r)),
             None => (SiteChannel::default(), None),
         };
@@ -554,14 +556,15 @@ impl Session<'_> {
                 return Ok(());
             }
             let expect = self.channel_rev.map_or(Expect::Absent, Expect::ModRevision);
-            match store.put(&key, &state::json(&next), expect).await {
+            match store.put(&key, &next.encode(), expect).await {
                 Ok(rev) => {
                     self.channel = next;
                     self.channel_rev = Some(rev);
                     return Ok(());
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    let current = state::read_json::<SiteChannel>(store.as_ref(), &key).await?;
+                    let current =
+                        state::read_site_record::<SiteChannel>(store.as_ref(), &key).await?;
                     (self.channel, self.channel_rev) = match current {
                         Some((c, r)) => (c, Some(r)),
                         None => (SiteChannel::default(), None),

@@ -27,42 +27,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::tables::Record;
 use meridian_common::ids::{SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{Placement, ReservationState, Site, Tenant, Workload};
+use meridian_store::tables::Record;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use step::{Progress, Step, step};
 
-use crate::compiler::{Changes, Publisher};
-use crate::placement::{
+use crate::publisher::{Changes, Publisher};
+use meridian_plan::placement::{
     Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
 };
-use crate::store::tables::{Table, TableError, Tables, Versioned};
-use crate::store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
-
-/// Prefix of the "publish needed" markers: `lifecycle/dirty/{tenant}/{workload}`, written in
-/// the same transaction as each change of a workload's placement, and `lifecycle/dirty/{tenant}`
-/// with a tenant's deletion (its network is released); removed once the compiler has
-/// published, so a crash in between still publishes on the next pass (and nothing else
-/// does).
-pub const DIRTY_PREFIX: &str = "lifecycle/dirty/";
-
-/// The marker that has the compiler release a deleted tenant's network.
-pub fn tenant_dirty_marker(tenant: &TenantId) -> Op {
-    Op::Put {
-        key: format!("{DIRTY_PREFIX}{tenant}").into_bytes(),
-        value: Vec::new(),
-    }
-}
-
-fn dirty_marker(workload: &Workload) -> Op {
-    Op::Put {
-        key: format!("{DIRTY_PREFIX}{}/{}", workload.tenant, workload.id).into_bytes(),
-        value: Vec::new(),
-    }
-}
+use meridian_store::Tables;
+use meridian_store::schema::{DIRTY_PREFIX, workload_dirty_marker};
+use meridian_store::tables::{Table, TableError, Versioned};
+use meridian_store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
 
 /// Longest time between passes.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -220,7 +200,7 @@ impl Lifecycle {
             handle.clone(),
             stop_rx.clone(),
             |handle, value| {
-                if let Ok(site) = <Site as crate::store::tables::Record>::decode(value) {
+                if let Ok(site) = <Site as meridian_store::tables::Record>::decode(value) {
                     handle.site_changed(&site);
                 }
             },
@@ -235,7 +215,7 @@ impl Lifecycle {
         ));
         tasks.spawn(watch_prefix(
             tables,
-            crate::channel::state::SITES_PREFIX,
+            meridian_store::schema::SITES_PREFIX,
             handle,
             stop_rx,
             |handle, _| handle.wake(),
@@ -532,7 +512,8 @@ impl Reconciler {
             let applied = match (&intent, holds) {
                 (Some(i), true) => {
                     let channel =
-                        crate::channel::site_channel(self.tables.store().as_ref(), site).await?;
+                        meridian_store::schema::site_channel(self.tables.store().as_ref(), site)
+                            .await?;
                     channel.applied_generation >= i.record.generation
                 }
                 _ => false,
@@ -611,7 +592,7 @@ impl Reconciler {
             ))
             .then(Table::<Placement>::put_op(&placement)?)
             .then(Table::<Workload>::put_op(&next)?)
-            .then(dirty_marker(&workload));
+            .then(workload_dirty_marker(&workload.tenant, &workload.id));
         let committed = self.tables.store().txn(txn).await.map(|r| r.succeeded);
         match committed {
             Ok(true) => {
@@ -669,7 +650,7 @@ impl Reconciler {
             .then(Op::Delete {
                 key: Table::<Placement>::store_key(&workload.key_path()),
             })
-            .then(dirty_marker(workload));
+            .then(workload_dirty_marker(&workload.tenant, &workload.id));
         if !self.tables.store().txn(txn).await?.succeeded {
             return Ok(false);
         }
@@ -687,7 +668,7 @@ impl Reconciler {
             .then(Op::Delete {
                 key: Table::<Placement>::store_key(&workload.key_path()),
             })
-            .then(dirty_marker(workload));
+            .then(workload_dirty_marker(&workload.tenant, &workload.id));
         self.tables.store().txn(txn).await?;
         if let Some(p) = self.handle.planner().as_mut() {
             p.release(&workload.id);

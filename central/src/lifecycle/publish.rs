@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use meridian_common::ids::{TenantId, Timestamp, WorkloadId};
 
-use crate::compiler::{Changes, PublishSummary, Publisher, Scope};
-use crate::store::tables::Tables;
+use crate::publisher::{Changes, PublishSummary, Publisher, Scope};
+use meridian_store::Tables;
 
 use super::LifecycleError;
 

@@ -47,6 +47,7 @@ use crate::model::{GpuModel, Jurisdiction, MigProfile, ResidencyRule, ResidencyT
 use crate::validate::{Problem, ValidationError};
 
 mod basic;
+mod claim;
 mod intent;
 mod placement;
 mod report;

@@ -5,6 +5,7 @@
 //! must look like, a [`SiteReport`] what a site says it looks like. Every type is plain data
 //! (serde, no IO); cross-field rules live in [`crate::validate`].
 
+pub mod claim;
 pub mod dataset;
 pub mod gpu;
 pub mod intent;
@@ -19,6 +20,7 @@ pub mod site;
 pub mod tenant;
 pub mod workload;
 
+pub use claim::{HostKey, NetworkClaim, PublicEndpoint, PublicKey, validate_claim};
 pub use dataset::Dataset;
 pub use gpu::{
     Gpu, GpuHealth, GpuModel, GpuModelError, MigConfig, MigError, MigGeometry, MigInstance,

@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meridian_agent::reconciler::RecordingReconciler;
-use meridian_central::channel::state::{SITES_PREFIX, SiteChannel, site_of};
 use meridian_central::server::Central;
-use meridian_central::store::tables::Table;
-use meridian_central::store::{Revision, Txn};
 use meridian_common::ids::{Generation, SiteId};
 use meridian_common::model::SiteIntent;
+use meridian_store::schema::{SITES_PREFIX, SiteChannel, SiteRecord, site_of};
+use meridian_store::tables::Table;
+use meridian_store::{Revision, Txn};
 
 pub use super::harness::rss_bytes;
 use super::harness::{
@@ -665,7 +665,7 @@ async fn fan_out(
         let Some(site) = site_of(&event.kv.key, SITES_PREFIX) else {
             continue;
         };
-        if let Ok(ch) = serde_json::from_slice::<SiteChannel>(&event.kv.value)
+        if let Ok(ch) = SiteChannel::decode(&event.kv.key, &event.kv.value)
             && ch.received_generation >= Generation::new(generation)
         {
             acked.entry(site).or_insert_with(|| start.elapsed());

@@ -273,10 +273,7 @@ impl EtcdServer {
             .arg(format!("--initial-cluster=bench={peer_url}"))
             .arg("--initial-cluster-state=new")
             // Transactions as large as Meridian's store allows (etcd's default is 128 ops).
-            .arg(format!(
-                "--max-txn-ops={}",
-                meridian_central::store::MAX_TXN_OPS
-            ))
+            .arg(format!("--max-txn-ops={}", meridian_store::MAX_TXN_OPS))
             .arg("--logger=zap")
             .arg("--log-level=warn")
             .stdin(Stdio::null())
@@ -512,7 +509,7 @@ pub async fn run(opts: &EtcdBenchOptions) -> Result<EtcdBenchReport, BoxError> {
     let mut kv = KvClient::new(channels[0].clone())
         .max_decoding_message_size(64 * 1024 * 1024)
         .max_encoding_message_size(64 * 1024 * 1024);
-    let per_txn = opts.txn_puts.clamp(1, meridian_central::store::MAX_TXN_OPS);
+    let per_txn = opts.txn_puts.clamp(1, meridian_store::MAX_TXN_OPS);
     let mut success = Vec::with_capacity(per_txn);
     for i in 0..n {
         let site = SiteId::parse(&site_name(i))?;

@@ -110,7 +110,7 @@ pub(crate) async fn write_bootstrap(
 /// Intents per transaction when B2 writes its change, on both sides: as central's compiler
 /// publishes a change (transactions of at most `MAX_TXN_OPS`, a compare and a put per intent),
 /// one transaction after another.
-pub const CHANGE_TXN_INTENTS: usize = meridian_central::store::MAX_TXN_OPS / 2;
+pub const CHANGE_TXN_INTENTS: usize = meridian_store::MAX_TXN_OPS / 2;
 
 /// Central's configuration for a benchmark: data in `dir`, the channel on `listen`, the API on
 /// any free port, liveness relaxed so a loaded machine does not drop sessions.

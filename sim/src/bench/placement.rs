@@ -4,14 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use meridian_central::placement::{
-    Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig,
-};
 use meridian_common::ids::{Name, Timestamp, WorkloadId};
 use meridian_common::model::{
     Accelerator, Constraints, GpuModel, LatencyConstraint, MigProfile, Quotas, Resources, Spread,
     Tenant, WorkloadKind, WorkloadSpec,
 };
+use meridian_plan::placement::{Decision, FleetSnapshot, PlacementRequest, Planner, PlannerConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

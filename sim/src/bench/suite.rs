@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use meridian_central::store::commit_rate as commit;
+use meridian_store::commit_rate as commit;
 
 use super::channel::{self, ChannelBenchOptions, ChannelBenchReport};
 use super::etcd::{self, EtcdBenchOptions, EtcdBenchReport, EtcdMissing};

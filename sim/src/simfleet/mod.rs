@@ -75,12 +75,12 @@ use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
 use meridian_central::cli::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::{Central, CentralError};
-use meridian_central::store::Revision;
-use meridian_central::store::tables::{Record, Table, TableError};
 use meridian_common::channel::bootstrap::BootstrapFile;
 use meridian_common::ids::{SiteId, Timestamp, UserId, WorkloadId};
 use meridian_common::model::{ReservationState, ServerState, SiteState, SiteTier, Workload};
 use meridian_proto::v1 as proto;
+use meridian_store::Revision;
+use meridian_store::tables::{Record, Table, TableError};
 
 pub use progress::Progress;
 pub use summary::{HardwareView, SimSummary, TierUse};

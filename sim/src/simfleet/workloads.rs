@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use meridian_central::placement::LatencyModel;
 use meridian_common::ids::{
     DatasetId, Name, RegionId, SiteId, TenantId, TimeWindow, Timestamp, TypedId,
 };
@@ -20,6 +19,7 @@ use meridian_common::model::{
     MigProfile, Quotas, ResidencyRule, ResidencyTerm, Resources, ScoreWeights, Server, Site,
     SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
 };
+use meridian_plan::placement::LatencyModel;
 
 use crate::fleet::Fleet;
 use crate::fleet::geography;

@@ -144,7 +144,7 @@ pub async fn applied_at_central(central: &Central, site: &str) -> Generation {
 pub async fn stored_reports(central: &Central, site: &str) -> Vec<SiteReport> {
     central
         .store()
-        .range(meridian_central::store::RangeRequest::prefix(format!(
+        .range(meridian_store::RangeRequest::prefix(format!(
             "reports/{site}/"
         )))
         .await

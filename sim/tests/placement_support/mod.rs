@@ -7,9 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use meridian_central::placement::{
-    Decision, FleetSnapshot, LatencyModel, MeasuredRtt, PlacementRequest,
-};
 use meridian_common::ids::{
     DatasetId, Name, RegionId, ServerId, SiteId, TenantId, TimeWindow, Timestamp, WorkloadId,
 };
@@ -18,6 +15,9 @@ use meridian_common::model::{
     GpuSlot, JurisdictionGroup, LatencyConstraint, MigConfig, MigProfileSpec, Placement, Quotas,
     Region, ResidencyRule, ResidencyTerm, Resources, ScoreWeights, Server, Site, SiteState,
     SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
+};
+use meridian_plan::placement::{
+    Decision, FleetSnapshot, LatencyModel, MeasuredRtt, PlacementRequest,
 };
 use meridian_sim::fleet::{FleetSpec, generate};
 use rand::{Rng, SeedableRng};

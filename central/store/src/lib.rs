@@ -14,17 +14,23 @@
 //! - a watch delivers every change under its prefix exactly once and in order, or ends with
 //!   [`StoreError::Compacted`] if it falls behind the retained history.
 //!
-//! The embedded default is [`SledStore`]; [`tables`] adds typed accessors on top.
+//! The embedded default is [`SledStore`]; [`tables`] adds typed accessors on top, and
+//! [`schema`] says what every stored record is, where it lives and how it is encoded.
+//!
+//! This crate depends on `meridian-common` and `meridian-proto` only among Meridian's crates:
+//! it knows records, never the services that write them.
 
 mod codec;
 pub mod commit_rate;
 pub mod conformance;
+pub mod schema;
 mod sled_store;
 pub mod tables;
 mod watch;
 
 use std::fmt;
 
+pub use schema::Tables;
 pub use sled_store::{SledStore, StoreConfig};
 pub use watch::Watch;
 

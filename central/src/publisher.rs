@@ -1,4 +1,5 @@
-//! The publish step: load what the compiler needs, run [`plan`](super::plan), write the new
+//! The publish step: load what the compiler needs, run the pure compiler's
+//! [`plan`](meridian_plan::compiler::plan), write the new
 //! network claims, the changed intents and the releases, each fenced by compare-and-swap.
 //!
 //! Writing an intent to `intents/` *is* publishing it: the distributor watches that prefix.
@@ -36,12 +37,11 @@ use meridian_common::config::ConfigError;
 use meridian_common::ids::{Generation, SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{SiteIntent, Tenant};
 
-use super::{CompileInput, HeldBack, PlacedWorkload, SiteInput, Unmet, plan};
-use crate::networks::{Coverage, NetworkClaim, NetworkPools, NetworkState, ReleaseScope};
-use crate::store::tables::{
-    KeyPath, Record, Table, TableError, TableKey, TableKeyDyn, Tables, Versioned,
-};
-use crate::store::{Compare, MAX_TXN_OPS, Op, Revision, StoreError, Txn};
+use meridian_plan::compiler::{CompileInput, HeldBack, PlacedWorkload, SiteInput, Unmet, plan};
+use meridian_plan::networks::{Coverage, NetworkClaim, NetworkPools, NetworkState, ReleaseScope};
+use meridian_store::Tables;
+use meridian_store::tables::{Record, Table, TableError, TableKey, TableKeyDyn, Versioned};
+use meridian_store::{Compare, MAX_TXN_OPS, Op, Revision, StoreError, Txn};
 
 /// What a publish looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -576,7 +576,7 @@ fn pack(units: Vec<Unit>) -> Vec<(Txn, Vec<Effect>)> {
 /// Every record under `parent` (or the whole table), with revisions.
 async fn list_versioned<R: Record>(
     table: &Table<R>,
-    parent: Option<&KeyPath>,
+    parent: Option<&String>,
     page: usize,
 ) -> Result<Vec<Versioned<R>>, TableError> {
     let mut all = Vec::new();

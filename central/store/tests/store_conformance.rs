@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_central::store::conformance::{self, Backend};
-use meridian_central::store::{Expect, Revision, SledStore, Store, StoreConfig, StoreError};
+use meridian_store::conformance::{self, Backend};
+use meridian_store::{Expect, Revision, SledStore, Store, StoreConfig, StoreError};
 
 struct SledBackend {
     dir: tempfile::TempDir,

@@ -1,29 +1,9 @@
-//! Typed tables over the [`Store`]: one key prefix per record type, protobuf (`meridian.v1`)
-//! as the stored encoding, validation before every write.
-//!
-//! | table | key | record |
-//! |---|---|---|
-//! | `sites/` | site | [`Site`] |
-//! | `servers/` | site/server | [`Server`] |
-//! | `tenants/` | tenant | [`Tenant`] |
-//! | `regions/` | region | [`Region`] |
-//! | `datasets/` | tenant/dataset | [`Dataset`] |
-//! | `workloads/` | tenant/workload | [`Workload`] |
-//! | `placements/` | tenant/workload | [`Placement`] |
-//! | `intents/` | site | [`SiteIntent`] |
-//! | `tokens/bootstrap/` | token | [`proto::BootstrapTokenRecord`] |
-//! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
-//! | `users/` | user | [`proto::User`] |
-//! | `index/workloads/` | workload | [`WorkloadIndex`] (its tenant) |
-//! | `index/datasets/` | dataset/tenant | [`DatasetIndex`] (one per tenant holding the ID) |
-//! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
-//! | `net/` | kind/... (see [`crate::networks::claims`]) | [`crate::networks::NetworkClaim`] |
+//! Typed tables over the [`Store`]: one key prefix per record type, validation before every
+//! write, and a record's secondary-index entry written and removed with it. The records
+//! themselves, and where each lives, are in [`crate::schema`].
 //!
 //! Keys are made of validated IDs (which cannot hold `/`), so a key names one record and a
-//! parent prefix (`servers/edge-de-0001/`) lists exactly that parent's records. Values are
-//! protobuf so the stored format is versioned with the API and converts through the same
-//! checked `TryFrom` as wire input: a stored record that no longer converts is reported as
-//! corrupt, never silently defaulted.
+//! parent prefix (`servers/edge-de-0001/`) lists exactly that parent's records.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -32,14 +12,9 @@ use meridian_common::convert::ConvertError;
 use meridian_common::ids::{
     DatasetId, PoolId, RegionId, ServerId, SiteId, TenantId, TokenId, UserId, WorkloadId,
 };
-use meridian_common::model::{
-    Dataset, Placement, Region, Server, Site, SiteIntent, Tenant, Workload,
-};
-use meridian_common::validate::{self, Problem, ValidationError};
-use meridian_proto::v1 as proto;
-use prost::Message;
+use meridian_common::validate::ValidationError;
 
-use super::{Expect, Op, RangeRequest, Revision, Store, StoreError, Txn};
+use crate::{Expect, Op, RangeRequest, Revision, Store, StoreError, Txn};
 
 /// The part of a key after the table prefix.
 pub trait TableKey {
@@ -80,6 +55,12 @@ impl TableKey for AuditSeq {
 /// A raw key path, for records keyed by something other than typed IDs (token ids).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyPath(pub String);
+
+impl TableKey for String {
+    fn path(&self) -> String {
+        self.clone()
+    }
+}
 
 impl TableKey for KeyPath {
     fn path(&self) -> String {
@@ -207,7 +188,8 @@ impl<R: Record> Table<R> {
         format!("{}/{}", R::TABLE, path).into_bytes()
     }
 
-    fn decode(path: &str, raw: &[u8]) -> Result<R, TableError> {
+    /// A record from its stored bytes at key path `path`.
+    pub fn decode(path: &str, raw: &[u8]) -> Result<R, TableError> {
         R::decode(raw).map_err(|source| TableError::Corrupt {
             table: R::TABLE,
             key: path.to_owned(),
@@ -273,13 +255,13 @@ impl<R: Record> Table<R> {
     pub fn create_ops(record: &R) -> Result<(Vec<super::Compare>, Vec<Op>), TableError> {
         let key = Self::checked(record)?;
         let store_key = Self::store_key(&key);
-        let mut compares = vec![super::Compare::Absent(store_key.clone())];
+        let mut compares = vec![crate::Compare::Absent(store_key.clone())];
         let mut ops = vec![Op::Put {
             key: store_key,
             value: record.encode(),
         }];
         if let Some((key, value)) = R::index_entry(&key) {
-            compares.push(super::Compare::Absent(key.clone()));
+            compares.push(crate::Compare::Absent(key.clone()));
             ops.push(Op::Put { key, value });
         }
         Ok((compares, ops))
@@ -346,8 +328,8 @@ impl<R: Record> Table<R> {
         }
         let store_key = Self::store_key(&path);
         let guard = match read_at {
-            Some(rev) => super::Compare::ModRevision(store_key.clone(), rev),
-            None => super::Compare::Exists(store_key.clone()),
+            Some(rev) => crate::Compare::ModRevision(store_key.clone(), rev),
+            None => crate::Compare::Exists(store_key.clone()),
         };
         let mut txn = Txn::new().when(guard);
         for op in Self::delete_ops(&path) {
@@ -457,7 +439,7 @@ impl<R: Record> Table<R> {
     /// Creates many records in transactions of up to `per_txn` writes each, all-or-nothing per
     /// transaction; every record is validated before anything is written.
     pub async fn create_many(&self, records: &[R], per_txn: usize) -> Result<usize, TableError> {
-        let per_txn = per_txn.clamp(1, super::MAX_TXN_OPS / 4);
+        let per_txn = per_txn.clamp(1, crate::MAX_TXN_OPS / 4);
         let mut creates = Vec::with_capacity(records.len());
         for record in records {
             creates.push(Self::create_ops(record)?);
@@ -487,326 +469,5 @@ pub trait TableKeyDyn {
 impl<T: TableKey> TableKeyDyn for T {
     fn path_dyn(&self) -> String {
         self.path()
-    }
-}
-
-macro_rules! model_record {
-    ($model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr, index: $index:ty) => {
-        model_record!(@impl $model, $wire, $table, |$r| $key, $validate,
-            fn index_entry(path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-                <$index>::of_owner_path(path)
-            }
-        );
-    };
-    ($model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr) => {
-        model_record!(@impl $model, $wire, $table, |$r| $key, $validate,);
-    };
-    (@impl $model:ty, $wire:ty, $table:literal, |$r:ident| $key:expr, $validate:expr, $($extra:item)*) => {
-        impl Record for $model {
-            const TABLE: &'static str = $table;
-            fn key_path(&self) -> String {
-                let $r = self;
-                $key
-            }
-            fn encode(&self) -> Vec<u8> {
-                <$wire>::from(self.clone()).encode_to_vec()
-            }
-            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
-                Ok(Self::try_from(<$wire>::decode(raw)?)?)
-            }
-            fn validate(&self) -> Result<(), ValidationError> {
-                ($validate)(self)
-            }
-            $($extra)*
-        }
-    };
-}
-
-model_record!(
-    Site,
-    proto::Site,
-    "sites",
-    |r| r.id.path(),
-    validate::validate_site
-);
-model_record!(
-    Server,
-    proto::Server,
-    "servers",
-    |r| (&r.site, &r.id).path(),
-    validate::validate_server
-);
-model_record!(
-    Tenant,
-    proto::Tenant,
-    "tenants",
-    |r| r.id.path(),
-    validate::validate_tenant
-);
-model_record!(
-    Region,
-    proto::Region,
-    "regions",
-    |r| r.id.path(),
-    validate::validate_region
-);
-model_record!(
-    Dataset,
-    proto::Dataset,
-    "datasets",
-    |r| (&r.tenant, &r.id).path(),
-    validate::validate_dataset,
-    index: DatasetIndex
-);
-model_record!(
-    Workload,
-    proto::Workload,
-    "workloads",
-    |r| (&r.tenant, &r.id).path(),
-    |w: &Workload| validate::validate_workload_spec(&w.spec),
-    index: WorkloadIndex
-);
-model_record!(
-    Placement,
-    proto::Placement,
-    "placements",
-    |r| (&r.tenant, &r.workload).path(),
-    |_: &Placement| Ok(())
-);
-model_record!(
-    SiteIntent,
-    proto::SiteIntent,
-    "intents",
-    |r| r.site.path(),
-    validate::validate_site_intent
-);
-
-/// A protobuf message stored as it is, with a required field holding its key.
-macro_rules! wire_record {
-    ($wire:ty, $table:literal, |$r:ident| $key:expr) => {
-        impl Record for $wire {
-            const TABLE: &'static str = $table;
-            fn key_path(&self) -> String {
-                let $r = self;
-                $key
-            }
-            fn encode(&self) -> Vec<u8> {
-                self.encode_to_vec()
-            }
-            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
-                Ok(<$wire as Message>::decode(raw)?)
-            }
-            fn validate(&self) -> Result<(), ValidationError> {
-                if self.key_path().is_empty() {
-                    return Err(ValidationError(vec![Problem::new(
-                        "id",
-                        "is required: the record's key field is empty",
-                    )]));
-                }
-                Ok(())
-            }
-        }
-    };
-}
-
-wire_record!(proto::BootstrapTokenRecord, "tokens/bootstrap", |r| r
-    .token
-    .as_ref()
-    .map_or_else(String::new, |t| t.id.clone()));
-wire_record!(proto::ApiTokenRecord, "tokens/api", |r| r
-    .token
-    .as_ref()
-    .map_or_else(String::new, |t| t.id.clone()));
-wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
-wire_record!(proto::User, "users", |r| r.id.clone());
-
-/// Which tenant owns a workload, so an ID alone finds the record (`index/workloads/{id}`).
-/// Workload IDs are assigned by central, so one ID names one workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadIndex {
-    /// The workload.
-    pub workload: WorkloadId,
-    /// Its tenant.
-    pub tenant: TenantId,
-}
-
-/// Which tenants hold a dataset of a given ID (`index/datasets/{id}/{tenant}`). Dataset IDs
-/// are chosen by tenants and scoped per tenant, so an ID may be held by several tenants; a
-/// provider caller naming only an ID is answered from here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatasetIndex {
-    /// The dataset.
-    pub dataset: DatasetId,
-    /// Its tenant.
-    pub tenant: TenantId,
-}
-
-impl WorkloadIndex {
-    fn entry_key(&self) -> String {
-        self.workload.path()
-    }
-}
-
-impl DatasetIndex {
-    fn entry_key(&self) -> String {
-        (&self.dataset, &self.tenant).path()
-    }
-}
-
-macro_rules! index_record {
-    ($ty:ident, $id:ident, $idty:ty, $table:literal) => {
-        impl Record for $ty {
-            const TABLE: &'static str = $table;
-            fn key_path(&self) -> String {
-                self.entry_key()
-            }
-            /// Stored as `{id} {tenant}`, so an entry reads back whole.
-            fn encode(&self) -> Vec<u8> {
-                format!("{} {}", self.$id, self.tenant).into_bytes()
-            }
-            fn decode(raw: &[u8]) -> Result<Self, DecodeFailure> {
-                let bad = || {
-                    DecodeFailure::Convert(ConvertError::new(
-                        meridian_common::convert::ConvertProblem::Invalid(
-                            "index entry is not `{id} {tenant}`".into(),
-                        ),
-                    ))
-                };
-                let text = std::str::from_utf8(raw).map_err(|_| bad())?;
-                let (id, tenant) = text.split_once(' ').ok_or_else(bad)?;
-                Ok($ty {
-                    $id: <$idty>::parse(id).map_err(|_| bad())?,
-                    tenant: TenantId::parse(tenant).map_err(|_| bad())?,
-                })
-            }
-            fn validate(&self) -> Result<(), ValidationError> {
-                Ok(())
-            }
-        }
-
-        impl $ty {
-            /// The index entry of the owner record at key path `{tenant}/{id}`.
-            fn of_owner_path(path: &str) -> Option<(Vec<u8>, Vec<u8>)> {
-                let (tenant, id) = path.split_once('/')?;
-                let entry = $ty {
-                    $id: <$idty>::parse(id).ok()?,
-                    tenant: TenantId::parse(tenant).ok()?,
-                };
-                Some((Table::<$ty>::store_key(&entry.key_path()), entry.encode()))
-            }
-        }
-    };
-}
-index_record!(WorkloadIndex, workload, WorkloadId, "index/workloads");
-index_record!(DatasetIndex, dataset, DatasetId, "index/datasets");
-
-/// Every table of central, over one store.
-#[derive(Debug, Clone)]
-pub struct Tables {
-    store: Arc<dyn Store>,
-}
-
-impl Tables {
-    /// The tables over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Tables { store }
-    }
-    /// The store underneath, for multi-table transactions.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-    /// Any table by record type.
-    pub fn table<R: Record>(&self) -> Table<R> {
-        Table::new(Arc::clone(&self.store))
-    }
-    pub fn sites(&self) -> Table<Site> {
-        self.table()
-    }
-    pub fn servers(&self) -> Table<Server> {
-        self.table()
-    }
-    pub fn tenants(&self) -> Table<Tenant> {
-        self.table()
-    }
-    pub fn regions(&self) -> Table<Region> {
-        self.table()
-    }
-    pub fn datasets(&self) -> Table<Dataset> {
-        self.table()
-    }
-    pub fn workloads(&self) -> Table<Workload> {
-        self.table()
-    }
-    pub fn placements(&self) -> Table<Placement> {
-        self.table()
-    }
-    pub fn intents(&self) -> Table<SiteIntent> {
-        self.table()
-    }
-    pub fn bootstrap_tokens(&self) -> Table<proto::BootstrapTokenRecord> {
-        self.table()
-    }
-    pub fn api_tokens(&self) -> Table<proto::ApiTokenRecord> {
-        self.table()
-    }
-    pub fn users(&self) -> Table<proto::User> {
-        self.table()
-    }
-    pub fn workload_index(&self) -> Table<WorkloadIndex> {
-        self.table()
-    }
-    pub fn dataset_index(&self) -> Table<DatasetIndex> {
-        self.table()
-    }
-    pub fn audit(&self) -> Table<proto::AuditRecord> {
-        self.table()
-    }
-    /// The tenants holding a dataset with ID `id` (dataset IDs are scoped per tenant).
-    pub async fn dataset_holders(&self, id: &DatasetId) -> Result<Vec<TenantId>, TableError> {
-        Ok(self
-            .dataset_index()
-            .list_all(Some(id), 1000)
-            .await?
-            .into_iter()
-            .map(|e| e.tenant)
-            .collect())
-    }
-
-    /// Brings records written by an older central to the current layout; returns how many
-    /// it rewrote. Today: dataset index entries keyed by ID alone (`index/datasets/{id}`,
-    /// from when dataset IDs were global) move to `index/datasets/{id}/{tenant}`. Idempotent;
-    /// each entry moves in one transaction, so a crash midway leaves every entry in one
-    /// layout or the other and the next start finishes.
-    pub async fn upgrade_layout(&self) -> Result<usize, TableError> {
-        let prefix = format!("{}/", DatasetIndex::TABLE);
-        let old = self
-            .store
-            .range(RangeRequest {
-                prefix: prefix.clone().into_bytes(),
-                start_after: None,
-                limit: 0,
-            })
-            .await?;
-        let mut moved = 0;
-        for kv in old.kvs {
-            let path = String::from_utf8_lossy(&kv.key[prefix.len()..]).into_owned();
-            if path.contains('/') {
-                continue;
-            }
-            let entry = Table::<DatasetIndex>::decode(&path, &kv.value)?;
-            let txn = Txn::new()
-                .when(super::Compare::ModRevision(kv.key.clone(), kv.mod_revision))
-                .then(Op::Delete { key: kv.key })
-                .then(Table::<DatasetIndex>::put_op(&entry)?);
-            if self.store.txn(txn).await?.succeeded {
-                moved += 1;
-            }
-        }
-        Ok(moved)
-    }
-
-    /// Network claims (VNIs, tables, subnets, addresses, public endpoints).
-    pub fn network_claims(&self) -> Table<crate::networks::NetworkClaim> {
-        self.table()
     }
 }

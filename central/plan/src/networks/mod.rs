@@ -4,7 +4,7 @@
 //! [`NetworkState`] is the allocator: a pure, in-memory structure (no IO, no clock) loaded from
 //! the `net/` claims and the tenants' [`Tenant::network`](meridian_common::model::Tenant), changed
 //! by [`NetworkState::reconcile`] and written back as [`NetworkClaim`] records by the publish
-//! step ([`crate::compiler::publish`]).
+//! step (central's publisher).
 //!
 //! # Guarantees
 //!
@@ -25,7 +25,6 @@
 //!   and an intent reusing it are never published together).
 //! - **Typed exhaustion.** Running out is [`NetworkError::Exhausted`], naming the pool.
 
-pub mod claims;
 mod search;
 mod state;
 
@@ -33,12 +32,12 @@ use std::fmt;
 use std::net::Ipv4Addr;
 
 use meridian_common::config::ConfigError;
-use meridian_common::ids::{SiteId, TenantId, WorkloadId};
-use meridian_common::model::{Ipv4Net, Protocol};
+use meridian_common::ids::{SiteId, TenantId};
+use meridian_common::model::Ipv4Net;
 use meridian_common::validate::limits;
 use serde::Deserialize;
 
-pub use claims::NetworkClaim;
+pub use meridian_common::model::{HostKey, NetworkClaim, PublicEndpoint, PublicKey};
 pub use state::{Coverage, Demand, NetworkState, Reconciled, ReleaseScope};
 
 /// An inclusive range of numbers (`first..=last`).
@@ -159,57 +158,6 @@ impl NetworkPools {
         }
         Ok(())
     }
-}
-
-/// One replica of a workload on one site: what an address is allocated for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HostKey {
-    /// The owner.
-    pub tenant: TenantId,
-    /// The site the replica runs on.
-    pub site: SiteId,
-    /// The workload.
-    pub workload: WorkloadId,
-    /// The replica number.
-    pub replica: u32,
-}
-
-/// One exposed port of one replica: what a public endpoint is allocated for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PublicKey {
-    /// The site whose gateway publishes it.
-    pub site: SiteId,
-    /// The owner.
-    pub tenant: TenantId,
-    /// The workload.
-    pub workload: WorkloadId,
-    /// The replica number.
-    pub replica: u32,
-    /// The backend (workload) port.
-    pub port: u16,
-    /// TCP or UDP.
-    pub protocol: Protocol,
-}
-
-impl PublicKey {
-    /// The replica this exposure belongs to.
-    pub fn host(&self) -> HostKey {
-        HostKey {
-            tenant: self.tenant.clone(),
-            site: self.site.clone(),
-            workload: self.workload.clone(),
-            replica: self.replica,
-        }
-    }
-}
-
-/// A public address and port on a site's gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PublicEndpoint {
-    /// The public address.
-    pub address: Ipv4Addr,
-    /// The public port.
-    pub port: u16,
 }
 
 /// A tenant's subnet on one site and its gateway (the subnet's first host address).

@@ -3,10 +3,10 @@
 mod compiler_support;
 
 use compiler_support::*;
-use meridian_central::compiler::{Compiled, UnmetReason, plan};
-use meridian_central::networks::{Coverage, NetworkPools, NetworkState, ReleaseScope};
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{ReservationState, SiteIntent};
+use meridian_plan::compiler::{Compiled, UnmetReason, plan};
+use meridian_plan::networks::{Coverage, NetworkPools, NetworkState, ReleaseScope};
 
 const ONE_GPU: &str = r#"
     name = "job"

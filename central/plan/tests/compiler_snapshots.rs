@@ -4,11 +4,11 @@
 mod compiler_support;
 
 use compiler_support::*;
-use meridian_central::compiler::{Compiled, plan};
-use meridian_central::networks::{Coverage, NetworkPools, NetworkState, ReleaseScope};
 use meridian_common::ids::Timestamp;
 use meridian_common::model::{ReservationState, SiteIntent};
 use meridian_common::validate::validate_site_intent;
+use meridian_plan::compiler::{Compiled, plan};
+use meridian_plan::networks::{Coverage, NetworkPools, NetworkState, ReleaseScope};
 
 /// Compiles `fleet` at `now` over `state` (a full run) and checks every intent is valid.
 fn compile(

@@ -2,8 +2,8 @@
 //! site whose content changed.
 //!
 //! Pure (STYLE habit 1): no IO, no clock, no randomness; `now` is an argument. [`plan`] runs the
-//! network allocator ([`crate::networks`]) and then [`compile`]; [`publish()`] is the thin async
-//! step that loads the inputs from the store and writes the results.
+//! network allocator ([`crate::networks`]) and then [`compile`]; central's publisher is the
+//! thin async step that loads the inputs from the store and writes the results.
 //!
 //! # Guarantees
 //!
@@ -33,8 +33,6 @@
 //! after the workload, of its per-replica storage times its replicas there. Pool assignments
 //! come from the site's inventory.
 
-pub mod publish;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_common::ids::{Generation, Name, ServerId, SiteId, TenantId, Timestamp, WorkloadId};
@@ -48,8 +46,6 @@ use meridian_common::validate::{ValidationError, validate_site_intent};
 use crate::networks::{
     Demand, HostKey, NetworkError, NetworkPools, NetworkState, PublicKey, ReleaseScope,
 };
-
-pub use publish::{Changes, CompileError, PublishSummary, Publisher, Scope, publish};
 
 /// A workload with its placement, if it has one.
 #[derive(Debug, Clone, PartialEq)]

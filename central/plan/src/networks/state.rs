@@ -7,9 +7,9 @@ use meridian_common::ids::{SiteId, TenantId, WorkloadId};
 use meridian_common::model::{Ipv4Net, Protocol, Tenant, TenantNetwork};
 use meridian_common::validate::limits;
 
-use super::claims::NetworkClaim;
 use super::search::{first_free_block, lowest_free_number};
 use super::{HostKey, NetworkError, NetworkPools, Pool, PublicEndpoint, PublicKey, SiteSubnet};
+use meridian_common::model::NetworkClaim;
 
 /// Which parts of the claims the caller loaded completely. Allocating from (or releasing in) a
 /// part that is not covered would risk a collision with a claim the state does not know, so the

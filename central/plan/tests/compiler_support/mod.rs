@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use meridian_central::compiler::{CompileInput, Compiled, PlacedWorkload, SiteInput};
 use meridian_common::ids::{SiteId, TenantId, TimeWindow, Timestamp, WorkloadId};
 use meridian_common::model::{
     Assignment, GpuSlot, MigProfile, Placement, ReservationState, Server, Site, SiteIntent, Tenant,
     Workload, WorkloadSpec,
 };
+use meridian_plan::compiler::{CompileInput, Compiled, PlacedWorkload, SiteInput};
 use serde::Serialize;
 
 /// The scenarios' "now".

@@ -1,12 +1,12 @@
 //! B6: durable commits per second of the sled store, one writer with a flush per commit
 //! against many writers sharing flushes (group commit), measured in the same run.
 //!
-//! `cargo bench -p meridian-central --bench store_commit` prints min/median/max over runs
+//! `cargo bench -p meridian-store --bench store_commit` prints min/median/max over runs
 //! and the group/single ratio. `MERIDIAN_BENCH_RUNS` and `MERIDIAN_BENCH_SECONDS` tune it.
 
 use std::time::Duration;
 
-use meridian_central::store::commit_rate;
+use meridian_store::commit_rate;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_central::store::{Op, RangeRequest, Revision, SledStore, Store, StoreConfig, Txn};
+use meridian_store::{Op, RangeRequest, Revision, SledStore, Store, StoreConfig, Txn};
 use rand::Rng;
 
 const WRITERS: u32 = 4;
