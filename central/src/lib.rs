@@ -11,7 +11,6 @@ pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod channel;
-pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod publisher;

@@ -8,5 +8,7 @@ pub mod convert;
 pub mod ids;
 pub mod model;
 pub mod net;
+pub mod role;
+pub mod stdout;
 pub mod telemetry;
 pub mod validate;

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use api_support::{ACME, GLOBEX, TestApi, spec};
 use meridian_central::api::{Role, Rpc, access::allowed};
-use meridian_central::cli::Clients;
+use meridian_client::Clients;
 use meridian_proto::v1 as proto;
 use prost::Message;
 use rand::{Rng, SeedableRng};

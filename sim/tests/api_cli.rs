@@ -178,7 +178,7 @@ impl Cli {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() {
     let central_bin = bin("meridian-central", "meridian-central");
-    let cli_bin = bin("meridian", "meridian-central");
+    let cli_bin = bin("meridian", "meridian-client");
     let agent_bin = bin("meridian-agent", "meridian-agent");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("central");

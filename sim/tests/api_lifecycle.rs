@@ -17,7 +17,7 @@ use meridian_proto::v1 as proto;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn phase_of(c: &mut meridian_central::cli::Clients, id: &str) -> proto::ReservationState {
+async fn phase_of(c: &mut meridian_client::Clients, id: &str) -> proto::ReservationState {
     c.placement
         .get_workload(proto::GetWorkloadRequest { id: id.into() })
         .await
@@ -29,7 +29,7 @@ async fn phase_of(c: &mut meridian_central::cli::Clients, id: &str) -> proto::Re
         .unwrap()
 }
 
-async fn settle(c: &mut meridian_central::cli::Clients, id: &str) -> proto::ReservationState {
+async fn settle(c: &mut meridian_client::Clients, id: &str) -> proto::ReservationState {
     let deadline = Instant::now() + LIMIT;
     loop {
         let s = phase_of(c, id).await;

@@ -12,7 +12,7 @@ use tonic::Code;
 const RATE: f64 = 50.0;
 
 async fn tenant_b_round(
-    c: &mut meridian_central::cli::Clients,
+    c: &mut meridian_client::Clients,
     id: &str,
     n: usize,
 ) -> (usize, Vec<Duration>) {
@@ -43,7 +43,7 @@ fn p99(l: &[Duration]) -> Duration {
 struct Quiet {
     api: api_support::TestApi,
     people: Vec<(String, proto::Role, String)>,
-    b: meridian_central::cli::Clients,
+    b: meridian_client::Clients,
     b_workload: String,
     base: Vec<Duration>,
 }
@@ -82,7 +82,7 @@ async fn a_tenant_flooding_past_its_limit_does_not_starve_another() {
 
     // A floods open loop at 100x its limit, from its own runtime.
     let flood = meridian_sim::bench::noisy::Flood::start(
-        meridian_central::cli::Target {
+        meridian_client::Target {
             endpoint: api.endpoint.clone(),
             token: secret("acme-dev"),
             ca: Some(api.ca.clone()),
@@ -145,7 +145,7 @@ async fn a_flood_of_bad_tokens_from_another_address_does_not_starve_a_tenant() {
     // without a limit each costs a hash and a store lookup.
     let started = Instant::now();
     let flood = meridian_sim::bench::noisy::Flood::start_from(
-        meridian_central::cli::Target {
+        meridian_client::Target {
             endpoint: api.endpoint.clone(),
             token: format!("tok-0123456789ab.{}", "0".repeat(64)),
             ca: Some(api.ca.clone()),

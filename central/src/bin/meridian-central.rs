@@ -102,7 +102,7 @@ async fn main() -> ExitCode {
             }
         };
     if args.check_config {
-        meridian_central::outln!("configuration is valid");
+        meridian_common::outln!("configuration is valid");
         return ExitCode::SUCCESS;
     }
     if let Some(command) = args.command {
@@ -154,20 +154,20 @@ async fn operator(
                 .await?;
             match export {
                 Some(path) => {
-                    meridian_central::cli::write_secret(&path, &file)?;
-                    meridian_central::outln!(
+                    meridian_common::config::write_secret(&path, &file)?;
+                    meridian_common::outln!(
                         "token {} for site {site} written to {}",
                         token.token.id,
                         path.display()
                     );
                 }
-                None => meridian_central::out!("{file}"),
+                None => meridian_common::out!("{file}"),
             }
         }
         Command::Token(TokenCommand::List { site }) => {
             let site = site.as_deref().map(SiteId::parse).transpose()?;
             for t in offline.list_tokens(site.as_ref()).await? {
-                meridian_central::outln!(
+                meridian_common::outln!(
                     "{}\tsite={}\texpires_at={}\tused_at={}\trevoked={}",
                     t.id,
                     t.site,
@@ -179,7 +179,7 @@ async fn operator(
         }
         Command::Token(TokenCommand::Revoke { id }) => {
             offline.revoke_token(&TokenId::parse(&id)?, actor).await?;
-            meridian_central::outln!("token {id} revoked");
+            meridian_common::outln!("token {id} revoked");
         }
         Command::AdminToken {
             user,
@@ -199,20 +199,20 @@ async fn operator(
             .await?;
             match export {
                 Some(path) => {
-                    meridian_central::cli::write_secret(&path, &format!("{}\n", token.secret))?;
-                    meridian_central::outln!(
+                    meridian_common::config::write_secret(&path, &format!("{}\n", token.secret))?;
+                    meridian_common::outln!(
                         "provider-admin token {} for user {user} written to {}",
                         token.token.id,
                         path.display()
                     );
                 }
-                None => meridian_central::outln!("{}", token.secret),
+                None => meridian_common::outln!("{}", token.secret),
             }
         }
         Command::Audit(AuditCommand::Verify) => {
             use meridian_central::audit::{Auditor, Verdict};
             match Auditor::new(offline.tables.clone()).verify().await? {
-                Verdict::Intact { records, head } => meridian_central::outln!(
+                Verdict::Intact { records, head } => meridian_common::outln!(
                     "audit log intact: {records} records, head {}",
                     hex::encode(head)
                 ),
@@ -223,7 +223,7 @@ async fn operator(
         }
         Command::Site(SiteCommand::Revoke { site }) => {
             offline.revoke_site(&SiteId::parse(&site)?, actor).await?;
-            meridian_central::outln!("site {site} revoked; it must enrol again with a new token");
+            meridian_common::outln!("site {site} revoked; it must enrol again with a new token");
         }
     }
     Ok(())

@@ -964,7 +964,7 @@ mod exec {
     }
 
     pub(super) fn yaml(input: &[u8]) -> Result<(), String> {
-        use meridian_central::cli::spec::parse;
+        use meridian_client::spec::parse;
         let text = text(input);
         let spec = parse::<WorkloadSpec>(&text, &[]);
         let tenant = parse::<Tenant>(&text, &[]);
@@ -1229,7 +1229,7 @@ mod seeds {
                 .map(|r| r.spec)
                 .collect();
         specs.push(
-            meridian_central::cli::spec::parse(DOC_SPEC, &[]).expect("the documented spec parses"),
+            meridian_client::spec::parse(DOC_SPEC, &[]).expect("the documented spec parses"),
         );
         specs
     }

@@ -629,8 +629,8 @@ async fn run_demo(options: &DemoOptions, exit: bool) -> ExitCode {
              documented rate limit: {rate:.0} requests/s per tenant, burst {burst:.0} (api.rate_per_second, \
              api.rate_burst). Use the CLI against it:\n\n  \
              export MERIDIAN_ENDPOINT={} MERIDIAN_CA={} MERIDIAN_TOKEN={}\n  \
-             cargo run --release -p meridian-central --bin meridian -- site list\n  \
-             cargo run --release -p meridian-central --bin meridian -- workload list\n",
+             cargo run --release -p meridian-client --bin meridian -- site list\n  \
+             cargo run --release -p meridian-client --bin meridian -- workload list\n",
             fleet.data_dir().display(),
             fleet.api_endpoint(),
             fleet.ca_file().display(),

@@ -72,7 +72,7 @@ use std::time::{Duration, Instant};
 
 use meridian_agent::Agent;
 use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
-use meridian_central::cli::{Clients, Target};
+use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::{Central, CentralError};
 use meridian_common::channel::bootstrap::BootstrapFile;
@@ -173,7 +173,7 @@ pub enum SimFleetError {
     #[error("the API refused {what}: {status}")]
     Api { what: String, status: tonic::Status },
     #[error("cannot reach central's API")]
-    Connect(#[from] meridian_central::cli::CliError),
+    Connect(#[from] meridian_client::CliError),
     #[error("{0}")]
     Timeout(String),
 }

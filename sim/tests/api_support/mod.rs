@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meridian_central::cli::{Clients, Target};
+use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_common::ids::UserId;

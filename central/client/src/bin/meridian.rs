@@ -6,6 +6,6 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = meridian_central::cli::Args::parse();
-    ExitCode::from(meridian_central::cli::run(args).await)
+    let args = meridian_client::Args::parse();
+    ExitCode::from(meridian_client::run(args).await)
 }

@@ -213,7 +213,7 @@ fn models<W, M: TryFrom<W, Error = meridian_common::convert::ConvertError>>(
 }
 
 fn parse_role(s: &str) -> Result<proto::Role, CliError> {
-    crate::api::Role::parse(s)
+    meridian_common::role::Role::parse(s)
         .map(proto::Role::from)
         .ok_or_else(|| {
             CliError::usage(format!(
@@ -231,7 +231,7 @@ fn days_ms(days: Option<u64>) -> Result<i64, CliError> {
 }
 
 fn role_name(role: i32) -> String {
-    crate::api::Role::try_from(role).map_or_else(|_| role.to_string(), |r| r.name().to_owned())
+    meridian_common::role::Role::try_from(role).map_or_else(|_| role.to_string(), |r| r.name().to_owned())
 }
 
 fn workload_row(w: &Workload, p: Option<&Placement>) -> Vec<String> {
@@ -340,7 +340,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                         &[workload_row(&w, p.as_ref())],
                     );
                     if let Some(p) = &p {
-                        crate::outln!(
+                        meridian_common::outln!(
                             "\nscore {:.3} (latency {:.3}, data {:.3}, price {:.3}, packing {:.3})",
                             p.score.total,
                             p.score.latency,
@@ -349,7 +349,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                             p.score.packing
                         );
                         for a in &p.assignments {
-                            crate::outln!(
+                            meridian_common::outln!(
                                 "  replica {} -> {}/{} {:?}",
                                 a.replica,
                                 a.site,
@@ -358,7 +358,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                             );
                         }
                         if !p.explanation.is_empty() {
-                            crate::outln!("why: {}", p.explanation);
+                            meridian_common::outln!("why: {}", p.explanation);
                         }
                     }
                 }
@@ -447,28 +447,28 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                 Format::Table => {
                     match &placement {
                         Some(p) => {
-                            crate::outln!(
+                            meridian_common::outln!(
                                 "would place {} replica(s), score {:.3}",
                                 p.assignments.len(),
                                 p.score.total
                             );
                             for a in &p.assignments {
-                                crate::outln!("  replica {} -> {}/{}", a.replica, a.site, a.server);
+                                meridian_common::outln!("  replica {} -> {}/{}", a.replica, a.site, a.server);
                             }
                         }
-                        None => crate::outln!("cannot be placed"),
+                        None => meridian_common::outln!("cannot be placed"),
                     }
                     for x in &rejections {
-                        crate::outln!(
+                        meridian_common::outln!(
                             "  rejected {} site(s): {}",
                             x["sites"],
                             x["reason"].as_str().unwrap_or("")
                         );
                     }
                     for n in &r.near_misses {
-                        crate::outln!("  near miss {}: {}", n.site, n.detail);
+                        meridian_common::outln!("  near miss {}: {}", n.site, n.detail);
                     }
-                    crate::outln!("why: {}", r.explanation);
+                    meridian_common::outln!("why: {}", r.explanation);
                 }
             }
         }
@@ -481,12 +481,12 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
             while let Some(event) = stream.message().await? {
                 let w: Workload = model(event.workload, "workload")?;
                 match format {
-                    Format::Json => crate::outln!(
+                    Format::Json => meridian_common::outln!(
                         "{}",
                         json!({"at": event.at, "state": w.state.name(), "message": event.message})
                     ),
                     Format::Table => {
-                        crate::outln!("{}  {}  {}", time(event.at), w.id, event.message)
+                        meridian_common::outln!("{}  {}  {}", time(event.at), w.id, event.message)
                     }
                 }
             }
@@ -711,7 +711,7 @@ async fn token(c: &mut Clients, format: Format, cmd: TokenCommand) -> Result<(),
                 }
                 Format::Table => {
                     print(format, &Value::Null, &headers, &[row(&t)]);
-                    crate::outln!("\nsecret (shown once; keep it safe):\n{}", r.secret);
+                    meridian_common::outln!("\nsecret (shown once; keep it safe):\n{}", r.secret);
                 }
             }
         }
@@ -889,7 +889,7 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                 token: f.token,
                 expires_at: meridian_common::ids::Timestamp::from_millis(f.expires_at),
             };
-            super::write_secret(&export, &file.render())
+            meridian_common::config::write_secret(&export, &file.render())
                 .map_err(|e| CliError::usage(format!("cannot write {}: {e}", export.display())))?;
             let token = r.token.unwrap_or_default();
             print(

@@ -1,35 +1,6 @@
 //! Printing results: aligned tables for people, JSON for scripts.
 
-use std::io::Write;
-
 use serde_json::Value;
-
-/// Writes to standard output. When the reader has gone (`meridian ... | head`), the command
-/// exits at once, quietly and successfully, as Unix tools do, instead of panicking on the
-/// broken pipe; any other write failure exits with 74 (`EX_IOERR`).
-pub fn stdout(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("cannot write to standard output: {e}");
-        std::process::exit(74);
-    }
-}
-
-/// `print!` that survives a closed pipe (see [`stdout`]).
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => { $crate::cli::stdout(format_args!($($arg)*)) };
-}
-
-/// `println!` that survives a closed pipe (see [`stdout`]).
-#[macro_export]
-macro_rules! outln {
-    () => { $crate::cli::stdout(format_args!("\n")) };
-    ($($arg:tt)*) => { $crate::cli::stdout(format_args!("{}\n", format_args!($($arg)*))) };
-}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,11 +42,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Prints `value` as JSON, or `rows` as a table.
 pub fn print(format: Format, value: &Value, headers: &[&str], rows: &[Vec<String>]) {
     match format {
-        Format::Json => crate::outln!(
+        Format::Json => meridian_common::outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
         ),
-        Format::Table => crate::out!("{}", table(headers, rows)),
+        Format::Table => meridian_common::out!("{}", table(headers, rows)),
     }
 }
 

@@ -1,4 +1,6 @@
-//! `meridian`: the tenant and operator command line over the gRPC API.
+//! The API client library (connect, authenticate, typed calls) and `meridian`, the tenant and
+//! operator command line built on it. It speaks only the public gRPC API: it depends on
+//! `meridian-proto` and `meridian-common` among Meridian's crates, never on central.
 //!
 //! Exit codes scripts can rely on (also in `docs/cli.md`):
 //!
@@ -25,7 +27,7 @@ use clap::{Parser, Subcommand};
 use tonic::Code;
 
 pub use client::{Clients, DEFAULT_ENDPOINT, Target};
-pub use output::{Format, stdout};
+pub use output::Format;
 
 /// A failure with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -147,19 +149,4 @@ async fn run_inner(args: Args) -> Result<(), CliError> {
     )?;
     let clients = target.connect().await?;
     commands::dispatch(clients, args.output, args.command).await
-}
-
-/// Writes a secret (a token, a bootstrap file) readable by its owner only (mode 0600), and
-/// makes it durable.
-pub fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
