@@ -7,7 +7,6 @@ pub mod config;
 pub mod convert;
 pub mod ids;
 pub mod model;
-pub mod net;
 pub mod role;
 pub mod stdout;
 pub mod telemetry;

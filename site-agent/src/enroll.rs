@@ -10,7 +10,10 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::store::Identity;
-use crate::tls::{self, TlsError};
+use meridian_channel::read_frame;
+use meridian_channel::tls::TlsError;
+
+use crate::tls;
 
 /// How long one enrolment attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -45,25 +48,6 @@ impl EnrollError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, EnrollError::Unreachable(_) | EnrollError::Exchange(_))
     }
-}
-
-/// Reads one frame from a stream, refusing bodies over `max`.
-pub async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    max: usize,
-) -> Result<Option<Vec<u8>>, std::io::Error> {
-    let mut header = [0u8; frame::HEADER_LEN];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(std::io::Error::other(e)),
-    }
-    let len = frame::body_len(header, max).map_err(std::io::Error::other)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(std::io::Error::other)?;
-    Ok(Some(body))
 }
 
 /// Resolves `host:port`.

@@ -17,10 +17,11 @@ use prost::Message;
 use rand::SeedableRng;
 use tokio::time::Instant;
 
-use crate::enroll::{self, EnrollError, read_frame, resolve};
+use crate::enroll::{self, EnrollError, resolve};
 use crate::reconciler::Convergence;
 use crate::store::{AgentStoreError, Identity, IntentOutcome};
 use crate::{Inner, now_ms, tls};
+use meridian_channel::read_frame;
 
 use proto::agent_message::Kind as AgentKind;
 use proto::central_message::Kind as CentralKind;
@@ -31,7 +32,7 @@ pub enum SessionError {
     #[error("agent store failed")]
     Store(#[from] AgentStoreError),
     #[error("cannot set up TLS")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] meridian_channel::tls::TlsError),
     #[error("enrolment failed")]
     Enroll(#[from] EnrollError),
     #[error("cannot read bootstrap file {path}")]

@@ -13,33 +13,18 @@ use std::time::Duration;
 use meridian_common::channel::{ALPN_ENROLL, ALPN_SESSION};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
-/// Why a TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("invalid TLS configuration")]
-    Rustls(#[from] rustls::Error),
-    #[error("stored certificate or key is not valid PEM")]
-    Pem(#[from] rustls_pki_types::pem::Error),
-    #[error("TLS configuration is not usable for QUIC")]
-    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
-}
-
-/// The crypto provider (ring), as on central.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+pub use meridian_channel::tls::{TlsError, provider};
 
 /// Accepts central's certificate only under the pinned CA.
 #[derive(Debug)]
 pub struct PinnedCa {
     fingerprint: [u8; 32],
-    provider: Arc<CryptoProvider>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
 impl PinnedCa {
@@ -129,17 +114,10 @@ pub fn connect_timeout(heartbeat: Duration, failures: u32) -> Duration {
 }
 
 fn transport(heartbeat: Duration, max_frame: usize) -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
+    // The agent opens the session stream; central opens none.
+    let mut t = meridian_channel::tls::transport(0, max_frame, heartbeat * 3);
     // Resend lost handshake packets sooner than quinn's 333 ms default estimate would.
     t.initial_rtt((heartbeat / 10).clamp(Duration::from_millis(50), Duration::from_millis(333)));
-    t.max_concurrent_bidi_streams(0u32.into());
-    t.max_concurrent_uni_streams(0u32.into());
-    let window = (max_frame as u64 * 2).min(u32::MAX as u64) as u32;
-    t.stream_receive_window(window.into());
-    t.receive_window(window.into());
-    if let Ok(idle) = quinn::IdleTimeout::try_from(heartbeat * 3) {
-        t.max_idle_timeout(Some(idle));
-    }
     t
 }
 
@@ -194,7 +172,7 @@ pub fn client_endpoint(
     bind: std::net::SocketAddr,
     buffer: usize,
 ) -> std::io::Result<quinn::Endpoint> {
-    let (socket, sizes) = meridian_common::net::bind_udp(bind, buffer)?;
+    let (socket, sizes) = meridian_channel::bind_udp(bind, buffer)?;
     tracing::debug!(
         udp_recv_buffer = sizes.recv,
         udp_send_buffer = sizes.send,

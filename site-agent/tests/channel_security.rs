@@ -318,7 +318,7 @@ async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_withi
         }),
     )
     .await;
-    let body = tokio::time::timeout(LIMIT, meridian_agent::enroll::read_frame(&mut r, 1 << 20))
+    let body = tokio::time::timeout(LIMIT, meridian_channel::read_frame(&mut r, 1 << 20))
         .await
         .unwrap()
         .unwrap()

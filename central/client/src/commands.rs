@@ -231,7 +231,8 @@ fn days_ms(days: Option<u64>) -> Result<i64, CliError> {
 }
 
 fn role_name(role: i32) -> String {
-    meridian_common::role::Role::try_from(role).map_or_else(|_| role.to_string(), |r| r.name().to_owned())
+    meridian_common::role::Role::try_from(role)
+        .map_or_else(|_| role.to_string(), |r| r.name().to_owned())
 }
 
 fn workload_row(w: &Workload, p: Option<&Placement>) -> Vec<String> {
@@ -453,7 +454,12 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                                 p.score.total
                             );
                             for a in &p.assignments {
-                                meridian_common::outln!("  replica {} -> {}/{}", a.replica, a.site, a.server);
+                                meridian_common::outln!(
+                                    "  replica {} -> {}/{}",
+                                    a.replica,
+                                    a.site,
+                                    a.server
+                                );
                             }
                         }
                         None => meridian_common::outln!("cannot be placed"),

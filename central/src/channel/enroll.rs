@@ -51,25 +51,6 @@ impl From<meridian_store::StoreError> for EnrollError {
     }
 }
 
-/// Reads one frame from a stream, refusing bodies over `max`.
-pub async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    max: usize,
-) -> Result<Option<Vec<u8>>, std::io::Error> {
-    let mut header = [0u8; frame::HEADER_LEN];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(std::io::Error::other(e)),
-    }
-    let len = frame::body_len(header, max).map_err(std::io::Error::other)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(std::io::Error::other)?;
-    Ok(Some(body))
-}
-
 /// Serves one enrolment connection.
 pub async fn serve(shared: Arc<Shared>, connection: quinn::Connection) {
     let remote = connection.remote_address();
@@ -87,10 +68,13 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
         .await
         .map_err(|_| EnrollError::Timeout)?
         .map_err(std::io::Error::other)?;
-    let body = tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut recv, MAX_ENROLL_REQUEST))
-        .await
-        .map_err(|_| EnrollError::Timeout)??
-        .ok_or(EnrollError::Timeout)?;
+    let body = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        meridian_channel::read_frame(&mut recv, MAX_ENROLL_REQUEST),
+    )
+    .await
+    .map_err(|_| EnrollError::Timeout)??
+    .ok_or(EnrollError::Timeout)?;
     let request = proto::EnrollRequest::decode(body.as_slice())?;
     let response = enroll(shared, &request, now()).await?;
     let bytes = frame::encode_message(&response, shared.config.max_frame_bytes)?;

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use super::{ChannelConfig, Shared};
 
-pub use meridian_common::net::{BufferSizes, bind_udp};
+pub use meridian_channel::{BufferSizes, bind_udp};
 
 /// Counters of what the accept loop did.
 #[derive(Debug, Default)]
@@ -37,20 +37,11 @@ pub struct Counters {
     pub protocol_errors: AtomicU64,
 }
 
-/// Transport limits for channel connections.
+/// Transport limits for channel connections: one session stream (or one enrolment stream),
+/// and a second so a replacing stream is never blocked, nothing more.
 pub fn transport(idle_timeout: Duration, max_frame: usize) -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    // One session stream (or one enrolment stream); a second is allowed so a replacing
-    // stream is never blocked, nothing more.
-    t.max_concurrent_bidi_streams(2u32.into());
-    t.max_concurrent_uni_streams(0u32.into());
-    let window = (max_frame as u64 * 2).min(u32::MAX as u64) as u32;
-    t.stream_receive_window(window.into());
-    t.receive_window(window.into());
-    t.send_window(window as u64);
-    if let Ok(idle) = quinn::IdleTimeout::try_from(idle_timeout) {
-        t.max_idle_timeout(Some(idle));
-    }
+    let mut t = meridian_channel::tls::transport(2, max_frame, idle_timeout);
+    t.send_window((max_frame as u64 * 2).min(u32::MAX as u64));
     t
 }
 

@@ -189,7 +189,7 @@ pub enum ChannelError {
     #[error("cannot issue central's server certificate")]
     Ca(#[from] crate::ca::CaError),
     #[error("cannot set up TLS")]
-    Tls(#[from] tls::TlsSetupError),
+    Tls(#[from] meridian_channel::tls::TlsError),
     #[error("store error")]
     Store(#[from] StoreError),
     #[error("store error")]

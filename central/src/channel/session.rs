@@ -28,9 +28,9 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::enroll::read_frame;
 use super::{Shared, now};
 use crate::ca::{CaError, site_identity};
+use meridian_channel::read_frame;
 use meridian_store::Tables;
 use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
 use meridian_store::tables::TableError;

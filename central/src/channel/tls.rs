@@ -10,30 +10,15 @@ use std::sync::Arc;
 
 use meridian_common::channel::{ALPN_ENROLL, ALPN_SESSION};
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
+use meridian_channel::tls::{TlsError, provider};
+
 use super::state::AuthCache;
 use crate::ca::site_identity;
-
-/// The crypto provider used everywhere in Meridian (ring).
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// Why the TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    #[error("invalid TLS configuration")]
-    Rustls(#[from] rustls::Error),
-    #[error("cannot build the client certificate verifier")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-    #[error("TLS configuration is not usable for QUIC")]
-    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
-}
 
 /// Verifies site certificates: the chain, then the site's auth record.
 #[derive(Debug)]
@@ -109,7 +94,7 @@ pub fn server_crypto(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     auth: AuthCache,
-) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsSetupError> {
+) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsError> {
     let provider = provider();
     let mut roots = RootCertStore::empty();
     roots.add(ca_cert.clone())?;

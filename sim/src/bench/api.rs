@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
+use meridian_client::{Clients, Target};
 use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 use tonic_health::pb::HealthCheckRequest;

@@ -1228,9 +1228,8 @@ mod seeds {
                 ))
                 .map(|r| r.spec)
                 .collect();
-        specs.push(
-            meridian_client::spec::parse(DOC_SPEC, &[]).expect("the documented spec parses"),
-        );
+        specs
+            .push(meridian_client::spec::parse(DOC_SPEC, &[]).expect("the documented spec parses"));
         specs
     }
 

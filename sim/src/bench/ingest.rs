@@ -554,7 +554,7 @@ impl SimAgent {
             .write_all(&frame::encode_message(&msg, max)?)
             .await?;
         loop {
-            let body = meridian_agent::enroll::read_frame(&mut self.recv, max)
+            let body = meridian_channel::read_frame(&mut self.recv, max)
                 .await?
                 .ok_or("central ended the session")?;
             if let Some(CentralKind::ReportAck(ack)) =

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
+use meridian_client::{Clients, Target};
 use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 

@@ -72,9 +72,9 @@ use std::time::{Duration, Instant};
 
 use meridian_agent::Agent;
 use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
-use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::{Central, CentralError};
+use meridian_client::{Clients, Target};
 use meridian_common::channel::bootstrap::BootstrapFile;
 use meridian_common::ids::{SiteId, Timestamp, UserId, WorkloadId};
 use meridian_common::model::{ReservationState, ServerState, SiteState, SiteTier, Workload};

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meridian_client::{Clients, Target};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
+use meridian_client::{Clients, Target};
 use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 use meridian_sim::fleet::{self, FleetSpec};
