@@ -12,8 +12,8 @@ use meridian_common::validate::Problem;
 use meridian_proto::v1 as proto;
 use rand::RngCore;
 
-use crate::api::access::Role;
 use crate::tokens::hash_secret;
+use meridian_common::role::Role;
 use meridian_store::Tables;
 use meridian_store::tables::TableError;
 

@@ -7,8 +7,8 @@ use meridian_common::config::{ConfigError, Validate};
 use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
-use crate::api::ApiConfig;
 use crate::channel::ChannelConfig;
+use crate::services::ApiConfig;
 use meridian_plan::networks::NetworkPools;
 use meridian_store::StoreConfig;
 

@@ -1,18 +1,27 @@
-//! Meridian central: the durable store and its typed tables, configuration, start-up, the
-//! certificate authority ([`ca`]), bootstrap tokens ([`tokens`]) and the agent channel
-//! ([`channel`]: enrolment, sessions, distributor, report ingest), the planner
-//! ([`placement`]), tenant network allocation ([`networks`]), the intent compiler with its
-//! publish step ([`compiler`]), the reservation lifecycle ([`lifecycle`]), the tenant/operator
-//! gRPC API ([`api`], with [`accounts`] and the hash-chained [`audit`] log) and the `meridian`
-//! command line ([`cli`]).
+//! Meridian central: the composition root ([`server`]) that builds every part from
+//! configuration and hands each only what it needs; the public, domain-typed [`services`]
+//! (placement, tenants, fleet) with their access rules and audit; the gRPC adapters over them
+//! ([`grpc`]); the agent channel server ([`channel`]: enrolment, sessions, distributor, report
+//! ingest); the reservation [`lifecycle`] and the intent [`publisher`]; the certificate
+//! authority ([`ca`]), bootstrap and API tokens ([`tokens`], [`accounts`]), site revocation
+//! ([`sites`]), the hash-chained [`audit`] log, time ([`clock`]) and the operator's offline
+//! commands ([`offline`]). Binary: `meridian-central`.
+//!
+//! The pure planner and compiler are `meridian-plan`, the store and every stored record
+//! `meridian-store`, the QUIC/TLS plumbing shared with the agent `meridian-channel`, the CLI
+//! `meridian-client`; central depends on them, never they on central.
 
 pub mod accounts;
-pub mod api;
 pub mod audit;
 pub mod ca;
 pub mod channel;
+pub mod clock;
 pub mod config;
+pub mod grpc;
 pub mod lifecycle;
+pub mod offline;
 pub mod publisher;
 pub mod server;
+pub mod services;
+pub mod sites;
 pub mod tokens;

@@ -1,15 +1,22 @@
-//! Starting and stopping central as a library, so the binary, the simulator and the tests all
-//! run the same code: [`Central::open`] brings up every component, [`Central::shutdown`]
-//! drains them.
+//! Central's composition root: [`Central::open`] builds the clock, the store, the audit log,
+//! the token and site registries, the CA, the lifecycle, the agent channel and the services
+//! from configuration, hands each part only what it needs, and starts them;
+//! [`Central::shutdown`] drains them. The binary, the simulator and the tests all run this
+//! same code.
 
 use std::sync::Arc;
 
-use crate::api::{Api, ApiStartError, ApiState};
+use crate::audit::Auditor;
 use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::CentralConfig;
+use crate::grpc::{Api, ApiStartError};
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
 use crate::publisher::{CompileError, Publisher};
+use crate::services::{ServiceParts, Services};
+use crate::sites::Sites;
+use crate::tokens::Tokens;
 use meridian_plan::placement::PlannerConfig;
 use meridian_store::Tables;
 use meridian_store::{SledStore, Store, StoreError};
@@ -87,30 +94,44 @@ impl Central {
                 "stored records moved to this version's layout"
             );
         }
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let tables = Tables::new(Arc::clone(&store));
+        let audit = Auditor::new(tables.clone());
+        let tokens = Tokens::new(tables.clone(), audit.clone());
+        let sites = Sites::new(tables.clone(), audit.clone());
         let ca = Arc::new(CertificateAuthority::load_or_create(
             &config.ca_dir(),
-            crate::channel::now(),
+            clock.now(),
         )?);
-        let channel = Channel::start(
-            config.channel.clone(),
-            Tables::new(Arc::clone(&store)),
-            Arc::clone(&ca),
-        )
+        let channel = Channel::start(crate::channel::ChannelParts {
+            config: config.channel.clone(),
+            tables: tables.clone(),
+            ca: Arc::clone(&ca),
+            tokens: tokens.clone(),
+            audit: audit.clone(),
+            clock: Arc::clone(&clock),
+        })
         .await?;
-        let tables = Tables::new(Arc::clone(&store));
         let lifecycle_handle = LifecycleHandle::new(PlannerConfig::default());
         let publisher = Publisher::new(config.networks.clone())?;
-        let lifecycle = Lifecycle::start(tables.clone(), lifecycle_handle.clone(), publisher);
-        let api = Api::start(ApiState::new(
-            config.api.clone(),
-            tables,
-            channel.shared().audit.clone(),
+        let lifecycle = Lifecycle::start(
+            tables.clone(),
             lifecycle_handle.clone(),
-            channel.tokens().clone(),
-            Arc::clone(&ca),
-            channel.advertised(),
-        ))
-        .await?;
+            publisher,
+            Arc::clone(&clock),
+        );
+        let services = Arc::new(Services::new(ServiceParts {
+            config: config.api.clone(),
+            tables,
+            audit,
+            lifecycle: lifecycle_handle.clone(),
+            tokens,
+            sites,
+            ca: Arc::clone(&ca),
+            clock: Arc::clone(&clock),
+            channel_addresses: channel.advertised(),
+        }));
+        let api = Api::start(services, &ca, clock.now()).await?;
         tracing::info!(
             ca_fingerprint = %hex::encode(ca.fingerprint()),
             channel = %channel.local_addr(),

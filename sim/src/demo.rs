@@ -85,7 +85,7 @@ pub async fn drive(
     progress: &Progress,
 ) -> Result<SimSummary, DemoError> {
     fleet.wait_online(limit, progress).await?;
-    let mix = workloads::mix(fleet.fleet(), meridian_central::channel::now());
+    let mix = workloads::mix(fleet.fleet(), meridian_central::clock::now());
     progress.line(&format!(
         "submitting {} workloads for {} tenants ({} datasets) through the API",
         mix.workloads.len(),

@@ -12,7 +12,7 @@ mod api_support;
 use std::collections::BTreeSet;
 
 use api_support::{ACME, GLOBEX, TestApi, spec};
-use meridian_central::api::{Role, Rpc, access::allowed};
+use meridian_central::services::{Role, Rpc, access::allowed};
 use meridian_client::Clients;
 use meridian_proto::v1 as proto;
 use prost::Message;

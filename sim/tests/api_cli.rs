@@ -355,7 +355,7 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     );
 
     // A reservation window of a few seconds: active inside it, completed after it.
-    let now = meridian_central::channel::now().as_millis();
+    let now = meridian_central::clock::now().as_millis();
     let windowed = dir.path().join("window.yaml");
     std::fs::write(&windowed, format!("name: slot\nkind: batch_job\nreplicas: 1\nresources:\n  accelerator: {{whole_gpus: {{model: {gpu}, count: 1}}}}\nconstraints: {{}}\nwindow: {{start: {}, end: {}}}\n", now + 1_000, now + 6_000)).unwrap();
     let slot = cli.json(

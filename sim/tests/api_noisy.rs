@@ -156,15 +156,9 @@ async fn a_flood_of_bad_tokens_from_another_address_does_not_starve_a_tenant() {
     let (flood_ok, flooded) = tenant_b_round(&mut b, &b_workload, 60).await;
     let counts = flood.stop().unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    let state = api.central.api().state();
-    let failed = state
-        .auth_failures
-        .failed
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let refused = state
-        .auth_failures
-        .refused
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let failures = api.central.api().services().auth_failures();
+    let failed = failures.failed.load(std::sync::atomic::Ordering::Relaxed);
+    let refused = failures.refused.load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "R9 unauthenticated: 127.0.0.2 offered {:.0} req/s of bad tokens; {} refused unread, {} \
          read and failed; tenant B {flood_ok}/60 ok, p99 {:?} under flood vs {:?} alone ({:.2}x)",

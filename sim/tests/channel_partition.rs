@@ -109,13 +109,7 @@ async fn missed_generations_collapse_into_one_snapshot_and_old_ones_are_refused(
             generation: g,
             intent: Some(intent(site, g, 1).into()),
         };
-        assert!(
-            central
-                .channel()
-                .shared()
-                .registry
-                .inject_push(&site_id, push)
-        );
+        assert!(central.channel().inject_push(&site_id, push));
     }
     wait_for("52 replayed generations refused", LIMIT, || async {
         agent.status().unwrap().refused == 52

@@ -38,7 +38,7 @@ async fn the_demo_enrols_every_site_and_settles_every_workload() {
     // Every workload is active, or approved for a window that has not opened yet.
     let workloads = fleet.workloads().await.unwrap();
     assert_eq!(workloads.len(), fleet.submitted().len());
-    let now = meridian_central::channel::now();
+    let now = meridian_central::clock::now();
     for w in &workloads {
         match &w.state {
             ReservationState::Active => assert!(w.spec.window.is_none()),

@@ -41,7 +41,7 @@ async fn r5_replayed_expired_revoked_and_foreign_tokens_never_enrol() {
     add_site(&central, "site-a").await;
     add_site(&central, "site-b").await;
     let tokens = central.channel().tokens();
-    let now = meridian_central::channel::now();
+    let now = meridian_central::clock::now();
     let ep = endpoint();
     let file = |t: &meridian_central::tokens::NewToken| {
         t.bootstrap_file(central.channel().advertised(), central.ca().fingerprint())
@@ -175,7 +175,7 @@ async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_withi
     add_site(&central, "site-a").await;
     add_site(&central, "site-b").await;
     let ep = endpoint();
-    let now = meridian_central::channel::now();
+    let now = meridian_central::clock::now();
     let tokens = central.channel().tokens();
     let mut ids = Vec::new();
     for s in ["site-a", "site-b"] {
@@ -270,7 +270,10 @@ async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_withi
         central.channel().connected_sites() == 1
     })
     .await;
-    meridian_central::channel::revoke_site(&central.tables(), &site_id("site-a"), "test", now)
+    let tables = central.tables();
+    let audit = meridian_central::audit::Auditor::new(tables.clone());
+    meridian_central::sites::Sites::new(tables, audit)
+        .revoke(&site_id("site-a"), "test", now)
         .await
         .unwrap();
     let revoked_at = Instant::now();
@@ -350,7 +353,7 @@ async fn bad_input_neither_crashes_central_nor_stalls_other_sites() {
         .create(
             &site_id("bad"),
             Duration::from_secs(600),
-            meridian_central::channel::now(),
+            meridian_central::clock::now(),
             "t",
         )
         .await
@@ -421,8 +424,7 @@ async fn bad_input_neither_crashes_central_nor_stalls_other_sites() {
     assert!(
         central
             .channel()
-            .shared()
-            .counters
+            .counters()
             .protocol_errors
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 2

@@ -40,7 +40,7 @@ async fn agents_get_through_refusals_and_retries_and_come_back_after_a_restart()
         central.channel().connected_sites() == AGENTS
     })
     .await;
-    let counters = &central.channel().shared().counters;
+    let counters = &central.channel().counters();
     let shed = counters.shed.load(Ordering::Relaxed);
     let retries = counters.retries.load(Ordering::Relaxed);
     assert!(

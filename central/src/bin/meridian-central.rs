@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use meridian_central::channel::operator::Offline;
 use meridian_central::config::{CentralConfig, ENV_PREFIX};
+use meridian_central::offline::Offline;
 use meridian_central::server::Central;
 use meridian_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
 use meridian_common::ids::{SiteId, TokenId};
@@ -194,7 +194,7 @@ async fn operator(
                 &offline.tables,
                 &user,
                 Duration::from_secs(ttl_days * 86_400),
-                meridian_central::channel::now(),
+                meridian_central::clock::now(),
             )
             .await?;
             match export {

@@ -16,7 +16,7 @@ use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use prost::Message;
 
-use super::{Shared, now};
+use super::Shared;
 use crate::audit::{AuditEntry, Outcome};
 use crate::tokens::{TokenError, TokenRefusal, mark_used};
 use meridian_store::schema::{self as state, SiteAuth, SiteRecord};
@@ -76,7 +76,7 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
     .map_err(|_| EnrollError::Timeout)??
     .ok_or(EnrollError::Timeout)?;
     let request = proto::EnrollRequest::decode(body.as_slice())?;
-    let response = enroll(shared, &request, now()).await?;
+    let response = enroll(shared, &request, shared.clock.now()).await?;
     let bytes = frame::encode_message(&response, shared.config.max_frame_bytes)?;
     send.write_all(&bytes)
         .await

@@ -16,12 +16,27 @@ use meridian_proto::v1 as proto;
 use prost::Message;
 
 use super::Shared;
-use super::session::SessionError;
 use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
-use meridian_store::{Compare, Op, Revision, Txn};
+use meridian_store::tables::TableError;
+use meridian_store::{Compare, Op, Revision, StoreError, Txn};
 
-/// Most reports in one batch (each is one write of one transaction).
-pub const MAX_BATCH: usize = 512;
+/// Why a report batch was not ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The batch breaks the protocol (the session is closed for it).
+    #[error("{0}")]
+    Protocol(String),
+    #[error("store failed")]
+    Table(#[from] TableError),
+}
+
+impl From<StoreError> for IngestError {
+    fn from(e: StoreError) -> Self {
+        IngestError::Table(e.into())
+    }
+}
+
+use meridian_common::channel::MAX_REPORTS_PER_BATCH as MAX_BATCH;
 
 /// Stores the new reports of `batch`; returns the mark to acknowledge.
 pub async fn ingest(
@@ -31,9 +46,9 @@ pub async fn ingest(
     high_water: &mut HighWater,
     channel: &mut SiteChannel,
     channel_rev: &mut Option<Revision>,
-) -> Result<Sequence, SessionError> {
+) -> Result<Sequence, IngestError> {
     if batch.reports.len() > MAX_BATCH {
-        return Err(SessionError::Protocol(format!(
+        return Err(IngestError::Protocol(format!(
             "report batch of {} reports; at most {MAX_BATCH} are allowed",
             batch.reports.len()
         )));
@@ -43,9 +58,9 @@ pub async fn ingest(
     for wire in batch.reports {
         let bytes = wire.encode_to_vec();
         let report = SiteReport::try_from(wire)
-            .map_err(|e| SessionError::Protocol(format!("bad report: {e}")))?;
+            .map_err(|e| IngestError::Protocol(format!("bad report: {e}")))?;
         if &report.site != site {
-            return Err(SessionError::Protocol(format!(
+            return Err(IngestError::Protocol(format!(
                 "report names site {} on a session of {site}",
                 report.site
             )));
@@ -62,7 +77,7 @@ pub async fn ingest(
     let mut next = channel.clone();
     next.report_high_water = last;
     next.reports_dropped = next.reports_dropped.max(batch.dropped);
-    next.last_seen_ms = super::now().as_millis();
+    next.last_seen_ms = shared.clock.now().as_millis();
     let mut txn = Txn::new().when(match channel_rev {
         Some(rev) => Compare::ModRevision(key.clone(), *rev),
         None => Compare::Absent(key.clone()),
@@ -88,7 +103,7 @@ pub async fn ingest(
     });
     let response = store.txn(txn).await?;
     if !response.succeeded {
-        return Err(SessionError::Protocol(
+        return Err(IngestError::Protocol(
             "channel record changed under this session (replaced?)".into(),
         ));
     }
@@ -104,7 +119,7 @@ async fn observed_ops<'a>(
     shared: &Shared,
     site: &SiteId,
     reports: impl Iterator<Item = &'a SiteReport>,
-) -> Result<Vec<Op>, SessionError> {
+) -> Result<Vec<Op>, IngestError> {
     use meridian_common::model::{ReportBody, Server};
 
     use meridian_store::tables::Table;
@@ -118,13 +133,13 @@ async fn observed_ops<'a>(
                 let mut map = std::collections::BTreeMap::new();
                 for s in list {
                     if &s.site != site {
-                        return Err(SessionError::Protocol(format!(
+                        return Err(IngestError::Protocol(format!(
                             "inventory of {site} names server {} of site {}",
                             s.id, s.site
                         )));
                     }
                     meridian_common::validate::validate_server(s).map_err(|e| {
-                        SessionError::Protocol(format!("bad server {} in inventory: {e:?}", s.id))
+                        IngestError::Protocol(format!("bad server {} in inventory: {e:?}", s.id))
                     })?;
                     map.insert(s.id.to_string(), s.clone());
                 }
@@ -156,9 +171,7 @@ async fn observed_ops<'a>(
     let mut ops = Vec::new();
     for (id, s) in &next {
         if current.get(id) != Some(s) {
-            ops.push(
-                Table::<Server>::put_op(s).map_err(|e| SessionError::Protocol(e.to_string()))?,
-            );
+            ops.push(Table::<Server>::put_op(s).map_err(|e| IngestError::Protocol(e.to_string()))?);
         }
     }
     if servers.is_some() {

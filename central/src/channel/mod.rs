@@ -13,31 +13,34 @@
 //!
 //! The protocol is documented in `docs/agent-channel.md`.
 
-pub mod distributor;
-pub mod enroll;
-pub mod ingest;
-pub mod limits;
-pub mod operator;
-pub mod session;
-pub mod state;
-pub mod tls;
+mod distributor;
+mod enroll;
+mod ingest;
+mod limits;
+mod session;
+mod state;
+mod tls;
+
+pub use enroll::EnrollError;
+pub use limits::{BufferSizes, Counters};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_common::config::ConfigError;
-use meridian_common::ids::{SiteId, Timestamp};
+use meridian_common::ids::SiteId;
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use crate::audit::{AuditEntry, Auditor, Outcome};
+use crate::audit::Auditor;
 use crate::ca::CertificateAuthority;
+use crate::clock::Clock;
 use crate::tokens::Tokens;
+use meridian_store::StoreError;
 use meridian_store::Tables;
-use meridian_store::schema::{SiteAuth, SiteChannel, SiteRecord};
+use meridian_store::schema::SiteChannel;
 use meridian_store::tables::TableError;
-use meridian_store::{Expect, StoreError};
 use session::Registry;
 use state::AuthCache;
 
@@ -196,22 +199,27 @@ pub enum ChannelError {
     Table(#[from] TableError),
 }
 
-/// The wall clock as a [`Timestamp`].
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_millis(ms)
-}
-
-/// Everything the channel's tasks share.
+/// What the channel is built from (handed in by central's composition root).
 #[derive(Debug)]
-pub struct Shared {
+pub struct ChannelParts {
     pub config: ChannelConfig,
     pub tables: Tables,
     pub ca: Arc<CertificateAuthority>,
     pub tokens: Tokens,
     pub audit: Auditor,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What the channel's own tasks (accept loop, sessions, distributor, sweeper) share. Nothing
+/// outside the channel holds it.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: ChannelConfig,
+    pub tables: Tables,
+    pub ca: Arc<CertificateAuthority>,
+    pub tokens: Tokens,
+    pub audit: Auditor,
+    pub clock: Arc<dyn Clock>,
     pub auth: AuthCache,
     pub registry: Registry,
     pub counters: limits::Counters,
@@ -232,16 +240,18 @@ pub struct Channel {
 
 impl Channel {
     /// Binds the endpoint and starts accepting, distributing and sweeping.
-    pub async fn start(
-        config: ChannelConfig,
-        tables: Tables,
-        ca: Arc<CertificateAuthority>,
-    ) -> Result<Channel, ChannelError> {
-        let audit = Auditor::new(tables.clone());
-        let tokens = Tokens::new(tables.clone(), audit.clone());
+    pub async fn start(parts: ChannelParts) -> Result<Channel, ChannelError> {
+        let ChannelParts {
+            config,
+            tables,
+            ca,
+            tokens,
+            audit,
+            clock,
+        } = parts;
         let auth = AuthCache::default();
         let auth_from = auth.load(tables.store().as_ref()).await?;
-        let (chain, key) = ca.issue_server_cert(now())?;
+        let (chain, key) = ca.issue_server_cert(clock.now())?;
         let crypto = tls::server_crypto(ca.cert_der(), chain, key, auth.clone())?;
         let (endpoint, buffers) =
             limits::endpoint(&config, crypto).map_err(|source| ChannelError::Bind {
@@ -271,6 +281,7 @@ impl Channel {
             ca,
             tokens,
             audit,
+            clock,
             auth,
             registry: Registry::default(),
             counters: limits::Counters::default(),
@@ -321,9 +332,16 @@ impl Channel {
         &self.shared.tokens
     }
 
-    /// Shared state (for tests and the simulator).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// The channel's admission and error counters.
+    pub fn counters(&self) -> &limits::Counters {
+        &self.shared.counters
+    }
+
+    /// Sends `push` as it is on the live session of `site` (see
+    /// [`Registry::inject_push`]); test builds only.
+    #[cfg(feature = "test-hooks")]
+    pub fn inject_push(&self, site: &SiteId, push: meridian_proto::v1::IntentPush) -> bool {
+        self.shared.registry.inject_push(site, push)
     }
 
     /// Sites with a live session.
@@ -352,47 +370,4 @@ impl Channel {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
     }
-}
-
-/// Revokes a site: its current certificates are refused at the handshake from now on (a
-/// running central also closes its session within a second), until it enrols again with a new
-/// bootstrap token. Works on a running central's store or offline.
-pub async fn revoke_site(
-    tables: &Tables,
-    site: &SiteId,
-    actor: &str,
-    now: Timestamp,
-) -> Result<(), TableError> {
-    let store = tables.store();
-    let key = meridian_store::schema::auth_key(site);
-    loop {
-        let current =
-            meridian_store::schema::read_site_record::<SiteAuth>(store.as_ref(), &key).await?;
-        let (auth, expect) = match &current {
-            Some((a, rev)) => (*a, Expect::ModRevision(*rev)),
-            None => (SiteAuth::default(), Expect::Absent),
-        };
-        let next = SiteAuth {
-            epoch: auth.epoch + 1,
-            revoked: true,
-        };
-        match store.put(&key, &next.encode(), expect).await {
-            Ok(_) => break,
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Auditor::new(tables.clone())
-        .append(
-            AuditEntry {
-                actor,
-                action: "sites/Revoke",
-                object: &format!("site/{site}"),
-                outcome: Outcome::Success,
-                detail: "certificates refused until the site enrols with a new token",
-            },
-            now,
-        )
-        .await?;
-    Ok(())
 }

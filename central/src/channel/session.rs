@@ -28,7 +28,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Shared, now};
+use super::Shared;
 use crate::ca::{CaError, site_identity};
 use meridian_channel::read_frame;
 use meridian_store::Tables;
@@ -58,6 +58,15 @@ pub enum SessionError {
     Timeout,
 }
 
+impl From<super::ingest::IngestError> for SessionError {
+    fn from(e: super::ingest::IngestError) -> Self {
+        match e {
+            super::ingest::IngestError::Protocol(m) => SessionError::Protocol(m),
+            super::ingest::IngestError::Table(t) => SessionError::Table(t),
+        }
+    }
+}
+
 impl From<StoreError> for SessionError {
     fn from(e: StoreError) -> Self {
         SessionError::Table(e.into())
@@ -69,6 +78,9 @@ struct Entry {
     id: u64,
     connection: quinn::Connection,
     wake: Arc<Notify>,
+    /// Pushes injected by tests (see `inject_push`); absent from product builds, where the
+    /// session's receiving end is closed at once and never yields.
+    #[cfg(feature = "test-hooks")]
     inject: tokio::sync::mpsc::UnboundedSender<proto::IntentPush>,
 }
 
@@ -103,9 +115,12 @@ impl Registry {
                     id,
                     connection,
                     wake: Arc::clone(&wake),
+                    #[cfg(feature = "test-hooks")]
                     inject,
                 },
             );
+        #[cfg(not(feature = "test-hooks"))]
+        drop(inject);
         if let Some(old) = old {
             tracing::info!(%site, "new session replaces the old one");
             old.connection
@@ -114,9 +129,11 @@ impl Registry {
         (id, wake, injected)
     }
 
-    /// Fault injection for tests and the simulator: sends `push` as it is on the live session
-    /// of `site`, bypassing the distributor's newest-only rule (to replay an old generation
-    /// and check that the agent refuses it, R4). False if the site has no session.
+    /// Fault injection for tests: sends `push` as it is on the live session of `site`,
+    /// bypassing the distributor's newest-only rule (to replay an old generation and check
+    /// that the agent refuses it, R4). False if the site has no session. Only in builds with
+    /// the `test-hooks` feature, which the product never enables.
+    #[cfg(feature = "test-hooks")]
     pub fn inject_push(&self, site: &SiteId, push: proto::IntentPush) -> bool {
         self.sessions
             .lock()
@@ -174,11 +191,6 @@ impl Registry {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len()
-    }
-
-    /// Whether no session is live.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Records hearing from `site`; true if it had been considered silent (or new).
@@ -441,7 +453,7 @@ async fn run(
                 .applied_generation
                 .max(Generation::new(hello.applied_generation));
             c.cert_not_after_ms = cert_not_after.as_millis();
-            c.last_seen_ms = now().as_millis();
+            c.last_seen_ms = shared.clock.now().as_millis();
         })
         .await?;
     if hello.last_acked_sequence < session.high_water.mark().get() {
@@ -589,7 +601,7 @@ impl Session<'_> {
             Some(AgentKind::Hello(_)) => Err(SessionError::Protocol("second Hello".into())),
             Some(AgentKind::Heartbeat(_)) => {
                 self.send(CentralKind::Heartbeat(proto::Heartbeat {
-                    sent_at: now().as_millis(),
+                    sent_at: self.shared.clock.now().as_millis(),
                 }))
                 .await
             }
@@ -646,7 +658,7 @@ impl Session<'_> {
                     &self.site,
                     epoch,
                     self.shared.config.site_cert_lifetime(),
-                    now(),
+                    self.shared.clock.now(),
                 )?;
                 self.shared
                     .audit
@@ -658,7 +670,7 @@ impl Session<'_> {
                             outcome: crate::audit::Outcome::Success,
                             detail: &format!("valid until {}", issued.not_after),
                         },
-                        now(),
+                        self.shared.clock.now(),
                     )
                     .await?;
                 self.send(CentralKind::CertRenewResponse(proto::CertRenewResponse {

@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 
 pub use step::{Progress, Step, step};
 
+use crate::clock::Clock;
 use crate::publisher::{Changes, Publisher};
 use meridian_plan::placement::{
     Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
@@ -189,10 +190,15 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Starts the reconciler and its watches; the compiler carves networks from `publisher`'s
     /// pools.
-    pub fn start(tables: Tables, handle: LifecycleHandle, publisher: Publisher) -> Lifecycle {
+    pub fn start(
+        tables: Tables,
+        handle: LifecycleHandle,
+        publisher: Publisher,
+        clock: Arc<dyn Clock>,
+    ) -> Lifecycle {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = JoinSet::new();
-        let reconciler = Reconciler::new(tables.clone(), handle.clone(), publisher);
+        let reconciler = Runner::new(tables.clone(), handle.clone(), publisher, clock);
         tasks.spawn(reconciler.run(stop_rx.clone()));
         tasks.spawn(watch_prefix(
             tables.clone(),
@@ -290,18 +296,25 @@ impl PassSummary {
 
 /// The lifecycle's reconciler.
 #[derive(Debug, Clone)]
-pub struct Reconciler {
+pub struct Runner {
     tables: Tables,
+    clock: Arc<dyn Clock>,
     handle: LifecycleHandle,
     publisher: Arc<Publisher>,
     last_rebuild: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
-impl Reconciler {
+impl Runner {
     /// A reconciler over `tables` sharing `handle`'s planner.
-    pub fn new(tables: Tables, handle: LifecycleHandle, publisher: Publisher) -> Self {
-        Reconciler {
+    pub fn new(
+        tables: Tables,
+        handle: LifecycleHandle,
+        publisher: Publisher,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Runner {
             tables,
+            clock,
             handle,
             publisher: Arc::new(publisher),
             last_rebuild: Arc::new(Mutex::new(None)),
@@ -310,7 +323,7 @@ impl Reconciler {
 
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let now = crate::channel::now();
+            let now = self.clock.now();
             match self.pass(now).await {
                 Ok(summary) => {
                     if summary.changed() {

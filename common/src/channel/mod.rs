@@ -9,6 +9,10 @@ pub mod bootstrap;
 pub mod frame;
 pub mod seq;
 
+/// Most reports in one `ReportBatch` central accepts (each is one write of one store
+/// transaction); a larger batch is a protocol violation.
+pub const MAX_REPORTS_PER_BATCH: usize = 512;
+
 /// ALPN of the enrolment protocol: one `EnrollRequest`, one `EnrollResponse`, no client
 /// certificate.
 pub const ALPN_ENROLL: &[u8] = b"meridian-enroll/1";

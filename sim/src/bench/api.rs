@@ -104,7 +104,7 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
         &t,
         &UserId::parse("admin")?,
         Duration::from_secs(3600),
-        meridian_central::channel::now(),
+        meridian_central::clock::now(),
     )
     .await?
     .secret;

@@ -451,7 +451,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     })
     .await;
     report.b3_all_back = back;
-    let counters = &central.channel().shared().counters;
+    let counters = &central.channel().counters();
     report.b3_admission = (
         counters.shed.load(std::sync::atomic::Ordering::Relaxed),
         counters.retries.load(std::sync::atomic::Ordering::Relaxed),

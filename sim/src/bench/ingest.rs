@@ -327,7 +327,7 @@ async fn load(
     let gate = Arc::new(tokio::sync::Semaphore::new(32));
     let batch = opts
         .batch
-        .clamp(1, meridian_central::channel::ingest::MAX_BATCH);
+        .clamp(1, meridian_common::channel::MAX_REPORTS_PER_BATCH);
     for (i, bootstrap) in bootstraps.into_iter().enumerate() {
         let endpoint = endpoints[i % endpoints.len()].clone();
         let (go, ready, gate) = (go_rx.clone(), ready_tx.clone(), Arc::clone(&gate));

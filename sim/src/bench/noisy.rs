@@ -140,7 +140,7 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
         &t,
         &UserId::parse("admin")?,
         Duration::from_secs(3600),
-        meridian_central::channel::now(),
+        meridian_central::clock::now(),
     )
     .await?
     .secret;

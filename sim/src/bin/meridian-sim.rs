@@ -436,7 +436,7 @@ async fn main() -> ExitCode {
             let defaults = IngestBenchOptions::new(full);
             let options = IngestBenchOptions {
                 agents: agents.unwrap_or(defaults.agents).max(1),
-                batch: batch.clamp(1, meridian_central::channel::ingest::MAX_BATCH),
+                batch: batch.clamp(1, meridian_common::channel::MAX_REPORTS_PER_BATCH),
                 seconds: seconds.unwrap_or(defaults.seconds),
                 paced_rate: rate.max(1.0),
                 ..defaults

@@ -172,7 +172,7 @@ pub async fn run(
             .ok_or_else(|| ScenarioError::Invalid("the fleet has no core site with GPUs".into()))?;
 
         // The calendar starts on the hour after the next.
-        let now = meridian_central::channel::now();
+        let now = meridian_central::clock::now();
         let base =
             meridian_common::ids::Timestamp::from_millis((now.as_millis() / HOUR_MS + 2) * HOUR_MS);
         let hours = i64::from(spec.days) * 24;

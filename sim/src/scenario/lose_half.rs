@@ -170,7 +170,7 @@ pub async fn run(
     );
     with_fleet(&options, progress, async |fleet| {
         fleet.wait_online(limit, progress).await?;
-        let mix = workloads::mix(fleet.fleet(), meridian_central::channel::now());
+        let mix = workloads::mix(fleet.fleet(), meridian_central::clock::now());
         fleet.submit(&mix, progress).await?;
         fleet.wait_settled(limit, progress).await?;
 

@@ -204,7 +204,7 @@ pub async fn run(
     let outage_real = accelerated(outage_simulated, scale, Duration::ZERO);
     with_fleet(&options, progress, async |fleet| {
         fleet.wait_online(limit, progress).await?;
-        let mix = workloads::mix(fleet.fleet(), meridian_central::channel::now());
+        let mix = workloads::mix(fleet.fleet(), meridian_central::clock::now());
         fleet.submit(&mix, progress).await?;
         fleet.wait_settled(limit, progress).await?;
 
@@ -338,7 +338,7 @@ pub async fn run(
         .await?;
         let converged_after = healed.elapsed();
         let final_workloads = fleet.workloads().await?;
-        let now = meridian_central::channel::now();
+        let now = meridian_central::clock::now();
         let active_at_end = final_workloads
             .iter()
             .filter(|w| {

@@ -35,7 +35,7 @@
 //! let progress = Progress::quiet();
 //! let mut fleet = SimFleet::start(&SimFleetOptions::new(12, 7), &progress).await?;
 //! fleet.wait_online(Duration::from_secs(120), &progress).await?;
-//! let mix = workloads::mix(fleet.fleet(), meridian_central::channel::now());
+//! let mix = workloads::mix(fleet.fleet(), meridian_central::clock::now());
 //! fleet.submit(&mix, &progress).await?;
 //! fleet.wait_settled(Duration::from_secs(120), &progress).await?;
 //! println!("{}", fleet.summary().await?);
@@ -191,7 +191,7 @@ pub async fn bootstrap_file(
         .create(
             site,
             Duration::from_secs(24 * 3600),
-            meridian_central::channel::now(),
+            meridian_central::clock::now(),
             "simulator",
         )
         .await?;
@@ -377,7 +377,7 @@ impl SimFleet {
             &tables,
             &UserId::parse("admin").expect("valid id"),
             Duration::from_secs(7 * 24 * 3600),
-            meridian_central::channel::now(),
+            meridian_central::clock::now(),
         )
         .await
         .map_err(|e| SimFleetError::Api {
@@ -482,8 +482,8 @@ impl SimFleet {
     /// (`ApiConfig::default()`: the fleet is driven through one client at a far higher
     /// rate) for an operator who uses the CLI against it; returns (per second, burst).
     pub fn use_documented_rate_limit(&self) -> (f64, f64) {
-        let documented = meridian_central::api::ApiConfig::default();
-        let limiter = &self.central().api().state().limiter;
+        let documented = meridian_central::services::ApiConfig::default();
+        let limiter = self.central().api().services().rate_limiter();
         limiter.set_limits(documented.rate_per_second, documented.rate_burst);
         limiter.limits()
     }
@@ -783,7 +783,7 @@ impl SimFleet {
         let deadline = Instant::now() + limit;
         let total = self.submitted.len();
         loop {
-            let now = meridian_central::channel::now();
+            let now = meridian_central::clock::now();
             let workloads = self.workloads().await?;
             let settled = workloads.iter().filter(|w| settled(w, now)).count();
             let active = workloads

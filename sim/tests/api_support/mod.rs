@@ -63,7 +63,7 @@ pub async fn start(sites: usize, tweak: impl FnOnce(&mut CentralConfig)) -> Test
         &t,
         &UserId::parse("admin").unwrap(),
         Duration::from_secs(3600),
-        meridian_central::channel::now(),
+        meridian_central::clock::now(),
     )
     .await
     .unwrap()

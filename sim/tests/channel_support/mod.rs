@@ -70,7 +70,7 @@ pub async fn bootstrap(
         .create(
             &site_id(site),
             Duration::from_secs(3600),
-            meridian_central::channel::now(),
+            meridian_central::clock::now(),
             "test",
         )
         .await

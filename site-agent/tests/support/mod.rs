@@ -68,7 +68,7 @@ pub async fn bootstrap(central: &Central, site: &str, dir: &Path) -> PathBuf {
         .create(
             &site_id(site),
             Duration::from_secs(3600),
-            meridian_central::channel::now(),
+            meridian_central::clock::now(),
             "test",
         )
         .await

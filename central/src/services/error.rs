@@ -1,4 +1,5 @@
-//! The API's one error type, and how each becomes a gRPC status.
+//! The services' one error type. Each front end maps it to its own codes (the gRPC layer in
+//! `crate::grpc::status`); the variants are the API's error classes (`docs/api.md`).
 //!
 //! Messages say what is wrong and what to do. A missing object and another tenant's object get
 //! the same `NotFound` text, so a probe learns nothing. Store and internal failures are logged
@@ -8,7 +9,6 @@ use std::time::Duration;
 
 use meridian_common::convert::ConvertError;
 use meridian_common::validate::{Problem, ValidationError};
-use tonic::{Code, Status};
 
 use meridian_store::StoreError;
 use meridian_store::tables::TableError;
@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The store failed.
     #[error("store unavailable")]
     Store(#[source] TableError),
+    /// The audit log could not take the call's record (the call's effect may stand).
+    #[error("audit log unavailable; the call's effect may have been applied")]
+    AuditUnavailable,
     /// A bug or an invariant broken.
     #[error("internal error: {0}")]
     Internal(String),
@@ -94,22 +97,6 @@ impl ApiError {
                 .collect(),
         )
     }
-
-    /// The gRPC code.
-    pub fn code(&self) -> Code {
-        match self {
-            ApiError::Unauthenticated(_) => Code::Unauthenticated,
-            ApiError::PermissionDenied(_) => Code::PermissionDenied,
-            ApiError::NotFound { .. } => Code::NotFound,
-            ApiError::Invalid(_) => Code::InvalidArgument,
-            ApiError::AlreadyExists { .. } => Code::AlreadyExists,
-            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ApiError::Conflict(_) => Code::Aborted,
-            ApiError::RateLimited { .. } | ApiError::Exhausted(_) => Code::ResourceExhausted,
-            ApiError::Store(_) => Code::Unavailable,
-            ApiError::Internal(_) => Code::Internal,
-        }
-    }
 }
 
 impl From<TableError> for ApiError {
@@ -125,24 +112,5 @@ impl From<TableError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::Store(TableError::Store(e))
-    }
-}
-
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Status {
-        match &e {
-            ApiError::Store(inner) => {
-                tracing::error!(error = %meridian_common::telemetry::error_chain(inner), "API store failure");
-            }
-            ApiError::Internal(m) => tracing::error!(error = %m, "API internal error"),
-            _ => {}
-        }
-        let mut status = Status::new(e.code(), e.to_string());
-        if let ApiError::RateLimited { retry_after, .. } = &e
-            && let Ok(v) = retry_after.as_millis().to_string().parse()
-        {
-            status.metadata_mut().insert("retry-after-ms", v);
-        }
-        status
     }
 }

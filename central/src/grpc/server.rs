@@ -12,10 +12,10 @@ use tonic::Status;
 use tonic::codegen::http;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
-use super::ApiState;
 use super::fleet::Fleet;
 use super::placement::Placements;
 use super::tenants::Tenants;
+use crate::services::Services;
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub struct Api {
     local_addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    state: Arc<ApiState>,
+    services: Arc<Services>,
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -78,10 +78,13 @@ fn oversize_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B
 }
 
 impl Api {
-    /// Binds `state.config.listen` and serves until [`Api::shutdown`].
-    pub async fn start(state: ApiState) -> Result<Api, ApiStartError> {
-        let state = Arc::new(state);
-        let config = state.config.clone();
+    /// Binds the services' `api.listen` and serves them until [`Api::shutdown`].
+    pub async fn start(
+        services: Arc<Services>,
+        ca: &crate::ca::CertificateAuthority,
+        now: meridian_common::ids::Timestamp,
+    ) -> Result<Api, ApiStartError> {
+        let config = services.config().clone();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ApiStartError::Bind {
@@ -105,9 +108,7 @@ impl Api {
                 "::1".to_owned(),
             ];
             names.extend(config.tls_names.iter().cloned());
-            let (chain, key) = state
-                .ca
-                .issue_server_cert_for(crate::channel::now(), &names)?;
+            let (chain, key) = ca.issue_server_cert_for(now, &names)?;
             let cert_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
             let key_pem = pem("PRIVATE KEY", key.secret_der());
             builder = builder
@@ -141,17 +142,17 @@ impl Api {
             .add_service(reflection)
             .add_service(reflection_alpha)
             .add_service(
-                PlacementServiceServer::new(Placements(Arc::clone(&state)))
+                PlacementServiceServer::new(Placements(Arc::clone(&services)))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
             .add_service(
-                TenantServiceServer::new(Tenants(Arc::clone(&state)))
+                TenantServiceServer::new(Tenants(Arc::clone(&services)))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             )
             .add_service(
-                FleetServiceServer::new(Fleet(Arc::clone(&state)))
+                FleetServiceServer::new(Fleet(Arc::clone(&services)))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             );
@@ -175,7 +176,7 @@ impl Api {
             local_addr,
             stop: Some(stop),
             task,
-            state,
+            services,
         })
     }
 
@@ -184,9 +185,9 @@ impl Api {
         self.local_addr
     }
 
-    /// The shared state (for tests and the console).
-    pub fn state(&self) -> &Arc<ApiState> {
-        &self.state
+    /// The services it serves.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// Stops accepting, lets running calls finish (bounded), and returns.

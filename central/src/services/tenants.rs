@@ -1,24 +1,30 @@
-//! `TenantService`: tenants and their policy, users, API tokens, quota usage.
+//! The tenant service: tenants and their policy, users, API tokens, quota usage.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_common::ids::{TenantId, TokenId, UserId};
 use meridian_common::model::{Accelerator, Quotas, ReservationState, Tenant, Workload};
 use meridian_common::validate::validate_tenant;
 use meridian_proto::v1 as proto;
-use meridian_proto::v1::tenant_service_server::TenantService;
-use tonic::{Request, Response, Status};
 
-use super::access::{Caller, Role, Rpc, Scope};
+use super::access::{Caller, Role, Scope};
 use super::error::ApiError;
-use super::{ApiState, acting_tenant, pages, tenant_filter};
+use super::pages::{self, PageRequest};
+use super::{Call, Services, acting_tenant, tenant_filter};
+
 use crate::accounts::{self, DEFAULT_TOKEN_TTL, MAX_TOKEN_TTL};
 use meridian_store::tables::{KeyPath, Record, Table};
 
-/// The service.
-#[derive(Debug, Clone)]
-pub struct Tenants(pub Arc<ApiState>);
+/// A tenant's quotas and what it uses of them now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaUsage {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its quotas.
+    pub limits: Quotas,
+    /// What its live reservations hold now.
+    pub used: Quotas,
+}
 
 /// Fields of a tenant a provider admin may update.
 const PROVIDER_FIELDS: [&str; 5] = ["name", "quotas", "residency", "weights", "max_priority"];
@@ -42,30 +48,54 @@ fn is_admin_of(caller: &Caller, tenant: Option<&TenantId>) -> bool {
     }
 }
 
-impl ApiState {
-    async fn create_tenant(&self, request: proto::CreateTenantRequest) -> Result<Tenant, ApiError> {
-        let wire = request
-            .tenant
-            .ok_or_else(|| ApiError::invalid("tenant", "is required"))?;
-        if wire.network.is_some() {
-            return Err(ApiError::invalid(
-                "tenant.network",
-                "is allocated by Meridian; leave it unset",
-            ));
-        }
-        let tenant = Tenant::try_from(wire).map_err(|e| ApiError::convert("tenant", e))?;
-        validate_tenant(&tenant).map_err(|e| ApiError::validation("tenant", e))?;
-        match self.tables.tenants().create(&tenant).await {
-            Err(meridian_store::tables::TableError::AlreadyExists { .. }) => {
-                return Err(ApiError::AlreadyExists {
-                    kind: "tenant",
-                    id: tenant.id.to_string(),
-                });
+impl Services {
+    /// Creates a tenant (its network is allocated by Meridian on first use).
+    pub async fn create_tenant(&self, call: Call<'_>, tenant: Tenant) -> Result<Tenant, ApiError> {
+        let object = format!("tenant/{}", tenant.id);
+        let result = async {
+            if tenant.network.is_some() {
+                return Err(ApiError::invalid(
+                    "tenant.network",
+                    "is allocated by Meridian; leave it unset",
+                ));
             }
-            other => other?,
-        };
-        self.lifecycle.tenant_changed(tenant.clone());
-        Ok(tenant)
+            validate_tenant(&tenant).map_err(|e| ApiError::validation("tenant", e))?;
+            match self.tables.tenants().create(&tenant).await {
+                Err(meridian_store::tables::TableError::AlreadyExists { .. }) => {
+                    return Err(ApiError::AlreadyExists {
+                        kind: "tenant",
+                        id: tenant.id.to_string(),
+                    });
+                }
+                other => other?,
+            };
+            self.lifecycle.tenant_changed(tenant.clone());
+            Ok(tenant)
+        }
+        .await;
+        call.finish(&object, result).await
+    }
+
+    /// A tenant the caller may see.
+    pub async fn get_tenant(&self, call: Call<'_>, id: &str) -> Result<Tenant, ApiError> {
+        Ok(self.visible_tenant(call.caller(), id).await?.0)
+    }
+
+    /// A page of the tenants the caller sees (its own, for a tenant's caller).
+    pub async fn list_tenants(
+        &self,
+        call: Call<'_>,
+        page: &PageRequest,
+    ) -> Result<(Vec<Tenant>, String), ApiError> {
+        let scope = call.caller().scope();
+        pages::page(
+            &self.tables.tenants(),
+            None,
+            page,
+            self.config.max_page_size,
+            |t: &Tenant| scope.sees(&t.id),
+        )
+        .await
     }
 
     /// A tenant by id, if the caller may see it.
@@ -87,16 +117,28 @@ impl ApiState {
         Ok((v.record, v.revision))
     }
 
-    async fn update_tenant(
+    /// Changes the fields of a tenant that `paths` names, taking them from `submitted` (the
+    /// tenant as the API writes it; only the named fields are read, and only they are checked).
+    pub async fn update_tenant(
+        &self,
+        call: Call<'_>,
+        paths: Vec<String>,
+        submitted: proto::Tenant,
+    ) -> Result<Tenant, ApiError> {
+        let object = format!("tenant/{}", submitted.id);
+        let result = self
+            .update_tenant_fields(call.caller(), paths, submitted)
+            .await;
+        call.finish(&object, result).await
+    }
+
+    async fn update_tenant_fields(
         &self,
         caller: &Caller,
-        request: proto::UpdateTenantRequest,
+        paths: Vec<String>,
+        wire: proto::Tenant,
     ) -> Result<Tenant, ApiError> {
-        let wire = request
-            .tenant
-            .ok_or_else(|| ApiError::invalid("tenant", "is required"))?;
         let (current, revision) = self.visible_tenant(caller, &wire.id).await?;
-        let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
         if paths.is_empty() {
             return Err(ApiError::invalid(
                 "update_mask",
@@ -145,7 +187,13 @@ impl ApiState {
         Ok(next)
     }
 
-    async fn delete_tenant(&self, id: &str) -> Result<(), ApiError> {
+    /// Deletes a tenant with no live workloads, datasets or held capacity, and its users.
+    pub async fn delete_tenant(&self, call: Call<'_>, id: &str) -> Result<(), ApiError> {
+        let result = self.delete_tenant_record(id).await;
+        call.finish(&format!("tenant/{id}"), result).await
+    }
+
+    async fn delete_tenant_record(&self, id: &str) -> Result<(), ApiError> {
         let id = TenantId::parse(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
         let Some(current) = self.tables.tenants().get(&id).await? else {
             return Err(ApiError::not_found("tenant", &id));
@@ -263,14 +311,22 @@ impl ApiState {
         Ok(user)
     }
 
-    async fn create_user(
+    /// Creates a user. User IDs are scoped per tenant: a tenant's user `bob` is `bob@tenant`.
+    pub async fn create_user(
+        &self,
+        call: Call<'_>,
+        user: proto::User,
+    ) -> Result<proto::User, ApiError> {
+        let object = format!("user/{}", user.id);
+        let result = self.create_user_record(call.caller(), user).await;
+        call.finish(&object, result).await
+    }
+
+    async fn create_user_record(
         &self,
         caller: &Caller,
-        request: proto::CreateUserRequest,
+        mut user: proto::User,
     ) -> Result<proto::User, ApiError> {
-        let mut user = request
-            .user
-            .ok_or_else(|| ApiError::invalid("user", "is required"))?;
         if caller.tenant.is_some() && user.tenant.is_empty() {
             // A tenant admin's users are its tenant's.
             user.tenant = caller
@@ -310,7 +366,7 @@ impl ApiState {
         }
         user.id = id.to_string();
         user.tenant = tenant.as_ref().map(ToString::to_string).unwrap_or_default();
-        user.created_at = crate::channel::now().as_millis();
+        user.created_at = self.clock.now().as_millis();
         match self.tables.users().create(&user).await {
             Err(meridian_store::tables::TableError::AlreadyExists { .. }) => {
                 Err(ApiError::AlreadyExists {
@@ -325,15 +381,36 @@ impl ApiState {
         }
     }
 
-    async fn create_api_token(
+    /// Creates an API token for `user` (empty: the caller) with `role` (absent: the user's),
+    /// living `ttl_ms` (0: 30 days); the secret is in the answer only.
+    pub async fn create_api_token(
+        &self,
+        call: Call<'_>,
+        user: &str,
+        role: Option<Role>,
+        ttl_ms: i64,
+    ) -> Result<accounts::NewApiToken, ApiError> {
+        let result = self
+            .create_token_record(call.caller(), user, role, ttl_ms)
+            .await;
+        let object = result
+            .as_ref()
+            .map(|t| format!("token/{}", t.token.id))
+            .unwrap_or_else(|_| "token".into());
+        call.finish(&object, result).await
+    }
+
+    async fn create_token_record(
         &self,
         caller: &Caller,
-        request: proto::CreateApiTokenRequest,
+        user: &str,
+        role: Option<Role>,
+        ttl_ms: i64,
     ) -> Result<accounts::NewApiToken, ApiError> {
-        let user_id = if request.user.is_empty() {
+        let user_id = if user.is_empty() {
             caller.user.to_string()
         } else {
-            request.user.clone()
+            user.to_owned()
         };
         let user = self.visible_user(caller, &user_id).await?;
         let for_self = user.id == caller.user.as_str();
@@ -346,17 +423,14 @@ impl ApiState {
         }
         let user_role = Role::try_from(user.role)
             .map_err(|m| ApiError::Internal(format!("stored user role {m}")))?;
-        let role = match request.role {
-            None => user_role,
-            Some(r) => Role::try_from(r).map_err(|m| ApiError::invalid("role", m))?,
-        };
+        let role = role.unwrap_or(user_role);
         if !user_role.may_grant(role) || !caller.role.may_grant(role) {
             return Err(ApiError::PermissionDenied(format!(
                 "role: a token of user {} ({user_role}) created by a {} cannot be {role}",
                 user.id, caller.role
             )));
         }
-        let ttl = match request.ttl_ms {
+        let ttl = match ttl_ms {
             0 => DEFAULT_TOKEN_TTL,
             ms if ms < 0 || ms as u128 > MAX_TOKEN_TTL.as_millis() => {
                 return Err(ApiError::invalid(
@@ -369,7 +443,7 @@ impl ApiState {
             }
             ms => Duration::from_millis(ms as u64),
         };
-        Ok(accounts::create_token(&self.tables, &user, role, ttl, crate::channel::now()).await?)
+        Ok(accounts::create_token(&self.tables, &user, role, ttl, self.clock.now()).await?)
     }
 
     /// Tokens the caller may see: admins every token in scope, others their own.
@@ -398,7 +472,17 @@ impl ApiState {
             .collect())
     }
 
-    async fn revoke_api_token(
+    /// Revokes an API token the caller may see (its own, or any in its scope for an admin).
+    pub async fn revoke_api_token(
+        &self,
+        call: Call<'_>,
+        id: &str,
+    ) -> Result<proto::ApiToken, ApiError> {
+        let result = self.revoke_token_record(call.caller(), id).await;
+        call.finish(&format!("token/{id}"), result).await
+    }
+
+    async fn revoke_token_record(
         &self,
         caller: &Caller,
         id: &str,
@@ -418,8 +502,11 @@ impl ApiState {
         Ok(record.token.unwrap_or_default())
     }
 
-    async fn quota_usage(&self, tenant: &Tenant) -> Result<proto::QuotaUsage, ApiError> {
-        let now = crate::channel::now();
+    /// A tenant's quotas and its use of them now (`tenant` empty: the caller's own).
+    pub async fn quota_usage(&self, call: Call<'_>, tenant: &str) -> Result<QuotaUsage, ApiError> {
+        let tenant = acting_tenant(call.caller(), tenant, "tenant")?;
+        let tenant = self.tenant_record(&tenant).await?;
+        let now = self.clock.now();
         let workloads: Vec<Workload> = self
             .tables
             .workloads()
@@ -461,243 +548,68 @@ impl ApiState {
             }
         }
         used.sites = sites.len() as u32;
-        Ok(proto::QuotaUsage {
-            tenant: tenant.id.to_string(),
-            limits: Some(tenant.quotas.clone().into()),
-            used: Some(used.into()),
+        Ok(QuotaUsage {
+            tenant: tenant.id,
+            limits: tenant.quotas,
+            used,
         })
     }
-}
 
-#[tonic::async_trait]
-impl TenantService for Tenants {
-    async fn create_tenant(
+    /// A page of the users the caller sees (one tenant's, or every user for a provider
+    /// caller naming no tenant).
+    pub async fn list_users(
         &self,
-        request: Request<proto::CreateTenantRequest>,
-    ) -> Result<Response<proto::CreateTenantResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::CreateTenant).await?;
-        let object = super::object(
-            "tenant",
-            request.get_ref().tenant.as_ref().map(|x| x.id.as_str()),
-        );
-        let result = self.0.create_tenant(request.into_inner()).await;
-        let tenant = self
-            .0
-            .finish(&caller, Rpc::CreateTenant, &object, result)
-            .await?;
-        Ok(Response::new(proto::CreateTenantResponse {
-            tenant: Some(tenant.into()),
-        }))
-    }
-
-    async fn get_tenant(
-        &self,
-        request: Request<proto::GetTenantRequest>,
-    ) -> Result<Response<proto::GetTenantResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::GetTenant).await?;
-        let (tenant, _) = self
-            .0
-            .visible_tenant(&caller, &request.get_ref().id)
-            .await?;
-        Ok(Response::new(proto::GetTenantResponse {
-            tenant: Some(tenant.into()),
-        }))
-    }
-
-    async fn list_tenants(
-        &self,
-        request: Request<proto::ListTenantsRequest>,
-    ) -> Result<Response<proto::ListTenantsResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::ListTenants).await?;
-        let r = request.into_inner();
-        let scope = caller.scope();
-        let (items, next) = pages::page(
-            &self.0.tables.tenants(),
+        call: Call<'_>,
+        tenant: &str,
+        page: &PageRequest,
+    ) -> Result<(Vec<proto::User>, String), ApiError> {
+        let tenant = tenant_filter(call.caller(), tenant, "tenant")?;
+        pages::page(
+            &self.tables.users(),
             None,
-            &r.page_token,
-            r.page_size,
-            self.0.config.max_page_size,
-            |t: &Tenant| scope.sees(&t.id),
-        )
-        .await?;
-        Ok(Response::new(proto::ListTenantsResponse {
-            tenants: items.into_iter().map(Into::into).collect(),
-            next_page_token: next,
-        }))
-    }
-
-    async fn update_tenant(
-        &self,
-        request: Request<proto::UpdateTenantRequest>,
-    ) -> Result<Response<proto::UpdateTenantResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::UpdateTenant).await?;
-        let object = super::object(
-            "tenant",
-            request.get_ref().tenant.as_ref().map(|x| x.id.as_str()),
-        );
-        let result = self.0.update_tenant(&caller, request.into_inner()).await;
-        let tenant = self
-            .0
-            .finish(&caller, Rpc::UpdateTenant, &object, result)
-            .await?;
-        Ok(Response::new(proto::UpdateTenantResponse {
-            tenant: Some(tenant.into()),
-        }))
-    }
-
-    async fn delete_tenant(
-        &self,
-        request: Request<proto::DeleteTenantRequest>,
-    ) -> Result<Response<proto::DeleteTenantResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::DeleteTenant).await?;
-        let id = request.into_inner().id;
-        let result = self.0.delete_tenant(&id).await;
-        self.0
-            .finish(&caller, Rpc::DeleteTenant, &format!("tenant/{id}"), result)
-            .await?;
-        Ok(Response::new(proto::DeleteTenantResponse {}))
-    }
-
-    async fn create_user(
-        &self,
-        request: Request<proto::CreateUserRequest>,
-    ) -> Result<Response<proto::CreateUserResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::CreateUser).await?;
-        let object = super::object(
-            "user",
-            request.get_ref().user.as_ref().map(|x| x.id.as_str()),
-        );
-        let result = self.0.create_user(&caller, request.into_inner()).await;
-        let user = self
-            .0
-            .finish(&caller, Rpc::CreateUser, &object, result)
-            .await?;
-        Ok(Response::new(proto::CreateUserResponse {
-            user: Some(user),
-        }))
-    }
-
-    async fn list_users(
-        &self,
-        request: Request<proto::ListUsersRequest>,
-    ) -> Result<Response<proto::ListUsersResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::ListUsers).await?;
-        let r = request.into_inner();
-        let tenant = tenant_filter(&caller, &r.tenant, "tenant")?;
-        let (items, next) = pages::page(
-            &self.0.tables.users(),
-            None,
-            &r.page_token,
-            r.page_size,
-            self.0.config.max_page_size,
+            page,
+            self.config.max_page_size,
             |u: &proto::User| tenant.as_ref().is_none_or(|t| u.tenant == t.as_str()),
         )
-        .await?;
-        Ok(Response::new(proto::ListUsersResponse {
-            users: items,
-            next_page_token: next,
-        }))
+        .await
     }
 
-    async fn delete_user(
-        &self,
-        request: Request<proto::DeleteUserRequest>,
-    ) -> Result<Response<proto::DeleteUserResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::DeleteUser).await?;
-        let id = request.into_inner().id;
+    /// Deletes a user the caller administers, revoking its tokens.
+    pub async fn delete_user(&self, call: Call<'_>, id: &str) -> Result<(), ApiError> {
+        let caller = call.caller();
         let result = async {
-            let user = self.0.visible_user(&caller, &id).await?;
+            let user = self.visible_user(caller, id).await?;
             let tenant = TenantId::parse(&user.tenant).ok();
-            if !is_admin_of(&caller, tenant.as_ref()) {
+            if !is_admin_of(caller, tenant.as_ref()) {
                 return Err(ApiError::PermissionDenied(format!(
                     "a {} cannot delete provider users",
                     caller.role
                 )));
             }
-            self.0.remove_user(&user).await
+            self.remove_user(&user).await
         }
         .await;
-        self.0
-            .finish(&caller, Rpc::DeleteUser, &format!("user/{id}"), result)
-            .await?;
-        Ok(Response::new(proto::DeleteUserResponse {}))
+        call.finish(&format!("user/{id}"), result).await
     }
 
-    async fn create_api_token(
+    /// A page of the API tokens the caller sees (of `user` only, when named).
+    pub async fn list_api_tokens(
         &self,
-        request: Request<proto::CreateApiTokenRequest>,
-    ) -> Result<Response<proto::CreateApiTokenResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::CreateApiToken).await?;
-        let result = self.0.create_api_token(&caller, request.into_inner()).await;
-        let object = result
-            .as_ref()
-            .map(|t| format!("token/{}", t.token.id))
-            .unwrap_or_else(|_| "token".into());
-        let new = self
-            .0
-            .finish(&caller, Rpc::CreateApiToken, &object, result)
-            .await?;
-        Ok(Response::new(proto::CreateApiTokenResponse {
-            token: Some(new.token),
-            secret: new.secret,
-        }))
-    }
-
-    async fn list_api_tokens(
-        &self,
-        request: Request<proto::ListApiTokensRequest>,
-    ) -> Result<Response<proto::ListApiTokensResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::ListApiTokens).await?;
-        let r = request.into_inner();
-        let user = (!r.user.is_empty())
-            .then(|| scoped_user_id(&caller, &r.user))
+        call: Call<'_>,
+        user: &str,
+        page: &PageRequest,
+    ) -> Result<(Vec<proto::ApiToken>, String), ApiError> {
+        let caller = call.caller();
+        let user = (!user.is_empty())
+            .then(|| scoped_user_id(caller, user))
             .transpose()?;
         let tokens: Vec<proto::ApiToken> = self
-            .0
-            .visible_tokens(&caller)
+            .visible_tokens(caller)
             .await?
             .into_iter()
             .filter_map(|t| t.token)
             .filter(|t| user.as_ref().is_none_or(|u| t.user == u.as_str()))
             .collect();
-        let (tokens, next) = pages::page_of(
-            tokens,
-            &r.page_token,
-            r.page_size,
-            self.0.config.max_page_size,
-            |t| t.id.as_str(),
-        )?;
-        Ok(Response::new(proto::ListApiTokensResponse {
-            tokens,
-            next_page_token: next,
-        }))
-    }
-
-    async fn revoke_api_token(
-        &self,
-        request: Request<proto::RevokeApiTokenRequest>,
-    ) -> Result<Response<proto::RevokeApiTokenResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::RevokeApiToken).await?;
-        let id = request.into_inner().id;
-        let result = self.0.revoke_api_token(&caller, &id).await;
-        let token = self
-            .0
-            .finish(&caller, Rpc::RevokeApiToken, &format!("token/{id}"), result)
-            .await?;
-        Ok(Response::new(proto::RevokeApiTokenResponse {
-            token: Some(token),
-        }))
-    }
-
-    async fn get_quota_usage(
-        &self,
-        request: Request<proto::GetQuotaUsageRequest>,
-    ) -> Result<Response<proto::GetQuotaUsageResponse>, Status> {
-        let caller = self.0.begin(&request, Rpc::GetQuotaUsage).await?;
-        let tenant = acting_tenant(&caller, &request.get_ref().tenant, "tenant")?;
-        let tenant = self.0.tenant_record(&tenant).await?;
-        Ok(Response::new(proto::GetQuotaUsageResponse {
-            usage: Some(self.0.quota_usage(&tenant).await?),
-        }))
+        pages::page_of(tokens, page, self.config.max_page_size, |t| t.id.as_str())
     }
 }

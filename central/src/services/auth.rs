@@ -1,6 +1,7 @@
-//! Bearer-token authentication, with a small cache in front of the token table.
+//! API-token authentication, with a small cache in front of the token table.
 //!
-//! A request carries `authorization: Bearer {secret}`. The secret names its token; the token's
+//! A caller presents a secret (over gRPC, in `authorization: Bearer {secret}`). The secret
+//! names its token; the token's
 //! stored hash must match the secret's (compared in constant time), and the token must be
 //! neither expired nor revoked. Verified tokens are cached for [`CACHE_TTL`]; revocations made
 //! through this API drop the entry at once, so the TTL only bounds changes made behind the
@@ -12,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use meridian_common::ids::{TenantId, Timestamp, TokenId, UserId};
 use meridian_proto::v1 as proto;
-use tonic::metadata::MetadataMap;
 
 use super::access::{Caller, Role};
 use super::error::ApiError;
@@ -41,37 +41,11 @@ pub struct Authenticator {
     cache: RwLock<HashMap<TokenId, Cached>>,
 }
 
-const UNAUTHENTICATED: &str = "missing or invalid credentials: send `authorization: Bearer <token>` \
+pub(crate) const UNAUTHENTICATED: &str = "missing or invalid credentials: send `authorization: Bearer <token>` \
      with an API token (create one with `meridian token create`)";
 
 fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The token of the request's one `authorization` header, read as RFC 7235 and RFC 6750 say:
-/// the scheme `Bearer` in any case, then one or more spaces, then the token. A request with
-/// more than one `authorization` header is refused (which one would count is ambiguous).
-pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, ApiError> {
-    let mut headers = metadata.get_all("authorization").iter();
-    let header = headers
-        .next()
-        .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
-    if headers.next().is_some() {
-        return Err(ApiError::Unauthenticated(
-            "the request carries more than one `authorization` header; send exactly one".into(),
-        ));
-    }
-    let header = header
-        .to_str()
-        .map_err(|_| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
-    let (scheme, rest) = header
-        .split_once(' ')
-        .ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
-    let token = rest.trim_start_matches(' ').trim_end();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
-        return Err(ApiError::Unauthenticated(UNAUTHENTICATED.into()));
-    }
-    Ok(token)
 }
 
 impl Authenticator {
@@ -83,13 +57,8 @@ impl Authenticator {
         }
     }
 
-    /// The caller of a request with `metadata`, at `now`.
-    pub async fn authenticate(
-        &self,
-        metadata: &MetadataMap,
-        now: Timestamp,
-    ) -> Result<Caller, ApiError> {
-        let secret = bearer_token(metadata)?;
+    /// The caller holding API token `secret`, at `now`.
+    pub async fn authenticate(&self, secret: &str, now: Timestamp) -> Result<Caller, ApiError> {
         let id =
             token_id_of(secret).ok_or_else(|| ApiError::Unauthenticated(UNAUTHENTICATED.into()))?;
         let hash = hash_secret(secret);
@@ -177,44 +146,4 @@ impl Authenticator {
 /// The token record's public part, or a store error.
 pub fn public(record: &proto::ApiTokenRecord) -> proto::ApiToken {
     record.token.clone().unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with(values: &[&str]) -> MetadataMap {
-        let mut m = MetadataMap::new();
-        for v in values {
-            m.append("authorization", v.parse().unwrap());
-        }
-        m
-    }
-
-    #[test]
-    fn the_bearer_scheme_is_read_as_the_rfcs_say() {
-        for ok in [
-            "Bearer tok-1.ab",
-            "bearer tok-1.ab",
-            "BEARER tok-1.ab",
-            "bEaReR tok-1.ab",
-            "Bearer  tok-1.ab",
-            "Bearer    tok-1.ab",
-        ] {
-            assert_eq!(bearer_token(&with(&[ok])).unwrap(), "tok-1.ab", "{ok:?}");
-        }
-        for bad in [
-            "Bearer",
-            "Bearer ",
-            "Bearertok-1.ab",
-            "Basic tok-1.ab",
-            "Bearer tok-1 .ab",
-            "tok-1.ab",
-        ] {
-            assert!(bearer_token(&with(&[bad])).is_err(), "{bad:?}");
-        }
-        assert!(bearer_token(&MetadataMap::new()).is_err());
-        let two = bearer_token(&with(&["Bearer tok-1.ab", "Bearer tok-2.cd"])).unwrap_err();
-        assert!(two.to_string().contains("more than one"), "{two}");
-    }
 }

@@ -11,7 +11,9 @@ use meridian_proto::v1 as proto;
 
 use crate::audit::Auditor;
 use crate::ca::{CaError, CertificateAuthority};
+use crate::clock::now;
 use crate::config::CentralConfig;
+use crate::sites::Sites;
 use crate::tokens::{NewToken, TokenError, Tokens};
 use meridian_store::Tables;
 use meridian_store::tables::TableError;
@@ -37,6 +39,7 @@ pub struct Offline {
     pub tables: Tables,
     pub ca: Arc<CertificateAuthority>,
     pub tokens: Tokens,
+    pub sites: Sites,
 }
 
 impl Offline {
@@ -47,14 +50,17 @@ impl Offline {
         let tables = Tables::new(store);
         let ca = Arc::new(CertificateAuthority::load_or_create(
             &config.ca_dir(),
-            super::now(),
+            now(),
         )?);
-        let tokens = Tokens::new(tables.clone(), Auditor::new(tables.clone()));
+        let audit = Auditor::new(tables.clone());
+        let tokens = Tokens::new(tables.clone(), audit.clone());
+        let sites = Sites::new(tables.clone(), audit);
         Ok(Offline {
             config,
             tables,
             ca,
             tokens,
+            sites,
         })
     }
 
@@ -67,7 +73,7 @@ impl Offline {
         actor: &str,
     ) -> Result<(NewToken, String), OperatorError> {
         let ttl = ttl.unwrap_or(Duration::from_secs(self.config.channel.token_ttl_s));
-        let token = self.tokens.create(site, ttl, super::now(), actor).await?;
+        let token = self.tokens.create(site, ttl, now(), actor).await?;
         let addresses = if addresses.is_empty() {
             self.config.channel.advertised(self.config.channel.listen)
         } else {
@@ -89,11 +95,11 @@ impl Offline {
 
     /// Revokes a token.
     pub async fn revoke_token(&self, id: &TokenId, actor: &str) -> Result<(), OperatorError> {
-        Ok(self.tokens.revoke(id, super::now(), actor).await?)
+        Ok(self.tokens.revoke(id, now(), actor).await?)
     }
 
     /// Revokes a site's certificates.
     pub async fn revoke_site(&self, site: &SiteId, actor: &str) -> Result<(), OperatorError> {
-        Ok(super::revoke_site(&self.tables, site, actor, super::now()).await?)
+        Ok(self.sites.revoke(site, actor, now()).await?)
     }
 }

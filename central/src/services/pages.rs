@@ -5,6 +5,15 @@ use meridian_store::tables::{Record, Table, TableKeyDyn};
 
 use super::error::ApiError;
 
+/// Which page of a list a caller wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// `next_page_token` of the previous page; empty for the first page.
+    pub token: String,
+    /// Most entries wanted; 0 means the default.
+    pub size: u32,
+}
+
 /// Default entries per page.
 pub const DEFAULT_PAGE: u32 = 100;
 /// Longest page token accepted.
@@ -14,11 +23,11 @@ const MAX_TOKEN: usize = 512;
 pub async fn page<R: Record>(
     table: &Table<R>,
     parent: Option<&(dyn TableKeyDyn + Sync)>,
-    page_token: &str,
-    page_size: u32,
+    request: &PageRequest,
     max_page: u32,
     keep: impl Fn(&R) -> bool,
 ) -> Result<(Vec<R>, String), ApiError> {
+    let (page_token, page_size) = (request.token.as_str(), request.size);
     if page_token.len() > MAX_TOKEN || page_token.contains("..") {
         return Err(ApiError::invalid(
             "page_token",
@@ -61,11 +70,11 @@ pub async fn page<R: Record>(
 /// One page of an in-memory list, ordered by `id`, after the page token.
 pub fn page_of<T>(
     mut items: Vec<T>,
-    page_token: &str,
-    page_size: u32,
+    request: &PageRequest,
     max_page: u32,
     id: impl Fn(&T) -> &str,
 ) -> Result<(Vec<T>, String), ApiError> {
+    let (page_token, page_size) = (request.token.as_str(), request.size);
     if page_size > max_page {
         return Err(ApiError::invalid(
             "page_size",

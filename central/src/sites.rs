@@ -1,0 +1,72 @@
+//! What central does to a site as a whole outside its session: revoking its certificates, and
+//! reading the channel's view of it. Used by the services, the channel's operator commands
+//! and the offline `meridian-central site revoke`, so none of them reaches into the channel.
+
+use meridian_common::ids::{SiteId, Timestamp};
+use meridian_store::schema::{self, SiteAuth, SiteChannel, SiteRecord};
+use meridian_store::tables::TableError;
+use meridian_store::{Expect, StoreError, Tables};
+
+use crate::audit::{AuditEntry, Auditor, Outcome};
+
+/// Site-wide actions over central's tables.
+#[derive(Debug, Clone)]
+pub struct Sites {
+    tables: Tables,
+    audit: Auditor,
+}
+
+impl Sites {
+    /// Site actions over `tables`, audited to `audit`.
+    pub fn new(tables: Tables, audit: Auditor) -> Self {
+        Sites { tables, audit }
+    }
+
+    /// Revokes a site: its current certificates are refused at the handshake from now on (a
+    /// running central also closes its session within a second), until it enrols again with
+    /// a new bootstrap token. Works on a running central's store or offline.
+    pub async fn revoke(
+        &self,
+        site: &SiteId,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), TableError> {
+        let store = self.tables.store();
+        let key = schema::auth_key(site);
+        loop {
+            let current = schema::read_site_record::<SiteAuth>(store.as_ref(), &key).await?;
+            let (auth, expect) = match &current {
+                Some((a, rev)) => (*a, Expect::ModRevision(*rev)),
+                None => (SiteAuth::default(), Expect::Absent),
+            };
+            let next = SiteAuth {
+                epoch: auth.epoch + 1,
+                revoked: true,
+            };
+            match store.put(&key, &next.encode(), expect).await {
+                Ok(_) => break,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.audit
+            .append(
+                AuditEntry {
+                    actor,
+                    action: "sites/Revoke",
+                    object: &format!("site/{site}"),
+                    outcome: Outcome::Success,
+                    detail: "certificates refused until the site enrols with a new token",
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The channel's stored view of a site: acknowledged and applied generations, report
+    /// high-water, last seen.
+    pub async fn channel(&self, site: &SiteId) -> Result<SiteChannel, StoreError> {
+        schema::site_channel(self.tables.store().as_ref(), site).await
+    }
+}
