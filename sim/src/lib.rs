@@ -1,13 +1,12 @@
-//! Meridian's fleet simulator: the seeded benchmark fleet, device emulators, scenarios and
-//! benchmarks.
+//! Meridian's fleet simulator: the seeded benchmark fleet ([`fleet`]), the simulated fleet
+//! against a real central ([`simfleet`], behind the [`demo`]), scenarios as data files
+//! ([`scenario`]) and the benchmark suite with its fuzzer ([`bench`]); `sim/tests` holds the
+//! workspace's tests that need more than one product crate. The emulators are
+//! `meridian-emulators`, the harness that starts central, agents and emulated hardware
+//! `meridian-testkit`.
 
 pub mod bench;
 pub mod demo;
-pub mod faults;
 pub mod fleet;
-pub mod nvml;
-pub mod nvue;
-pub mod proxy;
-pub mod redfish;
 pub mod scenario;
 pub mod simfleet;

@@ -8,101 +8,15 @@
 //! at the end of its window. Scripts get stable exit codes and JSON. Finally the audit chain
 //! of everything done is verified offline.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_sim::fleet::{self, FleetSpec};
-
-const LIMIT: Duration = Duration::from_secs(60);
-
-/// A workspace binary next to `meridian-sim`, built on demand when missing.
-fn bin(name: &str, package: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_meridian-sim")).with_file_name(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
-}
-
-fn clean(mut cmd: Command) -> Command {
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MERIDIAN_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn free_port(udp: bool) -> u16 {
-    if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
-}
-
-fn wait_log(path: &Path, needle: &str) {
-    let deadline = Instant::now() + LIMIT;
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .contains(needle)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{needle:?} never appeared in {}:\n{}",
-        path.display(),
-        std::fs::read_to_string(path).unwrap_or_default()
-    );
-}
-
-/// A child process killed when dropped, so a failing test leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Stops a child with SIGTERM (a clean shutdown), SIGKILL after 20 s.
-fn terminate(mut reaped: Reaped) {
-    let child = &mut reaped.0;
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
+use meridian_testkit::processes::{Reaped, binary as bin, clean, free_port, terminate, wait_log};
+use meridian_testkit::wait::LIMIT;
 
 struct Cli {
     logs: Vec<PathBuf>,

@@ -15,8 +15,6 @@
 //!
 //! `MERIDIAN_CHANNEL_KILLS` sets the kills per loop (default 30, the CI figure).
 
-mod channel_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -26,7 +24,6 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use channel_support::*;
 use meridian_agent::Agent;
 use meridian_agent::reconciler::{ReconcileError, Reconciler, RecordingReconciler};
 use meridian_agent::store::AgentStore;
@@ -35,6 +32,12 @@ use meridian_common::ids::{Generation, Sequence};
 use meridian_common::model::{ReportBody, Severity, SiteIntent};
 use meridian_store::Tables;
 use meridian_store::{SledStore, Store, StoreConfig};
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::observe::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 use rand::Rng;
 
 const CENTRAL_CHILD: &str = "MERIDIAN_CHANNEL_CRASH_CENTRAL";
@@ -59,7 +62,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// The intent of generation `g`: its content depends on `g`, so a mixed or partial record
 /// shows.
 fn intent_of(g: u64) -> SiteIntent {
-    intent(SITE, g, (g % 7 + 1) as usize)
+    intent_with_networks(&site_id(SITE), g, (g % 7 + 1) as usize)
 }
 
 /// Starts this test binary as the child `test`, with `env` set; returns it and its stdout
@@ -130,9 +133,13 @@ fn child_central() {
     let write = std::env::var_os("MERIDIAN_CHANNEL_CRASH_IDLE").is_none();
     #[allow(clippy::while_immutable_condition)]
     runtime().block_on(async move {
-        let central = Central::open(central_config(Path::new(&dir), listen))
-            .await
-            .unwrap();
+        let central = Central::open(test_central::config(
+            Path::new(&dir),
+            listen,
+            Liveness::Quick,
+        ))
+        .await
+        .unwrap();
         let intents = central.tables().intents();
         let mut g = intents
             .get(&site_id(SITE))
@@ -165,13 +172,15 @@ fn central_kill_9_during_intent_writes_loses_no_acknowledged_intent() {
     // Set up the site and the agent's bootstrap file with an in-process central on the same
     // port and data directory, then let the children take over.
     let agent = runtime.block_on(async {
-        let central = Central::open(central_config(&central_dir, listen))
+        let central = Central::open(test_central::config(&central_dir, listen, Liveness::Quick))
             .await
             .unwrap();
-        add_site(&central, SITE).await;
-        let boot = bootstrap(&central, SITE, listen, dir.path()).await;
+        enrol::add_site(&central, SITE).await.unwrap();
+        let boot = enrol::write_bootstrap(&central, SITE, vec![listen.to_string()], dir.path())
+            .await
+            .unwrap();
         let agent = Agent::start(
-            agent_config(&dir.path().join("agent"), &boot, 200),
+            agents::config(&dir.path().join("agent"), &boot, 200),
             Arc::new(RecordingReconciler::default()),
         )
         .await
@@ -320,7 +329,7 @@ fn child_agent() {
         let reconciler = Arc::new(SlowLoggingReconciler {
             log: std::sync::Mutex::new(log),
         });
-        let mut config = agent_config(&dir.join("agent"), &dir.join("bootstrap.toml"), 200);
+        let mut config = agents::config(&dir.join("agent"), &dir.join("bootstrap.toml"), 200);
         config.backoff_initial_ms = 20;
         config.backoff_max_ms = 100;
         let agent = Agent::start(config, reconciler).await.unwrap();
@@ -356,14 +365,22 @@ fn agent_kill_9_during_appends_and_applies_loses_and_duplicates_nothing() {
     let runtime = runtime();
     let mut rng = rand::rng();
     let central = runtime.block_on(async {
-        let central = Central::open(central_config(
+        let central = Central::open(test_central::config(
             &dir.path().join("central"),
             "127.0.0.1:0".parse().unwrap(),
+            Liveness::Quick,
         ))
         .await
         .unwrap();
-        add_site(&central, SITE).await;
-        let boot = bootstrap(&central, SITE, central.channel().local_addr(), dir.path()).await;
+        enrol::add_site(&central, SITE).await.unwrap();
+        let boot = enrol::write_bootstrap(
+            &central,
+            SITE,
+            vec![central.channel().local_addr().to_string()],
+            dir.path(),
+        )
+        .await
+        .unwrap();
         std::fs::rename(boot, dir.path().join("bootstrap.toml")).unwrap();
         central
     });

@@ -1,5 +1,5 @@
 //! Intent push and partitions through the fault proxy: real central, real agent, QUIC on
-//! 127.0.0.1, every packet through `meridian_sim::proxy::FaultProxy`.
+//! 127.0.0.1, every packet through `meridian_emulators::proxy::FaultProxy`.
 //!
 //! - R4/B8: 3 generations pushed while connected, 50 while the site is cut off; after the heal
 //!   the agent receives one snapshot of the newest (bytes measured), and older generations
@@ -8,19 +8,22 @@
 //!   reports are buffered, and after the heal every report is stored exactly once and the
 //!   site is `Online` again within two heartbeat intervals.
 
-mod channel_support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use channel_support::*;
 use meridian_agent::Agent;
 use meridian_agent::reconciler::RecordingReconciler;
 use meridian_central::server::Central;
 use meridian_common::ids::Generation;
 use meridian_common::model::{ReportBody, Severity, SiteState};
+use meridian_emulators::proxy::FaultProxy;
 use meridian_proto::v1 as proto;
-use meridian_sim::proxy::FaultProxy;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::observe::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 use std::sync::Arc;
 
 const NETWORKS: usize = 400;
@@ -28,18 +31,24 @@ const NETWORKS: usize = 400;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_generations_collapse_into_one_snapshot_and_old_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = central_config(&dir.path().join("central"), "127.0.0.1:0".parse().unwrap());
+    let mut cfg = test_central::config(
+        &dir.path().join("central"),
+        "127.0.0.1:0".parse().unwrap(),
+        Liveness::Quick,
+    );
     // The old connection is gone before the heal, so every byte after it is the resync.
     cfg.channel.idle_timeout_ms = 1_500;
     let central = Central::open(cfg).await.unwrap();
     let proxy = FaultProxy::new(central.channel().local_addr(), 1);
     let site = "edge-1";
-    add_site(&central, site).await;
+    enrol::add_site(&central, site).await.unwrap();
     let port = proxy.add_site(site).await.unwrap();
-    let boot = bootstrap(&central, site, port, dir.path()).await;
+    let boot = enrol::write_bootstrap(&central, site, vec![port.to_string()], dir.path())
+        .await
+        .unwrap();
     let rec = Arc::new(RecordingReconciler::default());
     let agent = Agent::start(
-        agent_config(&dir.path().join("agent"), &boot, 300),
+        agents::config(&dir.path().join("agent"), &boot, 300),
         rec.clone(),
     )
     .await
@@ -48,7 +57,10 @@ async fn missed_generations_collapse_into_one_snapshot_and_old_ones_are_refused(
 
     // Three generations while connected: each one arrives.
     for g in 1..=3 {
-        intents.upsert(&intent(site, g, 4)).await.unwrap();
+        intents
+            .upsert(&intent_with_networks(&site_id(site), g, 4))
+            .await
+            .unwrap();
         wait_for(&format!("generation {g} applied"), LIMIT, || async {
             applied_at_central(&central, site).await == Generation::new(g)
         })
@@ -63,9 +75,12 @@ async fn missed_generations_collapse_into_one_snapshot_and_old_ones_are_refused(
     })
     .await;
     for g in 4..=53 {
-        intents.upsert(&intent(site, g, NETWORKS)).await.unwrap();
+        intents
+            .upsert(&intent_with_networks(&site_id(site), g, NETWORKS))
+            .await
+            .unwrap();
     }
-    let newest = intent(site, 53, NETWORKS);
+    let newest = intent_with_networks(&site_id(site), 53, NETWORKS);
     let snapshot = snapshot_bytes(&newest);
     assert_eq!(agent.status().unwrap().held, Generation::new(3));
 
@@ -107,7 +122,7 @@ async fn missed_generations_collapse_into_one_snapshot_and_old_ones_are_refused(
     for g in 1..=52 {
         let push = proto::IntentPush {
             generation: g,
-            intent: Some(intent(site, g, 1).into()),
+            intent: Some(intent_with_networks(&site_id, g, 1).into()),
         };
         assert!(central.channel().inject_push(&site_id, push));
     }
@@ -157,17 +172,23 @@ async fn partition_keeps_intent_buffers_reports_and_reconverges() {
     let heartbeat_ms = 1_000;
     let heartbeat = Duration::from_millis(heartbeat_ms);
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = central_config(&dir.path().join("central"), "127.0.0.1:0".parse().unwrap());
+    let mut cfg = test_central::config(
+        &dir.path().join("central"),
+        "127.0.0.1:0".parse().unwrap(),
+        Liveness::Quick,
+    );
     cfg.channel.disconnect_after_ms = 2 * heartbeat_ms;
     let central = Central::open(cfg).await.unwrap();
     let proxy = FaultProxy::new(central.channel().local_addr(), 2);
     let site = "edge-2";
-    add_site(&central, site).await;
+    enrol::add_site(&central, site).await.unwrap();
     let port = proxy.add_site(site).await.unwrap();
-    let boot = bootstrap(&central, site, port, dir.path()).await;
+    let boot = enrol::write_bootstrap(&central, site, vec![port.to_string()], dir.path())
+        .await
+        .unwrap();
     let rec = Arc::new(RecordingReconciler::default());
     let agent = Agent::start(
-        agent_config(&dir.path().join("agent"), &boot, heartbeat_ms),
+        agents::config(&dir.path().join("agent"), &boot, heartbeat_ms),
         rec.clone(),
     )
     .await
@@ -175,7 +196,7 @@ async fn partition_keeps_intent_buffers_reports_and_reconverges() {
     central
         .tables()
         .intents()
-        .upsert(&intent(site, 1, 8))
+        .upsert(&intent_with_networks(&site_id(site), 1, 8))
         .await
         .unwrap();
     wait_for("generation 1 applied", LIMIT, || async {

@@ -1,22 +1,25 @@
 //! The push window (`channel.max_pushes_in_flight`): real central, real agents, QUIC on
-//! 127.0.0.1 through `meridian_sim::proxy::FaultProxy`.
+//! 127.0.0.1 through `meridian_emulators::proxy::FaultProxy`.
 //!
 //! - A window of one still delivers a change to every site, one acknowledgement at a time, and
 //!   is empty again afterwards.
 //! - A push that is never acknowledged (its site cut off with the connection still open at
 //!   central) holds its slot only until `push_ack_timeout_ms`, not until the QUIC idle timeout.
 
-mod channel_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use channel_support::*;
 use meridian_agent::Agent;
 use meridian_agent::reconciler::RecordingReconciler;
 use meridian_central::server::Central;
 use meridian_common::ids::Generation;
-use meridian_sim::proxy::FaultProxy;
+use meridian_emulators::proxy::FaultProxy;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::observe::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 
 async fn start(
     dir: &std::path::Path,
@@ -25,7 +28,11 @@ async fn start(
     heartbeat_ms: u64,
     sites: &[&str],
 ) -> (Central, FaultProxy, Vec<Agent>) {
-    let mut cfg = central_config(&dir.join("central"), "127.0.0.1:0".parse().unwrap());
+    let mut cfg = test_central::config(
+        &dir.join("central"),
+        "127.0.0.1:0".parse().unwrap(),
+        Liveness::Quick,
+    );
     cfg.channel.max_pushes_in_flight = window;
     cfg.channel.push_ack_timeout_ms = ack_timeout_ms;
     cfg.channel.idle_timeout_ms = 60_000;
@@ -33,11 +40,13 @@ async fn start(
     let proxy = FaultProxy::new(central.channel().local_addr(), 7);
     let mut agents = Vec::new();
     for site in sites {
-        add_site(&central, site).await;
+        enrol::add_site(&central, site).await.unwrap();
         let port = proxy.add_site(site).await.unwrap();
-        let boot = bootstrap(&central, site, port, dir).await;
+        let boot = enrol::write_bootstrap(&central, site, vec![port.to_string()], dir)
+            .await
+            .unwrap();
         let agent = Agent::start(
-            agent_config(&dir.join(format!("agent-{site}")), &boot, heartbeat_ms),
+            agents::config(&dir.join(format!("agent-{site}")), &boot, heartbeat_ms),
             Arc::new(RecordingReconciler::default()),
         )
         .await
@@ -59,7 +68,10 @@ async fn a_window_of_one_delivers_a_change_to_every_site() {
     let intents = central.tables().intents();
     for g in 1..=2 {
         for site in sites {
-            intents.upsert(&intent(site, g, 8)).await.unwrap();
+            intents
+                .upsert(&intent_with_networks(&site_id(site), g, 8))
+                .await
+                .unwrap();
         }
         for site in sites {
             wait_for(&format!("{site} applied generation {g}"), LIMIT, || async {
@@ -95,7 +107,10 @@ async fn an_unacknowledged_push_gives_its_slot_back_after_the_timeout() {
     )
     .await;
     let intents = central.tables().intents();
-    intents.upsert(&intent("edge-mute", 1, 8)).await.unwrap();
+    intents
+        .upsert(&intent_with_networks(&site_id("edge-mute"), 1, 8))
+        .await
+        .unwrap();
     wait_for("edge-mute applied generation 1", LIMIT, || async {
         applied_at_central(&central, "edge-mute").await == Generation::new(1)
     })
@@ -104,13 +119,19 @@ async fn an_unacknowledged_push_gives_its_slot_back_after_the_timeout() {
     // Cut edge-mute off: central's connection stays open (idle timeout 30 s) but no
     // acknowledgement can come back. Its next push takes the only slot.
     proxy.cut_site("edge-mute", Duration::from_secs(3600));
-    intents.upsert(&intent("edge-mute", 2, 8)).await.unwrap();
+    intents
+        .upsert(&intent_with_networks(&site_id("edge-mute"), 2, 8))
+        .await
+        .unwrap();
     wait_for("edge-mute's push holds the window", LIMIT, || async {
         central.channel().pushes_in_flight() == 1
     })
     .await;
     let held_since = Instant::now();
-    intents.upsert(&intent("edge-ok", 1, 8)).await.unwrap();
+    intents
+        .upsert(&intent_with_networks(&site_id("edge-ok"), 1, 8))
+        .await
+        .unwrap();
     wait_for(
         "edge-ok applied generation 1",
         Duration::from_secs(20),

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use meridian_common::model::{ReservationState, SiteTier};
+use meridian_emulators::redfish::PowerState;
 use meridian_sim::demo::{self, DemoOptions};
-use meridian_sim::redfish::PowerState;
 use meridian_sim::simfleet::Progress;
 use meridian_sim::simfleet::workloads::ConstraintKind;
 

@@ -10,7 +10,7 @@ use meridian_agent::network::nvue::{NvueClient, NvueConfig, render};
 use meridian_agent::network::{FabricError, FabricSpec, FabricTenant, SwitchFabric};
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
-use meridian_sim::nvue::{Fault, FaultAction, NvueEmulator, NvueEmulatorConfig};
+use meridian_emulators::nvue::{Fault, FaultAction, NvueEmulator, NvueEmulatorConfig};
 use serde_json::json;
 
 fn tenant(name: &str, n: u8, bond: &str, port: &str) -> FabricTenant {

@@ -8,124 +8,15 @@
 //! Needs root (it makes network namespaces) and `ip`, `ping`, which `scripts/test.sh`
 //! installs; without them it fails with a message saying so rather than passing unchecked.
 
+use meridian_testkit::netns::{Namespaces, ns_ok, ok, pings, require, run, veth};
 use std::net::Ipv4Addr;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use meridian_agent::network::nvue::{NvueClient, NvueConfig};
 use meridian_agent::network::{FabricSpec, FabricTenant, SwitchFabric};
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
-use meridian_sim::nvue::{NvueEmulator, NvueEmulatorConfig};
-
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ns_ok(ns: &str, cmd: &str) {
-    let mut args = vec!["ip", "netns", "exec", ns];
-    args.extend(cmd.split_whitespace());
-    ok(&args);
-}
-
-fn require_root_and_tools() {
-    let root = run(&["id", "-u"]).stdout == b"0\n";
-    let missing: Vec<&str> = ["ip", "ping"]
-        .into_iter()
-        .filter(|t| {
-            !run(&["sh", "-c", &format!("command -v {t}")])
-                .status
-                .success()
-        })
-        .collect();
-    assert!(
-        root && missing.is_empty(),
-        "this test needs root and ip, ping (missing: {missing:?}); run scripts/test.sh, which \
-         installs them, as root"
-    );
-}
-
-/// Deletes every namespace whose name starts with the test's prefix, also on panic.
-struct Namespaces {
-    prefix: String,
-}
-
-impl Namespaces {
-    fn add(&self, name: &str) -> String {
-        let full = format!("{}{name}", self.prefix);
-        ok(&["ip", "netns", "add", &full]);
-        ns_ok(&full, "ip link set lo up");
-        full
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        if std::env::var_os("MERIDIAN_KEEP_NETNS").is_some() {
-            eprintln!("keeping namespaces {}*", self.prefix);
-            return;
-        }
-        if let Ok(dir) = std::fs::read_dir("/run/netns") {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&self.prefix) {
-                    let _ = run(&["ip", "netns", "del", &name]);
-                }
-            }
-        }
-    }
-}
-
-/// A veth pair `a` in `ns_a`, `b` in `ns_b`, both up.
-fn veth(ns_a: &str, a: &str, ns_b: &str, b: &str) {
-    // Made in this namespace under names unique to the process, then moved and renamed.
-    let (ta, tb) = (
-        format!("mnk{}a", std::process::id()),
-        format!("mnk{}b", std::process::id()),
-    );
-    ok(&[
-        "ip", "link", "add", &ta, "type", "veth", "peer", "name", &tb,
-    ]);
-    ok(&["ip", "link", "set", &ta, "netns", ns_a, "name", a]);
-    ok(&["ip", "link", "set", &tb, "netns", ns_b, "name", b]);
-    ns_ok(ns_a, &format!("ip link set {a} up"));
-    ns_ok(ns_b, &format!("ip link set {b} up"));
-}
-
-/// Whether `ns` gets an answer from `ip` (a couple of tries, so ARP and learning settle).
-fn pings(ns: &str, ip: Ipv4Addr) -> bool {
-    run(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "ping",
-        "-n",
-        "-q",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "1",
-        &ip.to_string(),
-    ])
-    .status
-    .success()
-}
+use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
 
 /// The names of the links of `ns` with their `ip -d link` detail.
 fn links(ns: &str) -> String {
@@ -190,11 +81,9 @@ fn switch(ns: String, vtep: Ipv4Addr, peer: Ipv4Addr) -> Switch {
 
 #[test]
 fn tenant_traffic_runs_through_emulated_switches() {
-    require_root_and_tools();
+    require(&["ip", "ping"]);
     let started = Instant::now();
-    let nss = Namespaces {
-        prefix: format!("mnk{}-", std::process::id()),
-    };
+    let nss = Namespaces::new(format!("mnk{}-", std::process::id()));
     let underlay = nss.add("ul");
     ok(&[
         "ip",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use meridian_agent::compute::gpu::{
     GpuError, GpuIndex, GpuInventory, GpuReport, MigProfile, MigState, NoGpus,
 };
-use meridian_sim::nvml::{FakeGpu, FakeNvml};
+use meridian_emulators::nvml::{FakeGpu, FakeNvml};
 
 fn profile(p: &str) -> MigProfile {
     MigProfile(p.to_owned())

@@ -16,7 +16,7 @@ use meridian_agent::compute::bmc::{
 };
 use meridian_agent::compute::dpu::{BfbImage, BlueFieldDpu, Dpu, DpuMode};
 use meridian_agent::http_client::TlsTrust;
-use meridian_sim::redfish::{BmcEmulator, BmcProfile, Fault, RunningBmc};
+use meridian_emulators::redfish::{BmcEmulator, BmcProfile, Fault, RunningBmc};
 
 /// Serves `GET /<anything>` with a small body, on 127.0.0.1, until dropped.
 struct Images {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meridian_sim::redfish::{BmcEmulator, BmcProfile, RunningBmc};
+use meridian_emulators::redfish::{BmcEmulator, BmcProfile, RunningBmc};
 
 const SERVICE_VALIDATOR: &str = "rf_service_validator";
 const PROTOCOL_VALIDATOR: &str = "rf_protocol_validator";

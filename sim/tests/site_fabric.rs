@@ -20,7 +20,7 @@ use meridian_agent::reconciler::{AgentLink, Convergence, Reconciler};
 use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{Ipv4Net, SiteIntent};
-use meridian_sim::nvue::{NvueEmulator, NvueEmulatorConfig};
+use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
 use meridian_sim::simfleet::hardware::SwitchView;
 use serde_json::json;
 use site_reconcile_support::*;

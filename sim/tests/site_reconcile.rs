@@ -21,7 +21,6 @@
 //!   emulators and GPUs in this one), restarted until it converges: no duplicate power-on,
 //!   media insert or MIG device, the final state is right, and no step is reported twice.
 
-mod channel_support;
 mod site_reconcile_support;
 
 use std::collections::BTreeMap;
@@ -38,7 +37,7 @@ use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{
     AllocationStatus, ReportBody, ServerState, Severity, SiteIntent, SiteReport,
 };
-use meridian_sim::redfish::{DpuMode, Fault, PowerState};
+use meridian_emulators::redfish::{DpuMode, Fault, PowerState};
 use serde_json::json;
 use site_reconcile_support::*;
 use tokio::sync::{Notify, watch};
@@ -853,23 +852,27 @@ async fn changes_behind_the_agents_back_are_repaired_at_the_periodic_resync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reports_the_generation_applied_by_the_reconciler_to_central() {
-    use channel_support::{
-        add_site, agent_config, applied_at_central, bootstrap, central_config, site_id,
-        stored_reports, wait_for,
-    };
     use meridian_agent::Agent;
     use meridian_agent::config::{GpuInventoryKind, ServerConfig};
     use meridian_central::server::Central;
+    use meridian_testkit::central::{Liveness, any_port, config as central_config};
+    use meridian_testkit::enrol::{add_site, write_bootstrap};
+    use meridian_testkit::fixtures::site_id;
+    use meridian_testkit::observe::{applied_at_central, stored_reports};
+    use meridian_testkit::wait::wait_for;
 
     let dir = tempfile::tempdir().unwrap();
     let central = Central::open(central_config(
         &dir.path().join("central"),
-        "127.0.0.1:0".parse().unwrap(),
+        any_port(),
+        Liveness::Quick,
     ))
     .await
     .unwrap();
-    add_site(&central, SITE).await;
-    let boot = bootstrap(&central, SITE, central.channel().local_addr(), dir.path()).await;
+    add_site(&central, SITE).await.unwrap();
+    let boot = write_bootstrap(&central, SITE, vec![], dir.path())
+        .await
+        .unwrap();
     let servers = start_servers().await;
     let images = Images::start();
     let emu = &servers[0];
@@ -881,7 +884,7 @@ async fn the_agent_reports_the_generation_applied_by_the_reconciler_to_central()
         format!("username = {user:?}\npassword = {password:?}\n"),
     )
     .unwrap();
-    let mut config = agent_config(&dir.path().join("agent"), &boot, 300);
+    let mut config = meridian_testkit::agents::config(&dir.path().join("agent"), &boot, 300);
     config.servers = vec![
         toml::from_str::<ServerConfig>(&format!(
             "id = \"srv-1\"\nbmc_url = \"{}\"\ncredentials_file = {:?}\n",

@@ -38,11 +38,11 @@ use meridian_store::tables::Table;
 use meridian_store::{Revision, Txn};
 
 pub use super::harness::rss_bytes;
-use super::harness::{
-    BoxError, CHANGE_TXN_INTENTS, central_config, empty_intent as intent, site_name, wait_until,
-    write_bootstrap,
-};
+use super::harness::{BoxError, CHANGE_TXN_INTENTS, site_name, write_bootstrap};
 use crate::simfleet::agents::{AgentPool, EnrolWindow};
+use meridian_testkit::central::{Liveness, config as test_central_config};
+use meridian_testkit::fixtures::empty_intent as intent;
+use meridian_testkit::wait::wait_until;
 
 /// Options of `bench channel`.
 #[derive(Debug, Clone)]
@@ -301,7 +301,11 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     let dir = temp.path();
     let boot_dir = dir.join("boot");
     std::fs::create_dir_all(&boot_dir)?;
-    let config = central_config(&dir.join("central"), "127.0.0.1:0".parse()?);
+    let config = test_central_config(
+        &dir.join("central"),
+        "127.0.0.1:0".parse()?,
+        Liveness::Relaxed,
+    );
     let central = Central::open(config.clone()).await?;
     let listen = central.channel().local_addr();
     eprintln!("central on {listen}; creating {n} sites and bootstrap tokens");
@@ -501,7 +505,7 @@ async fn b7_with_servers(
 
     use meridian_common::model::ServerState;
 
-    use crate::redfish::{BmcEmulator, BmcProfile};
+    use meridian_emulators::redfish::{BmcEmulator, BmcProfile};
 
     let count = opts.b7_servers;
     let (user, password) = ("bench", "Bench-Bmc-1");

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use meridian_common::ids::SiteId;
 
-use super::harness::{BoxError, empty_intent, site_name};
+use super::harness::{BoxError, site_name};
+use meridian_testkit::fixtures::empty_intent;
 
 /// The generated client of the etcd v3 API subset (package `etcdserverpb`).
 #[allow(missing_docs, clippy::all)]

@@ -33,8 +33,10 @@ use meridian_common::model::{ReportBody, Severity, SiteReport};
 use meridian_proto::v1 as proto;
 use prost::Message;
 
-use super::harness::{BoxError, central_config, enrol_site, site_name};
+use super::harness::{BoxError, site_name};
 use super::percentile;
+use meridian_testkit::central::{Liveness, config as test_central_config};
+use meridian_testkit::enrol::enrol_site;
 
 use proto::agent_message::Kind as AgentKind;
 use proto::central_message::Kind as CentralKind;
@@ -226,7 +228,11 @@ struct AgentRun {
 pub async fn run(opts: &IngestBenchOptions) -> Result<IngestBenchReport, BoxError> {
     let n = opts.agents.max(1);
     let temp = tempfile::tempdir()?;
-    let config = central_config(&temp.path().join("central"), "127.0.0.1:0".parse()?);
+    let config = test_central_config(
+        &temp.path().join("central"),
+        "127.0.0.1:0".parse()?,
+        Liveness::Relaxed,
+    );
     let central = Arc::new(Central::open(config).await?);
     let addr = central.channel().local_addr();
     eprintln!("B5: central on {addr}; creating {n} sites and bootstrap tokens");

@@ -22,8 +22,12 @@ use meridian_common::ids::{Generation, SiteId};
 use meridian_proto::v1 as proto;
 use prost::Message;
 
-use super::harness::{BoxError, central_config, enrol_site, intent_with_networks, wait_until};
-use crate::proxy::FaultProxy;
+use super::harness::BoxError;
+use meridian_emulators::proxy::FaultProxy;
+use meridian_testkit::central::{Liveness, config as test_central_config};
+use meridian_testkit::enrol::enrol_site;
+use meridian_testkit::fixtures::intent_with_networks;
+use meridian_testkit::wait::wait_until;
 
 /// Options of `meridian-sim bench resync`.
 #[derive(Debug, Clone)]
@@ -145,7 +149,11 @@ impl std::fmt::Display for ResyncBenchReport {
 pub async fn run(opts: &ResyncBenchOptions) -> Result<ResyncBenchReport, BoxError> {
     let temp = tempfile::tempdir()?;
     let dir = temp.path();
-    let mut config = central_config(&dir.join("central"), "127.0.0.1:0".parse()?);
+    let mut config = test_central_config(
+        &dir.join("central"),
+        "127.0.0.1:0".parse()?,
+        Liveness::Relaxed,
+    );
     // The old connection must be gone before the heal, so everything after it is the resync.
     config.channel.idle_timeout_ms = 1_500;
     config.channel.disconnect_after_ms = 1_500;
@@ -187,7 +195,13 @@ async fn measure(
 ) -> Result<ResyncBenchReport, BoxError> {
     let limit = Duration::from_secs(60);
     let intents = central.tables().intents();
-    let intent = |g: u64| intent_with_networks(site, g, opts.networks + (g % 50) as usize);
+    let intent = |g: u64| {
+        Ok::<_, BoxError>(intent_with_networks(
+            site,
+            g,
+            opts.networks + (g % 50) as usize,
+        ))
+    };
     intents.upsert(&intent(1)?).await?;
     let held = |g: u64| {
         agent

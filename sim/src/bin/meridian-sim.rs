@@ -53,10 +53,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: std::net::SocketAddr,
         /// Administrator user name.
-        #[arg(long, default_value = meridian_sim::redfish::BmcEmulator::DEFAULT_USER)]
+        #[arg(long, default_value = meridian_emulators::redfish::BmcEmulator::DEFAULT_USER)]
         user: String,
         /// Administrator password.
-        #[arg(long, default_value = meridian_sim::redfish::BmcEmulator::DEFAULT_PASSWORD)]
+        #[arg(long, default_value = meridian_emulators::redfish::BmcEmulator::DEFAULT_PASSWORD)]
         password: String,
         /// Serve HTTPS with a self-signed certificate, written to this file (PEM).
         #[arg(long)]
@@ -659,7 +659,7 @@ async fn run_bmc(
     password: String,
     https_cert_out: Option<PathBuf>,
 ) -> ExitCode {
-    use meridian_sim::redfish::{BmcEmulator, BmcProfile};
+    use meridian_emulators::redfish::{BmcEmulator, BmcProfile};
     let profile = match profile {
         "gpu-server" => BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 8]),
         "bluefield3" => BmcProfile::bluefield3(),

@@ -30,9 +30,9 @@ use meridian_agent::reconcile::{
 use meridian_common::model::{GpuModel, Ipv4Net, MigConfig, Server};
 use serde_json::Value;
 
-use crate::nvml::{FakeGpu, FakeNvml};
-use crate::nvue::{NvueEmulator, NvueEmulatorConfig};
-use crate::redfish::{BmcEmulator, BmcEmulatorError, BmcProfile, DpuMode, RunningBmc};
+use meridian_emulators::nvml::{FakeGpu, FakeNvml};
+use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
+use meridian_emulators::redfish::{BmcEmulator, BmcEmulatorError, BmcProfile, DpuMode, RunningBmc};
 
 /// How long the emulated BMCs take per power phase (real ones: tens of seconds).
 pub const POWER_DELAY: Duration = Duration::from_millis(200);

@@ -75,7 +75,6 @@ use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::{Central, CentralError};
 use meridian_client::{Clients, Target};
-use meridian_common::channel::bootstrap::BootstrapFile;
 use meridian_common::ids::{SiteId, Timestamp, UserId, WorkloadId};
 use meridian_common::model::{ReservationState, ServerState, SiteState, SiteTier, Workload};
 use meridian_proto::v1 as proto;
@@ -86,9 +85,9 @@ pub use progress::Progress;
 pub use summary::{HardwareView, SimSummary, TierUse};
 
 use crate::fleet::{self, Fleet, FleetSpec};
-use crate::proxy::FaultProxy;
 use agents::{AgentPool, AgentPoolError};
 use hardware::SiteHardware;
+use meridian_emulators::proxy::FaultProxy;
 use workloads::{ConstraintKind, WorkloadMix};
 
 /// Most sites with emulated hardware by default (all sites of the default 50-site fleet).
@@ -176,26 +175,6 @@ pub enum SimFleetError {
     Connect(#[from] meridian_client::CliError),
     #[error("{0}")]
     Timeout(String),
-}
-
-/// The bootstrap file of `site` with a fresh bootstrap token (one day), naming
-/// `central_addresses` (central itself, or a fault proxy in front of it).
-pub async fn bootstrap_file(
-    central: &Central,
-    site: &SiteId,
-    central_addresses: Vec<String>,
-) -> Result<BootstrapFile, meridian_central::tokens::TokenError> {
-    let token = central
-        .channel()
-        .tokens()
-        .create(
-            site,
-            Duration::from_secs(24 * 3600),
-            meridian_central::clock::now(),
-            "simulator",
-        )
-        .await?;
-    Ok(token.bootstrap_file(central_addresses, central.ca().fingerprint()))
 }
 
 /// A submitted workload.
@@ -438,7 +417,8 @@ impl SimFleet {
             } else {
                 central.channel().advertised()
             };
-            let file = bootstrap_file(&central, &site.id, addresses).await?;
+            let file =
+                meridian_testkit::enrol::bootstrap_file(&central, &site.id, addresses).await?;
             std::fs::write(pool.bootstrap_path(i), file.render()).map_err(SimFleetError::Dir)?;
             let reconciler: Arc<dyn Reconciler> = match hardware.get(&i) {
                 Some(hw) => Arc::new(hw.reconciler(options.resync)?),

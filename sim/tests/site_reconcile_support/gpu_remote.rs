@@ -19,7 +19,7 @@ use meridian_agent::compute::gpu::{
     GpuDevice, GpuError, GpuIndex, GpuInventory, GpuMemory, GpuReport, GpuUuid, MigDevice, MigMode,
     MigProfile, MigState, NoGpus, Utilisation,
 };
-use meridian_sim::nvml::FakeNvml;
+use meridian_emulators::nvml::FakeNvml;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 

@@ -19,9 +19,9 @@ use meridian_agent::reconcile::{RetryPolicy, ServerDrivers, ServerSpec, SiteReco
 use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Sequence, ServerId};
 use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
+use meridian_emulators::nvml::{FakeGpu, FakeNvml};
+use meridian_emulators::redfish::{BmcEmulator, BmcProfile, DpuMode, RunningBmc};
 use meridian_proto::v1 as proto;
-use meridian_sim::nvml::{FakeGpu, FakeNvml};
-use meridian_sim::redfish::{BmcEmulator, BmcProfile, DpuMode, RunningBmc};
 
 pub mod gpu_remote;
 

@@ -3,20 +3,25 @@
 //! then central restarting under them. Every agent must get its session both times, through
 //! the refusal and the Retry paths of the accept loop, each taken at least once.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use meridian_central::server::Central;
-use support::*;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::wait::wait_for;
 
 const AGENTS: usize = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_get_through_refusals_and_retries_and_come_back_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = central_config(&dir.path().join("central"));
+    let mut config = test_central::config(
+        &dir.path().join("central"),
+        test_central::any_port(),
+        Liveness::Quick,
+    );
     config.channel.max_concurrent_handshakes = 2;
     config.channel.retry_above_pending = 1;
     config.channel.handshakes_per_second = 200;
@@ -25,15 +30,17 @@ async fn agents_get_through_refusals_and_retries_and_come_back_after_a_restart()
     let mut configs = Vec::new();
     for i in 0..AGENTS {
         let site = format!("storm-{i:02}");
-        add_site(&central, &site).await;
-        let boot = bootstrap(&central, &site, dir.path()).await;
-        let mut c = agent_config(&dir.path().join(format!("agent-{i}")), &boot);
+        enrol::add_site(&central, &site).await.unwrap();
+        let boot = enrol::write_bootstrap(&central, &site, vec![], dir.path())
+            .await
+            .unwrap();
+        let mut c = agents::config(&dir.path().join(format!("agent-{i}")), &boot, 300);
         c.heartbeat_interval_ms = 1_000;
         configs.push(c);
     }
     let mut agents = Vec::new();
     for c in configs {
-        agents.push(start_agent(c).await.0);
+        agents.push(agents::start_recording(c).await.unwrap().0);
     }
     let limit = Duration::from_secs(120);
     wait_for("every agent's first session", limit, || async {

@@ -2,11 +2,13 @@
 //! central's `servers/` table (servers no longer reported are removed), a `ServerState` report
 //! updates one server, and an inventory naming another site's server is refused.
 
-mod support;
-
 use meridian_common::ids::ServerId;
 use meridian_common::model::{ReportBody, Server, ServerState};
-use support::*;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 
 fn server(site: &str, id: &str) -> Server {
     serde_json::from_value(serde_json::json!({
@@ -27,10 +29,16 @@ fn server(site: &str, id: &str) -> Server {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_and_server_state_reports_become_central_servers() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(&dir.path().join("central")).await;
-    add_site(&central, "edge-inv").await;
-    let boot = bootstrap(&central, "edge-inv", dir.path()).await;
-    let (agent, _) = start_agent(agent_config(&dir.path().join("agent"), &boot)).await;
+    let central = test_central::start(&dir.path().join("central"))
+        .await
+        .unwrap();
+    enrol::add_site(&central, "edge-inv").await.unwrap();
+    let boot = enrol::write_bootstrap(&central, "edge-inv", vec![], dir.path())
+        .await
+        .unwrap();
+    let (agent, _) = agents::start_recording(agents::config(&dir.path().join("agent"), &boot, 300))
+        .await
+        .unwrap();
     let tables = central.tables();
     let site = site_id("edge-inv");
     wait_for("site online", LIMIT, || async {

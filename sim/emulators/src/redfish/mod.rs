@@ -2,9 +2,9 @@
 //! profile, for the site agent's `Bmc` and `Dpu` drivers and the reconciler's tests.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), meridian_sim::redfish::BmcEmulatorError> {
+//! # async fn demo() -> Result<(), meridian_emulators::redfish::BmcEmulatorError> {
 //! use std::time::Duration;
-//! use meridian_sim::redfish::{BmcEmulator, BmcProfile, Fault};
+//! use meridian_emulators::redfish::{BmcEmulator, BmcProfile, Fault};
 //!
 //! let bmc = BmcEmulator::new(BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 8]))
 //!     .credentials("admin", "Meridian-Bmc-1")

@@ -7,11 +7,11 @@
 //!
 //! Run with `--nocapture` to see the isolation matrix and the intent-change timings.
 
+use meridian_testkit::netns::{Namespaces, enter, in_ns, ns_ok, ok, require, run};
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,89 +27,6 @@ const WAN_GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const WAN_CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
 const PUBLIC_PORT: u16 = 8080;
 const BACKEND_PORT: u16 = 8000;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"))
-}
-
-fn ok(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ns_ok(ns: &str, cmd: &str) {
-    let mut args = vec!["ip", "netns", "exec", ns];
-    args.extend(cmd.split_whitespace());
-    ok(&args);
-}
-
-fn require_root_and_tools() {
-    let root = run(&["id", "-u"]).stdout == b"0\n";
-    let missing: Vec<&str> = ["ip", "nft", "ping"]
-        .into_iter()
-        .filter(|t| {
-            !run(&["sh", "-c", &format!("command -v {t}")])
-                .status
-                .success()
-        })
-        .collect();
-    assert!(
-        root && missing.is_empty(),
-        "this test needs root and ip, nft, ping (missing: {missing:?}); run scripts/test.sh, \
-         which installs them, as root"
-    );
-}
-
-/// Deletes every namespace whose name starts with the test's prefix, also on panic.
-struct Namespaces {
-    prefix: String,
-}
-
-impl Namespaces {
-    fn add(&self, name: &str) -> String {
-        let full = format!("{}{name}", self.prefix);
-        ok(&["ip", "netns", "add", &full]);
-        ns_ok(&full, "ip link set lo up");
-        full
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        if std::env::var_os("MERIDIAN_KEEP_NETNS").is_some() {
-            eprintln!("keeping namespaces {}*", self.prefix);
-            return;
-        }
-        if let Ok(dir) = std::fs::read_dir("/run/netns") {
-            for e in dir.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with(&self.prefix) {
-                    let _ = run(&["ip", "netns", "del", &name]);
-                }
-            }
-        }
-    }
-}
-
-/// Runs `f` on a thread inside namespace `ns` (sockets made there stay there).
-fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
 
 /// A TCP server in a namespace: answers any request with an HTTP 200 naming `who`, or, when
 /// the request starts with `SINK`, counts the bytes it receives and sends the count back.
@@ -130,8 +47,7 @@ fn serve(ns: &str, addr: Ipv4Addr, port: u16, who: &str) -> Server {
     let path = format!("/run/netns/{ns}");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let file = File::open(&path).expect("open netns");
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        enter(&path);
         let listener = TcpListener::bind((addr, port)).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         tx.send(()).expect("ready");
@@ -376,11 +292,9 @@ fn total_changes(reports: &[(String, ChangeReport)]) -> usize {
 
 #[test]
 fn tenants_are_isolated_on_the_real_kernel() {
-    require_root_and_tools();
+    require(&["ip", "nft", "ping"]);
     let prefix = format!("mt{:x}-", std::process::id() % 0xffff);
-    let spaces = Namespaces {
-        prefix: prefix.clone(),
-    };
+    let spaces = Namespaces::new(prefix.clone());
 
     // Underlay: one routed namespace with a bridge per site.
     let u = spaces.add("u");

@@ -2,57 +2,17 @@
 //! create the token and export the bootstrap file, then the server) and `meridian-agent`, as
 //! processes on 127.0.0.1.
 
-mod support;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use meridian_common::model::SiteState;
-use support::*;
-
-const AGENT: &str = env!("CARGO_BIN_EXE_meridian-agent");
-
-/// `meridian-central` sits next to `meridian-agent` in the target directory; built on demand
-/// when this crate's tests run alone.
-fn central_bin() -> PathBuf {
-    let path = Path::new(AGENT).with_file_name("meridian-central");
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-p",
-                "meridian-central",
-                "--bin",
-                "meridian-central",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn clean(mut cmd: Command) -> Command {
-    for (key, _) in std::env::vars() {
-        if key.starts_with("MERIDIAN_") || key == "RUST_LOG" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::processes::{Reaped, binary, clean, free_port, terminate, wait_log};
 
 fn central_cmd(data: &Path, port: u16) -> Command {
-    let mut c = clean(Command::new(central_bin()));
+    let mut c = clean(Command::new(binary("meridian-central", "meridian-central")));
     c.env("MERIDIAN_CENTRAL_DATA_DIR", data)
         .env(
             "MERIDIAN_CENTRAL_CHANNEL__LISTEN",
@@ -63,8 +23,8 @@ fn central_cmd(data: &Path, port: u16) -> Command {
     c
 }
 
-fn agent(data: &Path, boot: &Path, log: &Path) -> Child {
-    let mut c = clean(Command::new(AGENT));
+fn agent(data: &Path, boot: &Path, log: &Path) -> Reaped {
+    let mut c = clean(Command::new(binary("meridian-agent", "meridian-agent")));
     c.env("MERIDIAN_AGENT_DATA_DIR", data)
         .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", boot)
         .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
@@ -72,53 +32,24 @@ fn agent(data: &Path, boot: &Path, log: &Path) -> Child {
         .env("MERIDIAN_AGENT_BACKOFF_MAX_MS", "500")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
-    c.spawn().unwrap()
-}
-
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn wait_log(path: &Path, needle: &str) {
-    let deadline = Instant::now() + LIMIT;
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .contains(needle)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "{needle:?} never appeared in {}:\n{}",
-        path.display(),
-        std::fs::read_to_string(path).unwrap_or_default()
-    );
+    Reaped(c.spawn().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_binaries_enrol_connect_and_refuse_a_replayed_token() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("central");
-    let port = free_udp_port();
+    let port = free_port(true);
     // The operator creates the site (through the library here) ...
     {
-        let central = meridian_central::server::Central::open(central_config(&data))
-            .await
-            .unwrap();
-        add_site(&central, "edge-bin").await;
+        let central = meridian_central::server::Central::open(test_central::config(
+            &data,
+            test_central::any_port(),
+            Liveness::Quick,
+        ))
+        .await
+        .unwrap();
+        enrol::add_site(&central, "edge-bin").await.unwrap();
         central.shutdown().await;
     }
     // ... then a token and its bootstrap file with the CLI, central stopped.
@@ -137,11 +68,13 @@ async fn real_binaries_enrol_connect_and_refuse_a_replayed_token() {
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
 
     let central_log = dir.path().join("central.log");
-    let central = central_cmd(&data, port)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&central_log).unwrap())
-        .spawn()
-        .unwrap();
+    let central = Reaped(
+        central_cmd(&data, port)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&central_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     wait_log(&central_log, "agent channel listening");
 
     let log = dir.path().join("agent.log");
@@ -156,9 +89,13 @@ async fn real_binaries_enrol_connect_and_refuse_a_replayed_token() {
     terminate(central);
 
     // Central recorded the site (Online, since the agent connected) and spent the token.
-    let central = meridian_central::server::Central::open(central_config(&data))
-        .await
-        .unwrap();
+    let central = meridian_central::server::Central::open(test_central::config(
+        &data,
+        test_central::any_port(),
+        Liveness::Quick,
+    ))
+    .await
+    .unwrap();
     let site = central
         .tables()
         .sites()

@@ -1,26 +1,35 @@
 //! In-process channel tests: real central, real agents, QUIC on 127.0.0.1, sled in temp dirs.
 
-mod support;
-
 use std::time::Duration;
 
 use meridian_common::ids::{Generation, Sequence};
 use meridian_common::model::{ReportBody, Severity, SiteState};
-use support::*;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central, Liveness};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrol_session_push_ack_and_reports() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(&dir.path().join("central")).await;
-    add_site(&central, "edge-1").await;
-    let boot = bootstrap(&central, "edge-1", dir.path()).await;
+    let central = test_central::start(&dir.path().join("central"))
+        .await
+        .unwrap();
+    enrol::add_site(&central, "edge-1").await.unwrap();
+    let boot = enrol::write_bootstrap(&central, "edge-1", vec![], dir.path())
+        .await
+        .unwrap();
     central
         .tables()
         .intents()
-        .upsert(&intent("edge-1", 1))
+        .upsert(&empty_intent(&site_id("edge-1"), 1))
         .await
         .unwrap();
-    let (agent, rec) = start_agent(agent_config(&dir.path().join("agent"), &boot)).await;
+    let (agent, rec) =
+        agents::start_recording(agents::config(&dir.path().join("agent"), &boot, 300))
+            .await
+            .unwrap();
 
     let tables = central.tables();
     wait_for("site online", LIMIT, || async {
@@ -47,7 +56,11 @@ async fn enrol_session_push_ack_and_reports() {
     })
     .await;
     for g in 2..=3 {
-        tables.intents().upsert(&intent("edge-1", g)).await.unwrap();
+        tables
+            .intents()
+            .upsert(&empty_intent(&site_id("edge-1"), g))
+            .await
+            .unwrap();
     }
     wait_for("generation 3 applied", LIMIT, || async {
         central
@@ -117,15 +130,19 @@ async fn enrol_session_push_ack_and_reports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_restart_keeps_intent_and_reports_and_replaces_session() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(&dir.path().join("central")).await;
-    add_site(&central, "edge-2").await;
-    let boot = bootstrap(&central, "edge-2", dir.path()).await;
-    let config = agent_config(&dir.path().join("agent"), &boot);
-    let (agent, _) = start_agent(config.clone()).await;
+    let central = test_central::start(&dir.path().join("central"))
+        .await
+        .unwrap();
+    enrol::add_site(&central, "edge-2").await.unwrap();
+    let boot = enrol::write_bootstrap(&central, "edge-2", vec![], dir.path())
+        .await
+        .unwrap();
+    let config = agents::config(&dir.path().join("agent"), &boot, 300);
+    let (agent, _) = agents::start_recording(config.clone()).await.unwrap();
     central
         .tables()
         .intents()
-        .upsert(&intent("edge-2", 5))
+        .upsert(&empty_intent(&site_id("edge-2"), 5))
         .await
         .unwrap();
     wait_for("generation 5 held", LIMIT, || async {
@@ -153,7 +170,7 @@ async fn agent_restart_keeps_intent_and_reports_and_replaces_session() {
     // Compacted to the latest metrics report.
     assert_eq!(store.buffered(), 1);
     drop(store);
-    let (agent, rec) = start_agent(config).await;
+    let (agent, rec) = agents::start_recording(config).await.unwrap();
     // The held intent is in force again at start, before any session.
     assert_eq!(rec.applied(), vec![Generation::new(5)]);
     wait_for("buffered report delivered", LIMIT, || async {
@@ -169,13 +186,19 @@ async fn agent_restart_keeps_intent_and_reports_and_replaces_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificate_renews_over_the_session_and_expired_agent_recovers_with_new_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = central_config(&dir.path().join("central"));
+    let mut cfg = test_central::config(
+        &dir.path().join("central"),
+        test_central::any_port(),
+        Liveness::Quick,
+    );
     cfg.channel.site_cert_lifetime_s = 6;
     let central = meridian_central::server::Central::open(cfg).await.unwrap();
-    add_site(&central, "edge-3").await;
-    let boot = bootstrap(&central, "edge-3", dir.path()).await;
-    let config = agent_config(&dir.path().join("agent"), &boot);
-    let (agent, _) = start_agent(config.clone()).await;
+    enrol::add_site(&central, "edge-3").await.unwrap();
+    let boot = enrol::write_bootstrap(&central, "edge-3", vec![], dir.path())
+        .await
+        .unwrap();
+    let config = agents::config(&dir.path().join("agent"), &boot, 300);
+    let (agent, _) = agents::start_recording(config.clone()).await.unwrap();
     wait_for("certificate renewed at 2/3 of its life", LIMIT, || async {
         agent.status().unwrap().renewals >= 1
     })
@@ -183,7 +206,7 @@ async fn certificate_renews_over_the_session_and_expired_agent_recovers_with_new
     agent.shutdown().await;
     // Offline past expiry: the old token cannot help; the agent says what to do.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let (agent, _) = start_agent(config.clone()).await;
+    let (agent, _) = agents::start_recording(config.clone()).await.unwrap();
     wait_for("agent reports it needs a new token", LIMIT, || async {
         agent
             .status()
@@ -193,7 +216,9 @@ async fn certificate_renews_over_the_session_and_expired_agent_recovers_with_new
     })
     .await;
     // The operator issues a new token; the file is replaced; the agent re-enrols by itself.
-    let fresh = bootstrap(&central, "edge-3", dir.path()).await;
+    let fresh = enrol::write_bootstrap(&central, "edge-3", vec![], dir.path())
+        .await
+        .unwrap();
     std::fs::copy(&fresh, &boot).unwrap();
     let sessions_before = agent.status().unwrap().sessions;
     wait_for("re-enrolled and connected", LIMIT, || async {

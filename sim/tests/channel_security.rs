@@ -1,8 +1,6 @@
 //! R5 (token replay, expiry, revocation, foreign token), R6 (impersonation, revoked site) and
 //! bad input, against a real central over QUIC on 127.0.0.1.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use meridian_agent::enroll::{EnrollError, enroll};
@@ -13,8 +11,12 @@ use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use meridian_store::RangeRequest;
+use meridian_testkit::agents;
+use meridian_testkit::central::{self as test_central};
+use meridian_testkit::enrol;
+use meridian_testkit::fixtures::*;
+use meridian_testkit::wait::{LIMIT, wait_for};
 use proto::EnrollErrorCode as Code;
-use support::*;
 
 fn endpoint() -> quinn::Endpoint {
     tls::client_endpoint("127.0.0.1:0".parse().unwrap(), 1 << 20).unwrap()
@@ -37,9 +39,9 @@ async fn audit_count(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_replayed_expired_revoked_and_foreign_tokens_never_enrol() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(dir.path()).await;
-    add_site(&central, "site-a").await;
-    add_site(&central, "site-b").await;
+    let central = test_central::start(dir.path()).await.unwrap();
+    enrol::add_site(&central, "site-a").await.unwrap();
+    enrol::add_site(&central, "site-b").await.unwrap();
     let tokens = central.channel().tokens();
     let now = meridian_central::clock::now();
     let ep = endpoint();
@@ -171,9 +173,9 @@ async fn send(s: &mut quinn::SendStream, kind: proto::agent_message::Kind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(&dir.path().join("c")).await;
-    add_site(&central, "site-a").await;
-    add_site(&central, "site-b").await;
+    let central = test_central::start(&dir.path().join("c")).await.unwrap();
+    enrol::add_site(&central, "site-a").await.unwrap();
+    enrol::add_site(&central, "site-b").await.unwrap();
     let ep = endpoint();
     let now = meridian_central::clock::now();
     let tokens = central.channel().tokens();
@@ -190,7 +192,7 @@ async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_withi
     central
         .tables()
         .intents()
-        .upsert(&intent("site-b", 7))
+        .upsert(&empty_intent(&site_id("site-b"), 7))
         .await
         .unwrap();
 
@@ -336,11 +338,15 @@ async fn r6_a_certificate_cannot_speak_for_b_and_a_revoked_site_is_refused_withi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_neither_crashes_central_nor_stalls_other_sites() {
     let dir = tempfile::tempdir().unwrap();
-    let central = start_central(&dir.path().join("c")).await;
-    add_site(&central, "good").await;
-    add_site(&central, "bad").await;
-    let boot = bootstrap(&central, "good", dir.path()).await;
-    let (agent, _) = start_agent(agent_config(&dir.path().join("agent"), &boot)).await;
+    let central = test_central::start(&dir.path().join("c")).await.unwrap();
+    enrol::add_site(&central, "good").await.unwrap();
+    enrol::add_site(&central, "bad").await.unwrap();
+    let boot = enrol::write_bootstrap(&central, "good", vec![], dir.path())
+        .await
+        .unwrap();
+    let (agent, _) = agents::start_recording(agents::config(&dir.path().join("agent"), &boot, 300))
+        .await
+        .unwrap();
     wait_for("good site connected", LIMIT, || async {
         agent.status().unwrap().connected
     })
@@ -409,7 +415,7 @@ async fn bad_input_neither_crashes_central_nor_stalls_other_sites() {
     central
         .tables()
         .intents()
-        .upsert(&intent("good", 2))
+        .upsert(&empty_intent(&site_id("good"), 2))
         .await
         .unwrap();
     wait_for("good site got its intent", LIMIT, || async {
