@@ -184,7 +184,9 @@ impl Central {
         &self.lifecycle_handle
     }
 
-    /// Stops every component and closes the store once the last user lets go of it.
+    /// Stops every component and closes the store once the last user lets go of it. Bounded:
+    /// the API drains running calls for up to 5 s, the lifecycle a running pass for up to
+    /// [`lifecycle::DRAIN`](crate::lifecycle::DRAIN), the channel its sessions for up to 2 s.
     pub async fn shutdown(self) {
         self.api.shutdown().await;
         self.lifecycle.shutdown().await;

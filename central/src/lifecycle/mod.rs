@@ -45,6 +45,9 @@ use meridian_store::schema::{DIRTY_PREFIX, workload_dirty_marker};
 use meridian_store::tables::{Table, TableError, Versioned};
 use meridian_store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
 
+/// How long shutting down waits for a running pass.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
 /// Longest time between passes.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Shortest time between two planner rebuilds after fleet changes.
@@ -230,9 +233,19 @@ impl Lifecycle {
     }
 
     /// Stops the tasks.
+    /// Stops the passes and watches; a pass still running gets [`DRAIN`] to finish its
+    /// store transaction (each is atomic, so one cut short leaves nothing half-written).
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(DRAIN, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(after = ?DRAIN, "lifecycle tasks did not stop in time; aborting them");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }
 
