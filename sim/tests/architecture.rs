@@ -29,7 +29,10 @@ const MERIDIAN: &[(&str, &[&str])] = &[
         "meridian-agent",
         &["meridian-common", "meridian-proto", "meridian-channel"],
     ),
-    ("meridian-provisioning", &["meridian-common", "meridian-proto"]),
+    (
+        "meridian-provisioning",
+        &["meridian-common", "meridian-proto"],
+    ),
     (
         "meridian-emulators",
         &["meridian-common", "meridian-proto", "meridian-agent"],
@@ -60,7 +63,9 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // Shared vocabulary: no IO runtime and no sockets.
     (
         "meridian-common",
-        &["tokio", "quinn", "sled", "rustls", "socket2", "nix", "hyper"],
+        &[
+            "tokio", "quinn", "sled", "rustls", "socket2", "nix", "hyper",
+        ],
     ),
     // Records, not services.
     ("meridian-store", &["tonic", "quinn", "rustls", "hyper"]),
@@ -103,7 +108,13 @@ fn violations(metadata: &Value) -> Vec<String> {
 fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");

@@ -252,14 +252,9 @@ fn site_intent(
     exposures: &[Exposure],
 ) -> SiteIntent {
     SiteIntent {
-        site: SiteId::parse(site).unwrap(),
-        generation: Generation(generation),
         networks: tenants.iter().map(|t| t.net.clone()).collect(),
-        allocations: vec![],
         exposures: exposures.to_vec(),
-        volumes: vec![],
-        server_actions: vec![],
-        pools: vec![],
+        ..SiteIntent::empty(SiteId::parse(site).unwrap(), Generation(generation))
     }
 }
 

@@ -19,7 +19,7 @@
 //! A pass runs when woken (a new or canceled workload, a site applying an intent) and at least
 //! every [`TICK`], so windows start and end within a tick.
 
-mod publish;
+mod changes;
 mod step;
 
 use std::collections::BTreeSet;
@@ -488,7 +488,7 @@ impl Runner {
             }
         }
         let (summary, unmet) =
-            publish::publish(&self.publisher, &self.tables, now, changes).await?;
+            changes::publish_changes(&self.publisher, &self.tables, now, changes).await?;
         if !summary.published.is_empty() {
             tracing::debug!(sites = summary.published.len(), "published intents");
         }

@@ -170,3 +170,20 @@ pub struct SiteIntent {
     #[serde(default)]
     pub pools: Vec<PoolAssignment>,
 }
+
+impl SiteIntent {
+    /// An intent of `site` at `generation` that asks for nothing (no networks, allocations,
+    /// exposures, volumes, actions or pools).
+    pub fn empty(site: SiteId, generation: Generation) -> Self {
+        SiteIntent {
+            site,
+            generation,
+            networks: vec![],
+            allocations: vec![],
+            exposures: vec![],
+            volumes: vec![],
+            server_actions: vec![],
+            pools: vec![],
+        }
+    }
+}

@@ -27,16 +27,7 @@ pub fn site_record(id: &str) -> Site {
 
 /// An empty intent of `site` at `generation`.
 pub fn empty_intent(site: &SiteId, generation: u64) -> SiteIntent {
-    SiteIntent {
-        site: site.clone(),
-        generation: Generation::new(generation),
-        networks: vec![],
-        allocations: vec![],
-        exposures: vec![],
-        volumes: vec![],
-        server_actions: vec![],
-        pools: vec![],
-    }
+    SiteIntent::empty(site.clone(), Generation::new(generation))
 }
 
 /// An intent of `site` at `generation` with `networks` tenant networks (to give a snapshot

@@ -185,14 +185,8 @@ mod tests {
 
     fn intent(allocations: Vec<Allocation>) -> SiteIntent {
         SiteIntent {
-            site: SiteId::parse("edge-1").unwrap(),
-            generation: Generation::new(4),
-            networks: vec![],
             allocations,
-            exposures: vec![],
-            volumes: vec![],
-            server_actions: vec![],
-            pools: vec![],
+            ..SiteIntent::empty(SiteId::parse("edge-1").unwrap(), Generation::new(4))
         }
     }
 

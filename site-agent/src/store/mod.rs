@@ -443,16 +443,7 @@ mod tests {
     }
 
     fn intent(generation: u64) -> SiteIntent {
-        SiteIntent {
-            site: site(),
-            generation: Generation::new(generation),
-            networks: vec![],
-            allocations: vec![],
-            exposures: vec![],
-            volumes: vec![],
-            server_actions: vec![],
-            pools: vec![],
-        }
+        SiteIntent::empty(site(), Generation::new(generation))
     }
 
     #[test]

@@ -3,16 +3,7 @@ use meridian_common::model::{GpuSlot, PoolAssignment};
 use super::*;
 
 fn intent(site: &str, generation: u64) -> SiteIntent {
-    SiteIntent {
-        site: site.parse().unwrap(),
-        generation: Generation::new(generation),
-        networks: vec![],
-        allocations: vec![],
-        exposures: vec![],
-        volumes: vec![],
-        server_actions: vec![],
-        pools: vec![],
-    }
+    SiteIntent::empty(site.parse().unwrap(), Generation::new(generation))
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::LifecycleError;
 /// Publishes new intents for the sites of the changed workloads (old and new) and releases
 /// deleted tenants' networks; returns the workloads some replica of which could not be
 /// fitted, with the reason.
-pub async fn publish(
+pub async fn publish_changes(
     publisher: &Publisher,
     tables: &Tables,
     now: Timestamp,
