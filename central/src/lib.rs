@@ -9,7 +9,8 @@
 //!
 //! The pure planner and compiler are `meridian-plan`, the store and every stored record
 //! `meridian-store`, the QUIC/TLS plumbing shared with the agent `meridian-channel`, the CLI
-//! `meridian-client`; central depends on them, never they on central.
+//! `meridian-client`; central depends on them, never they on central, and central never
+//! depends on the client, the emulators or the testkit.
 
 pub mod accounts;
 pub mod audit;

@@ -1,5 +1,5 @@
 //! Meridian's protobuf definitions (package `meridian.v1`) and the prost/tonic code generated
-//! from them.
+//! from them. The bottom of the workspace: it depends on no other Meridian crate.
 //!
 //! The `.proto` sources live in `proto/meridian/v1/`:
 //!

@@ -3,7 +3,8 @@
 //! ([`scenario`]) and the benchmark suite with its fuzzer ([`bench`]); `sim/tests` holds the
 //! workspace's tests that need more than one product crate. The emulators are
 //! `meridian-emulators`, the harness that starts central, agents and emulated hardware
-//! `meridian-testkit`.
+//! `meridian-testkit`. Nothing in the product depends on this crate (or on the emulators or the
+//! testkit).
 
 pub mod bench;
 pub mod demo;

@@ -8,6 +8,10 @@
 //! servers, [`reconciler::RecordingReconciler`] (records what it would apply).
 //! The device drivers the reconciler drives are traits: [`network`] for tenant networking and
 //! [`compute`] for servers (Redfish BMCs), BlueField DPUs and GPUs (NVML).
+//!
+//! Stands alone: among Meridian's crates it depends on `meridian-common`, `meridian-proto` and
+//! `meridian-channel` only, and never on central, its store or its planner, not even in its
+//! tests (checked by `sim/tests/architecture.rs`).
 
 pub mod compute;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The API client library (connect, authenticate, typed calls) and `meridian`, the tenant and
 //! operator command line built on it. It speaks only the public gRPC API: it depends on
-//! `meridian-proto` and `meridian-common` among Meridian's crates, never on central.
+//! `meridian-proto` and `meridian-common` among Meridian's crates, never on central (checked by
+//! `sim/tests/architecture.rs`).
 //!
 //! Exit codes scripts can rely on (also in `docs/cli.md`):
 //!

@@ -10,7 +10,8 @@
 //! Everything here is a synchronous function over values: no IO, no clock (time is an
 //! argument), no randomness without a seed. This crate depends on `meridian-common` only
 //! among Meridian's crates, and on no async, store, network or RPC crate: its Cargo.toml is
-//! the purity rule, checked by the compiler.
+//! the purity rule, checked by the compiler (and by `sim/tests/architecture.rs`, which also
+//! fails if anything but `meridian-common` appears among its Meridian dependencies).
 
 pub mod compiler;
 pub mod networks;

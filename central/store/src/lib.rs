@@ -18,7 +18,8 @@
 //! [`schema`] says what every stored record is, where it lives and how it is encoded.
 //!
 //! This crate depends on `meridian-common` and `meridian-proto` only among Meridian's crates:
-//! it knows records, never the services that write them.
+//! it knows records, never the services that write them, and never depends on central, the
+//! planner, RPC (tonic) or QUIC.
 
 mod codec;
 pub mod commit_rate;

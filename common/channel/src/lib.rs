@@ -4,7 +4,8 @@
 //!
 //! The protocol itself (frames, sequence numbers, back-off, the bootstrap file) is plain data
 //! in `meridian_common::channel`; this crate is where quinn, rustls and sockets begin. Only
-//! `meridian-common` among Meridian's crates is below it.
+//! `meridian-common` and `meridian-proto` among Meridian's crates are below it; it never
+//! depends on central or the agent, which both build on it.
 
 pub mod frame_io;
 pub mod socket;

@@ -13,7 +13,8 @@
 //! - [`netns`]: network namespaces, veth pairs and commands in them, for kernel tests.
 //!
 //! Real parts only: a real central (QUIC on loopback, sled in a temporary directory), real
-//! agent code, the real kernel. Emulated hardware comes from `meridian-emulators`.
+//! agent code, the real kernel. Emulated hardware comes from `meridian-emulators`. Only tests,
+//! benchmarks and the simulator depend on this crate; no product crate may.
 
 pub mod agents;
 pub mod central;
