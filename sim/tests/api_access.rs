@@ -837,41 +837,27 @@ async fn bad_input_names_the_field_stores_nothing_and_the_server_keeps_serving()
         assert!(e.message().contains(field), "{field}: {}", e.message());
     }
     // Unknown enum values in list filters are refused everywhere, naming the filter.
-    for (field, e) in [
-        (
-            "state",
-            admin
-                .fleet
-                .list_sites(proto::ListSitesRequest {
-                    state: Some(99),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err(),
-        ),
-        (
-            "tier",
-            admin
-                .fleet
-                .list_sites(proto::ListSitesRequest {
-                    tier: Some(99),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err(),
-        ),
-        (
-            "phase",
-            admin
-                .fleet
-                .list_servers(proto::ListServersRequest {
-                    phase: Some(99),
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err(),
-        ),
+    let sites = |state, tier| proto::ListSitesRequest {
+        state,
+        tier,
+        ..Default::default()
+    };
+    let mut refused = Vec::new();
+    for (field, request) in [
+        ("state", sites(Some(99), None)),
+        ("tier", sites(None, Some(99))),
     ] {
+        refused.push((field, admin.fleet.list_sites(request).await.unwrap_err()));
+    }
+    let servers = proto::ListServersRequest {
+        phase: Some(99),
+        ..Default::default()
+    };
+    refused.push((
+        "phase",
+        admin.fleet.list_servers(servers).await.unwrap_err(),
+    ));
+    for (field, e) in refused {
         assert_eq!(e.code(), Code::InvalidArgument, "{field}: {e:?}");
         assert!(
             e.message().starts_with(&format!("{field}:")),
