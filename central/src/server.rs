@@ -84,7 +84,8 @@ impl Central {
             group_commit = config.store.group_commit,
             "central store open"
         );
-        let upgraded = Tables::new(Arc::clone(&store))
+        let tables = Tables::new(Arc::clone(&store));
+        let upgraded = tables
             .upgrade_layout()
             .await
             .map_err(CentralError::Upgrade)?;
@@ -95,7 +96,6 @@ impl Central {
             );
         }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let tables = Tables::new(Arc::clone(&store));
         let audit = Auditor::new(tables.clone());
         let tokens = Tokens::new(tables.clone(), audit.clone());
         let sites = Sites::new(tables.clone(), audit.clone());

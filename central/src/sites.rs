@@ -1,9 +1,9 @@
-//! What central does to a site as a whole outside its session: revoking its certificates, and
-//! reading the channel's view of it. Used by the services, the channel's operator commands
-//! and the offline `meridian-central site revoke`, so none of them reaches into the channel.
+//! What central does to a site as a whole outside its session: revoking its certificates.
+//! Used by the services and the offline `meridian-central site revoke`, so neither reaches
+//! into the channel. (The channel's view of a site is `meridian_store::schema::site_channel`.)
 
 use meridian_common::ids::{SiteId, Timestamp};
-use meridian_store::schema::{self, SiteAuth, SiteChannel, SiteRecord};
+use meridian_store::schema::{self, SiteAuth, SiteRecord};
 use meridian_store::tables::TableError;
 use meridian_store::{Expect, StoreError, Tables};
 
@@ -62,11 +62,5 @@ impl Sites {
             )
             .await?;
         Ok(())
-    }
-
-    /// The channel's stored view of a site: acknowledged and applied generations, report
-    /// high-water, last seen.
-    pub async fn channel(&self, site: &SiteId) -> Result<SiteChannel, StoreError> {
-        schema::site_channel(self.tables.store().as_ref(), site).await
     }
 }

@@ -911,20 +911,21 @@ async fn bad_input_names_the_field_stores_nothing_and_the_server_keeps_serving()
     );
     // A masked update is checked for what it changes only: a body with the ID and the
     // residency is enough to change the residency.
+    let residency_only = |term: &str| proto::UpdateTenantRequest {
+        tenant: Some(proto::Tenant {
+            id: ACME.into(),
+            residency: vec![term.into()],
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["residency".into()],
+        }),
+    };
     let updated = api
         .clients(admin_acme)
         .await
         .tenants
-        .update_tenant(proto::UpdateTenantRequest {
-            tenant: Some(proto::Tenant {
-                id: ACME.into(),
-                residency: vec!["EU".into()],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["residency".into()],
-            }),
-        })
+        .update_tenant(residency_only("EU"))
         .await
         .unwrap()
         .into_inner()
@@ -934,16 +935,7 @@ async fn bad_input_names_the_field_stores_nothing_and_the_server_keeps_serving()
     assert!(updated.quotas.is_some(), "the quotas were kept");
     let e = admin
         .tenants
-        .update_tenant(proto::UpdateTenantRequest {
-            tenant: Some(proto::Tenant {
-                id: ACME.into(),
-                residency: vec!["Atlantis".into()],
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["residency".into()],
-            }),
-        })
+        .update_tenant(residency_only("Atlantis"))
         .await
         .unwrap_err();
     assert!(

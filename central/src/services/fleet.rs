@@ -225,7 +225,8 @@ impl Services {
     pub async fn site_drift(&self, _call: Call<'_>, id: &str) -> Result<SiteDrift, ApiError> {
         let (site, _) = self.site(id).await?;
         let intent = self.tables.intents().get(&site.id).await?;
-        let channel = self.sites.channel(&site.id).await?;
+        let channel =
+            meridian_store::schema::site_channel(self.tables.store().as_ref(), &site.id).await?;
         Ok(SiteDrift {
             desired: intent.map_or(Generation::default(), |i| i.record.generation),
             acknowledged: channel.received_generation,

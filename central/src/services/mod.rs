@@ -305,11 +305,6 @@ impl<'a> Call<'a> {
         self.caller
     }
 
-    /// The RPC admitted.
-    pub fn rpc(&self) -> Rpc {
-        self.rpc
-    }
-
     /// Ends the call on `object` with `result`: a mutating call is audited (success, denied
     /// or failed) before the result is handed back.
     pub async fn finish<R>(self, object: &str, result: Result<R, ApiError>) -> Result<R, ApiError> {

@@ -221,24 +221,12 @@ impl<R: Record> Table<R> {
 
     /// Stores a new record (and its index entry); fails if its key is taken.
     pub async fn create(&self, record: &R) -> Result<Revision, TableError> {
-        let key = Self::checked(record)?;
-        if R::index_entry(&key).is_none() {
-            let result = self
-                .store
-                .put(&Self::store_key(&key), &record.encode(), Expect::Absent)
-                .await;
-            return match result {
-                Err(StoreError::Conflict { .. }) => Err(TableError::AlreadyExists {
-                    table: R::TABLE,
-                    key,
-                }),
-                other => Ok(other?),
-            };
-        }
         let (compares, ops) = Self::create_ops(record)?;
-        let mut txn = Txn::new();
-        txn.compares = compares;
-        txn.success = ops;
+        let txn = Txn {
+            compares,
+            success: ops,
+            failure: Vec::new(),
+        };
         let response = self.store.txn(txn).await?;
         if response.succeeded {
             Ok(response.revision)
@@ -295,22 +283,14 @@ impl<R: Record> Table<R> {
     /// Stores a record whether or not its key exists (with its index entry).
     pub async fn upsert(&self, record: &R) -> Result<Revision, TableError> {
         let key = Self::checked(record)?;
-        let (store_key, value) = (Self::store_key(&key), record.encode());
-        match R::index_entry(&key) {
-            None => Ok(self.store.put(&store_key, &value, Expect::Any).await?),
-            Some((index_key, index_value)) => {
-                let txn = Txn::new()
-                    .then(Op::Put {
-                        key: store_key,
-                        value,
-                    })
-                    .then(Op::Put {
-                        key: index_key,
-                        value: index_value,
-                    });
-                Ok(self.store.txn(txn).await?.revision)
-            }
+        let mut txn = Txn::new().then(Op::Put {
+            key: Self::store_key(&key),
+            value: record.encode(),
+        });
+        if let Some((key, value)) = R::index_entry(&key) {
+            txn = txn.then(Op::Put { key, value });
         }
+        Ok(self.store.txn(txn).await?.revision)
     }
 
     /// Removes the record at `key` (and its index entry) if it is still at `read_at` (or
@@ -321,11 +301,6 @@ impl<R: Record> Table<R> {
         read_at: Option<Revision>,
     ) -> Result<bool, TableError> {
         let path = key.path();
-        if R::index_entry(&path).is_none() {
-            let expect = read_at.map_or(Expect::Any, Expect::ModRevision);
-            let result = self.store.delete(&Self::store_key(&path), expect).await;
-            return self.map_cas(path, result).map(|rev| rev.is_some());
-        }
         let store_key = Self::store_key(&path);
         let guard = match read_at {
             Some(rev) => crate::Compare::ModRevision(store_key.clone(), rev),
