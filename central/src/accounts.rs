@@ -59,9 +59,9 @@ pub fn check_user(user: &proto::User) -> Result<(UserId, Option<TenantId>, Role)
         Some((name, tenant)) => (name, Some(tenant)),
         None => (user.id.as_str(), None),
     };
-    let tenant_text = match (user.tenant.as_str(), named_tenant) {
-        ("", Some(t)) => t,
-        (t, _) => t,
+    let tenant_text = match user.tenant.as_str() {
+        "" => named_tenant.unwrap_or(""),
+        t => t,
     };
     let tenant = if tenant_text.is_empty() {
         None
@@ -70,6 +70,7 @@ pub fn check_user(user: &proto::User) -> Result<(UserId, Option<TenantId>, Role)
             .map_err(|e| problems.push(Problem::new("tenant", e.to_string())))
             .ok()
     };
+    // An unparsable tenant is already a problem, so whatever ID comes out is not used.
     let id = match (named_tenant, &tenant) {
         (Some(named), Some(t)) if named != t.as_str() => {
             problems.push(Problem::new(
@@ -78,7 +79,6 @@ pub fn check_user(user: &proto::User) -> Result<(UserId, Option<TenantId>, Role)
             ));
             None
         }
-        (Some(_), None) if !user.tenant.is_empty() => None,
         _ => UserId::scoped(name, tenant.as_ref())
             .map_err(|e| problems.push(Problem::new("id", e.to_string())))
             .ok(),
