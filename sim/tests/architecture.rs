@@ -25,17 +25,25 @@ const MERIDIAN: &[(&str, &[&str])] = &[
             "meridian-store",
         ],
     ),
+    // Device drivers: no reconciler, no agent, no channel; only the shared vocabulary.
+    ("meridian-drivers", &["meridian-common"]),
     (
         "meridian-agent",
-        &["meridian-common", "meridian-proto", "meridian-channel"],
+        &[
+            "meridian-common",
+            "meridian-proto",
+            "meridian-channel",
+            "meridian-drivers",
+        ],
     ),
     (
         "meridian-provisioning",
         &["meridian-common", "meridian-proto"],
     ),
+    // Emulators implement the drivers' traits; they never see the agent.
     (
         "meridian-emulators",
-        &["meridian-common", "meridian-proto", "meridian-agent"],
+        &["meridian-common", "meridian-proto", "meridian-drivers"],
     ),
     (
         "meridian-testkit",
@@ -64,7 +72,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "meridian-common",
         &[
-            "tokio", "quinn", "sled", "rustls", "socket2", "nix", "hyper",
+            "tokio", "quinn", "sled", "rustls", "socket2", "nix", "hyper", "mio",
         ],
     ),
     // Records, not services.
@@ -73,6 +81,9 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
 
 /// The agent may not even test against these (it must stand alone).
 const AGENT_NEVER: &[&str] = &["meridian-central", "meridian-store", "meridian-plan"];
+
+/// The drivers may not even test against the agent (and so its reconciler) or central.
+const DRIVERS_NEVER: &[&str] = &["meridian-agent", "meridian-central", "meridian-store"];
 
 /// Every broken rule in `metadata` (the output of `cargo metadata --no-deps`).
 fn violations(metadata: &Value) -> Vec<String> {
@@ -85,7 +96,9 @@ fn violations(metadata: &Value) -> Vec<String> {
         for d in p["dependencies"].as_array().into_iter().flatten() {
             let dep = d["name"].as_str().unwrap_or_default();
             let kind = d["kind"].as_str().unwrap_or("normal");
-            if name == "meridian-agent" && AGENT_NEVER.contains(&dep) {
+            if (name == "meridian-agent" && AGENT_NEVER.contains(&dep))
+                || (name == "meridian-drivers" && DRIVERS_NEVER.contains(&dep))
+            {
                 out.push(format!("{name} depends on {dep} ({kind})"));
             }
             if kind == "dev" {
@@ -142,7 +155,7 @@ fn every_crate_depends_only_on_what_its_room_allows() {
             "{name} has no layering rule in sim/tests/architecture.rs"
         );
     }
-    assert!(names.len() >= 12, "{names:?}");
+    assert!(names.len() >= 13, "{names:?}");
     let broken = violations(&metadata);
     assert!(broken.is_empty(), "forbidden dependencies: {broken:#?}");
 }
@@ -161,9 +174,15 @@ fn the_check_catches_a_forbidden_edge() {
             "meridian-store" => {
                 deps.push(serde_json::json!({"name": "meridian-central", "kind": null}))
             }
+            // The drivers reaching for the reconciler (even only in tests), and common for a
+            // socket crate: both caught.
+            "meridian-drivers" => {
+                deps.push(serde_json::json!({"name": "meridian-agent", "kind": "dev"}))
+            }
+            "meridian-common" => deps.push(serde_json::json!({"name": "socket2", "kind": null})),
             _ => {}
         }
     }
     let broken = violations(&metadata);
-    assert_eq!(broken.len(), 3, "{broken:#?}");
+    assert_eq!(broken.len(), 5, "{broken:#?}");
 }

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use meridian_agent::network::{
+use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
+use meridian_common::model::{Exposure, Ipv4Net, Protocol, SiteIntent, TenantNetworkIntent};
+use meridian_drivers::{
     ChangeReport, GatewaySpec, HostNetwork, HostNetworkSpec, HostTenant, NetlinkHost, NftGateway,
     RouterRole, WanGateway,
 };
-use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
-use meridian_common::model::{Exposure, Ipv4Net, Protocol, SiteIntent, TenantNetworkIntent};
 
 const WAN_GW: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const WAN_CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
@@ -269,16 +269,23 @@ fn apply_all(
     let mut reports = Vec::new();
     for node in nodes {
         let spec = host_spec(node, nodes, tenants);
-        let r = node
-            .driver
-            .apply(&spec)
-            .unwrap_or_else(|e| panic!("host {}: {e:?}", node.name));
+        let r =
+            block(node.driver.apply(&spec)).unwrap_or_else(|e| panic!("host {}: {e:?}", node.name));
         reports.push((node.name.to_owned(), r));
     }
     let intent = site_intent("site-1", generation, tenants, exposures);
     let spec = GatewaySpec::for_site(&intent, "wan0", WAN_GW);
-    reports.push(("nft".into(), gw.apply(&spec).expect("gateway")));
+    reports.push(("nft".into(), block(gw.apply(&spec)).expect("gateway")));
     reports
+}
+
+/// Runs one driver call to completion: these tests drive the kernel from plain threads.
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
 }
 
 fn total_changes(reports: &[(String, ChangeReport)]) -> usize {
@@ -522,7 +529,7 @@ fn tenants_are_isolated_on_the_real_kernel() {
         "tenant B"
     );
     assert!(!tcp_connects(&inet, WAN_GW, 9090), "unpublished port");
-    let counters = gateway.counters().expect("counters");
+    let counters = block(gateway.counters()).expect("counters");
     println!("gateway counters: {counters:?}");
     assert!(counters["tenant-a/llm-serve dnat tcp/8080"] >= 1);
     assert!(counters["default drop"] >= 1);

@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use hyper::Method;
-use meridian_agent::network::nvue::{NvueClient, NvueConfig, render};
-use meridian_agent::network::{FabricError, FabricSpec, FabricTenant, SwitchFabric};
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
+use meridian_drivers::nvue::{NvueClient, NvueConfig, render};
+use meridian_drivers::{FabricError, FabricSpec, FabricTenant, SwitchFabric};
 use meridian_emulators::nvue::{Fault, FaultAction, NvueEmulator, NvueEmulatorConfig};
 use serde_json::json;
 
@@ -70,12 +70,12 @@ fn client(emu: &NvueEmulator) -> NvueClient {
     NvueClient::new(config(emu)).unwrap()
 }
 
-#[test]
-fn a_tenant_is_applied_and_reads_back_equal() {
+#[tokio::test]
+async fn a_tenant_is_applied_and_reads_back_equal() {
     let emu = emulator();
     let c = client(&emu);
     let want = spec(&[a()]);
-    let report = c.apply(&want).unwrap();
+    let report = c.apply(&want).await.unwrap();
     assert!(report.changed());
     assert!(
         report
@@ -87,8 +87,8 @@ fn a_tenant_is_applied_and_reads_back_equal() {
     assert_eq!(emu.revisions_created(), 1);
     assert_eq!(emu.applied(), render(&want).unwrap());
     assert_eq!(emu.startup(), emu.applied());
-    assert!(c.drift(&want).unwrap().is_empty());
-    assert_eq!(c.applied().unwrap(), render(&want).unwrap());
+    assert!(c.drift(&want).await.unwrap().is_empty());
+    assert_eq!(c.applied().await.unwrap(), render(&want).unwrap());
     // The revision went through the asynchronous states, confirmed by the auto-prompt.
     let rev = &emu.revisions()[0];
     assert_eq!(rev.history, ["pending", "apply", "ays_yes", "applied"]);
@@ -101,14 +101,14 @@ fn a_tenant_is_applied_and_reads_back_equal() {
     }));
 }
 
-#[test]
-fn re_applying_the_same_intent_makes_no_revision() {
+#[tokio::test]
+async fn re_applying_the_same_intent_makes_no_revision() {
     let emu = emulator();
     let c = client(&emu);
     let want = spec(&[a(), b()]);
-    assert!(c.apply(&want).unwrap().changed());
+    assert!(c.apply(&want).await.unwrap().changed());
     let before = emu.requests().len();
-    let again = c.apply(&want).unwrap();
+    let again = c.apply(&want).await.unwrap();
     assert!(!again.changed(), "{again}");
     assert_eq!(emu.revisions_created(), 1);
     // Only the read-back of the applied state was sent.
@@ -117,11 +117,11 @@ fn re_applying_the_same_intent_makes_no_revision() {
     assert_eq!(sent[0].method, Method::GET);
 }
 
-#[test]
-fn adding_and_removing_a_tenant_changes_exactly_its_subtree() {
+#[tokio::test]
+async fn adding_and_removing_a_tenant_changes_exactly_its_subtree() {
     let emu = emulator();
     let c = client(&emu);
-    c.apply(&spec(&[a()])).unwrap();
+    c.apply(&spec(&[a()])).await.unwrap();
     let only_a = emu.applied();
     let b_paths = [
         "bridge.domain.br_default.vlan.102",
@@ -132,7 +132,7 @@ fn adding_and_removing_a_tenant_changes_exactly_its_subtree() {
     ];
     let touches_b = |line: &str| b_paths.iter().any(|p| line.starts_with(p));
 
-    let added = c.apply(&spec(&[a(), b()])).unwrap();
+    let added = c.apply(&spec(&[a(), b()])).await.unwrap();
     let (rev, changes) = added.changes.split_last().unwrap();
     assert!(rev.starts_with("applied revision"));
     assert_eq!(changes.len(), b_paths.len(), "{added}");
@@ -150,7 +150,7 @@ fn adding_and_removing_a_tenant_changes_exactly_its_subtree() {
     }
     assert_eq!(both, render(&spec(&[a(), b()])).unwrap());
 
-    let removed = c.apply(&spec(&[a()])).unwrap();
+    let removed = c.apply(&spec(&[a()])).await.unwrap();
     let (_, changes) = removed.changes.split_last().unwrap();
     assert_eq!(changes.len(), b_paths.len(), "{removed}");
     assert!(
@@ -163,24 +163,24 @@ fn adding_and_removing_a_tenant_changes_exactly_its_subtree() {
     assert_eq!(emu.revisions_created(), 3);
 }
 
-#[test]
-fn an_invalid_config_is_an_error_with_the_issue_and_changes_nothing() {
+#[tokio::test]
+async fn an_invalid_config_is_an_error_with_the_issue_and_changes_nothing() {
     let emu = emulator();
     let c = client(&emu);
-    c.apply(&spec(&[a()])).unwrap();
+    c.apply(&spec(&[a()])).await.unwrap();
     let before = emu.applied();
 
     // The driver's own check refuses an L3 VNI equal to an L2 VNI before any revision.
     let mut clash = b();
     clash.l3_vni = a().network.vni;
-    let err = c.apply(&spec(&[a(), clash])).unwrap_err();
+    let err = c.apply(&spec(&[a(), clash])).await.unwrap_err();
     assert!(matches!(err, FabricError::Spec(_)), "{err}");
     assert_eq!(emu.revisions_created(), 1);
 
     // Pushed past the driver, the switch rejects it: the revision ends `invalid`.
     let mut tree = render(&spec(&[a(), b()])).unwrap();
     tree["vrf"]["tenant-b"]["evpn"]["vni"] = json!({"10101": {}});
-    let err = c.apply_tree(&tree).unwrap_err();
+    let err = c.apply_tree(&tree).await.unwrap_err();
     match &err {
         FabricError::Rejected { state, issue, .. } => {
             assert_eq!(state, "invalid");
@@ -197,21 +197,21 @@ fn an_invalid_config_is_an_error_with_the_issue_and_changes_nothing() {
     // A tenant in the default VRF, and an unknown key, likewise.
     let mut tree = render(&spec(&[a()])).unwrap();
     tree["vrf"]["default"]["evpn"] = json!({"enable": "on", "vni": {"104009": {}}});
-    let err = c.apply_tree(&tree).unwrap_err();
+    let err = c.apply_tree(&tree).await.unwrap_err();
     assert!(err.to_string().contains("default VRF"), "{err}");
     let mut tree = render(&spec(&[a()])).unwrap();
     tree["vrf"]["tenant-a"]["evpn"]["flavour"] = json!("vanilla");
-    let err = c.apply_tree(&tree).unwrap_err();
+    let err = c.apply_tree(&tree).await.unwrap_err();
     assert!(err.to_string().contains("unknown key 'flavour'"), "{err}");
     assert_eq!(emu.applied(), before);
 }
 
-#[test]
-fn a_failing_apply_is_an_error_and_the_next_apply_succeeds() {
+#[tokio::test]
+async fn a_failing_apply_is_an_error_and_the_next_apply_succeeds() {
     let emu = emulator();
     let c = client(&emu);
     emu.fail_next_apply("switchd: hardware programming failed");
-    let err = c.apply(&spec(&[a()])).unwrap_err();
+    let err = c.apply(&spec(&[a()])).await.unwrap_err();
     match &err {
         FabricError::Rejected { state, issue, .. } => {
             assert_eq!(state, "apply_fail");
@@ -220,16 +220,16 @@ fn a_failing_apply_is_an_error_and_the_next_apply_succeeds() {
         other => panic!("expected apply_fail, got {other}"),
     }
     assert_eq!(emu.applied(), json!({}));
-    assert!(c.apply(&spec(&[a()])).unwrap().changed());
-    assert!(c.drift(&spec(&[a()])).unwrap().is_empty());
+    assert!(c.apply(&spec(&[a()])).await.unwrap().changed());
+    assert!(c.drift(&spec(&[a()])).await.unwrap().is_empty());
 }
 
-#[test]
-fn a_slow_apply_is_waited_for_and_a_too_slow_one_times_out() {
+#[tokio::test]
+async fn a_slow_apply_is_waited_for_and_a_too_slow_one_times_out() {
     let emu = emulator();
     let c = client(&emu);
     emu.set_apply_delay(Duration::from_millis(300));
-    c.apply(&spec(&[a()])).unwrap();
+    c.apply(&spec(&[a()])).await.unwrap();
     let rev = emu.revisions()[0].id.clone();
     let polls = emu.count(&Method::GET, &format!("/nvue_v1/revision/{rev}"));
     assert!(polls >= 2, "polled {polls} times: the driver did not wait");
@@ -239,17 +239,17 @@ fn a_slow_apply_is_waited_for_and_a_too_slow_one_times_out() {
     cfg.apply_timeout = Duration::from_millis(50);
     emu.set_apply_delay(Duration::from_secs(2));
     let impatient = NvueClient::new(cfg).unwrap();
-    let err = impatient.apply(&spec(&[a(), b()])).unwrap_err();
+    let err = impatient.apply(&spec(&[a(), b()])).await.unwrap_err();
     assert!(matches!(err, FabricError::ApplyTimeout { .. }), "{err}");
 }
 
-#[test]
-fn bad_credentials_are_a_clear_auth_error_and_not_retried() {
+#[tokio::test]
+async fn bad_credentials_are_a_clear_auth_error_and_not_retried() {
     let emu = emulator();
     let mut cfg = config(&emu);
     cfg.password = "wrong".into();
     let c = NvueClient::new(cfg).unwrap();
-    let err = c.apply(&spec(&[a()])).unwrap_err();
+    let err = c.apply(&spec(&[a()])).await.unwrap_err();
     match &err {
         FabricError::Auth { status, user, .. } => {
             assert_eq!(*status, 401);
@@ -262,8 +262,8 @@ fn bad_credentials_are_a_clear_auth_error_and_not_retried() {
     assert_eq!(emu.revisions_created(), 0);
 }
 
-#[test]
-fn busy_and_dropped_answers_are_retried_a_bounded_number_of_times() {
+#[tokio::test]
+async fn busy_and_dropped_answers_are_retried_a_bounded_number_of_times() {
     let emu = emulator();
     let c = client(&emu);
     // Two 503s then success: within the 3 attempts.
@@ -281,7 +281,7 @@ fn busy_and_dropped_answers_are_retried_a_bounded_number_of_times() {
         times: 1,
         action: FaultAction::Drop,
     });
-    c.apply(&spec(&[a()])).unwrap();
+    c.apply(&spec(&[a()])).await.unwrap();
     assert_eq!(emu.count(&Method::POST, "/nvue_v1/revision"), 3);
     assert_eq!(emu.revisions_created(), 1);
     assert_eq!(emu.applied(), render(&spec(&[a()])).unwrap());
@@ -294,7 +294,7 @@ fn busy_and_dropped_answers_are_retried_a_bounded_number_of_times() {
         action: FaultAction::Status(503),
     });
     let before = emu.count(&Method::GET, "/nvue_v1/");
-    let err = c.apply(&spec(&[a(), b()])).unwrap_err();
+    let err = c.apply(&spec(&[a(), b()])).await.unwrap_err();
     match &err {
         FabricError::Http {
             status, attempts, ..
@@ -307,8 +307,8 @@ fn busy_and_dropped_answers_are_retried_a_bounded_number_of_times() {
     assert_eq!(emu.count(&Method::GET, "/nvue_v1/") - before, 3);
 }
 
-#[test]
-fn an_unreachable_switch_is_a_transport_error_after_bounded_attempts() {
+#[tokio::test]
+async fn an_unreachable_switch_is_a_transport_error_after_bounded_attempts() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -319,6 +319,7 @@ fn an_unreachable_switch_is_a_transport_error_after_bounded_attempts() {
     let err = NvueClient::new(cfg)
         .unwrap()
         .apply(&spec(&[a()]))
+        .await
         .unwrap_err();
     match &err {
         FabricError::Transport { attempts, .. } => assert_eq!(*attempts, 3),
@@ -345,13 +346,13 @@ fn raw_status(emu: &NvueEmulator, method: &str, target: &str) -> String {
     out.lines().next().unwrap_or_default().to_owned()
 }
 
-#[test]
-fn revision_ids_are_accepted_only_url_encoded() {
+#[tokio::test]
+async fn revision_ids_are_accepted_only_url_encoded() {
     let emu = emulator();
-    client(&emu).apply(&spec(&[a()])).unwrap();
+    client(&emu).apply(&spec(&[a()])).await.unwrap();
     let id = emu.revisions()[0].id.clone();
     assert!(id.contains('/'));
-    let enc = meridian_agent::network::nvue::encode_revision_id(&id);
+    let enc = meridian_drivers::nvue::encode_revision_id(&id);
     assert!(raw_status(&emu, "GET", &format!("/nvue_v1/revision/{enc}")).contains(" 200 "));
     assert!(raw_status(&emu, "GET", &format!("/nvue_v1/revision/{id}")).contains(" 404 "));
     assert!(raw_status(&emu, "GET", &format!("/nvue_v1/vrf?rev={enc}")).contains(" 200 "));

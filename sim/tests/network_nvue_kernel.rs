@@ -12,10 +12,10 @@ use meridian_testkit::netns::{Namespaces, ns_ok, ok, pings, require, run, veth};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use meridian_agent::network::nvue::{NvueClient, NvueConfig};
-use meridian_agent::network::{FabricSpec, FabricTenant, SwitchFabric};
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
+use meridian_drivers::nvue::{NvueClient, NvueConfig};
+use meridian_drivers::{FabricSpec, FabricTenant, SwitchFabric};
 use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
 
 /// The names of the links of `ns` with their `ip -d link` detail.
@@ -79,8 +79,8 @@ fn switch(ns: String, vtep: Ipv4Addr, peer: Ipv4Addr) -> Switch {
     }
 }
 
-#[test]
-fn tenant_traffic_runs_through_emulated_switches() {
+#[tokio::test]
+async fn tenant_traffic_runs_through_emulated_switches() {
     require(&["ip", "ping"]);
     let started = Instant::now();
     let nss = Namespaces::new(format!("mnk{}-", std::process::id()));
@@ -134,7 +134,11 @@ fn tenant_traffic_runs_through_emulated_switches() {
     // Tenant A only: A's hosts talk across the VXLAN.
     let t0 = Instant::now();
     for sw in &switches {
-        let report = sw.driver.apply(&sw.spec(std::slice::from_ref(&a))).unwrap();
+        let report = sw
+            .driver
+            .apply(&sw.spec(std::slice::from_ref(&a)))
+            .await
+            .unwrap();
         assert!(report.changed());
         let links = links(&sw.ns);
         assert!(links.contains("mbr10101"), "{links}");
@@ -167,7 +171,11 @@ fn tenant_traffic_runs_through_emulated_switches() {
 
     // Re-applying the same intent changes nothing, on the switch or the kernel.
     for sw in &switches {
-        let report = sw.driver.apply(&sw.spec(std::slice::from_ref(&a))).unwrap();
+        let report = sw
+            .driver
+            .apply(&sw.spec(std::slice::from_ref(&a)))
+            .await
+            .unwrap();
         assert!(!report.changed(), "{report}");
         assert_eq!(sw.emu.realisations().len(), 1);
     }
@@ -175,7 +183,10 @@ fn tenant_traffic_runs_through_emulated_switches() {
     // Tenant B added on its own VNI: B's hosts talk, and nothing crosses between A and B,
     // not even from B's host holding an address in A's subnet.
     for sw in &switches {
-        sw.driver.apply(&sw.spec(&[a.clone(), b.clone()])).unwrap();
+        sw.driver
+            .apply(&sw.spec(&[a.clone(), b.clone()]))
+            .await
+            .unwrap();
         let links = links(&sw.ns);
         assert!(links.contains("vxlan id 10102"), "{links}");
     }
@@ -188,7 +199,10 @@ fn tenant_traffic_runs_through_emulated_switches() {
     // B keeps working.
     let t0 = Instant::now();
     for sw in &switches {
-        sw.driver.apply(&sw.spec(std::slice::from_ref(&b))).unwrap();
+        sw.driver
+            .apply(&sw.spec(std::slice::from_ref(&b)))
+            .await
+            .unwrap();
         let links = links(&sw.ns);
         assert!(!links.contains("mbr10101"), "{links}");
         assert!(!links.contains("mvx10101"), "{links}");

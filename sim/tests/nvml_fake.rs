@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use meridian_agent::compute::gpu::{
+use meridian_drivers::gpu::{
     GpuError, GpuIndex, GpuInventory, GpuReport, MigProfile, MigState, NoGpus,
 };
 use meridian_emulators::nvml::{FakeGpu, FakeNvml};

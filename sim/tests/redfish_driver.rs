@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use meridian_agent::compute::bmc::{
+use meridian_drivers::bmc::{
     Bmc, BmcError, BootMode, BootOverride, BootOverrideEnabled, BootTarget, MediaPolicy,
     PowerAction, PowerState, RedfishBmc, RedfishConfig, SimpleUpdate, TaskState,
 };
-use meridian_agent::compute::dpu::{BfbImage, BlueFieldDpu, Dpu, DpuMode};
-use meridian_agent::http_client::TlsTrust;
+use meridian_drivers::dpu::{BfbImage, BlueFieldDpu, Dpu, DpuMode};
+use meridian_drivers::http_client::TlsTrust;
 use meridian_emulators::redfish::{BmcEmulator, BmcProfile, Fault, RunningBmc};
 
 /// Serves `GET /<anything>` with a small body, on 127.0.0.1, until dropped.

@@ -12,14 +12,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_agent::network::SwitchFabric;
-use meridian_agent::network::nvue::{NvueClient, NvueConfig};
 use meridian_agent::reconcile::fabric::{DEFAULT_L3_VNI_BASE, fabric_want};
 use meridian_agent::reconcile::{ManagedSwitch, ManualClock, SiteReconciler, SwitchLayout};
 use meridian_agent::reconciler::{AgentLink, Convergence, Reconciler};
 use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{Ipv4Net, SiteIntent};
+use meridian_drivers::SwitchFabric;
+use meridian_drivers::nvue::{NvueClient, NvueConfig};
 use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
 use meridian_sim::simfleet::hardware::SwitchView;
 use serde_json::json;
@@ -245,7 +245,7 @@ async fn drift_is_put_back_and_a_refusing_switch_fails_the_generation() {
         .unwrap()
         .spec;
     bare.tenants.clear();
-    other.apply(&bare).unwrap();
+    other.apply(&bare).await.unwrap();
     assert!(h.bonds().is_empty());
     h.wait_bonds(&["bond1"]).await;
     assert_eq!(SwitchView::of(&h.switch.applied()).vrfs.len(), 2);

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
-use meridian_agent::compute::gpu::GpuInventory;
 use meridian_agent::reconcile::site::ServerStatus;
 use meridian_agent::reconcile::{ManualClock, SiteReconciler, SiteStatus};
 use meridian_agent::reconciler::{AgentLink, Background, Convergence, Reconciler};
@@ -37,6 +36,7 @@ use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{
     AllocationStatus, ReportBody, ServerState, Severity, SiteIntent, SiteReport,
 };
+use meridian_drivers::gpu::GpuInventory;
 use meridian_emulators::redfish::{DpuMode, Fault, PowerState};
 use serde_json::json;
 use site_reconcile_support::*;
@@ -81,7 +81,7 @@ impl Harness {
         let specs = servers
             .iter()
             .map(|s| {
-                let gpus: Arc<dyn meridian_agent::compute::gpu::GpuInventory> = s.gpus.clone();
+                let gpus: Arc<dyn meridian_drivers::gpu::GpuInventory> = s.gpus.clone();
                 let mut spec = spec(&s.id, &s.bmc, Some(gpus));
                 spec.drivers.dpu = s.dpu.as_ref().map(|d| managed_dpu(d, &images));
                 spec
@@ -278,7 +278,7 @@ fn intent_of(
 fn mig_devices(e: &Emulated, gpu: u32) -> Vec<String> {
     let report = futures_report(e);
     match &report.devices()[gpu as usize].mig {
-        meridian_agent::compute::gpu::MigState::Supported { devices, .. } => devices
+        meridian_drivers::gpu::MigState::Supported { devices, .. } => devices
             .iter()
             .map(|d| d.name.rsplit(' ').next().unwrap().to_owned())
             .collect(),
@@ -288,14 +288,14 @@ fn mig_devices(e: &Emulated, gpu: u32) -> Vec<String> {
 
 fn mig_mode(e: &Emulated, gpu: u32) -> Option<(bool, bool)> {
     match &futures_report(e).devices()[gpu as usize].mig {
-        meridian_agent::compute::gpu::MigState::Supported {
+        meridian_drivers::gpu::MigState::Supported {
             current, pending, ..
         } => Some((*current, *pending)),
         _ => None,
     }
 }
 
-fn futures_report(e: &Emulated) -> meridian_agent::compute::gpu::GpuReport {
+fn futures_report(e: &Emulated) -> meridian_drivers::gpu::GpuReport {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(e.gpus.report()))
         .unwrap()
 }
@@ -792,7 +792,7 @@ async fn a_failing_server_is_failed_with_the_reason_and_retried_on_a_newer_gener
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_behind_the_agents_back_are_repaired_at_the_periodic_resync() {
-    use meridian_agent::compute::bmc::{Bmc, PowerAction, RedfishBmc};
+    use meridian_drivers::bmc::{Bmc, PowerAction, RedfishBmc};
 
     let h = Harness::start_with(Duration::from_millis(300), false).await;
     let all = allocations(&h.images);
@@ -899,8 +899,7 @@ async fn the_agent_reports_the_generation_applied_by_the_reconciler_to_central()
     config.reconciler.retry_max_ms = 400;
     config.reconciler.bmc_request_timeout_ms = 2_000;
     meridian_common::config::Validate::validate(&config).unwrap();
-    let reconciler = config
-        .site_reconciler()
+    let reconciler = meridian_agent::wiring::site_reconciler(&config)
         .unwrap()
         .expect("servers are configured");
     let agent = Agent::start(config, Arc::new(reconciler)).await.unwrap();
@@ -958,8 +957,8 @@ const CHILD_GPUS: &str = "MERIDIAN_SITE_RECONCILE_GPUS";
 /// The child: a site reconciler on the agent store in `$CHILD`, printing each conclusion.
 #[test]
 fn child_reconciler() {
-    use meridian_agent::compute::bmc::RedfishBmc;
     use meridian_agent::reconcile::{ServerDrivers, ServerSpec, SystemClock};
+    use meridian_drivers::bmc::RedfishBmc;
     use site_reconcile_support::gpu_remote::RemoteGpu;
     use std::io::Write;
 
@@ -1204,7 +1203,7 @@ fn kill_9_mid_apply_resumes_idempotently() {
     let (mut gpu0, gpu1) = rt.block_on(async {
         let r = srv("srv-2").gpus.report().await.unwrap();
         let names = |i: usize| match &r.devices()[i].mig {
-            meridian_agent::compute::gpu::MigState::Supported { devices, .. } => devices
+            meridian_drivers::gpu::MigState::Supported { devices, .. } => devices
                 .iter()
                 .map(|d| d.name.rsplit(' ').next().unwrap().to_owned())
                 .collect::<Vec<_>>(),
@@ -1248,7 +1247,7 @@ fn kill_9_mid_apply_resumes_idempotently() {
     let report = rt.block_on(srv("srv-2").gpus.report()).unwrap();
     for g in report.devices() {
         assert!(
-            matches!(&g.mig, meridian_agent::compute::gpu::MigState::Supported { current: false, pending: false, devices, .. } if devices.is_empty()),
+            matches!(&g.mig, meridian_drivers::gpu::MigState::Supported { current: false, pending: false, devices, .. } if devices.is_empty()),
             "{:?}",
             g.mig
         );

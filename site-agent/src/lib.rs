@@ -6,23 +6,21 @@
 //! reconciler ([`reconcile::SiteReconciler`], servers through their BMCs and GPUs, in a loop of
 //! its own that runs whether or not central is reachable) or, for an agent configured without
 //! servers, [`reconciler::RecordingReconciler`] (records what it would apply).
-//! The device drivers the reconciler drives are traits: [`network`] for tenant networking and
-//! [`compute`] for servers (Redfish BMCs), BlueField DPUs and GPUs (NVML).
+//! The device drivers the reconciler drives are the async traits of `meridian-drivers`; the
+//! agent builds them from its configuration in one place ([`wiring`]).
 //!
-//! Stands alone: among Meridian's crates it depends on `meridian-common`, `meridian-proto` and
-//! `meridian-channel` only, and never on central, its store or its planner, not even in its
+//! Stands alone: among Meridian's crates it depends on `meridian-common`, `meridian-proto`,
+//! `meridian-channel` and `meridian-drivers` only, and never on central, its store or its planner, not even in its
 //! tests (checked by `sim/tests/architecture.rs`).
 
-pub mod compute;
 pub mod config;
 pub mod enroll;
-pub mod http_client;
-pub mod network;
 pub mod reconcile;
 pub mod reconciler;
 pub mod session;
 pub mod store;
 pub mod tls;
+pub mod wiring;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -16,10 +16,6 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_agent::compute::bmc::{RedfishBmc, RedfishConfig};
-use meridian_agent::compute::dpu::{BlueFieldDpu, DpuMode as WantedMode};
-use meridian_agent::compute::gpu::GpuInventory;
-use meridian_agent::network::nvue::{NvueClient, NvueConfig};
 use meridian_agent::reconcile::desired::DpuWant;
 use meridian_agent::reconcile::fabric::DEFAULT_L3_VNI_BASE;
 use meridian_agent::reconcile::server::ManagedDpu;
@@ -28,6 +24,10 @@ use meridian_agent::reconcile::{
     SwitchLayout, SystemClock,
 };
 use meridian_common::model::{GpuModel, Ipv4Net, MigConfig, Server};
+use meridian_drivers::bmc::{RedfishBmc, RedfishConfig};
+use meridian_drivers::dpu::{BlueFieldDpu, DpuMode as WantedMode};
+use meridian_drivers::gpu::GpuInventory;
+use meridian_drivers::nvue::{NvueClient, NvueConfig};
 use serde_json::Value;
 
 use meridian_emulators::nvml::{FakeGpu, FakeNvml};
@@ -75,11 +75,11 @@ fn fake_mig(model: GpuModel) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcilerError {
     #[error("Redfish driver")]
-    Bmc(#[from] meridian_agent::compute::BmcError),
+    Bmc(#[from] meridian_drivers::BmcError),
     #[error("BlueField driver")]
-    Dpu(#[from] meridian_agent::compute::dpu::DpuError),
+    Dpu(#[from] meridian_drivers::dpu::DpuError),
     #[error("NVUE driver")]
-    Switch(#[from] meridian_agent::network::FabricError),
+    Switch(#[from] meridian_drivers::FabricError),
 }
 
 /// One emulated server.

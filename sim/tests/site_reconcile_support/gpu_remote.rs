@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meridian_agent::compute::gpu::{
+use meridian_drivers::gpu::{
     GpuDevice, GpuError, GpuIndex, GpuInventory, GpuMemory, GpuReport, GpuUuid, MigDevice, MigMode,
     MigProfile, MigState, NoGpus, Utilisation,
 };

@@ -10,15 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meridian_agent::compute::bmc::{RedfishBmc, RedfishConfig};
-use meridian_agent::compute::dpu::{BfbImage, BlueFieldDpu};
-use meridian_agent::compute::gpu::GpuInventory;
 use meridian_agent::reconcile::desired::{BfbWant, DpuWant};
 use meridian_agent::reconcile::server::ManagedDpu;
 use meridian_agent::reconcile::{RetryPolicy, ServerDrivers, ServerSpec, SiteReconcilerConfig};
 use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Sequence, ServerId};
 use meridian_common::model::{ReportBody, SiteIntent, SiteReport};
+use meridian_drivers::bmc::{RedfishBmc, RedfishConfig};
+use meridian_drivers::dpu::{BfbImage, BlueFieldDpu};
+use meridian_drivers::gpu::GpuInventory;
 use meridian_emulators::nvml::{FakeGpu, FakeNvml};
 use meridian_emulators::redfish::{BmcEmulator, BmcProfile, DpuMode, RunningBmc};
 use meridian_proto::v1 as proto;
@@ -171,7 +171,7 @@ pub fn managed_dpu(dpu: &RunningBmc, images: &Images) -> ManagedDpu {
     ManagedDpu {
         driver: Arc::new(BlueFieldDpu::new(redfish_config(&dpu.url(), &user, &password)).unwrap()),
         want: DpuWant {
-            mode: meridian_agent::compute::dpu::DpuMode::Dpu,
+            mode: meridian_drivers::dpu::DpuMode::Dpu,
             bfb: Some(BfbWant {
                 image: BfbImage {
                     url: images.url(BFB_FILE),

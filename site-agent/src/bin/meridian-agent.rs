@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
             }
         };
     // Builds the drivers (reads credential and CA files): a failure is a configuration error.
-    let site = match config.site_reconciler() {
+    let site = match meridian_agent::wiring::site_reconciler(&config) {
         Ok(site) => site,
         Err(e) => {
             eprintln!("meridian-agent: bad configuration: {e}");

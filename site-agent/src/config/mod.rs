@@ -9,23 +9,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_common::config::{ConfigError, Validate};
 use meridian_common::ids::ServerId;
 use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
-
-use crate::compute::bmc::{AuthMode, RedfishBmc, RedfishConfig};
-use crate::compute::dpu::{BfbImage, BlueFieldDpu, DpuMode};
-use crate::compute::gpu::{GpuInventory, NvmlInventory};
-use crate::http_client::TlsTrust;
-use crate::reconcile::desired::{BfbWant, DpuWant};
-use crate::reconcile::server::ManagedDpu;
-use crate::reconcile::{
-    RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
-};
 
 /// Prefix of the agent's environment overrides.
 pub const ENV_PREFIX: &str = "MERIDIAN_AGENT";
@@ -171,23 +160,23 @@ pub enum DpuModeConfig {
 }
 
 /// The keys a server's BMC, a DPU's BMC and a switch share.
-struct Access<'a> {
+pub(crate) struct Access<'a> {
     /// The URL's key (`bmc_url`, `nvue_url`) and what it reaches (`BMC`, `switch`).
-    url_key: &'static str,
-    what: &'static str,
-    url: &'a str,
+    pub(crate) url_key: &'static str,
+    pub(crate) what: &'static str,
+    pub(crate) url: &'a str,
     /// Whether `tls_insecure` is one of the table's keys.
-    may_be_insecure: bool,
-    username: &'a Option<String>,
-    password: &'a Option<String>,
-    credentials_file: &'a Option<PathBuf>,
-    tls_ca_file: &'a Option<PathBuf>,
-    tls_insecure: bool,
-    basic_auth: bool,
+    pub(crate) may_be_insecure: bool,
+    pub(crate) username: &'a Option<String>,
+    pub(crate) password: &'a Option<String>,
+    pub(crate) credentials_file: &'a Option<PathBuf>,
+    pub(crate) tls_ca_file: &'a Option<PathBuf>,
+    pub(crate) tls_insecure: bool,
+    pub(crate) basic_auth: bool,
 }
 
 impl ServerConfig {
-    fn access(&self) -> Access<'_> {
+    pub(crate) fn access(&self) -> Access<'_> {
         Access {
             url_key: "bmc_url",
             what: "BMC",
@@ -204,7 +193,7 @@ impl ServerConfig {
 }
 
 impl DpuConfig {
-    fn access(&self) -> Access<'_> {
+    pub(crate) fn access(&self) -> Access<'_> {
         Access {
             url_key: "bmc_url",
             what: "BMC",
@@ -260,7 +249,10 @@ impl Access<'_> {
     }
 
     /// The user and password (from the keys or the credentials file).
-    fn credentials(&self, key: &dyn Fn(&str) -> String) -> Result<(String, String), ConfigError> {
+    pub(crate) fn credentials(
+        &self,
+        key: &dyn Fn(&str) -> String,
+    ) -> Result<(String, String), ConfigError> {
         match (self.username, self.password, self.credentials_file) {
             (Some(u), Some(p), _) => Ok((u.clone(), p.clone())),
             (_, _, Some(file)) => {
@@ -282,7 +274,7 @@ impl Access<'_> {
     }
 
     /// The trust anchors of `tls_ca_file`, if given.
-    fn roots(
+    pub(crate) fn roots(
         &self,
         key: &dyn Fn(&str) -> String,
     ) -> Result<Option<Vec<rustls_pki_types::CertificateDer<'static>>>, ConfigError> {
@@ -304,31 +296,6 @@ impl Access<'_> {
             ));
         }
         Ok(Some(roots))
-    }
-
-    /// The Redfish driver's settings (reads the credential and CA files).
-    fn redfish(
-        &self,
-        key: &dyn Fn(&str) -> String,
-        r: &ReconcilerConfig,
-    ) -> Result<RedfishConfig, ConfigError> {
-        let (username, password) = self.credentials(key)?;
-        let mut cfg = RedfishConfig::new(self.url.to_owned(), username, password);
-        cfg.tls = if self.tls_insecure {
-            Some(TlsTrust::InsecureAcceptAny)
-        } else {
-            self.roots(key)?.map(TlsTrust::Roots)
-        };
-        cfg.auth = if self.basic_auth {
-            AuthMode::Basic
-        } else {
-            AuthMode::SessionThenBasic
-        };
-        cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
-        cfg.attempts = r.bmc_attempts;
-        cfg.power_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
-        cfg.media_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
-        Ok(cfg)
     }
 }
 
@@ -540,100 +507,16 @@ struct CredentialsFile {
     password: String,
 }
 
-fn read_file(key: String, path: &Path) -> Result<Vec<u8>, ConfigError> {
+pub(crate) fn read_file(key: String, path: &Path) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path)
         .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))
-}
-
-impl AgentConfig {
-    /// The site reconciler over the configured servers and switches, with Redfish BMC drivers,
-    /// the chosen GPU driver and NVUE switch drivers; `None` when neither servers nor switches
-    /// are configured. Reads credential and CA files, so call it before binding anything: an
-    /// error is a configuration error.
-    pub fn site_reconciler(&self) -> Result<Option<SiteReconciler>, ConfigError> {
-        if self.servers.is_empty() && self.switches.is_empty() {
-            return Ok(None);
-        }
-        let r = &self.reconciler;
-        let mut nvml: Option<Arc<dyn GpuInventory>> = None;
-        let mut specs = Vec::new();
-        for (i, s) in self.servers.iter().enumerate() {
-            let key = |k: &str| format!("servers[{i}].{k}");
-            let mut cfg = s.access().redfish(&key, r)?;
-            cfg.system = s.system.clone();
-            let bmc = RedfishBmc::new(cfg)
-                .map_err(|e| ConfigError::invalid(key("bmc_url"), e.to_string()))?;
-            let gpus = match s.gpu_inventory {
-                GpuInventoryKind::None => None,
-                GpuInventoryKind::Nvml => Some(
-                    nvml.get_or_insert_with(|| {
-                        Arc::new(NvmlInventory::open(Some(&r.nvml_library)))
-                    })
-                    .clone(),
-                ),
-            };
-            let dpu = match &s.dpu {
-                None => None,
-                Some(d) => {
-                    let dkey = |k: &str| format!("servers[{i}].dpu.{k}");
-                    let driver = BlueFieldDpu::new(d.access().redfish(&dkey, r)?)
-                        .map_err(|e| ConfigError::invalid(dkey("bmc_url"), e.to_string()))?;
-                    let bfb = match (&d.bfb_url, &d.bfb_version) {
-                        (Some(url), Some(version)) => Some(BfbWant {
-                            image: BfbImage {
-                                url: url.clone(),
-                                credentials: None,
-                            },
-                            version: version.clone(),
-                        }),
-                        _ => None,
-                    };
-                    Some(ManagedDpu {
-                        driver: Arc::new(driver),
-                        want: DpuWant {
-                            mode: match d.mode {
-                                DpuModeConfig::Dpu => DpuMode::Dpu,
-                                DpuModeConfig::Nic => DpuMode::Nic,
-                            },
-                            bfb,
-                        },
-                    })
-                }
-            };
-            specs.push(ServerSpec {
-                id: s.id.clone(),
-                bmc_url: s.bmc_url.clone(),
-                drivers: ServerDrivers {
-                    bmc: Arc::new(bmc),
-                    gpus,
-                    dpu,
-                },
-            });
-        }
-        let config = SiteReconcilerConfig {
-            retry: RetryPolicy {
-                initial: Duration::from_millis(r.retry_initial_ms),
-                max: Duration::from_millis(r.retry_max_ms),
-                transient_attempts: r.transient_attempts,
-                permanent_attempts: r.permanent_attempts,
-            },
-            resync: Duration::from_millis(r.resync_ms),
-            power_poll: Duration::from_millis(r.power_poll_ms),
-            transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
-        };
-        let switches = switch::managed(&self.switches, &self.servers, r)?;
-        Ok(Some(SiteReconciler::with_switches(
-            specs,
-            switches,
-            config,
-            Arc::new(SystemClock),
-        )))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use meridian_drivers::dpu::DpuMode;
 
     use super::*;
 
@@ -695,7 +578,9 @@ mod tests {
         let dpu = c.servers[0].dpu.as_ref().expect("srv-1 has a DPU");
         assert_eq!(dpu.mode, DpuModeConfig::Dpu);
         assert!(c.servers[1].dpu.is_none());
-        let site = c.site_reconciler().unwrap().expect("servers configured");
+        let site = crate::wiring::site_reconciler(&c)
+            .unwrap()
+            .expect("servers configured");
         assert_eq!(site.servers().len(), 2);
         let managed = site.specs()[0].drivers.dpu.as_ref().expect("DPU driver");
         assert_eq!(managed.want.mode, DpuMode::Dpu);
@@ -704,11 +589,15 @@ mod tests {
             Some("doca-3.0")
         );
         assert!(site.specs()[1].drivers.dpu.is_none());
-        assert!(AgentConfig::default().site_reconciler().unwrap().is_none());
+        assert!(
+            crate::wiring::site_reconciler(&AgentConfig::default())
+                .unwrap()
+                .is_none()
+        );
 
         // A credentials file that is not there is a configuration error naming the key.
         let missing = text.replace(&format!("{creds:?}"), "\"/nonexistent/creds.toml\"");
-        let e = load(&missing, &[]).unwrap().site_reconciler().unwrap_err();
+        let e = crate::wiring::site_reconciler(&load(&missing, &[]).unwrap()).unwrap_err();
         assert!(e.to_string().contains("servers[1].credentials_file"), "{e}");
     }
 
@@ -749,7 +638,9 @@ mod tests {
         let c = load(&text, &[]).unwrap();
         assert!(!format!("{:?}", c.switches[0]).contains("switch-secret"));
         assert_eq!(c.switches[0].svi_offset, 1);
-        let site = c.site_reconciler().unwrap().expect("configured");
+        let site = crate::wiring::site_reconciler(&c)
+            .unwrap()
+            .expect("configured");
         let sw = &site.switches()[0];
         assert_eq!(sw.name, "leaf-1");
         assert_eq!(sw.layout.asn, 65101);
@@ -765,11 +656,18 @@ mod tests {
             servers: Vec::new(),
             ..c.clone()
         };
-        assert_eq!(only.site_reconciler().unwrap().unwrap().switches().len(), 1);
+        assert_eq!(
+            crate::wiring::site_reconciler(&only)
+                .unwrap()
+                .unwrap()
+                .switches()
+                .len(),
+            1
+        );
 
         // A base configuration that is not JSON names its key.
         std::fs::write(&base, "not json").unwrap();
-        let e = c.site_reconciler().unwrap_err();
+        let e = crate::wiring::site_reconciler(&c).unwrap_err();
         assert!(
             e.to_string().contains("switches[0].base_config_file"),
             "{e}"

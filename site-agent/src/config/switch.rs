@@ -5,16 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use meridian_common::config::ConfigError;
 use meridian_common::model::Ipv4Net;
 use serde::Deserialize;
 
-use super::{Access, ReconcilerConfig, ServerConfig, read_file};
-use crate::network::nvue::{NvueClient, NvueConfig};
-use crate::reconcile::fabric::{DEFAULT_L3_VNI_BASE, ManagedSwitch, SwitchLayout};
+use super::{Access, ServerConfig};
+use crate::reconcile::fabric::DEFAULT_L3_VNI_BASE;
 
 /// One leaf switch.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -97,7 +94,7 @@ pub struct SwitchPortConfig {
 }
 
 impl SwitchConfig {
-    fn access(&self) -> Access<'_> {
+    pub(crate) fn access(&self) -> Access<'_> {
         Access {
             url_key: "nvue_url",
             what: "switch",
@@ -204,52 +201,4 @@ pub(super) fn validate(
         }
     }
     Ok(())
-}
-
-/// The switch drivers and layouts (reads the credential, CA and base-configuration files).
-pub(super) fn managed(
-    switches: &[SwitchConfig],
-    servers: &[ServerConfig],
-    r: &ReconcilerConfig,
-) -> Result<Vec<ManagedSwitch>, ConfigError> {
-    let mut out = Vec::with_capacity(switches.len());
-    for (i, s) in switches.iter().enumerate() {
-        let key = |k: &str| format!("switches[{i}].{k}");
-        let access = s.access();
-        let (username, password) = access.credentials(&key)?;
-        let mut cfg = NvueConfig::new(s.nvue_url.clone(), username, password);
-        cfg.tls_roots = access.roots(&key)?.unwrap_or_default();
-        if let Some(file) = &s.base_config_file {
-            let text = read_file(key("base_config_file"), file)?;
-            cfg.base = serde_json::from_slice(&text).map_err(|e| {
-                ConfigError::invalid(key("base_config_file"), format!("{}: {e}", file.display()))
-            })?;
-        }
-        cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
-        cfg.attempts = r.bmc_attempts;
-        cfg.apply_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
-        let driver = NvueClient::new(cfg)
-            .map_err(|e| ConfigError::invalid(key("nvue_url"), e.to_string()))?;
-        let ports = servers
-            .iter()
-            .filter_map(|srv| {
-                let p = srv.switch.as_ref().filter(|p| p.name == s.name)?;
-                Some((srv.id.clone(), (p.bond.clone(), p.ports.clone())))
-            })
-            .collect();
-        out.push(ManagedSwitch {
-            name: s.name.clone(),
-            driver: Arc::new(driver),
-            layout: SwitchLayout {
-                vtep: s.vtep,
-                asn: s.asn,
-                uplinks: s.uplinks.clone(),
-                private_range: s.private_range,
-                l3_vni_base: s.l3_vni_base,
-                svi_offset: s.svi_offset,
-                ports,
-            },
-        });
-    }
-    Ok(out)
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use meridian_common::ids::{Generation, ServerId, TenantId, TimeWindow, Timestamp, WorkloadId};
 use meridian_common::model::{Allocation, AllocationMode, GpuSlot, SiteIntent};
 
-use crate::compute::dpu::{BfbImage, DpuMode};
+use meridian_drivers::dpu::{BfbImage, DpuMode};
 
 /// One workload's share of one server (all its slots there).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use meridian_common::ids::{ServerId, TenantId, Timestamp};
 use meridian_common::model::{Ipv4Net, SiteIntent};
 
-use crate::network::{FabricSpec, FabricTenant, SwitchFabric};
+use meridian_drivers::{FabricSpec, FabricTenant, SwitchFabric};
 
 /// The first tenant VLAN.
 pub const FIRST_VLAN: u16 = 100;
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(t[0].bonds, vec![("bond1".into(), vec!["swp1".into()])]);
         assert_eq!(t[1].bonds, vec![("bond2".into(), vec!["swp2".into()])]);
         assert_eq!(w.next_change, Some(Timestamp::from_millis(2_000)));
-        crate::network::nvue::validate(&w.spec).unwrap();
+        meridian_drivers::nvue::validate(&w.spec).unwrap();
 
         // Before any window: srv-2 in no VLAN, the next change is w-2's start.
         let w = fabric_want(&i, &layout(), Timestamp::from_millis(0)).unwrap();

@@ -7,10 +7,10 @@ use meridian_common::model::{
     BmcEndpoint, BmcVendor, Gpu, GpuHealth, GpuModel, MigConfig, Server, ServerState,
 };
 
-use super::observe::mig_profile_of;
+use super::device::mig_profile_of;
 use super::plan::mig_instances;
-use crate::compute::bmc::{HardwareInventory, Vendor};
-use crate::compute::gpu::{GpuReport, MigState};
+use meridian_drivers::bmc::{HardwareInventory, Vendor};
+use meridian_drivers::gpu::{GpuReport, MigState};
 
 /// The GPU model a device name denotes (`NVIDIA H100 80GB HBM3` -> `H100-80GB`), if Meridian
 /// knows it.

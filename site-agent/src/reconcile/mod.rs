@@ -1,21 +1,30 @@
-//! The site reconciler: brings each of the site's servers to what the held [`SiteIntent`]
-//! asks of it now, through the compute drivers, and reports every step.
+//! The site reconciler: brings every resource of the site (its servers and leaf switches) to
+//! what the held [`SiteIntent`] asks of it now, through the drivers of `meridian-drivers`, and
+//! reports every step.
 //!
-//! One shape, after kube-runtime's controllers:
+//! One shape for every resource kind, after kube-runtime's controllers ([`resource`]):
 //!
-//! - [`server::reconcile`]`(want, observed, ctx) -> Result<`[`Action`]`, `[`ReconcileError`]`>`
-//!   takes one step for one server: `want` is what the intent asks of it at this instant
-//!   ([`desired::ServerWant`], windows already applied), `observed` is its progress record
-//!   ([`record::ServerRecord`]) plus what its BMC and GPUs say right now
-//!   ([`observe::Device`]), and the step is chosen by the pure [`plan::plan`]. It returns
-//!   [`Action::RequeueAfter`] (more to do, or a transition to wait out) or
-//!   [`Action::AwaitChange`] (converged).
-//! - [`error_policy`] turns a failed step into a retry after an exponential back-off or, after
-//!   a bounded number of attempts, the server's `Failed` state with the reason.
-//! - [`site::SiteReconciler`] runs one worker per server (so at most one reconcile of a server
-//!   at a time), wakes them on a new intent, at window boundaries (on an injected
-//!   [`clock::Clock`]) and periodically, decides when a generation is applied or failed, and
-//!   plugs into the agent as a background [`crate::reconciler::Reconciler`].
+//! - **want**, derived from the held intent at an instant (pure): [`desired::ServerWant`] for a
+//!   server, [`switch::SwitchWant`] (from [`fabric::fabric_want`]) for a switch;
+//! - **observe** through the driver: a server's progress record
+//!   ([`record::ServerRecord`]) plus what its BMC, GPUs and DPU say now ([`device::Device`]);
+//!   a switch's differences from its want;
+//! - **plan**, pure and unit-tested: [`plan::plan`] for a server, [`switch::plan`] for a
+//!   switch;
+//! - **execute**, which returns [`Action::RequeueAfter`] (more to do, or a transition to wait
+//!   out) or [`Action::AwaitChange`] (converged);
+//! - one **error policy** ([`error_policy`]): a failed step is retried after an exponential
+//!   back-off or, after a bounded number of attempts, the resource fails with the reason;
+//! - **report**: the resource's status and reports, in the agent's buffer.
+//!
+//! One worker loop ([`resource::worker`]) runs every instance; [`site::SiteReconciler`] starts
+//! one per server and per switch, decides when a generation is applied or failed, and plugs
+//! into the agent as a background [`crate::reconciler::Reconciler`]. Host networks, the WAN
+//! gateway and storage are to be further [`Resource`] kinds, not further loops.
+//!
+//! The modules hold no import circle: the planners ([`plan`], [`switch::plan`]) read plain data
+//! only ([`desired`], [`device`], the record types of [`record`]), and the IO lives in
+//! [`server`], [`switch`] and [`resource`], which import them and never the other way round.
 //!
 //! Guarantees and assumptions are written down in `docs/reconciler.md`.
 //!
@@ -23,28 +32,33 @@
 
 pub mod clock;
 pub mod desired;
+pub mod device;
 pub mod fabric;
 pub mod inventory;
-pub mod observe;
 pub mod plan;
 pub mod record;
+pub mod resource;
 pub mod server;
 pub mod site;
+pub mod status;
+pub mod switch;
 
 use std::time::Duration;
 
-use crate::compute::dpu::DpuError;
-use crate::compute::{BmcError, GpuError};
 use crate::store::AgentStoreError;
+use meridian_drivers::dpu::DpuError;
+use meridian_drivers::{BmcError, GpuError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use desired::ServerWant;
+pub use device::Device;
 pub use fabric::{ManagedSwitch, SwitchLayout};
-pub use observe::Device;
 pub use plan::Step;
 pub use record::ServerRecord;
-pub use server::{Observed, ServerCtx, ServerDrivers, reconcile};
-pub use site::{ServerSpec, SiteReconciler, SiteReconcilerConfig, SiteStatus, SwitchStatus};
+pub use resource::Resource;
+pub use server::{Observed, ServerCtx, ServerDrivers, ServerSpec, reconcile};
+pub use site::SiteReconciler;
+pub use status::{ServerStatus, SiteStatus, SwitchStatus};
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +104,7 @@ pub enum ReconcileError {
     Switch {
         step: &'static str,
         #[source]
-        source: crate::network::FabricError,
+        source: meridian_drivers::FabricError,
     },
     /// The intent cannot be rendered for a switch with its configured layout.
     #[error("switch layout")]
@@ -114,16 +128,40 @@ impl ReconcileError {
                 _ => false,
             },
             ReconcileError::Switch { source, .. } => {
-                use crate::network::FabricError as F;
+                use meridian_drivers::FabricError as F;
                 match source {
                     F::Http { status, .. } => *status >= 500 || *status == 429,
-                    F::Transport { .. } | F::ApplyTimeout { .. } | F::Worker => true,
+                    F::Transport { .. } | F::ApplyTimeout { .. } => true,
                     _ => false,
                 }
             }
             ReconcileError::SwitchLayout(_) => false,
             ReconcileError::Unexpected { .. } => true,
             ReconcileError::Store(_) => true,
+        }
+    }
+}
+
+/// Timing of the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SiteReconcilerConfig {
+    pub retry: RetryPolicy,
+    /// A converged server is looked at again after this long even if nothing changed
+    /// (observation can miss changes made behind the agent's back).
+    pub resync: Duration,
+    /// How often to look again while a power transition runs.
+    pub power_poll: Duration,
+    /// How long a power transition seen under way may last before it counts as a failed step.
+    pub transition_timeout: Duration,
+}
+
+impl Default for SiteReconcilerConfig {
+    fn default() -> Self {
+        SiteReconcilerConfig {
+            retry: RetryPolicy::default(),
+            resync: Duration::from_secs(60),
+            power_poll: Duration::from_secs(1),
+            transition_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -202,7 +240,7 @@ mod tests {
     fn permanent() -> ReconcileError {
         ReconcileError::Gpu {
             step: "create MIG device",
-            source: GpuError::MigNotSupported(crate::compute::gpu::GpuIndex(0)),
+            source: GpuError::MigNotSupported(meridian_drivers::gpu::GpuIndex(0)),
         }
     }
 

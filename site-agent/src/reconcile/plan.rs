@@ -26,10 +26,10 @@ use meridian_common::model::{
 };
 
 use super::desired::{ServerWant, WantedAllocation, slot_key};
-use super::observe::{Device, mig_profile_of};
+use super::device::{Device, mig_profile_of};
 use super::record::{BootedWith, MigClaim, ServerRecord};
-use crate::compute::bmc::{BootOverrideEnabled, BootTarget, PowerState};
-use crate::compute::dpu::{BfbImage, DpuMode};
+use meridian_drivers::bmc::{BootOverrideEnabled, BootTarget, PowerState};
+use meridian_drivers::dpu::{BfbImage, DpuMode};
 
 /// One step of a server's lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -700,13 +700,13 @@ pub fn mig_instances(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compute::bmc::{BootOverride, MediaStatus, ResourcePath};
-    use crate::compute::gpu::{
-        GpuDevice, GpuIndex, GpuMemory, GpuReport, GpuUuid, MigDevice, MigState,
-    };
     use meridian_common::ids::{ServerId, SiteId, TenantId, Timestamp};
     use meridian_common::model::{
         AllocationMode, BmcEndpoint, BmcVendor, Gpu, GpuHealth, GpuModel, MigConfig, MigProfile,
+    };
+    use meridian_drivers::bmc::{BootOverride, MediaStatus, ResourcePath};
+    use meridian_drivers::gpu::{
+        GpuDevice, GpuIndex, GpuMemory, GpuReport, GpuUuid, MigDevice, MigState,
     };
 
     const IMG: &str = "http://img/a.iso";
@@ -1160,9 +1160,9 @@ mod tests {
 
     #[test]
     fn the_dpu_gets_its_bundle_then_its_mode_before_allocation_and_at_cleaning() {
-        use crate::compute::dpu::DpuModeStatus;
         use crate::reconcile::desired::{BfbWant, DpuWant};
-        use crate::reconcile::observe::DpuSeen;
+        use crate::reconcile::device::DpuSeen;
+        use meridian_drivers::dpu::DpuModeStatus;
         let bfb = BfbWant {
             image: BfbImage {
                 url: "http://img/doca-3.0.bfb".into(),

@@ -5,22 +5,27 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meridian_common::ids::{ServerId, SiteId, WorkloadId};
-use meridian_common::model::{AllocationStatus, ReportBody, Server, ServerState, Severity};
+use async_trait::async_trait;
+use meridian_common::ids::{ServerId, SiteId, Timestamp, WorkloadId};
+use meridian_common::model::{
+    AllocationStatus, ReportBody, Server, ServerState, Severity, SiteIntent,
+};
 use tokio::sync::Notify;
 
 use super::clock::Clock;
-use super::desired::{DpuWant, ServerWant, WantedAllocation};
-use super::observe::{self, Device};
+use super::desired::{self, DpuWant, ServerWant, WantedAllocation};
+use super::device::{self, Device, DpuSeen};
 use super::plan::{self, Note, Step, describe};
 use super::record::{self, AllocRecord, MigClaim, ServerRecord};
+use super::resource::{Cx, Resource};
+use super::status::ServerStatus;
 use super::{Action, ReconcileError, RetryPolicy, Verdict, error_policy};
-use crate::compute::bmc::{
+use crate::store::AgentStore;
+use meridian_drivers::bmc::{
     Bmc, BmcError, BootOverride, BootOverrideEnabled, BootTarget, MediaPolicy, PowerAction,
 };
-use crate::compute::dpu::{Dpu, DpuError};
-use crate::compute::gpu::{GpuError, GpuIndex, GpuInventory, GpuUuid, MigProfile};
-use crate::store::AgentStore;
+use meridian_drivers::dpu::{Dpu, DpuError};
+use meridian_drivers::gpu::{GpuError, GpuIndex, GpuInventory, GpuUuid, MigProfile};
 
 /// How many times an insert found under way is polled (every `power_poll`) before it is
 /// asked for again.
@@ -51,6 +56,146 @@ impl fmt::Debug for ServerDrivers {
             .field("gpus", &self.gpus.is_some())
             .field("dpu", &self.dpu.as_ref().map(|d| &d.want))
             .finish()
+    }
+}
+
+/// One server the site reconciler manages.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub id: ServerId,
+    /// The BMC's URL as configured (reported in the inventory).
+    pub bmc_url: String,
+    pub drivers: ServerDrivers,
+}
+
+/// One managed server as a [`Resource`], and what its worker remembers between passes.
+#[derive(Debug)]
+pub(crate) struct ServerInstance {
+    spec: ServerSpec,
+    book: Arc<InventoryBook>,
+    reconciles: u64,
+}
+
+impl ServerInstance {
+    pub(crate) fn new(spec: ServerSpec, book: Arc<InventoryBook>) -> Self {
+        ServerInstance {
+            spec,
+            book,
+            reconciles: 0,
+        }
+    }
+
+    fn ctx<'a>(&'a self, cx: &'a Cx<'a>) -> ServerCtx<'a> {
+        let config = &cx.env.config;
+        ServerCtx {
+            server: &self.spec.id,
+            site: cx.site,
+            bmc_url: &self.spec.bmc_url,
+            drivers: &self.spec.drivers,
+            store: &cx.link.store,
+            clock: cx.env.clock.as_ref(),
+            reports_ready: &cx.link.reports_ready,
+            report_buffer_max: cx.link.report_buffer_max,
+            power_poll: config.power_poll,
+            transition_timeout: config.transition_timeout,
+            inventory: &self.book,
+        }
+    }
+}
+
+#[async_trait]
+impl Resource for ServerInstance {
+    type Want = ServerWant;
+    type Observed = Observed;
+    type Step = Step;
+
+    fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<ServerWant> {
+        let mut want = desired::server_want(intent, &self.spec.id, now);
+        want.dpu = self.spec.drivers.dpu.as_ref().map(|d| d.want.clone());
+        Some(want)
+    }
+
+    fn next_change(want: &ServerWant) -> Option<Timestamp> {
+        want.next_change
+    }
+
+    async fn observe(
+        &mut self,
+        _want: &ServerWant,
+        cx: &Cx<'_>,
+    ) -> Result<Observed, ReconcileError> {
+        observe_server(&self.ctx(cx)).await
+    }
+
+    fn plan(&self, want: &ServerWant, observed: &Observed) -> Step {
+        plan::plan(
+            want,
+            &observed.record,
+            observed.device.as_ref(),
+            self.spec.drivers.gpus.is_some(),
+        )
+    }
+
+    async fn execute(
+        &mut self,
+        step: Step,
+        want: &ServerWant,
+        observed: Observed,
+        cx: &Cx<'_>,
+    ) -> Result<Action, ReconcileError> {
+        take_step(step, want, &observed, &self.ctx(cx)).await
+    }
+
+    fn failed(&mut self, want: &ServerWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
+        let ctx = self.ctx(cx);
+        let policy = &cx.env.config.retry;
+        if let ReconcileError::Store(_) = &error {
+            tracing::error!(server = %ctx.server, error = %meridian_common::telemetry::error_chain(&error), "agent database failed; retrying later");
+            return Action::RequeueAfter(policy.max);
+        }
+        match handle_failure(want, &error, policy, &ctx) {
+            Ok(action) => action,
+            Err(e) => {
+                tracing::error!(server = %ctx.server, error = %meridian_common::telemetry::error_chain(&e), "cannot record a failed step");
+                Action::RequeueAfter(policy.max)
+            }
+        }
+    }
+
+    fn report(&mut self, want: &ServerWant, action: Action, cx: &Cx<'_>) {
+        self.reconciles += 1;
+        let rec = record::load(&cx.link.store, &self.spec.id).unwrap_or_default();
+        let needed = !want.active.is_empty() || !want.upcoming.is_empty();
+        let blocking_failure = match &rec.state {
+            ServerState::Failed { reason } if needed => Some(reason.clone()),
+            _ => None,
+        };
+        let rejected = want
+            .active
+            .iter()
+            .filter_map(
+                |a| match rec.allocations.get(&a.workload).map(|r| &r.status) {
+                    Some(AllocationStatus::Failed { reason }) if blocking_failure.is_none() => {
+                        Some(format!("allocation {}: {reason}", a.workload))
+                    }
+                    _ => None,
+                },
+            )
+            .collect();
+        let status = ServerStatus {
+            generation: want.generation,
+            at: want.now,
+            state: rec.state.clone(),
+            converged: action == Action::AwaitChange
+                && !matches!(rec.state, ServerState::Failed { .. }),
+            blocking_failure,
+            rejected,
+            reconciles: self.reconciles,
+        };
+        let id = self.spec.id.clone();
+        cx.env.status.send_modify(|s| {
+            s.servers.insert(id, status);
+        });
     }
 }
 
@@ -103,14 +248,57 @@ pub async fn observe_server(ctx: &ServerCtx<'_>) -> Result<Observed, ReconcileEr
     let record = record::load(ctx.store, ctx.server)?;
     let device = match record.state {
         ServerState::Available | ServerState::Allocated | ServerState::Cleaning => {
-            Some(observe::observe(ctx.drivers).await?)
+            Some(observe_devices(ctx.drivers).await?)
         }
         _ => None,
     };
     Ok(Observed { record, device })
 }
 
-/// Takes the next step for one server; see the module documentation of [`super`].
+/// Reads power, boot override and media from the BMC, the GPUs when the server has a GPU
+/// inventory driver, and the DPU's mode and `DPU_OS` version when it has a managed DPU.
+async fn observe_devices(drivers: &ServerDrivers) -> Result<Device, ReconcileError> {
+    let bmc = &drivers.bmc;
+    let bmc_err = |step| move |source| ReconcileError::Bmc { step, source };
+    let power = bmc.power_state().await.map_err(bmc_err("observe power"))?;
+    let boot = bmc
+        .boot_override()
+        .await
+        .map_err(bmc_err("observe boot override"))?;
+    let media = bmc.media().await.map_err(bmc_err("observe media"))?;
+    let gpus = match &drivers.gpus {
+        Some(g) => Some(g.report().await.map_err(|source| ReconcileError::Gpu {
+            step: "observe GPUs",
+            source,
+        })?),
+        None => None,
+    };
+    let dpu = match &drivers.dpu {
+        Some(d) => {
+            let dpu_err = |step| move |source| ReconcileError::Dpu { step, source };
+            let mode = d.driver.mode().await.map_err(dpu_err("observe DPU mode"))?;
+            let firmware = d
+                .driver
+                .firmware()
+                .await
+                .map_err(dpu_err("observe DPU firmware"))?;
+            Some(DpuSeen {
+                mode,
+                os: firmware.os,
+            })
+        }
+        None => None,
+    };
+    Ok(Device {
+        power,
+        boot,
+        media,
+        gpus,
+        dpu,
+    })
+}
+
+/// Takes the next step for one server: the pure [`plan::plan`], then [`take_step`].
 pub async fn reconcile(
     want: &ServerWant,
     observed: &Observed,
@@ -122,6 +310,17 @@ pub async fn reconcile(
         observed.device.as_ref(),
         ctx.drivers.gpus.is_some(),
     );
+    take_step(step, want, observed, ctx).await
+}
+
+/// Takes `step` (chosen by [`plan::plan`] from `want` and `observed`), records the progress
+/// and reports it in one transaction.
+pub async fn take_step(
+    step: Step,
+    want: &ServerWant,
+    observed: &Observed,
+    ctx: &ServerCtx<'_>,
+) -> Result<Action, ReconcileError> {
     match step {
         Step::Converged => {
             if observed.record.failures > 0 {
@@ -165,8 +364,8 @@ async fn wait_transition(ctx: &ServerCtx<'_>) -> Result<Action, ReconcileError> 
             .map_err(bmc_step("wait for a power transition"))?;
         if !matches!(
             power,
-            crate::compute::bmc::PowerState::PoweringOn
-                | crate::compute::bmc::PowerState::PoweringOff
+            meridian_drivers::bmc::PowerState::PoweringOn
+                | meridian_drivers::bmc::PowerState::PoweringOff
         ) {
             return Ok(Action::RequeueAfter(Duration::ZERO));
         }
@@ -506,7 +705,7 @@ async fn execute(
                 server.memory_mib,
                 gpus.join(", "),
                 match &report {
-                    Some(crate::compute::gpu::GpuReport::NoGpus(why)) => format!(" ({why})"),
+                    Some(meridian_drivers::gpu::GpuReport::NoGpus(why)) => format!(" ({why})"),
                     _ => String::new(),
                 }
             )));
@@ -554,7 +753,7 @@ async fn execute(
                 .map_err(bmc_step("insert virtual media"))?;
             let mut polls = 0;
             while !pending.inserted
-                && observe::same_image(pending.image.as_deref(), image)
+                && device::same_image(pending.image.as_deref(), image)
                 && polls < MEDIA_IN_PROGRESS_POLLS
             {
                 tokio::time::sleep(ctx.power_poll).await;
@@ -564,7 +763,7 @@ async fn execute(
                     .map_err(bmc_step("insert virtual media"))?;
                 polls += 1;
             }
-            if !(pending.inserted && observe::same_image(pending.image.as_deref(), image)) {
+            if !(pending.inserted && device::same_image(pending.image.as_deref(), image)) {
                 bmc.insert_media(image, MediaPolicy::EjectFirst)
                     .await
                     .map_err(bmc_step("insert virtual media"))?;

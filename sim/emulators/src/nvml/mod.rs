@@ -12,7 +12,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use meridian_agent::compute::gpu::{
+use meridian_drivers::gpu::{
     GpuDevice, GpuError, GpuIndex, GpuInventory, GpuMemory, GpuReport, GpuUuid, MigDevice, MigMode,
     MigProfile, MigState, NoGpus, Utilisation,
 };

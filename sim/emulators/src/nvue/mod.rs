@@ -146,7 +146,7 @@ struct State {
     /// Issues the next applies end `apply_fail` with, one per apply.
     fail_next: std::collections::VecDeque<String>,
     kernel: Option<Arc<KernelSwitch>>,
-    realisations: Vec<meridian_agent::network::ChangeReport>,
+    realisations: Vec<meridian_drivers::ChangeReport>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -295,7 +295,7 @@ impl NvueEmulator {
     }
 
     /// The change reports of the kernel realisations so far, oldest first.
-    pub fn realisations(&self) -> Vec<meridian_agent::network::ChangeReport> {
+    pub fn realisations(&self) -> Vec<meridian_drivers::ChangeReport> {
         lock(&self.state).realisations.clone()
     }
 
@@ -644,16 +644,11 @@ async fn finish_apply(st: Shared, id: String, step: Duration) {
     };
     if let Some(k) = kernel {
         let wanted = tree.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let out = k.realise(&wanted);
-            if out.is_err() {
-                // Roll the kernel back, as a switch does when an apply fails.
-                let _ = k.realise(&previous);
-            }
-            out
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("realisation panicked: {e}")));
+        let done = k.realise(&wanted).await;
+        if done.is_err() {
+            // Roll the kernel back, as a switch does when an apply fails.
+            let _ = k.realise(&previous).await;
+        }
         let mut s = lock(&st);
         match done {
             Ok(report) => s.realisations.push(report),

@@ -18,14 +18,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use tokio::sync::Mutex;
 
-use meridian_agent::network::host::attach_ports;
-use meridian_agent::network::{
-    ChangeReport, HostNetwork, HostNetworkSpec, HostTenant, NetlinkHost,
-};
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
+use meridian_drivers::host::attach_ports;
+use meridian_drivers::{ChangeReport, HostNetwork, HostNetworkSpec, HostTenant, NetlinkHost};
 use serde_json::Value;
 
 /// Where and as which VTEP an emulated switch realises its applied configuration.
@@ -64,8 +62,8 @@ impl KernelSwitch {
     }
 
     /// Converges the namespace to `applied`; the changes made, or why it failed.
-    pub fn realise(&self, applied: &Value) -> Result<ChangeReport, String> {
-        let _one = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+    pub async fn realise(&self, applied: &Value) -> Result<ChangeReport, String> {
+        let _one = self.busy.lock().await;
         let segments = segments(applied);
         let remotes = flood_list(applied).unwrap_or_else(|| self.peers.clone());
         let mut tenants = Vec::new();
@@ -94,11 +92,12 @@ impl KernelSwitch {
         };
         // An empty prefix: the driver owns no namespaces here and deletes none.
         let host = NetlinkHost::new(Some(self.netns.clone()), "");
-        let mut report = host.apply(&spec).map_err(|e| error_chain(&e))?;
+        let mut report = host.apply(&spec).await.map_err(|e| error_chain(&e))?;
         for s in &segments {
             let (bridge, ..) = NetlinkHost::device_names(s.vni);
-            let r =
-                attach_ports(Some(&self.netns), &bridge, &s.ports).map_err(|e| error_chain(&e))?;
+            let r = attach_ports(Some(&self.netns), &bridge, &s.ports)
+                .await
+                .map_err(|e| error_chain(&e))?;
             report.changes.extend(r.changes);
         }
         Ok(report)

@@ -1,0 +1,189 @@
+//! Site intents: everything one site must look like, at one generation.
+//!
+//! The intent compiler writes a [`SiteIntent`] per site; the distributor ships the newest one
+//! and the agent reconciles towards it. Generations only grow, and an agent refuses an older
+//! one. Allocation windows travel inside the intent so a disconnected agent still starts and
+//! ends allocations on time. Consistency (no double-booked GPU, valid VNIs, generation `>= 1`)
+//! is checked by [`validate_site_intent`](crate::validate::validate_site_intent).
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Generation, Name, PoolId, ServerId, SiteId, TenantId, TimeWindow, WorkloadId};
+use crate::net::{Ipv4Net, Protocol};
+use crate::placement::GpuSlot;
+
+/// One tenant's network on this site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantNetworkIntent {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// VXLAN network identifier, `1..=16_777_215`.
+    pub vni: u32,
+    /// VRF routing table.
+    pub table: u32,
+    /// The tenant's subnet on this site.
+    pub subnet: Ipv4Net,
+    /// The gateway address inside `subnet`.
+    pub gateway: Ipv4Addr,
+}
+
+/// How an allocation runs on its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocationMode {
+    /// The whole server is the tenant's.
+    BareMetal,
+    /// A virtual machine.
+    VirtualMachine,
+    /// A container.
+    Container,
+}
+
+/// A workload replica's share of one server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Allocation {
+    /// The workload.
+    pub workload: WorkloadId,
+    /// Its owner.
+    pub tenant: TenantId,
+    /// The server.
+    pub server: ServerId,
+    /// The GPU share.
+    pub slot: GpuSlot,
+    /// How it runs.
+    pub mode: AllocationMode,
+    /// Boot or container image URL.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// When it runs (absent: now on, until removed from the intent).
+    #[serde(default)]
+    pub window: Option<TimeWindow>,
+}
+
+/// A public port forwarded to a tenant backend.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exposure {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The workload it serves.
+    pub workload: WorkloadId,
+    /// Public address on the site's gateway.
+    pub public_ip: Ipv4Addr,
+    /// Public port.
+    pub public_port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// Backend address in the tenant's subnet.
+    pub backend_ip: Ipv4Addr,
+    /// Backend port.
+    pub backend_port: u16,
+}
+
+/// A storage volume with a quota.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageVolume {
+    /// The owner.
+    pub tenant: TenantId,
+    /// Volume name, unique per tenant.
+    pub name: Name,
+    /// Quota in MiB.
+    pub size_mib: u64,
+}
+
+/// A power action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PowerAction {
+    /// Power on.
+    On,
+    /// Power off.
+    Off,
+    /// Power cycle.
+    Cycle,
+}
+
+/// What to do to a server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerActionKind {
+    /// Change power.
+    Power(PowerAction),
+    /// Install an image (through BMC virtual media).
+    Provision {
+        /// Image URL.
+        image: String,
+    },
+    /// Wipe it.
+    Clean,
+}
+
+/// An action on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerAction {
+    /// The server.
+    pub server: ServerId,
+    /// The action.
+    pub action: ServerActionKind,
+}
+
+/// A server's pool membership.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolAssignment {
+    /// The server.
+    pub server: ServerId,
+    /// The pool.
+    pub pool: PoolId,
+}
+
+/// Everything one site must look like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteIntent {
+    /// The site.
+    pub site: SiteId,
+    /// The generation, `>= 1`, growing with every change.
+    pub generation: Generation,
+    /// Tenant networks.
+    #[serde(default)]
+    pub networks: Vec<TenantNetworkIntent>,
+    /// Allocations.
+    #[serde(default)]
+    pub allocations: Vec<Allocation>,
+    /// Public port exposures.
+    #[serde(default)]
+    pub exposures: Vec<Exposure>,
+    /// Storage volumes.
+    #[serde(default)]
+    pub volumes: Vec<StorageVolume>,
+    /// Server actions.
+    #[serde(default)]
+    pub server_actions: Vec<ServerAction>,
+    /// Pool assignments.
+    #[serde(default)]
+    pub pools: Vec<PoolAssignment>,
+}
+
+impl SiteIntent {
+    /// An intent of `site` at `generation` that asks for nothing (no networks, allocations,
+    /// exposures, volumes, actions or pools).
+    pub fn empty(site: SiteId, generation: Generation) -> Self {
+        SiteIntent {
+            site,
+            generation,
+            networks: vec![],
+            allocations: vec![],
+            exposures: vec![],
+            volumes: vec![],
+            server_actions: vec![],
+            pools: vec![],
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The one reconcile shape every resource at a site takes, and the one worker loop that runs
+//! every instance of it.
+//!
+//! A resource kind (a server, a leaf switch; host networks, the gateway and storage are meant
+//! to be further kinds, not further loops) implements [`Resource`]:
+//!
+//! 1. [`Resource::want`]: what the held intent asks of the instance at `now` (pure);
+//! 2. [`Resource::observe`]: what its device and the agent's records say now (IO through the
+//!    driver);
+//! 3. [`Resource::plan`]: the next step, from the want and the observation (pure, unit-tested);
+//! 4. [`Resource::execute`]: takes the step and says what to do next ([`Action`]);
+//! 5. [`Resource::failed`]: a failed observation or step goes through the error policy
+//!    ([`super::error_policy`]: back-off, then a permanent failure with the reason);
+//! 6. [`Resource::report`]: publishes the pass's outcome (the site's status, reports).
+//!
+//! [`worker`] runs one instance: one pass at a time (never two reconciles of a resource at
+//! once), again at once while there is more to do, after the back-off or poll interval a pass
+//! asked for, and once converged when a new intent arrives, when the want changes by itself (a
+//! window boundary, on the injected [`Clock`]) or after the periodic resync, whichever comes
+//! first. The agent stopping ends it, mid-step if need be.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use meridian_common::ids::{SiteId, Timestamp};
+use meridian_common::model::{ReportBody, SiteIntent};
+use tokio::sync::watch;
+
+use super::clock::Clock;
+use super::status::SiteStatus;
+use super::{Action, ReconcileError, SiteReconcilerConfig};
+use crate::reconciler::AgentLink;
+
+/// How often a worker looks for the agent's enrolment before it knows its site.
+const ENROLMENT_POLL: Duration = Duration::from_millis(500);
+
+/// What every worker of a site shares.
+pub(crate) struct Env {
+    pub(crate) config: SiteReconcilerConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The held intent (newest generation first come).
+    pub(crate) intent: watch::Sender<Option<Arc<SiteIntent>>>,
+    /// Every resource's last reported status.
+    pub(crate) status: watch::Sender<SiteStatus>,
+}
+
+/// One pass's surroundings.
+pub struct Cx<'a> {
+    pub(crate) env: &'a Env,
+    pub(crate) link: &'a AgentLink,
+    /// The site (the intent's, else the enrolled identity's).
+    pub site: &'a SiteId,
+    /// The injected clock when the pass began.
+    pub now: Timestamp,
+}
+
+impl fmt::Debug for Cx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("site", &self.site)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cx<'_> {
+    /// Appends site-level reports (stamped with the applied generation) and progress
+    /// `records` in one transaction, and wakes the channel; a failure is logged naming `what`.
+    pub(crate) fn commit_reports(
+        &self,
+        reports: &[ReportBody],
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        what: &str,
+    ) {
+        commit_site_reports(self.link, self.site, self.now, reports, records, what);
+    }
+}
+
+/// One resource instance in the one reconcile shape; see the module documentation.
+#[async_trait]
+pub trait Resource: Send + 'static {
+    /// What the intent asks of the instance at one instant.
+    type Want: Send + Sync;
+    /// What was seen of it.
+    type Observed: Send + Sync;
+    /// The step the planner chose.
+    type Step: Send + fmt::Debug;
+
+    /// What the held intent (if any) asks of it at `now`; `None`: nothing to do until an
+    /// intent arrives. Pure.
+    fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<Self::Want>;
+
+    /// When `want` changes by itself (an allocation window opening or closing).
+    fn next_change(want: &Self::Want) -> Option<Timestamp>;
+
+    /// Reads the device (through its driver) and the agent's records of it.
+    async fn observe(
+        &mut self,
+        want: &Self::Want,
+        cx: &Cx<'_>,
+    ) -> Result<Self::Observed, ReconcileError>;
+
+    /// The next step. Pure: no IO, no clock.
+    fn plan(&self, want: &Self::Want, observed: &Self::Observed) -> Self::Step;
+
+    /// Takes `step`.
+    async fn execute(
+        &mut self,
+        step: Self::Step,
+        want: &Self::Want,
+        observed: Self::Observed,
+        cx: &Cx<'_>,
+    ) -> Result<Action, ReconcileError>;
+
+    /// Applies the error policy to a failed observation or step.
+    fn failed(&mut self, want: &Self::Want, error: ReconcileError, cx: &Cx<'_>) -> Action;
+
+    /// Publishes how the pass ended.
+    fn report(&mut self, want: &Self::Want, action: Action, cx: &Cx<'_>);
+}
+
+/// One pass: observe, plan, execute; a failure goes through the error policy.
+async fn pass<R: Resource>(r: &mut R, want: &R::Want, cx: &Cx<'_>) -> Action {
+    let result = match r.observe(want, cx).await {
+        Ok(observed) => {
+            let step = r.plan(want, &observed);
+            r.execute(step, want, observed, cx).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(action) => action,
+        Err(e) => r.failed(want, e, cx),
+    }
+}
+
+/// Runs `resource` until the agent stops; see the module documentation.
+pub(crate) async fn worker<R: Resource>(mut resource: R, env: &Env, link: AgentLink) {
+    let mut intent_rx = env.intent.subscribe();
+    let mut stop = link.stop.clone();
+    // The agent stopping, or gone without saying so (its sender dropped), ends the worker.
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let intent = intent_rx.borrow_and_update().clone();
+        let Some(site) = site_of(intent.as_deref(), &link) else {
+            // Reports need the site: wait for an intent, or for enrolment (the identity in
+            // the store, looked for every ENROLMENT_POLL), so a new site's servers are
+            // inspected as soon as it enrolled rather than at the next resync.
+            tokio::select! {
+                _ = intent_rx.changed() => {}
+                _ = tokio::time::sleep(env.config.resync.min(ENROLMENT_POLL)) => {}
+                r = stop.changed() => if r.is_err() { return },
+            }
+            continue;
+        };
+        let now = env.clock.now();
+        let Some(want) = resource.want(intent.as_deref(), now) else {
+            tokio::select! {
+                _ = intent_rx.changed() => {}
+                r = stop.changed() => if r.is_err() { return },
+            }
+            continue;
+        };
+        let cx = Cx {
+            env,
+            link: &link,
+            site: &site,
+            now,
+        };
+        let action = tokio::select! {
+            a = pass(&mut resource, &want, &cx) => a,
+            _ = stop.changed() => return,
+        };
+        resource.report(&want, action, &cx);
+        let wait = match action {
+            Action::RequeueAfter(d) if d.is_zero() => continue,
+            Action::RequeueAfter(d) => d,
+            Action::AwaitChange => env.config.resync,
+        };
+        if !pause(env, wait, R::next_change(&want), &mut intent_rx, &mut stop).await {
+            return;
+        }
+    }
+}
+
+/// Waits `wait`, or until a new intent, the window boundary `next_change` (on the injected
+/// clock) or the agent stopping. Returns `false` when the agent is gone (its stop sender
+/// dropped): the worker ends.
+async fn pause(
+    env: &Env,
+    wait: Duration,
+    next_change: Option<Timestamp>,
+    intent_rx: &mut watch::Receiver<Option<Arc<SiteIntent>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let boundary = match next_change {
+        Some(t) => env.clock.sleep_until(t),
+        None => Box::pin(std::future::pending()),
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = intent_rx.changed() => true,
+        _ = boundary => true,
+        r = stop.changed() => r.is_ok(),
+    }
+}
+
+/// The site id: the intent's, else the enrolled identity's.
+fn site_of(intent: Option<&SiteIntent>, link: &AgentLink) -> Option<SiteId> {
+    if let Some(i) = intent {
+        return Some(i.site.clone());
+    }
+    link.store.identity().ok().flatten().map(|id| id.site)
+}
+
+/// Appends site-level reports (stamped with the applied generation) and progress `records`
+/// in one transaction, and wakes the channel; a failure is logged naming `what`.
+pub(crate) fn commit_site_reports(
+    link: &AgentLink,
+    site: &SiteId,
+    at: Timestamp,
+    reports: &[ReportBody],
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    what: &str,
+) {
+    let generation = link.store.applied_generation().unwrap_or_default();
+    match link.store.commit_progress(
+        site,
+        generation,
+        at,
+        reports,
+        link.report_buffer_max,
+        records,
+    ) {
+        Ok(_) => link.reports_ready.notify_one(),
+        Err(e) => {
+            tracing::error!(error = %meridian_common::telemetry::error_chain(&e), "cannot report {what}")
+        }
+    }
+}

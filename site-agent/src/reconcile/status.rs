@@ -1,0 +1,59 @@
+//! What the workers last reported of each resource: the site's status, which the coordinator
+//! reads to decide when a generation is applied or failed. Plain data.
+
+use std::collections::BTreeMap;
+
+use meridian_common::ids::{Generation, ServerId, Timestamp};
+use meridian_common::model::ServerState;
+
+/// One server as its worker last left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    /// The generation its last reconcile worked towards.
+    pub generation: Generation,
+    /// The clock when it computed the want.
+    pub at: Timestamp,
+    pub state: ServerState,
+    /// Its last reconcile found nothing to do.
+    pub converged: bool,
+    /// It failed and the intent wants something of it.
+    pub blocking_failure: Option<String>,
+    /// Allocations of the intent that cannot be put in place on it, with why.
+    pub rejected: Vec<String>,
+    /// Reconciles done.
+    pub reconciles: u64,
+}
+
+/// One switch as its worker last left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchStatus {
+    /// The generation its last apply worked towards.
+    pub generation: Generation,
+    /// The switch carries what that generation asks of it now.
+    pub converged: bool,
+    /// It could not be brought there (after the error policy's attempts), with why.
+    pub failure: Option<String>,
+    /// Applies that changed the switch.
+    pub changes: u64,
+}
+
+/// Every server's and switch's status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteStatus {
+    pub servers: BTreeMap<ServerId, ServerStatus>,
+    /// By switch name.
+    pub switches: BTreeMap<String, SwitchStatus>,
+}
+
+impl SiteStatus {
+    /// Whether every server converged on `generation` at or after `at` (failed servers the
+    /// intent needs count as settled, not converged).
+    pub fn settled(&self, generation: Generation, at: Timestamp, servers: usize) -> bool {
+        self.servers.len() == servers
+            && self.servers.values().all(|s| {
+                s.generation == generation
+                    && s.at >= at
+                    && (s.converged || s.blocking_failure.is_some())
+            })
+    }
+}

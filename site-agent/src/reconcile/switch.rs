@@ -1,0 +1,236 @@
+//! A leaf switch as a [`Resource`]: its want is what the intent asks of it now
+//! ([`fabric::fabric_want`], windows applied), its observation the differences between the
+//! switch's applied configuration and that want (read through its [`SwitchFabric`] driver),
+//! the plan applies the whole rendering when anything differs, and the driver applies it as one
+//! revision. Drift made behind the agent's back is found at every resync and put back.
+//!
+//! [`SwitchFabric`]: meridian_drivers::SwitchFabric
+
+use async_trait::async_trait;
+use meridian_common::ids::{Generation, Timestamp};
+use meridian_common::model::{ReportBody, Severity, SiteIntent};
+use meridian_drivers::ChangeReport;
+
+use super::fabric::{self, FabricWant, FabricWantError, ManagedSwitch};
+use super::resource::{Cx, Resource};
+use super::status::SwitchStatus;
+use super::{Action, ReconcileError, Verdict};
+
+/// What the held intent asks of one switch at one instant.
+#[derive(Debug)]
+pub struct SwitchWant {
+    pub generation: Generation,
+    /// The rendering, or why the intent cannot be rendered with this switch's layout.
+    pub fabric: Result<FabricWant, FabricWantError>,
+}
+
+/// The next step for a switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwitchStep {
+    /// The switch carries the want: nothing to send.
+    Converged,
+    /// Apply the whole rendering; these differences were seen.
+    Apply { drift: Vec<String> },
+}
+
+/// The plan for a switch: apply when anything differs. Pure.
+pub fn plan(drift: &[String]) -> SwitchStep {
+    if drift.is_empty() {
+        SwitchStep::Converged
+    } else {
+        SwitchStep::Apply {
+            drift: drift.to_vec(),
+        }
+    }
+}
+
+/// One managed switch and what its worker remembers between passes.
+#[derive(Debug)]
+pub(crate) struct SwitchInstance {
+    switch: ManagedSwitch,
+    resource: String,
+    /// Consecutive failed passes, and whether one of them was not transient.
+    failures: u32,
+    permanent: bool,
+    /// Applies that changed the switch.
+    changes: u64,
+    /// The last (generation, warning) reported, so a repeated failure is reported once.
+    last_warning: Option<(Generation, String)>,
+    /// How the current pass ended: the switch's status and the events to report.
+    outcome: Option<SwitchStatus>,
+    events: Vec<(Severity, String)>,
+}
+
+impl SwitchInstance {
+    pub(crate) fn new(switch: ManagedSwitch) -> Self {
+        SwitchInstance {
+            resource: format!("switch/{}", switch.name),
+            switch,
+            failures: 0,
+            permanent: false,
+            changes: 0,
+            last_warning: None,
+            outcome: None,
+            events: Vec::new(),
+        }
+    }
+}
+
+fn switch_error(
+    step: &'static str,
+) -> impl FnOnce(meridian_drivers::FabricError) -> ReconcileError {
+    move |source| ReconcileError::Switch { step, source }
+}
+
+#[async_trait]
+impl Resource for SwitchInstance {
+    type Want = SwitchWant;
+    type Observed = Vec<String>;
+    type Step = SwitchStep;
+
+    fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<SwitchWant> {
+        let intent = intent?;
+        Some(SwitchWant {
+            generation: intent.generation,
+            fabric: fabric::fabric_want(intent, &self.switch.layout, now),
+        })
+    }
+
+    fn next_change(want: &SwitchWant) -> Option<Timestamp> {
+        want.fabric.as_ref().ok().and_then(|f| f.next_change)
+    }
+
+    async fn observe(
+        &mut self,
+        want: &SwitchWant,
+        _cx: &Cx<'_>,
+    ) -> Result<Vec<String>, ReconcileError> {
+        self.outcome = None;
+        self.events.clear();
+        let fabric = want.fabric.as_ref().map_err(|e| e.clone())?;
+        for (server, tenants) in &fabric.shared_servers {
+            let names: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
+            self.events.push((
+                Severity::Warning,
+                format!(
+                    "server {server} carries tenants {} at once: its access port \
+                     stays out of every tenant VLAN",
+                    names.join(", ")
+                ),
+            ));
+        }
+        self.switch
+            .driver
+            .drift(&fabric.spec)
+            .await
+            .map_err(switch_error("read the applied fabric"))
+    }
+
+    fn plan(&self, _want: &SwitchWant, drift: &Vec<String>) -> SwitchStep {
+        plan(drift)
+    }
+
+    async fn execute(
+        &mut self,
+        step: SwitchStep,
+        want: &SwitchWant,
+        _drift: Vec<String>,
+        _cx: &Cx<'_>,
+    ) -> Result<Action, ReconcileError> {
+        let report = match (&step, &want.fabric) {
+            (SwitchStep::Apply { drift }, Ok(fabric)) => {
+                tracing::debug!(switch = %self.switch.name, ?drift, "switch differs from the intent");
+                self.switch
+                    .driver
+                    .apply(&fabric.spec)
+                    .await
+                    .map_err(switch_error("apply the tenant fabric"))?
+            }
+            _ => ChangeReport::default(),
+        };
+        (self.failures, self.permanent) = (0, false);
+        if report.changed() {
+            self.changes += 1;
+            self.events.push((
+                Severity::Info,
+                format!("generation {}: {report}", want.generation),
+            ));
+        }
+        self.last_warning = None;
+        self.outcome = Some(SwitchStatus {
+            generation: want.generation,
+            converged: true,
+            failure: None,
+            changes: self.changes,
+        });
+        Ok(Action::AwaitChange)
+    }
+
+    fn failed(&mut self, want: &SwitchWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
+        self.failures += 1;
+        self.permanent |= !error.is_transient();
+        let chain = meridian_common::telemetry::error_chain(&error);
+        tracing::warn!(switch = %self.switch.name, error = %chain, failures = self.failures, "switch not in line with the intent");
+        let retry = &cx.env.config.retry;
+        let (failure, wait) =
+            match super::error_policy(&error, self.failures, self.permanent, retry) {
+                Verdict::Retry(d) => (None, d),
+                Verdict::Fail(reason) => (Some(reason), retry.max),
+            };
+        let warning = (want.generation, chain);
+        if self.last_warning.as_ref() != Some(&warning) {
+            self.events.push((Severity::Warning, warning.1.clone()));
+            self.last_warning = Some(warning);
+        }
+        self.outcome = Some(SwitchStatus {
+            generation: want.generation,
+            converged: false,
+            failure,
+            changes: self.changes,
+        });
+        Action::RequeueAfter(wait)
+    }
+
+    fn report(&mut self, _want: &SwitchWant, _action: Action, cx: &Cx<'_>) {
+        if !self.events.is_empty() {
+            let reports: Vec<ReportBody> = std::mem::take(&mut self.events)
+                .into_iter()
+                .map(|(severity, message)| ReportBody::Event {
+                    severity,
+                    resource: self.resource.clone(),
+                    message,
+                })
+                .collect();
+            cx.commit_reports(&reports, &[], "a switch event");
+        }
+        if let Some(status) = self.outcome.take() {
+            let name = self.switch.name.clone();
+            cx.env.status.send_modify(|s| {
+                s.switches.insert(name, status);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_switch_is_applied_only_when_something_differs() {
+        assert_eq!(plan(&[]), SwitchStep::Converged);
+        let drift = vec!["vrf.acme: missing".to_owned()];
+        assert_eq!(
+            plan(&drift),
+            SwitchStep::Apply {
+                drift: drift.clone()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unrenderable_intent_is_a_permanent_error() {
+        let e = ReconcileError::SwitchLayout(FabricWantError::TooManyTenants(4_000));
+        assert!(!e.is_transient());
+    }
+}

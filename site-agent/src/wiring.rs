@@ -1,0 +1,181 @@
+//! Driver wiring: the one place where the agent's configuration becomes drivers. Every
+//! `[[servers]]` table gets a Redfish BMC driver, its DPU a BlueField driver and its GPUs the
+//! chosen inventory; every `[[switches]]` table an NVUE client; and they are handed to the
+//! site reconciler. Building reads the credential, CA and base-configuration files the
+//! configuration names, so call it before binding anything: an error is a configuration error
+//! naming the key. A new kind of driver is wired here and nowhere else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meridian_common::config::ConfigError;
+use meridian_drivers::bmc::{AuthMode, RedfishBmc, RedfishConfig};
+use meridian_drivers::dpu::{BfbImage, BlueFieldDpu, DpuMode};
+use meridian_drivers::gpu::{GpuInventory, NvmlInventory};
+use meridian_drivers::http_client::TlsTrust;
+use meridian_drivers::nvue::{NvueClient, NvueConfig};
+
+use crate::config::{
+    Access, AgentConfig, DpuModeConfig, GpuInventoryKind, ReconcilerConfig, ServerConfig,
+    SwitchConfig, read_file,
+};
+use crate::reconcile::desired::{BfbWant, DpuWant};
+use crate::reconcile::fabric::{ManagedSwitch, SwitchLayout};
+use crate::reconcile::server::ManagedDpu;
+use crate::reconcile::{
+    RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
+};
+
+/// The site reconciler over the configured servers and switches, with Redfish BMC drivers,
+/// the chosen GPU driver and NVUE switch drivers; `None` when neither servers nor switches
+/// are configured.
+pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, ConfigError> {
+    if config.servers.is_empty() && config.switches.is_empty() {
+        return Ok(None);
+    }
+    let r = &config.reconciler;
+    let mut nvml: Option<Arc<dyn GpuInventory>> = None;
+    let mut specs = Vec::new();
+    for (i, s) in config.servers.iter().enumerate() {
+        let key = |k: &str| format!("servers[{i}].{k}");
+        let mut cfg = redfish(&s.access(), &key, r)?;
+        cfg.system = s.system.clone();
+        let bmc = RedfishBmc::new(cfg)
+            .map_err(|e| ConfigError::invalid(key("bmc_url"), e.to_string()))?;
+        let gpus = match s.gpu_inventory {
+            GpuInventoryKind::None => None,
+            GpuInventoryKind::Nvml => Some(
+                nvml.get_or_insert_with(|| Arc::new(NvmlInventory::open(Some(&r.nvml_library))))
+                    .clone(),
+            ),
+        };
+        let dpu = match &s.dpu {
+            None => None,
+            Some(d) => {
+                let dkey = |k: &str| format!("servers[{i}].dpu.{k}");
+                let driver = BlueFieldDpu::new(redfish(&d.access(), &dkey, r)?)
+                    .map_err(|e| ConfigError::invalid(dkey("bmc_url"), e.to_string()))?;
+                let bfb = match (&d.bfb_url, &d.bfb_version) {
+                    (Some(url), Some(version)) => Some(BfbWant {
+                        image: BfbImage {
+                            url: url.clone(),
+                            credentials: None,
+                        },
+                        version: version.clone(),
+                    }),
+                    _ => None,
+                };
+                Some(ManagedDpu {
+                    driver: Arc::new(driver),
+                    want: DpuWant {
+                        mode: match d.mode {
+                            DpuModeConfig::Dpu => DpuMode::Dpu,
+                            DpuModeConfig::Nic => DpuMode::Nic,
+                        },
+                        bfb,
+                    },
+                })
+            }
+        };
+        specs.push(ServerSpec {
+            id: s.id.clone(),
+            bmc_url: s.bmc_url.clone(),
+            drivers: ServerDrivers {
+                bmc: Arc::new(bmc),
+                gpus,
+                dpu,
+            },
+        });
+    }
+    let settings = SiteReconcilerConfig {
+        retry: RetryPolicy {
+            initial: Duration::from_millis(r.retry_initial_ms),
+            max: Duration::from_millis(r.retry_max_ms),
+            transient_attempts: r.transient_attempts,
+            permanent_attempts: r.permanent_attempts,
+        },
+        resync: Duration::from_millis(r.resync_ms),
+        power_poll: Duration::from_millis(r.power_poll_ms),
+        transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
+    };
+    let switches = switches(&config.switches, &config.servers, r)?;
+    Ok(Some(SiteReconciler::with_switches(
+        specs,
+        switches,
+        settings,
+        Arc::new(SystemClock),
+    )))
+}
+
+/// The Redfish driver's settings (reads the credential and CA files).
+fn redfish(
+    access: &Access<'_>,
+    key: &dyn Fn(&str) -> String,
+    r: &ReconcilerConfig,
+) -> Result<RedfishConfig, ConfigError> {
+    let (username, password) = access.credentials(key)?;
+    let mut cfg = RedfishConfig::new(access.url.to_owned(), username, password);
+    cfg.tls = if access.tls_insecure {
+        Some(TlsTrust::InsecureAcceptAny)
+    } else {
+        access.roots(key)?.map(TlsTrust::Roots)
+    };
+    cfg.auth = if access.basic_auth {
+        AuthMode::Basic
+    } else {
+        AuthMode::SessionThenBasic
+    };
+    cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
+    cfg.attempts = r.bmc_attempts;
+    cfg.power_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+    cfg.media_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+    Ok(cfg)
+}
+
+/// The switch drivers and layouts (reads the credential, CA and base-configuration files).
+fn switches(
+    switches: &[SwitchConfig],
+    servers: &[ServerConfig],
+    r: &ReconcilerConfig,
+) -> Result<Vec<ManagedSwitch>, ConfigError> {
+    let mut out = Vec::with_capacity(switches.len());
+    for (i, s) in switches.iter().enumerate() {
+        let key = |k: &str| format!("switches[{i}].{k}");
+        let access = s.access();
+        let (username, password) = access.credentials(&key)?;
+        let mut cfg = NvueConfig::new(s.nvue_url.clone(), username, password);
+        cfg.tls_roots = access.roots(&key)?.unwrap_or_default();
+        if let Some(file) = &s.base_config_file {
+            let text = read_file(key("base_config_file"), file)?;
+            cfg.base = serde_json::from_slice(&text).map_err(|e| {
+                ConfigError::invalid(key("base_config_file"), format!("{}: {e}", file.display()))
+            })?;
+        }
+        cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
+        cfg.attempts = r.bmc_attempts;
+        cfg.apply_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+        let driver = NvueClient::new(cfg)
+            .map_err(|e| ConfigError::invalid(key("nvue_url"), e.to_string()))?;
+        let ports = servers
+            .iter()
+            .filter_map(|srv| {
+                let p = srv.switch.as_ref().filter(|p| p.name == s.name)?;
+                Some((srv.id.clone(), (p.bond.clone(), p.ports.clone())))
+            })
+            .collect();
+        out.push(ManagedSwitch {
+            name: s.name.clone(),
+            driver: Arc::new(driver),
+            layout: SwitchLayout {
+                vtep: s.vtep,
+                asn: s.asn,
+                uplinks: s.uplinks.clone(),
+                private_range: s.private_range,
+                l3_vni_base: s.l3_vni_base,
+                svi_offset: s.svi_offset,
+                ports,
+            },
+        });
+    }
+    Ok(out)
+}
