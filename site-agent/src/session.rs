@@ -2,19 +2,30 @@
 //! then serve pushes, acknowledgements, reports, heartbeats and certificate renewal until the
 //! link dies; reconnect with exponential backoff and full jitter. The intent held stays in
 //! force the whole time: nothing here tears anything down.
+//!
+//! This is the IO half. The protocol's decisions (what `Hello` says, fencing, acknowledging
+//! only what the journal holds, one report batch in flight, heartbeats and the silence
+//! timeout, the back-off schedule and the connect patience) are made by the sans-IO machine
+//! [`meridian_common::channel::session::agent::AgentSession`]; this loop feeds it socket,
+//! timer, journal and reconciler events and carries out its actions: it owns the QUIC
+//! connection, the journal ([`crate::store`]), the reconciler, enrolment and the keys.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use meridian_common::channel::backoff::Backoff;
 use meridian_common::channel::bootstrap::BootstrapFile;
+use meridian_common::channel::session::agent::{
+    AgentAction, AgentClose, AgentEvent, AgentSession, AgentSessionConfig, Failure, PersistOutcome,
+    Snapshot,
+};
+use meridian_common::channel::session::{Millis, Outcome};
 use meridian_common::channel::{CENTRAL_SERVER_NAME, close, frame};
-use meridian_common::ids::{Generation, Sequence};
 use meridian_common::model::SiteIntent;
 use meridian_proto::v1 as proto;
 use prost::Message;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 use crate::enroll::{self, EnrollError, resolve};
@@ -92,50 +103,110 @@ fn refused_by_central(e: &SessionError) -> bool {
     )
 }
 
+/// The session machine, with the OS as its source of back-off jitter.
+type Machine = AgentSession<StdRng>;
+
+/// The machine's clock: milliseconds since the loop started (tokio's clock, so a paused
+/// runtime pauses it too).
+#[derive(Debug, Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn now(self) -> Millis {
+        Millis(self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Completes at `deadline`; never without one.
+    async fn expiry(self, deadline: Option<Millis>) {
+        match deadline {
+            Some(t) => tokio::time::sleep_until(self.0 + Duration::from_millis(t.0)).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+fn machine_config(inner: &Inner) -> AgentSessionConfig {
+    AgentSessionConfig {
+        heartbeat: inner.config.heartbeat(),
+        backoff_initial: Duration::from_millis(inner.config.backoff_initial_ms),
+        backoff_max: Duration::from_millis(inner.config.backoff_max_ms),
+        report_batch_max: inner.config.report_batch_max,
+        background_reconciler: inner.outcomes.is_some(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    }
+}
+
+/// How a failed attempt counts for the retry policy.
+fn failure(e: &SessionError) -> Failure {
+    if refused_by_central(e) {
+        Failure::Refused
+    } else if matches!(e, SessionError::Connect(_)) {
+        Failure::Unreachable
+    } else {
+        Failure::Other
+    }
+}
+
+fn outcome(c: Convergence) -> Outcome {
+    match c {
+        Convergence::Applied(g) => Outcome::Applied(g),
+        Convergence::Failed { generation, reason } => Outcome::Failed { generation, reason },
+    }
+}
+
 /// Runs until `stop` turns true.
 pub(crate) async fn run(inner: Arc<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut backoff = Backoff::new(
-        Duration::from_millis(inner.config.backoff_initial_ms),
-        Duration::from_millis(inner.config.backoff_max_ms),
-    );
-    let mut rng = rand::rngs::StdRng::from_os_rng();
-    let mut address = 0usize;
-    // Consecutive failed attempts that central did not refuse outright: each makes the next
-    // one more patient (see connect_timeout). A refusal is central shedding load at once, not
-    // a slow handshake, so it leaves the patience as it is: under a reconnect storm an agent
-    // refused a few times still gives up on a stalled handshake after one period, not eight.
-    let mut patience = 0u32;
+    let clock = Clock(Instant::now());
+    let mut machine = Machine::new(machine_config(&inner), StdRng::from_os_rng());
+    let mut timer: Option<Millis> = None;
+    machine.handle(clock.now(), AgentEvent::Start);
     loop {
-        if *stop.borrow() {
-            return;
-        }
-        match attempt(&inner, &mut stop, address, patience).await {
-            Ok(Ended::Stopped) => return,
-            Ok(Ended::WasEstablished) => {
-                backoff.reset();
-                patience = 0;
+        while let Some(action) = machine.poll_action() {
+            match action {
+                AgentAction::Connect { address, patience } => {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let event = match attempt(
+                        &inner,
+                        &mut stop,
+                        &mut machine,
+                        &mut timer,
+                        clock,
+                        address,
+                        patience,
+                    )
+                    .await
+                    {
+                        Ok(Ended::Stopped) => return,
+                        Ok(Ended::WasEstablished) => AgentEvent::SessionLost,
+                        Err(e) => {
+                            if let SessionError::Connection(c) = &e
+                                && cert_rejected(c)
+                            {
+                                inner.reenroll.store(true, Ordering::Relaxed);
+                            }
+                            let text = meridian_common::telemetry::error_chain(&e);
+                            tracing::warn!(error = %text, "session attempt failed");
+                            *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                                Some(text);
+                            AgentEvent::AttemptFailed(failure(&e))
+                        }
+                    };
+                    inner.connected.store(false, Ordering::Relaxed);
+                    machine.handle(clock.now(), event);
+                }
+                AgentAction::SetTimer(t) => timer = Some(t),
+                AgentAction::CancelTimer => timer = None,
+                // Only a session executes the others; none is open.
+                _ => {}
             }
-            Err(e) => {
-                if !refused_by_central(&e) {
-                    patience = patience.saturating_add(1);
-                }
-                if let SessionError::Connection(c) = &e
-                    && cert_rejected(c)
-                {
-                    inner.reenroll.store(true, Ordering::Relaxed);
-                }
-                if matches!(e, SessionError::Connect(_)) {
-                    address = address.wrapping_add(1);
-                }
-                let text = meridian_common::telemetry::error_chain(&e);
-                tracing::warn!(error = %text, "session attempt failed");
-                *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-            }
         }
-        inner.connected.store(false, Ordering::Relaxed);
-        let delay = backoff.next_delay(&mut rng);
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = clock.expiry(timer) => {
+                timer = None;
+                machine.handle(clock.now(), AgentEvent::Timer);
+            }
             _ = stop.changed() => return,
         }
     }
@@ -223,13 +294,19 @@ struct Live<'a> {
     inner: &'a Inner,
     identity: Identity,
     send: quinn::SendStream,
-    in_flight: Option<Sequence>,
+    connection: quinn::Connection,
+    remote: std::net::SocketAddr,
     renewing: Option<rcgen::KeyPair>,
+    /// `Hello` went out: from now on an error ends an established session.
+    established: bool,
 }
 
 async fn attempt(
     inner: &Arc<Inner>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
+    machine: &mut Machine,
+    timer: &mut Option<Millis>,
+    clock: Clock,
     address: usize,
     patience: u32,
 ) -> Result<Ended, SessionError> {
@@ -251,26 +328,13 @@ async fn attempt(
         },
         _ = stop.changed() => return Ok(Ended::Stopped),
     };
-    let (mut send, mut recv) = connection.open_bi().await?;
-    let hello = proto::Hello {
-        site: identity.site.as_str().to_owned(),
-        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
-        applied_generation: inner.store.applied_generation()?.get(),
-        last_acked_sequence: inner.store.last_acked()?.get(),
-        held_generation: inner.store.held_generation()?.get(),
+    let (send, mut recv) = connection.open_bi().await?;
+    let snapshot = Snapshot {
+        site: identity.site.clone(),
+        held: inner.store.held_generation()?,
+        applied: inner.store.applied_generation()?,
+        acked: inner.store.last_acked()?,
     };
-    let bytes = frame::encode_message(
-        &proto::AgentMessage {
-            kind: Some(AgentKind::Hello(hello)),
-        },
-        inner.config.max_frame_bytes,
-    )?;
-    send.write_all(&bytes)
-        .await
-        .map_err(|e| SessionError::Stream(std::io::Error::other(e)))?;
-    inner.connected.store(true, Ordering::Relaxed);
-    inner.sessions.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(site = %identity.site, %remote, "session open");
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(16);
     let max = inner.config.max_frame_bytes;
@@ -291,48 +355,48 @@ async fn attempt(
         inner,
         identity,
         send,
-        in_flight: None,
+        connection: connection.clone(),
+        remote,
         renewing: None,
+        established: false,
     };
-    let heartbeat = inner.config.heartbeat();
-    let mut tick = tokio::time::interval(heartbeat);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
     // A background reconciler's outcome: repeated once per session (central may have missed
     // it while the link was down), then every new one.
     let mut outcomes = inner.outcomes.clone();
     let result: Result<Ended, SessionError> = async {
-        live.send_reports().await?;
+        // Hello, then the reports the last session left unacknowledged.
+        machine.handle(clock.now(), AgentEvent::Connected(snapshot));
+        if let Some(end) = live.drain(machine, timer, clock).await? {
+            return Ok(end);
+        }
         if let Some(rx) = outcomes.as_mut() {
             let current = rx.borrow_and_update().clone();
             if let Some(c) = current {
-                live.send_convergence(c).await?;
+                machine.handle(clock.now(), AgentEvent::Concluded(outcome(c)));
+                if let Some(end) = live.drain(machine, timer, clock).await? {
+                    return Ok(end);
+                }
             }
         }
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 item = rx.recv() => match item {
-                    Some(Ok(body)) => {
-                        last_heard = Instant::now();
-                        live.handle(&body).await?;
-                    }
+                    Some(Ok(body)) => AgentEvent::Received(live.decode(&body)?),
                     Some(Err(e)) => return Err(SessionError::Stream(e)),
                     None => return Err(SessionError::Connection(connection.closed().await)),
                 },
-                _ = tick.tick() => {
-                    if last_heard.elapsed() > heartbeat * 3 {
-                        return Err(SessionError::Silent);
-                    }
-                    live.send_msg(AgentKind::Heartbeat(proto::Heartbeat { sent_at: now_ms() })).await?;
-                    live.maybe_renew().await?;
+                _ = clock.expiry(*timer) => {
+                    *timer = None;
+                    AgentEvent::Timer
                 }
-                _ = inner.reports_ready.notified() => live.send_reports().await?,
-                c = next_outcome(&mut outcomes) => live.send_convergence(c).await?,
-                _ = stop.changed() => {
-                    connection.close(close::NORMAL.into(), b"agent stopping");
-                    return Ok(Ended::Stopped);
-                }
+                _ = inner.reports_ready.notified() => AgentEvent::ReportsReady,
+                c = next_outcome(&mut outcomes) => AgentEvent::Concluded(outcome(c)),
+                _ = stop.changed() => AgentEvent::Stop,
                 e = connection.closed() => return Err(SessionError::Connection(e)),
+            };
+            machine.handle(clock.now(), event);
+            if let Some(end) = live.drain(machine, timer, clock).await? {
+                return Ok(end);
             }
         }
     }
@@ -340,7 +404,9 @@ async fn attempt(
     reader.abort();
     inner.connected.store(false, Ordering::Relaxed);
     match result {
-        Ok(Ended::Stopped) => Ok(Ended::Stopped),
+        Ok(end) => Ok(end),
+        // Broken before Hello went out: a failed attempt.
+        Err(e) if !live.established => Err(e),
         Err(e) => {
             if let SessionError::Connection(c) = &e
                 && cert_rejected(c)
@@ -352,7 +418,6 @@ async fn attempt(
             *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
             Ok(Ended::WasEstablished)
         }
-        Ok(other) => Ok(other),
     }
 }
 
@@ -375,15 +440,93 @@ async fn next_outcome(
 }
 
 impl Live<'_> {
-    /// Acknowledges what a background reconciler concluded about a generation.
-    async fn send_convergence(&mut self, c: Convergence) -> Result<(), SessionError> {
-        use proto::IntentAckStatus as S;
-        match c {
-            Convergence::Applied(g) => self.ack(g.get(), S::Applied, String::new()).await,
-            Convergence::Failed { generation, reason } => {
-                self.ack(generation.get(), S::Failed, reason).await
+    /// Decodes a frame from central, counting intent pushes and their bytes.
+    fn decode(&self, body: &[u8]) -> Result<proto::CentralMessage, SessionError> {
+        let msg = proto::CentralMessage::decode(body)?;
+        if matches!(msg.kind, Some(CentralKind::IntentPush(_))) {
+            self.inner.pushes.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .push_bytes
+                .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
+        }
+        Ok(msg)
+    }
+
+    /// Carries out the machine's actions in order, feeding each answer back at once (so an
+    /// acknowledgement never goes out before the journal write it stands for). `Some` when
+    /// the machine ended the session for good (the agent stops).
+    async fn drain(
+        &mut self,
+        machine: &mut Machine,
+        timer: &mut Option<Millis>,
+        clock: Clock,
+    ) -> Result<Option<Ended>, SessionError> {
+        while let Some(action) = machine.poll_action() {
+            let answer = match action {
+                // Only the outer loop connects.
+                AgentAction::Connect { .. } => None,
+                AgentAction::Established => {
+                    self.established = true;
+                    self.inner.connected.store(true, Ordering::Relaxed);
+                    self.inner.sessions.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(site = %self.identity.site, remote = %self.remote, "session open");
+                    None
+                }
+                AgentAction::Send(kind) => {
+                    self.send_msg(kind).await?;
+                    None
+                }
+                AgentAction::Heartbeat => {
+                    self.send_msg(AgentKind::Heartbeat(proto::Heartbeat { sent_at: now_ms() }))
+                        .await?;
+                    None
+                }
+                AgentAction::Persist(intent) => Some(self.persist(&intent)?),
+                AgentAction::Refused { generation, held } => {
+                    self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%generation, %held, "refused an older intent generation");
+                    None
+                }
+                AgentAction::Hand(intent) => Some(self.hand(&intent)?),
+                AgentAction::LoadReports { after, limit } => {
+                    let store = &self.inner.store;
+                    let reports = store.pending(after, limit)?;
+                    let dropped = if reports.is_empty() {
+                        0
+                    } else {
+                        store.dropped()?
+                    };
+                    Some(AgentEvent::ReportsLoaded { reports, dropped })
+                }
+                AgentAction::Trim(hw) => {
+                    self.inner.store.trim(hw)?;
+                    None
+                }
+                AgentAction::RenewIfDue => self.renewal_request()?,
+                AgentAction::InstallCertificate(r) => {
+                    self.install_certificate(r)?;
+                    None
+                }
+                AgentAction::SetTimer(t) => {
+                    *timer = Some(t);
+                    None
+                }
+                AgentAction::CancelTimer => {
+                    *timer = None;
+                    None
+                }
+                AgentAction::Close(AgentClose::Silent) => return Err(SessionError::Silent),
+                AgentAction::Close(AgentClose::Stopping) => {
+                    self.connection
+                        .close(close::NORMAL.into(), b"agent stopping");
+                    return Ok(Some(Ended::Stopped));
+                }
+            };
+            if let Some(event) = answer {
+                machine.handle(clock.now(), event);
             }
         }
+        Ok(None)
     }
 
     async fn send_msg(&mut self, kind: AgentKind) -> Result<(), SessionError> {
@@ -397,42 +540,51 @@ impl Live<'_> {
             .map_err(|e| SessionError::Stream(std::io::Error::other(e)))
     }
 
-    async fn ack(
-        &mut self,
-        generation: u64,
-        status: proto::IntentAckStatus,
-        reason: String,
-    ) -> Result<(), SessionError> {
-        self.send_msg(AgentKind::IntentAck(proto::IntentAck {
-            generation,
-            status: status as i32,
-            reason,
-        }))
-        .await
-    }
-
-    /// Sends the next batch if none is in flight (one at a time, replayed from the last ack).
-    async fn send_reports(&mut self) -> Result<(), SessionError> {
-        if self.in_flight.is_some() {
-            return Ok(());
-        }
+    /// Writes a pushed intent to the journal (flushed), which refuses an older generation
+    /// than the one it holds.
+    fn persist(&self, intent: &SiteIntent) -> Result<AgentEvent, SessionError> {
         let store = &self.inner.store;
-        let pending = store.pending(store.last_acked()?, self.inner.config.report_batch_max)?;
-        let Some(last) = pending.last().map(|r| r.sequence) else {
-            return Ok(());
+        let outcome = match store.store_intent(intent)? {
+            IntentOutcome::Stale { held } => PersistOutcome::Stale { held },
+            IntentOutcome::Stored => PersistOutcome::Stored,
+            IntentOutcome::AlreadyHeld => PersistOutcome::AlreadyHeld,
         };
-        self.in_flight = Some(Sequence::new(last));
-        let batch = proto::ReportBatch {
-            first_sequence: pending[0].sequence,
-            reports: pending,
-            dropped: store.dropped()?,
-        };
-        self.send_msg(AgentKind::ReportBatch(batch)).await
+        Ok(AgentEvent::Persisted {
+            outcome,
+            applied: store.applied_generation()?,
+        })
     }
 
-    async fn maybe_renew(&mut self) -> Result<(), SessionError> {
+    /// Hands a persisted intent to the reconciler: a background one is woken (its conclusion
+    /// follows as an announcement; the latest one goes back with the answer); a synchronous
+    /// one applies it, and the journal records it applied.
+    fn hand(&self, intent: &SiteIntent) -> Result<AgentEvent, SessionError> {
+        if let Some(outcomes) = &self.inner.outcomes {
+            let result = self
+                .inner
+                .reconciler
+                .apply(intent)
+                .map_err(|e| e.to_string());
+            let latest = outcomes.borrow().clone().map(outcome);
+            return Ok(AgentEvent::Handed { result, latest });
+        }
+        let result = match self.inner.reconciler.apply(intent) {
+            Ok(()) => {
+                self.inner.store.set_applied(intent.generation)?;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        Ok(AgentEvent::Handed {
+            result,
+            latest: None,
+        })
+    }
+
+    /// A CSR for a new key if the certificate is due for renewal (2/3 of its lifetime).
+    fn renewal_request(&mut self) -> Result<Option<AgentEvent>, SessionError> {
         if self.renewing.is_some() || now_ms() < self.identity.renew_at_ms() {
-            return Ok(());
+            return Ok(None);
         }
         let key = rcgen::KeyPair::generate().map_err(EnrollError::from)?;
         let csr = rcgen::CertificateParams::new(Vec::<String>::new())
@@ -441,123 +593,24 @@ impl Live<'_> {
             .map_err(EnrollError::from)?;
         tracing::info!(site = %self.identity.site, "renewing site certificate");
         self.renewing = Some(key);
-        self.send_msg(AgentKind::CertRenewRequest(proto::CertRenewRequest {
-            csr_pem: csr,
-        }))
-        .await
+        Ok(Some(AgentEvent::RenewalRequested { csr_pem: csr }))
     }
 
-    async fn handle(&mut self, body: &[u8]) -> Result<(), SessionError> {
-        let msg = proto::CentralMessage::decode(body)?;
-        match msg.kind {
-            None | Some(CentralKind::Heartbeat(_)) => Ok(()),
-            Some(CentralKind::ReportAck(ack)) => {
-                let hw = Sequence::new(ack.high_water_sequence);
-                self.inner.store.trim(hw)?;
-                if self.in_flight.is_some_and(|s| s <= hw) {
-                    self.in_flight = None;
-                }
-                self.send_reports().await
-            }
-            Some(CentralKind::CertRenewResponse(r)) => {
-                let Some(key) = self.renewing.take() else {
-                    return Ok(());
-                };
-                let identity = Identity {
-                    key_pem: key.serialize_pem(),
-                    cert_pem: r.certificate_chain_pem,
-                    issued_at_ms: now_ms(),
-                    not_after_ms: r.not_after,
-                    ..self.identity.clone()
-                };
-                self.inner.store.set_identity(&identity)?;
-                self.identity = identity;
-                self.inner.renewals.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(site = %self.identity.site, not_after = r.not_after, "site certificate renewed");
-                Ok(())
-            }
-            Some(CentralKind::IntentPush(push)) => {
-                self.inner.pushes.fetch_add(1, Ordering::Relaxed);
-                self.inner
-                    .push_bytes
-                    .fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
-                self.on_push(push).await
-            }
-        }
-    }
-
-    async fn on_push(&mut self, push: proto::IntentPush) -> Result<(), SessionError> {
-        use proto::IntentAckStatus as S;
-        let generation = push.generation;
-        let intent = match push.intent.map(SiteIntent::try_from) {
-            Some(Ok(i)) => i,
-            Some(Err(e)) => {
-                return self
-                    .ack(
-                        generation,
-                        S::Failed,
-                        format!("intent does not convert: {e}"),
-                    )
-                    .await;
-            }
-            None => {
-                return self
-                    .ack(generation, S::Failed, "push without an intent".into())
-                    .await;
-            }
+    fn install_certificate(&mut self, r: proto::CertRenewResponse) -> Result<(), SessionError> {
+        let Some(key) = self.renewing.take() else {
+            return Ok(());
         };
-        if intent.site != self.identity.site || intent.generation != Generation::new(generation) {
-            return self
-                .ack(
-                    generation,
-                    S::Failed,
-                    "intent is for another site or generation".into(),
-                )
-                .await;
-        }
-        match self.inner.store.store_intent(&intent)? {
-            IntentOutcome::Stale { held } => {
-                self.inner.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%generation, %held, "refused an older intent generation");
-                self.ack(
-                    generation,
-                    S::Failed,
-                    format!(
-                        "generation {generation} is older than the held generation {held}; refused"
-                    ),
-                )
-                .await
-            }
-            IntentOutcome::AlreadyHeld | IntentOutcome::Stored => {
-                // Persisted (flushed) before this acknowledgement.
-                self.ack(generation, S::Received, String::new()).await?;
-                if self.inner.store.applied_generation()? >= intent.generation {
-                    return self.ack(generation, S::Applied, String::new()).await;
-                }
-                if let Some(outcomes) = &self.inner.outcomes {
-                    // A background reconciler: wake it; `APPLIED` or `FAILED` follows from its
-                    // announcement. A re-push of a generation it already concluded on gets
-                    // that conclusion again.
-                    if let Err(e) = self.inner.reconciler.apply(&intent) {
-                        return self.ack(generation, S::Failed, e.to_string()).await;
-                    }
-                    let known = outcomes
-                        .borrow()
-                        .clone()
-                        .filter(|c| c.generation() == intent.generation);
-                    return match known {
-                        Some(c) => self.send_convergence(c).await,
-                        None => Ok(()),
-                    };
-                }
-                match self.inner.reconciler.apply(&intent) {
-                    Ok(()) => {
-                        self.inner.store.set_applied(intent.generation)?;
-                        self.ack(generation, S::Applied, String::new()).await
-                    }
-                    Err(e) => self.ack(generation, S::Failed, e.to_string()).await,
-                }
-            }
-        }
+        let identity = Identity {
+            key_pem: key.serialize_pem(),
+            cert_pem: r.certificate_chain_pem,
+            issued_at_ms: now_ms(),
+            not_after_ms: r.not_after,
+            ..self.identity.clone()
+        };
+        self.inner.store.set_identity(&identity)?;
+        self.identity = identity;
+        self.inner.renewals.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(site = %self.identity.site, not_after = r.not_after, "site certificate renewed");
+        Ok(())
     }
 }

@@ -1,19 +1,20 @@
 //! Report ingest: deduplicate on (site, sequence), store, acknowledge a high-water mark.
 //!
-//! A batch's new reports (sequence above the site's mark) and the raised mark are written in
-//! one store transaction, guarded by the channel record's revision, so a report is stored
-//! exactly once even when an agent replays a batch after a reconnect or a crash, and the mark
-//! central acknowledges never covers a report that is not durable.
+//! The session machine (`meridian_common::channel::session::central`) checks a batch (size,
+//! reports that convert, the session's site) and picks its new reports (sequence above the
+//! site's mark). Those and the raised mark are written here in one store transaction, guarded
+//! by the channel record's revision, so a report is stored exactly once even when an agent
+//! replays a batch after a reconnect or a crash (or two sessions of the site overlap), and the
+//! mark central acknowledges, once the transaction succeeded, never covers a report that is
+//! not durable.
 //!
 //! Observed state rides in the same transaction: an `Inventory` report replaces the site's
 //! servers in `servers/{site}/` (servers no longer reported are removed), and a `ServerState`
 //! report updates one server's state. Ingest is the only writer of observed state.
 
-use meridian_common::channel::seq::HighWater;
-use meridian_common::ids::{Sequence, SiteId};
+use meridian_common::channel::session::central::ReportWrite;
+use meridian_common::ids::SiteId;
 use meridian_common::model::SiteReport;
-use meridian_proto::v1 as proto;
-use prost::Message;
 
 use super::Shared;
 use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
@@ -36,65 +37,36 @@ impl From<StoreError> for IngestError {
     }
 }
 
-use meridian_common::channel::MAX_REPORTS_PER_BATCH as MAX_BATCH;
-
-/// Stores the new reports of `batch`; returns the mark to acknowledge.
-pub async fn ingest(
+/// Stores the new reports of a batch with the raised mark, in one transaction guarded by the
+/// channel record's revision. Which reports are new, and the checks on the batch, are the
+/// session machine's ([`CentralSession`]); this is the write.
+///
+/// [`CentralSession`]: meridian_common::channel::session::central::CentralSession
+pub async fn store(
     shared: &Shared,
     site: &SiteId,
-    batch: proto::ReportBatch,
-    high_water: &mut HighWater,
+    write: ReportWrite,
     channel: &mut SiteChannel,
     channel_rev: &mut Option<Revision>,
-) -> Result<Sequence, IngestError> {
-    if batch.reports.len() > MAX_BATCH {
-        return Err(IngestError::Protocol(format!(
-            "report batch of {} reports; at most {MAX_BATCH} are allowed",
-            batch.reports.len()
-        )));
-    }
-    let mut items = Vec::with_capacity(batch.reports.len());
-    let mut parsed = std::collections::BTreeMap::new();
-    for wire in batch.reports {
-        let bytes = wire.encode_to_vec();
-        let report = SiteReport::try_from(wire)
-            .map_err(|e| IngestError::Protocol(format!("bad report: {e}")))?;
-        if &report.site != site {
-            return Err(IngestError::Protocol(format!(
-                "report names site {} on a session of {site}",
-                report.site
-            )));
-        }
-        items.push((report.sequence, bytes));
-        parsed.insert(report.sequence, report);
-    }
-    let fresh = high_water.fresh(&items);
-    let Some(last) = fresh.last().map(|(s, _)| *s) else {
-        return Ok(high_water.mark());
-    };
+) -> Result<(), IngestError> {
+    let observed = observed_ops(shared, site, write.reports.iter().map(|r| &r.report)).await?;
     let store = shared.tables.store();
     let key = state::site_key(site);
     let mut next = channel.clone();
-    next.report_high_water = last;
-    next.reports_dropped = next.reports_dropped.max(batch.dropped);
+    next.report_high_water = write.high_water;
+    next.reports_dropped = next.reports_dropped.max(write.dropped);
     next.last_seen_ms = shared.clock.now().as_millis();
     let mut txn = Txn::new().when(match channel_rev {
         Some(rev) => Compare::ModRevision(key.clone(), *rev),
         None => Compare::Absent(key.clone()),
     });
-    for (seq, bytes) in &fresh {
+    for report in write.reports {
         txn = txn.then(Op::Put {
-            key: state::report_key(site, *seq),
-            value: bytes.clone(),
+            key: state::report_key(site, report.sequence),
+            value: report.bytes,
         });
     }
-    for op in observed_ops(
-        shared,
-        site,
-        fresh.iter().filter_map(|(s, _)| parsed.get(s)),
-    )
-    .await?
-    {
+    for op in observed {
         txn = txn.then(op);
     }
     txn = txn.then(Op::Put {
@@ -109,8 +81,7 @@ pub async fn ingest(
     }
     *channel = next;
     *channel_rev = Some(response.revision);
-    high_water.advance(last);
-    Ok(high_water.mark())
+    Ok(())
 }
 
 /// The writes to `servers/` that the fresh reports' observed state calls for. A report naming

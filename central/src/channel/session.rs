@@ -11,6 +11,15 @@
 //! Liveness: a site is `Online` while central hears from it; after
 //! `channel.disconnect_after_ms` of silence it is marked `Disconnected`. Nothing else happens
 //! on silence: its intent stays as it is, and the agent keeps running it.
+//!
+//! This is the IO half of a session. What the protocol decides (the `Hello` checks, pushing
+//! only a newer generation than the agent holds or was sent, the push-window slot and its
+//! timeout, never regressing acknowledged generations, report deduplication on sequence
+//! numbers, which messages end the session) is the sans-IO machine
+//! [`meridian_common::channel::session::central::CentralSession`]; this module feeds it the
+//! stream's frames, the distributor's wake-ups and its timer, and carries out its actions on
+//! the connection, the registry, the push window and the store (the channel record's
+//! compare-and-swap, the report transaction of [`super::ingest`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +28,11 @@ use std::time::Duration;
 
 use meridian_common::channel::close;
 use meridian_common::channel::frame;
-use meridian_common::channel::seq::HighWater;
-use meridian_common::ids::{Generation, SiteId};
+use meridian_common::channel::session::central::{
+    CentralAction, CentralClose, CentralEvent, CentralSession, CentralSessionConfig, Release,
+};
+use meridian_common::channel::session::{Acked, Millis};
+use meridian_common::ids::SiteId;
 use meridian_common::model::SiteState;
 use meridian_proto::v1 as proto;
 use prost::Message;
@@ -36,7 +48,6 @@ use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
 use meridian_store::tables::TableError;
 use meridian_store::{Expect, Revision, StoreError};
 
-use proto::agent_message::Kind as AgentKind;
 use proto::central_message::Kind as CentralKind;
 
 /// Why a session ended abnormally.
@@ -334,32 +345,46 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
         .next()
 }
 
+/// The machine's clock: milliseconds since the session started (tokio's clock).
+#[derive(Debug, Clone, Copy)]
+struct MachineClock(Instant);
+
+impl MachineClock {
+    fn now(self) -> Millis {
+        Millis(self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// Completes at `deadline`; never without one.
+    async fn expiry(self, deadline: Option<Millis>) {
+        match deadline {
+            Some(t) => tokio::time::sleep_until(self.0 + Duration::from_millis(t.0)).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What the session listens to once registered: the distributor's wake-up and the test
+/// hook's pushes.
+type Links = (
+    Arc<Notify>,
+    tokio::sync::mpsc::UnboundedReceiver<proto::IntentPush>,
+);
+
 struct Session<'a> {
     shared: &'a Shared,
+    connection: &'a quinn::Connection,
     site: SiteId,
     send: quinn::SendStream,
+    cert_not_after: meridian_common::ids::Timestamp,
     channel: SiteChannel,
     channel_rev: Option<Revision>,
-    high_water: HighWater,
-    /// Newest generation the agent holds or was sent.
-    pushed: Generation,
-    /// The push window's permit while a push awaits the agent's acknowledgement: the
-    /// generation pushed and when the permit stops counting.
-    in_flight: Option<InFlight>,
-}
-
-struct InFlight {
-    permit: tokio::sync::OwnedSemaphorePermit,
-    generation: Generation,
-    expires: tokio::time::Instant,
-}
-
-/// Completes at `deadline`; never without one.
-async fn expiry(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+    clock: MachineClock,
+    timer: Option<Millis>,
+    /// The push window's permit while a push awaits the agent's acknowledgement.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The session's id in the registry, once registered.
+    registered: Option<u64>,
+    links: Option<Links>,
 }
 
 async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<(), SessionError> {
@@ -381,90 +406,53 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
     let first = tokio::time::timeout(open_timeout, read_frame(&mut recv, max))
         .await
         .map_err(|_| SessionError::Timeout)?
-        .map_err(SessionError::Stream)?
-        .ok_or_else(|| SessionError::Protocol("stream ended before Hello".into()))?;
-    let hello = match proto::AgentMessage::decode(first.as_slice())?.kind {
-        Some(AgentKind::Hello(h)) => h,
-        _ => return Err(SessionError::Protocol("first message must be Hello".into())),
+        .map_err(SessionError::Stream)?;
+    let first = match first {
+        Some(body) => CentralEvent::Received(proto::AgentMessage::decode(body.as_slice())?),
+        None => CentralEvent::StreamEnded,
     };
-    if !hello.site.is_empty() && hello.site != site.as_str() {
-        return Err(SessionError::Protocol(format!(
-            "Hello names site {:?} but the certificate is for {site}",
-            hello.site
-        )));
-    }
-    let (id, wake, injected) = shared.registry.insert(&site, connection.clone());
-    let result = run(
+    let mut machine = CentralSession::new(
+        site.clone(),
+        CentralSessionConfig {
+            push_ack_timeout: shared.config.push_ack_timeout(),
+        },
+    );
+    let mut session = Session {
         shared,
         connection,
-        &site,
+        site: site.clone(),
         send,
-        recv,
-        hello,
-        identity.not_after,
-        (wake, injected),
-    )
-    .await;
-    shared.registry.remove(&site, id);
+        cert_not_after: identity.not_after,
+        channel: SiteChannel::default(),
+        channel_rev: None,
+        clock: MachineClock(Instant::now()),
+        timer: None,
+        permit: None,
+        registered: None,
+        links: None,
+    };
+    machine.handle(session.clock.now(), first);
+    let result = run(&mut session, &mut machine, recv).await;
+    if let Some(id) = session.registered {
+        shared.registry.remove(&site, id);
+    }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run(
-    shared: &Shared,
-    connection: &quinn::Connection,
-    site: &SiteId,
-    send: quinn::SendStream,
+    session: &mut Session<'_>,
+    machine: &mut CentralSession,
     mut recv: quinn::RecvStream,
-    hello: proto::Hello,
-    cert_not_after: meridian_common::ids::Timestamp,
-    (wake, mut injected): (
-        Arc<Notify>,
-        tokio::sync::mpsc::UnboundedReceiver<proto::IntentPush>,
-    ),
 ) -> Result<(), SessionError> {
-    let store = shared.tables.store();
-    let (channel, channel_rev) =
-        match state::read_site_record::<SiteChannel>(store.as_ref(), &state::site_key(site)).await?
-        {
-            Some((c, r)) => (c, Some(r)),
-            None => (SiteChannel::default(), None),
-        };
-    let high_water = HighWater::new(channel.report_high_water);
-    let mut session = Session {
-        shared,
-        site: site.clone(),
-        send,
-        channel,
-        channel_rev,
-        high_water,
-        pushed: Generation::new(hello.held_generation),
-        in_flight: None,
-    };
-    shared.registry.heard(site);
-    set_site_state(&shared.tables, site, SiteState::Online).await?;
-    tracing::info!(%site, held = hello.held_generation, applied = hello.applied_generation, acked = hello.last_acked_sequence, "session open");
-    session
-        .update_channel(|c| {
-            c.received_generation = c
-                .received_generation
-                .max(Generation::new(hello.held_generation));
-            c.applied_generation = c
-                .applied_generation
-                .max(Generation::new(hello.applied_generation));
-            c.cert_not_after_ms = cert_not_after.as_millis();
-            c.last_seen_ms = shared.clock.now().as_millis();
-        })
-        .await?;
-    if hello.last_acked_sequence < session.high_water.mark().get() {
-        session
-            .send(CentralKind::ReportAck(proto::ReportAck {
-                high_water_sequence: session.high_water.mark().get(),
-            }))
-            .await?;
+    // The Hello: checked, registered, recorded; the newest intent pushed if the agent lacks it.
+    if session.drain(machine).await? {
+        return Ok(());
     }
-    session.push_newest().await?;
-
+    let Some((wake, mut injected)) = session.links.take() else {
+        return Ok(());
+    };
+    let shared = session.shared;
+    let site = session.site.clone();
     // Frames are read on their own task so a half-received frame never blocks pushes.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, SessionError>>(16);
     let max = shared.config.max_frame_bytes;
@@ -482,35 +470,42 @@ async fn run(
         }
     });
     let result = loop {
-        let deadline = session.in_flight.as_ref().map(|f| f.expires);
-        tokio::select! {
+        let clock = session.clock;
+        let event = tokio::select! {
             frame = rx.recv() => match frame {
                 Some(Ok(body)) => {
-                    if shared.registry.heard(site) {
-                        set_site_state(&shared.tables, site, SiteState::Online).await?;
+                    if shared.registry.heard(&site)
+                        && let Err(e) = set_site_state(&shared.tables, &site, SiteState::Online).await
+                    {
+                        break Err(SessionError::Table(e));
                     }
-                    if let Err(e) = session.handle(&body).await {
-                        break Err(e);
+                    match proto::AgentMessage::decode(body.as_slice()) {
+                        Ok(msg) => {
+                            if msg.kind.is_none() {
+                                // A message type this central does not know (a newer agent).
+                                tracing::debug!(%site, "skipping unknown agent message");
+                            }
+                            CentralEvent::Received(msg)
+                        }
+                        Err(e) => break Err(SessionError::Decode(e)),
                     }
                 }
                 Some(Err(e)) => break Err(e),
-                None => break Ok(()),
+                None => CentralEvent::StreamEnded,
             },
-            _ = wake.notified() => {
-                if let Err(e) = session.push_newest().await {
-                    break Err(e);
-                }
+            _ = wake.notified() => CentralEvent::IntentChanged,
+            Some(push) = injected.recv() => CentralEvent::Inject(push),
+            _ = clock.expiry(session.timer) => {
+                session.timer = None;
+                CentralEvent::Timer
             }
-            Some(push) = injected.recv() => {
-                if let Err(e) = session.send(CentralKind::IntentPush(push)).await {
-                    break Err(e);
-                }
-            }
-            _ = expiry(deadline) => {
-                tracing::debug!(%site, "intent push unacknowledged; its window slot is released");
-                session.in_flight = None;
-            }
-            _ = connection.closed() => break Ok(()),
+            _ = session.connection.closed() => CentralEvent::StreamEnded,
+        };
+        machine.handle(clock.now(), event);
+        match session.drain(machine).await {
+            Ok(false) => {}
+            Ok(true) => break Ok(()),
+            Err(e) => break Err(e),
         }
     };
     reader.abort();
@@ -518,6 +513,131 @@ async fn run(
 }
 
 impl Session<'_> {
+    /// Carries out the machine's actions in order, feeding each answer back at once. True
+    /// when the machine ended the session normally; a protocol violation is an error.
+    async fn drain(&mut self, machine: &mut CentralSession) -> Result<bool, SessionError> {
+        while let Some(action) = machine.poll_action() {
+            let answer = match action {
+                CentralAction::Register => {
+                    let (id, wake, injected) = self
+                        .shared
+                        .registry
+                        .insert(&self.site, self.connection.clone());
+                    self.registered = Some(id);
+                    self.links = Some((wake, injected));
+                    None
+                }
+                CentralAction::LoadRecord => {
+                    let store = self.shared.tables.store();
+                    (self.channel, self.channel_rev) = match state::read_site_record::<SiteChannel>(
+                        store.as_ref(),
+                        &state::site_key(&self.site),
+                    )
+                    .await?
+                    {
+                        Some((c, r)) => (c, Some(r)),
+                        None => (SiteChannel::default(), None),
+                    };
+                    Some(CentralEvent::RecordLoaded {
+                        report_high_water: self.channel.report_high_water,
+                        acked: acked_of(&self.channel),
+                    })
+                }
+                CentralAction::Opened(hello) => {
+                    let site = &self.site;
+                    self.shared.registry.heard(site);
+                    set_site_state(&self.shared.tables, site, SiteState::Online).await?;
+                    tracing::info!(%site, held = %hello.held, applied = %hello.applied, acked = %hello.acked, "session open");
+                    let cert_not_after = self.cert_not_after.as_millis();
+                    let last_seen = self.shared.clock.now().as_millis();
+                    self.update_channel(|c| {
+                        let mut acked = acked_of(c);
+                        acked.hello(hello.held, hello.applied);
+                        set_acked(c, acked);
+                        c.cert_not_after_ms = cert_not_after;
+                        c.last_seen_ms = last_seen;
+                    })
+                    .await?;
+                    None
+                }
+                CentralAction::Send(kind) => {
+                    if let CentralKind::IntentPush(p) = &kind {
+                        tracing::debug!(site = %self.site, generation = p.generation, "pushing intent");
+                    }
+                    self.send(kind).await?;
+                    None
+                }
+                CentralAction::Heartbeat => {
+                    self.send(CentralKind::Heartbeat(proto::Heartbeat {
+                        sent_at: self.shared.clock.now().as_millis(),
+                    }))
+                    .await?;
+                    None
+                }
+                CentralAction::ReadIntent => {
+                    let intent = self.shared.tables.intents().get(&self.site).await?;
+                    Some(CentralEvent::NewestIntent(intent.map(|i| i.record)))
+                }
+                CentralAction::AcquireSlot => {
+                    let permit = Arc::clone(&self.shared.push_window)
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| SessionError::Protocol("push window closed".into()))?;
+                    self.permit = Some(permit);
+                    Some(CentralEvent::SlotAcquired)
+                }
+                CentralAction::ReleaseSlot(why) => {
+                    if why == Release::Expired {
+                        tracing::debug!(site = %self.site, "intent push unacknowledged; its window slot is released");
+                    }
+                    self.permit = None;
+                    None
+                }
+                CentralAction::RecordAck(ack) => {
+                    self.update_channel(|c| {
+                        let mut acked = acked_of(c);
+                        if let Some(reason) = acked.apply(&ack) {
+                            c.failed_reason = reason.to_owned();
+                        }
+                        set_acked(c, acked);
+                    })
+                    .await?;
+                    None
+                }
+                CentralAction::StoreReports(write) => {
+                    super::ingest::store(
+                        self.shared,
+                        &self.site,
+                        write,
+                        &mut self.channel,
+                        &mut self.channel_rev,
+                    )
+                    .await?;
+                    Some(CentralEvent::ReportsStored)
+                }
+                CentralAction::SignCertificate { csr_pem } => {
+                    Some(CentralEvent::CertificateIssued(self.renew(&csr_pem).await?))
+                }
+                CentralAction::SetTimer(t) => {
+                    self.timer = Some(t);
+                    None
+                }
+                CentralAction::CancelTimer => {
+                    self.timer = None;
+                    None
+                }
+                CentralAction::Close(CentralClose::Ended) => return Ok(true),
+                CentralAction::Close(CentralClose::Protocol(m)) => {
+                    return Err(SessionError::Protocol(m));
+                }
+            };
+            if let Some(event) = answer {
+                machine.handle(self.clock.now(), event);
+            }
+        }
+        Ok(false)
+    }
+
     async fn send(&mut self, kind: CentralKind) -> Result<(), SessionError> {
         let msg = proto::CentralMessage { kind: Some(kind) };
         let bytes = frame::encode_message(&msg, self.shared.config.max_frame_bytes)?;
@@ -527,34 +647,37 @@ impl Session<'_> {
             .map_err(|e| SessionError::Stream(std::io::Error::other(e)))
     }
 
-    /// Sends the newest intent if it is newer than what the agent holds or was sent.
-    async fn push_newest(&mut self) -> Result<(), SessionError> {
-        let Some(intent) = self.shared.tables.intents().get(&self.site).await? else {
-            return Ok(());
-        };
-        let generation = intent.record.generation;
-        if generation <= self.pushed {
-            return Ok(());
-        }
-        self.pushed = generation;
-        let permit = match self.in_flight.take() {
-            Some(f) => f.permit,
-            None => Arc::clone(&self.shared.push_window)
-                .acquire_owned()
-                .await
-                .map_err(|_| SessionError::Protocol("push window closed".into()))?,
-        };
-        self.in_flight = Some(InFlight {
-            permit,
-            generation,
-            expires: tokio::time::Instant::now() + self.shared.config.push_ack_timeout(),
-        });
-        tracing::debug!(site = %self.site, %generation, "pushing intent");
-        self.send(CentralKind::IntentPush(proto::IntentPush {
-            generation: generation.get(),
-            intent: Some(intent.record.into()),
-        }))
-        .await
+    /// Signs a renewal CSR with the site's current epoch and audits it.
+    async fn renew(&self, csr_pem: &str) -> Result<proto::CertRenewResponse, SessionError> {
+        let epoch = self
+            .shared
+            .auth
+            .get(&self.site)
+            .map_or(1, |a| a.epoch.max(1));
+        let issued = self.shared.ca.sign_site_csr(
+            csr_pem,
+            &self.site,
+            epoch,
+            self.shared.config.site_cert_lifetime(),
+            self.shared.clock.now(),
+        )?;
+        self.shared
+            .audit
+            .append(
+                crate::audit::AuditEntry {
+                    actor: &format!("site:{}", self.site),
+                    action: "channel/RenewCertificate",
+                    object: &format!("site/{}", self.site),
+                    outcome: crate::audit::Outcome::Success,
+                    detail: &format!("valid until {}", issued.not_after),
+                },
+                self.shared.clock.now(),
+            )
+            .await?;
+        Ok(proto::CertRenewResponse {
+            certificate_chain_pem: issued.certificate_pem,
+            not_after: issued.not_after.as_millis(),
+        })
     }
 
     /// Applies `f` to the stored channel record (compare-and-swap; re-reads on conflict).
@@ -589,96 +712,19 @@ impl Session<'_> {
             "channel record keeps changing".into(),
         ))
     }
+}
 
-    async fn handle(&mut self, body: &[u8]) -> Result<(), SessionError> {
-        let msg = proto::AgentMessage::decode(body)?;
-        match msg.kind {
-            None => {
-                // A message type this central does not know (a newer agent): skip it.
-                tracing::debug!(site = %self.site, "skipping unknown agent message");
-                Ok(())
-            }
-            Some(AgentKind::Hello(_)) => Err(SessionError::Protocol("second Hello".into())),
-            Some(AgentKind::Heartbeat(_)) => {
-                self.send(CentralKind::Heartbeat(proto::Heartbeat {
-                    sent_at: self.shared.clock.now().as_millis(),
-                }))
-                .await
-            }
-            Some(AgentKind::IntentAck(ack)) => {
-                let generation = Generation::new(ack.generation);
-                let status = proto::IntentAckStatus::try_from(ack.status)
-                    .unwrap_or(proto::IntentAckStatus::Unspecified);
-                if self
-                    .in_flight
-                    .as_ref()
-                    .is_some_and(|f| generation >= f.generation)
-                {
-                    self.in_flight = None;
-                }
-                self.update_channel(|c| match status {
-                    proto::IntentAckStatus::Received => {
-                        c.received_generation = c.received_generation.max(generation);
-                    }
-                    proto::IntentAckStatus::Applied => {
-                        c.received_generation = c.received_generation.max(generation);
-                        c.applied_generation = c.applied_generation.max(generation);
-                    }
-                    proto::IntentAckStatus::Failed => {
-                        c.failed_generation = c.failed_generation.max(generation);
-                        c.failed_reason = ack.reason.chars().take(512).collect();
-                    }
-                    proto::IntentAckStatus::Unspecified => {}
-                })
-                .await
-            }
-            Some(AgentKind::ReportBatch(batch)) => {
-                let mark = super::ingest::ingest(
-                    self.shared,
-                    &self.site,
-                    batch,
-                    &mut self.high_water,
-                    &mut self.channel,
-                    &mut self.channel_rev,
-                )
-                .await?;
-                self.send(CentralKind::ReportAck(proto::ReportAck {
-                    high_water_sequence: mark.get(),
-                }))
-                .await
-            }
-            Some(AgentKind::CertRenewRequest(req)) => {
-                let epoch = self
-                    .shared
-                    .auth
-                    .get(&self.site)
-                    .map_or(1, |a| a.epoch.max(1));
-                let issued = self.shared.ca.sign_site_csr(
-                    &req.csr_pem,
-                    &self.site,
-                    epoch,
-                    self.shared.config.site_cert_lifetime(),
-                    self.shared.clock.now(),
-                )?;
-                self.shared
-                    .audit
-                    .append(
-                        crate::audit::AuditEntry {
-                            actor: &format!("site:{}", self.site),
-                            action: "channel/RenewCertificate",
-                            object: &format!("site/{}", self.site),
-                            outcome: crate::audit::Outcome::Success,
-                            detail: &format!("valid until {}", issued.not_after),
-                        },
-                        self.shared.clock.now(),
-                    )
-                    .await?;
-                self.send(CentralKind::CertRenewResponse(proto::CertRenewResponse {
-                    certificate_chain_pem: issued.certificate_pem,
-                    not_after: issued.not_after.as_millis(),
-                }))
-                .await
-            }
-        }
+/// The acknowledged generations of a channel record.
+fn acked_of(c: &SiteChannel) -> Acked {
+    Acked {
+        received: c.received_generation,
+        applied: c.applied_generation,
+        failed: c.failed_generation,
     }
+}
+
+fn set_acked(c: &mut SiteChannel, acked: Acked) {
+    c.received_generation = acked.received;
+    c.applied_generation = acked.applied;
+    c.failed_generation = acked.failed;
 }

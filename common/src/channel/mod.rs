@@ -1,5 +1,6 @@
 //! The sans-IO pieces of the agent channel: framing, sequence and acknowledgement bookkeeping,
-//! reconnect backoff and the bootstrap file. No sockets and no clock reads live here: time and
+//! reconnect backoff, the bootstrap file and the session state machines of both ends
+//! ([`session`]). No sockets and no clock reads live here: time and
 //! randomness are arguments, so every piece is tested (and fuzzable) without a network.
 //!
 //! The protocol itself is described in `docs/agent-channel.md`.
@@ -8,6 +9,7 @@ pub mod backoff;
 pub mod bootstrap;
 pub mod frame;
 pub mod seq;
+pub mod session;
 
 /// Most reports in one `ReportBatch` central accepts (each is one write of one store
 /// transaction); a larger batch is a protocol violation.
