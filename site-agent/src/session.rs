@@ -26,13 +26,12 @@ use meridian_proto::v1 as proto;
 use prost::Message;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::time::Instant;
 
 use crate::enroll::{self, EnrollError, resolve};
 use crate::reconciler::Convergence;
 use crate::store::{AgentStoreError, Identity, IntentOutcome};
 use crate::{Inner, now_ms, tls};
-use meridian_channel::read_frame;
+use meridian_channel::{SessionClock, read_frame};
 
 use proto::agent_message::Kind as AgentKind;
 use proto::central_message::Kind as CentralKind;
@@ -106,24 +105,6 @@ fn refused_by_central(e: &SessionError) -> bool {
 /// The session machine, with the OS as its source of back-off jitter.
 type Machine = AgentSession<StdRng>;
 
-/// The machine's clock: milliseconds since the loop started (tokio's clock, so a paused
-/// runtime pauses it too).
-#[derive(Debug, Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now(self) -> Millis {
-        Millis(self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
-    }
-
-    /// Completes at `deadline`; never without one.
-    async fn expiry(self, deadline: Option<Millis>) {
-        match deadline {
-            Some(t) => tokio::time::sleep_until(self.0 + Duration::from_millis(t.0)).await,
-            None => std::future::pending().await,
-        }
-    }
-}
 
 fn machine_config(inner: &Inner) -> AgentSessionConfig {
     AgentSessionConfig {
@@ -156,7 +137,7 @@ fn outcome(c: Convergence) -> Outcome {
 
 /// Runs until `stop` turns true.
 pub(crate) async fn run(inner: Arc<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let clock = Clock(Instant::now());
+    let clock = SessionClock::start();
     let mut machine = Machine::new(machine_config(&inner), StdRng::from_os_rng());
     let mut timer: Option<Millis> = None;
     machine.handle(clock.now(), AgentEvent::Start);
@@ -306,7 +287,7 @@ async fn attempt(
     stop: &mut tokio::sync::watch::Receiver<bool>,
     machine: &mut Machine,
     timer: &mut Option<Millis>,
-    clock: Clock,
+    clock: SessionClock,
     address: usize,
     patience: u32,
 ) -> Result<Ended, SessionError> {
@@ -459,7 +440,7 @@ impl Live<'_> {
         &mut self,
         machine: &mut Machine,
         timer: &mut Option<Millis>,
-        clock: Clock,
+        clock: SessionClock,
     ) -> Result<Option<Ended>, SessionError> {
         while let Some(action) = machine.poll_action() {
             let answer = match action {

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 
 use super::Shared;
 use crate::ca::{CaError, site_identity};
-use meridian_channel::read_frame;
+use meridian_channel::{SessionClock, read_frame};
 use meridian_store::Tables;
 use meridian_store::schema::{self as state, SiteChannel, SiteRecord};
 use meridian_store::tables::TableError;
@@ -345,23 +345,6 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
         .next()
 }
 
-/// The machine's clock: milliseconds since the session started (tokio's clock).
-#[derive(Debug, Clone, Copy)]
-struct MachineClock(Instant);
-
-impl MachineClock {
-    fn now(self) -> Millis {
-        Millis(self.0.elapsed().as_millis().min(u128::from(u64::MAX)) as u64)
-    }
-
-    /// Completes at `deadline`; never without one.
-    async fn expiry(self, deadline: Option<Millis>) {
-        match deadline {
-            Some(t) => tokio::time::sleep_until(self.0 + Duration::from_millis(t.0)).await,
-            None => std::future::pending().await,
-        }
-    }
-}
 
 /// What the session listens to once registered: the distributor's wake-up and the test
 /// hook's pushes.
@@ -378,7 +361,7 @@ struct Session<'a> {
     cert_not_after: meridian_common::ids::Timestamp,
     channel: SiteChannel,
     channel_rev: Option<Revision>,
-    clock: MachineClock,
+    clock: SessionClock,
     timer: Option<Millis>,
     /// The push window's permit while a push awaits the agent's acknowledgement.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -425,7 +408,7 @@ async fn serve_inner(shared: &Shared, connection: &quinn::Connection) -> Result<
         cert_not_after: identity.not_after,
         channel: SiteChannel::default(),
         channel_rev: None,
-        clock: MachineClock(Instant::now()),
+        clock: SessionClock::start(),
         timer: None,
         permit: None,
         registered: None,
