@@ -1,5 +1,6 @@
-//! [`WanGateway`] over nftables: the JSON ruleset is rendered here and handed to `nft -j -f -`,
-//! which commits a whole batch as one transaction.
+//! [`WanGateway`] over nftables: the ruleset is rendered here as typed libnftables JSON (the
+//! [`nftables`] crate's schema) and handed to `nft -j -f -`, which commits a whole batch as one
+//! transaction.
 //!
 //! The table (`ip <table>`) has four chains:
 //! - `prerouting` (nat, prio -100): per exposure, `ip daddr <public> <proto> dport <port>`
@@ -13,20 +14,58 @@
 //!   gateway node and nothing else of it (not the other tenants' gateways).
 //!
 //! Every rule has a counter and a comment naming what it is for. Applying reads the installed
-//! table (`nft -j list table`), compares chains and rules with the rendering (counter values
-//! ignored), and if they differ deletes and re-creates the table in one batch, so a reader
-//! never sees a half-written ruleset.
+//! table (`nft -j list table`), compares chains and rules with the rendering (handles dropped,
+//! counter values zeroed), and if they differ deletes and re-creates the table in one batch, so
+//! a reader never sees a half-written ruleset.
+//!
+//! # The `nftables` crate
+//!
+//! Both directions go through [`nftables::schema`]: the batch is a [`Nftables`] of
+//! [`NfCmd`](nftables::schema::NfCmd)s (built with [`Batch`]) holding [`Table`], [`Chain`] and
+//! [`Rule`] objects whose statements are [`Statement::Match`] (`==`, `!=`, `in`), an anonymous
+//! [`Statement::Counter`], [`Statement::DNAT`]/[`Statement::SNAT`] and the `accept`/`drop`
+//! verdicts, over `payload`, `meta`, `ct`, `prefix`, list and immediate [`Expression`]s. The
+//! listing is deserialized into the same types, and the installed-versus-desired comparison
+//! and [`NftGateway::counters`] work on them. Everything this gateway renders is in the
+//! schema, the batch is the same JSON the hand-written rendering sent, and `nft -j list` of
+//! nft 1.0.6 (the version this was checked with) reads back equal to the rendering.
+//!
+//! What the crate does not do for us:
+//! - **Running `nft`.** Its `helper` functions are synchronous `std::process` by default. The
+//!   async variants (feature `tokio`) cannot run the listing inside a namespace: they put `-j`
+//!   right after the program, so `ip netns exec <ns> nft` becomes `ip -j netns exec …`; and
+//!   the apply path does not capture nft's standard error (it is inherited), so neither nft's
+//!   message nor "the table does not exist" can be told apart. The gateway therefore runs
+//!   `nft` itself through `tokio::process::Command` and uses the crate without features.
+//! - **Parsing foreign content.** Parsing is all-or-nothing and knows only the schema: a
+//!   statement it lacks (0.6.3 has no `last`, `reset` or `secmark` statement), a meta key it
+//!   lacks (`day`, `hour`, `time`, `sdif`, `ipsec`…: one hand-added `meta day "Monday"` rule is
+//!   enough), or a shape a newer nft prints differently fails the whole listing. `apply` then
+//!   treats the installed table as different and replaces it, reporting `replace table …
+//!   (its listing is outside the nftables schema: …)` instead of one `delete rule` per foreign
+//!   rule; `counters` returns [`GatewayError::Parse`]. Properties the schema has no field for
+//!   (a chain's or a table's `comment`, a table's `flags`) are skipped when reading, as the
+//!   hand-written comparison skipped them.
+//! - **Wide numbers.** Immediate numbers are `u32` and anonymous counters `usize`: enough for
+//!   ports, and for counters on the 64-bit hosts the agent runs on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 
+use nftables::batch::Batch;
+use nftables::expr::{
+    CT, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+};
+use nftables::schema::{Chain, NfListObject, NfObject, Nftables, Rule, Table};
+use nftables::stmt::{AnonymousCounter, Counter, Match, NAT, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Exposure, Ipv4Net, Protocol};
-use serde_json::{Value, json};
 
 use crate::{ChangeReport, WanGateway};
 
@@ -50,7 +89,7 @@ pub enum GatewayError {
         /// Its standard error.
         stderr: String,
     },
-    /// `nft -j` printed something that is not the expected JSON.
+    /// `nft -j` printed something that is not JSON the `nftables` schema can read.
     #[error("cannot parse the output of `nft -j`")]
     Parse(#[source] serde_json::Error),
     /// The spec is inconsistent.
@@ -121,6 +160,16 @@ pub struct NftGateway {
 /// The table name used when none is given.
 pub const DEFAULT_TABLE: &str = "meridian_gw";
 
+/// What `nft -j list table` found.
+enum Installed {
+    /// No such table.
+    Absent,
+    /// The table, in the shape of the rendering.
+    Read(Ruleset),
+    /// The table holds something outside the `nftables` schema (so it is not ours as rendered).
+    Unreadable(serde_json::Error),
+}
+
 impl NftGateway {
     /// A gateway that owns table `ip <table>` in namespace `netns` (`None`: the agent's own).
     pub fn new(table: impl Into<String>, netns: Option<String>) -> Self {
@@ -173,93 +222,87 @@ impl NftGateway {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The installed table as (chains, rules), or `None` when there is no table.
-    async fn installed(&self) -> Result<Option<Ruleset>, GatewayError> {
-        let out = match self
-            .nft(&["-j", "list", "table", "ip", &self.table], None)
+    /// `nft -j list table ip <table>`, as printed.
+    async fn list(&self) -> Result<String, GatewayError> {
+        self.nft(&["-j", "list", "table", "ip", &self.table], None)
             .await
-        {
+    }
+
+    /// The installed table.
+    async fn installed(&self) -> Result<Installed, GatewayError> {
+        let out = match self.list().await {
             Ok(out) => out,
             Err(GatewayError::Nft { stderr, .. })
                 if stderr.contains("No such file") || stderr.contains("does not exist") =>
             {
-                return Ok(None);
+                return Ok(Installed::Absent);
             }
             Err(e) => return Err(e),
         };
-        let v: Value = serde_json::from_str(&out).map_err(GatewayError::Parse)?;
-        Ok(Some(Ruleset::from_listing(&v)))
+        Ok(match serde_json::from_str::<Nftables<'static>>(&out) {
+            Ok(listing) => Installed::Read(Ruleset::from_listing(listing)),
+            Err(e) => Installed::Unreadable(e),
+        })
     }
 
     /// Packet counts per rule comment (`"tenant-a/web dnat"` etc.), for observation and tests.
     pub async fn counters(&self) -> Result<BTreeMap<String, u64>, GatewayError> {
-        let out = self
-            .nft(&["-j", "list", "table", "ip", &self.table], None)
-            .await?;
-        let v: Value = serde_json::from_str(&out).map_err(GatewayError::Parse)?;
-        let mut map = BTreeMap::new();
-        for item in v["nftables"].as_array().into_iter().flatten() {
-            let Some(rule) = item.get("rule") else {
-                continue;
-            };
-            let comment = rule["comment"].as_str().unwrap_or_default().to_owned();
-            let packets = rule["expr"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|e| e.get("counter").and_then(|c| c["packets"].as_u64()))
-                .unwrap_or(0);
-            *map.entry(comment).or_insert(0) += packets;
-        }
-        Ok(map)
+        let out = self.list().await?;
+        let listing: Nftables<'static> = serde_json::from_str(&out).map_err(GatewayError::Parse)?;
+        Ok(counters_by_comment(&listing))
     }
 
     /// The nft JSON batch that replaces the table with `spec`'s rendering.
-    pub fn render(&self, spec: &GatewaySpec) -> Result<Value, GatewayError> {
-        let rs = Ruleset::render(spec)?;
-        let t = &self.table;
-        let mut batch = vec![
-            json!({"add": {"table": {"family": "ip", "name": t}}}),
-            json!({"delete": {"table": {"family": "ip", "name": t}}}),
-            json!({"add": {"table": {"family": "ip", "name": t}}}),
-        ];
-        for c in &rs.chains {
-            batch.push(json!({"add": {"chain": {
-                "family": "ip", "table": t, "name": c.name, "type": c.kind,
-                "hook": c.hook, "prio": c.prio, "policy": c.policy}}}));
+    pub fn render(&self, spec: &GatewaySpec) -> Result<Nftables<'static>, GatewayError> {
+        let rs = Ruleset::render(&self.table, spec)?;
+        let table = || {
+            NfListObject::Table(Table {
+                family: NfFamily::IP,
+                name: Cow::Owned(self.table.clone()),
+                handle: None,
+            })
+        };
+        let mut batch = Batch::new();
+        batch.add(table());
+        batch.delete(table());
+        batch.add(table());
+        for c in rs.chains {
+            batch.add(NfListObject::Chain(c));
         }
-        for r in &rs.rules {
-            batch.push(json!({"add": {"rule": {
-                "family": "ip", "table": t, "chain": r.chain, "comment": r.comment,
-                "expr": r.expr}}}));
+        for r in rs.rules {
+            batch.add(NfListObject::Rule(r));
         }
-        Ok(json!({ "nftables": batch }))
+        Ok(batch.to_nftables())
     }
 }
 
 #[async_trait::async_trait]
 impl WanGateway for NftGateway {
     async fn apply(&self, desired: &GatewaySpec) -> Result<ChangeReport, GatewayError> {
-        let want = Ruleset::render(desired)?;
+        let want = Ruleset::render(&self.table, desired)?;
         let have = self.installed().await?;
         let mut report = ChangeReport::default();
-        if have.as_ref() == Some(&want) {
+        if matches!(&have, Installed::Read(have) if *have == want) {
             return Ok(report);
         }
-        let batch = self.render(desired)?;
-        self.nft(&["-j", "-f", "-"], Some(&batch.to_string()))
-            .await?;
+        let batch = serde_json::to_string(&self.render(desired)?)
+            .expect("the nftables schema always serializes to JSON");
+        self.nft(&["-j", "-f", "-"], Some(&batch)).await?;
         match have {
-            None => report.push(format!("create table ip {}", self.table)),
-            Some(have) => {
+            Installed::Absent => report.push(format!("create table ip {}", self.table)),
+            Installed::Unreadable(e) => report.push(format!(
+                "replace table ip {} (its listing is outside the nftables schema: {e})",
+                self.table
+            )),
+            Installed::Read(have) => {
                 for r in &have.rules {
                     if !want.rules.contains(r) {
-                        report.push(format!("delete rule {}: {}", r.chain, r.comment));
+                        report.push(format!("delete rule {}: {}", r.chain, comment(r)));
                     }
                 }
                 for r in &want.rules {
                     if !have.rules.contains(r) {
-                        report.push(format!("add rule {}: {}", r.chain, r.comment));
+                        report.push(format!("add rule {}: {}", r.chain, comment(r)));
                     }
                 }
                 if !report.changed() {
@@ -272,7 +315,7 @@ impl WanGateway for NftGateway {
 
     async fn remove(&self) -> Result<ChangeReport, GatewayError> {
         let mut report = ChangeReport::default();
-        if self.installed().await?.is_some() {
+        if !matches!(self.installed().await?, Installed::Absent) {
             self.nft(&["delete", "table", "ip", &self.table], None)
                 .await?;
             report.push(format!("delete table ip {}", self.table));
@@ -281,27 +324,12 @@ impl WanGateway for NftGateway {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct Chain {
-    name: String,
-    kind: String,
-    hook: String,
-    prio: i64,
-    policy: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Rule {
-    chain: String,
-    comment: String,
-    expr: Vec<Value>,
-}
-
-/// A table's content in the shape `nft -j list` prints it, counter values zeroed.
+/// A table's chains and rules as `nft -j list` prints them, handles dropped and counter values
+/// zeroed, so that a listing and a rendering compare equal when the same ruleset is meant.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Ruleset {
-    chains: Vec<Chain>,
-    rules: Vec<Rule>,
+    chains: Vec<Chain<'static>>,
+    rules: Vec<Rule<'static>>,
 }
 
 const PRE: &str = "prerouting";
@@ -309,20 +337,53 @@ const POST: &str = "postrouting";
 const FORWARD: &str = "forward_filter";
 const INPUT: &str = "input_filter";
 
-fn counter() -> Value {
-    json!({"counter": {"packets": 0, "bytes": 0}})
+fn comment<'a>(rule: &'a Rule<'_>) -> &'a str {
+    rule.comment.as_deref().unwrap_or_default()
 }
 
-fn eq(left: Value, right: Value) -> Value {
-    json!({"match": {"op": "==", "left": left, "right": right}})
+/// An anonymous counter starting at zero (`{"counter": {"packets": 0, "bytes": 0}}`).
+fn counter() -> Statement<'static> {
+    Statement::Counter(Counter::Anonymous(Some(AnonymousCounter {
+        packets: Some(0),
+        bytes: Some(0),
+    })))
 }
 
-fn meta(key: &str) -> Value {
-    json!({"meta": {"key": key}})
+fn cmp(op: Operator, left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
 }
 
-fn payload(protocol: &str, field: &str) -> Value {
-    json!({"payload": {"protocol": protocol, "field": field}})
+fn eq(left: Expression<'static>, right: Expression<'static>) -> Statement<'static> {
+    cmp(Operator::EQ, left, right)
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &'static str, field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed(protocol),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn ct(key: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT {
+        key: Cow::Borrowed(key),
+        family: None,
+        dir: None,
+    }))
+}
+
+fn text(value: impl ToString) -> Expression<'static> {
+    Expression::String(Cow::Owned(value.to_string()))
+}
+
+fn port(p: u16) -> Expression<'static> {
+    Expression::Number(u32::from(p))
 }
 
 fn proto_name(p: Protocol) -> &'static str {
@@ -332,16 +393,41 @@ fn proto_name(p: Protocol) -> &'static str {
     }
 }
 
-fn prefix(net: &Ipv4Net) -> Value {
+/// A subnet as nft prints it back: a bare address for a /32, a `prefix` otherwise.
+fn prefix(net: &Ipv4Net) -> Expression<'static> {
     if net.prefix_len() == 32 {
-        json!(net.addr().to_string())
+        text(net.addr())
     } else {
-        json!({"prefix": {"addr": net.addr().to_string(), "len": net.prefix_len()}})
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(text(net.addr())),
+            len: u32::from(net.prefix_len()),
+        }))
     }
 }
 
+/// Packets per rule comment in a listing (rules sharing a comment add up).
+fn counters_by_comment(listing: &Nftables<'_>) -> BTreeMap<String, u64> {
+    let mut map = BTreeMap::new();
+    for item in listing.objects.iter() {
+        let NfObject::ListObject(NfListObject::Rule(rule)) = item else {
+            continue;
+        };
+        let packets = rule
+            .expr
+            .iter()
+            .find_map(|s| match s {
+                Statement::Counter(Counter::Anonymous(Some(c))) => c.packets,
+                _ => None,
+            })
+            .unwrap_or(0);
+        *map.entry(comment(rule).to_owned()).or_insert(0) +=
+            u64::try_from(packets).unwrap_or(u64::MAX);
+    }
+    map
+}
+
 impl Ruleset {
-    fn render(spec: &GatewaySpec) -> Result<Self, GatewayError> {
+    fn render(table: &str, spec: &GatewaySpec) -> Result<Self, GatewayError> {
         let mut seen = std::collections::BTreeSet::new();
         for e in &spec.exposures {
             if !seen.insert((e.public_ip, e.public_port, e.protocol)) {
@@ -365,19 +451,46 @@ impl Ruleset {
                 )));
             }
         }
-        let chain = |name: &str, kind: &str, hook: &str, prio: i64, policy: &str| Chain {
-            name: name.into(),
-            kind: kind.into(),
-            hook: hook.into(),
-            prio,
-            policy: policy.into(),
+        let chain = |name: &str, kind, hook, prio, policy| Chain {
+            family: NfFamily::IP,
+            table: Cow::Owned(table.to_owned()),
+            name: Cow::Owned(name.to_owned()),
+            _type: Some(kind),
+            hook: Some(hook),
+            prio: Some(prio),
+            policy: Some(policy),
+            ..Chain::default()
         };
         let mut rs = Ruleset {
             chains: vec![
-                chain(PRE, "nat", "prerouting", -100, "accept"),
-                chain(POST, "nat", "postrouting", 100, "accept"),
-                chain(FORWARD, "filter", "forward", 0, "drop"),
-                chain(INPUT, "filter", "input", 0, "accept"),
+                chain(
+                    PRE,
+                    NfChainType::NAT,
+                    NfHook::Prerouting,
+                    -100,
+                    NfChainPolicy::Accept,
+                ),
+                chain(
+                    POST,
+                    NfChainType::NAT,
+                    NfHook::Postrouting,
+                    100,
+                    NfChainPolicy::Accept,
+                ),
+                chain(
+                    FORWARD,
+                    NfChainType::Filter,
+                    NfHook::Forward,
+                    0,
+                    NfChainPolicy::Drop,
+                ),
+                chain(
+                    INPUT,
+                    NfChainType::Filter,
+                    NfHook::Input,
+                    0,
+                    NfChainPolicy::Accept,
+                ),
             ],
             rules: Vec::new(),
         };
@@ -387,10 +500,13 @@ impl Ruleset {
         });
         let mut tenants = spec.tenants.clone();
         tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-        let rule = |chain: &str, comment: String, expr: Vec<Value>| Rule {
-            chain: chain.into(),
-            comment,
-            expr,
+        let rule = |chain: &str, comment: String, expr: Vec<Statement<'static>>| Rule {
+            family: NfFamily::IP,
+            table: Cow::Owned(table.to_owned()),
+            chain: Cow::Owned(chain.to_owned()),
+            expr: Cow::Owned(expr),
+            comment: Some(Cow::Owned(comment)),
+            ..Rule::default()
         };
 
         for e in &exposures {
@@ -399,10 +515,15 @@ impl Ruleset {
                 PRE,
                 format!("{}/{} dnat {p}/{}", e.tenant, e.workload, e.public_port),
                 vec![
-                    eq(payload("ip", "daddr"), json!(e.public_ip.to_string())),
-                    eq(payload(p, "dport"), json!(e.public_port)),
+                    eq(payload("ip", "daddr"), text(e.public_ip)),
+                    eq(payload(p, "dport"), port(e.public_port)),
                     counter(),
-                    json!({"dnat": {"addr": e.backend_ip.to_string(), "port": e.backend_port}}),
+                    Statement::DNAT(Some(NAT {
+                        addr: Some(text(e.backend_ip)),
+                        family: None,
+                        port: Some(port(e.backend_port)),
+                        flags: None,
+                    })),
                 ],
             ));
         }
@@ -412,9 +533,14 @@ impl Ruleset {
                 format!("{} snat", t.tenant),
                 vec![
                     eq(payload("ip", "saddr"), prefix(&t.subnet)),
-                    eq(meta("oifname"), json!(spec.wan)),
+                    eq(meta(MetaKey::Oifname), text(&spec.wan)),
                     counter(),
-                    json!({"snat": {"addr": spec.egress_address.to_string()}}),
+                    Statement::SNAT(Some(NAT {
+                        addr: Some(text(spec.egress_address)),
+                        family: None,
+                        port: None,
+                        flags: None,
+                    })),
                 ],
             ));
         }
@@ -422,10 +548,13 @@ impl Ruleset {
             FORWARD,
             "established".into(),
             vec![
-                json!({"match": {"op": "in", "left": {"ct": {"key": "state"}},
-                    "right": ["established", "related"]}}),
+                cmp(
+                    Operator::IN,
+                    ct("state"),
+                    Expression::List(vec![text("established"), text("related")]),
+                ),
                 counter(),
-                json!({"accept": null}),
+                Statement::Accept(None),
             ],
         ));
         for e in &exposures {
@@ -441,14 +570,14 @@ impl Ruleset {
                     e.tenant, e.workload, e.public_port
                 ),
                 vec![
-                    eq(meta("iifname"), json!(spec.wan)),
-                    eq(meta("oifname"), json!(t.interface)),
-                    eq(payload("ip", "daddr"), json!(e.backend_ip.to_string())),
-                    eq(payload(p, "dport"), json!(e.backend_port)),
-                    json!({"match": {"op": "in", "left": {"ct": {"key": "status"}},
-                        "right": "dnat"}}),
+                    eq(meta(MetaKey::Iifname), text(&spec.wan)),
+                    eq(meta(MetaKey::Oifname), text(&t.interface)),
+                    eq(payload("ip", "daddr"), text(e.backend_ip)),
+                    eq(payload(p, "dport"), port(e.backend_port)),
+                    // `in`: a bit test; `==` would demand exactly the DNAT bit.
+                    cmp(Operator::IN, ct("status"), text("dnat")),
                     counter(),
-                    json!({"accept": null}),
+                    Statement::Accept(None),
                 ],
             ));
         }
@@ -457,64 +586,55 @@ impl Ruleset {
                 FORWARD,
                 format!("{} egress", t.tenant),
                 vec![
-                    eq(meta("iifname"), json!(t.interface)),
-                    eq(meta("oifname"), json!(spec.wan)),
+                    eq(meta(MetaKey::Iifname), text(&t.interface)),
+                    eq(meta(MetaKey::Oifname), text(&spec.wan)),
                     counter(),
-                    json!({"accept": null}),
+                    Statement::Accept(None),
                 ],
             ));
         }
         rs.rules.push(rule(
             FORWARD,
             "default drop".into(),
-            vec![counter(), json!({"drop": null})],
+            vec![counter(), Statement::Drop(None)],
         ));
         for t in &tenants {
             rs.rules.push(rule(
                 INPUT,
                 format!("{} only its gateway", t.tenant),
                 vec![
-                    eq(meta("iifname"), json!(t.interface)),
-                    json!({"match": {"op": "!=", "left": payload("ip", "daddr"),
-                        "right": t.gateway.to_string()}}),
+                    eq(meta(MetaKey::Iifname), text(&t.interface)),
+                    cmp(Operator::NEQ, payload("ip", "daddr"), text(t.gateway)),
                     counter(),
-                    json!({"drop": null}),
+                    Statement::Drop(None),
                 ],
             ));
         }
         Ok(rs)
     }
 
-    fn from_listing(v: &Value) -> Self {
+    /// The chains and rules of a listing, handles dropped and anonymous counters zeroed.
+    fn from_listing(listing: Nftables<'static>) -> Self {
         let mut rs = Ruleset::default();
-        for item in v["nftables"].as_array().into_iter().flatten() {
-            if let Some(c) = item.get("chain") {
-                rs.chains.push(Chain {
-                    name: c["name"].as_str().unwrap_or_default().into(),
-                    kind: c["type"].as_str().unwrap_or_default().into(),
-                    hook: c["hook"].as_str().unwrap_or_default().into(),
-                    prio: c["prio"].as_i64().unwrap_or_default(),
-                    policy: c["policy"].as_str().unwrap_or_default().into(),
-                });
-            }
-            if let Some(r) = item.get("rule") {
-                let expr = r["expr"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
-                        if e.get("counter").is_some() {
-                            counter()
-                        } else {
-                            e.clone()
-                        }
-                    })
-                    .collect();
-                rs.rules.push(Rule {
-                    chain: r["chain"].as_str().unwrap_or_default().into(),
-                    comment: r["comment"].as_str().unwrap_or_default().into(),
-                    expr,
-                });
+        for item in listing.objects.into_owned() {
+            match item {
+                NfObject::ListObject(NfListObject::Chain(mut c)) => {
+                    c.handle = None;
+                    rs.chains.push(c);
+                }
+                NfObject::ListObject(NfListObject::Rule(mut r)) => {
+                    r.handle = None;
+                    r.expr = r
+                        .expr
+                        .iter()
+                        .map(|s| match s {
+                            Statement::Counter(Counter::Anonymous(_)) => counter(),
+                            s => s.clone(),
+                        })
+                        .collect();
+                    rs.rules.push(r);
+                }
+                _ => {}
             }
         }
         rs
@@ -525,6 +645,7 @@ impl Ruleset {
 mod tests {
     use super::*;
     use meridian_common::ids::WorkloadId;
+    use serde_json::{Value, json};
 
     fn spec() -> GatewaySpec {
         GatewaySpec {
@@ -548,25 +669,113 @@ mod tests {
         }
     }
 
+    /// `nft -j list table ip meridian_gw` (nft 1.0.6) after applying `spec()`, with traffic
+    /// counted on two rules.
+    const LISTING: &str = r#"{"nftables": [
+{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+{"table": {"family": "ip", "name": "meridian_gw", "handle": 2}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "postrouting", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "forward_filter", "handle": 3, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "input_filter", "handle": 4, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "prerouting", "handle": 5, "comment": "tenant-a/llm dnat tcp/443", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "203.0.113.10"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 443}}, {"counter": {"packets": 3, "bytes": 180}}, {"dnat": {"addr": "10.20.0.5", "port": 8443}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 6, "comment": "tenant-a snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.20.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 7, "comment": "established", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 8, "comment": "tenant-a/llm published tcp/443", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.5"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 9, "comment": "tenant-a egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 10, "comment": "default drop", "expr": [{"counter": {"packets": 2, "bytes": 96}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 11, "comment": "tenant-a only its gateway", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}
+]}"#;
+
     #[test]
     fn renders_one_atomic_batch() {
         let batch = NftGateway::new("gw", None).render(&spec()).unwrap();
+        let batch = serde_json::to_value(&batch).unwrap();
         let items = batch["nftables"].as_array().unwrap();
         // add + delete + add of the table come first: one transaction replaces it.
+        assert!(items[0]["add"]["table"].is_object());
         assert!(items[1]["delete"]["table"].is_object());
-        let text = batch.to_string();
-        assert!(text.contains(r#""dnat":{"addr":"10.20.0.5","port":8443}"#));
-        assert!(text.contains(r#""policy":"drop""#));
-        assert!(text.contains(r#""op":"in","right":"dnat""#) || text.contains("dnat"));
+        assert!(items[2]["add"]["table"].is_object());
+        // Then the 4 chains and the 7 rules of one tenant with one exposure.
+        assert_eq!(items.len(), 3 + 4 + 7);
+        assert_eq!(
+            items[5]["add"]["chain"],
+            json!({"family": "ip", "table": "gw", "name": "forward_filter", "type": "filter",
+                "hook": "forward", "prio": 0, "policy": "drop"})
+        );
+        let rules: Vec<&Value> = items.iter().filter_map(|i| i["add"].get("rule")).collect();
+        assert_eq!(rules.len(), 7);
+        assert_eq!(rules[0]["comment"], "tenant-a/llm dnat tcp/443");
+        assert_eq!(
+            rules[0]["expr"][2],
+            json!({"counter": {"packets": 0, "bytes": 0}})
+        );
+        assert_eq!(
+            rules[0]["expr"][3],
+            json!({"dnat": {"addr": "10.20.0.5", "port": 8443}})
+        );
+        assert_eq!(
+            rules[1]["expr"][0]["match"]["right"],
+            json!({"prefix": {"addr": "10.20.0.0", "len": 24}})
+        );
+        assert_eq!(
+            rules[3]["expr"][4],
+            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}})
+        );
+        assert_eq!(
+            rules[5]["expr"],
+            json!([{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}])
+        );
+    }
+
+    #[test]
+    fn the_listing_of_the_rendering_reads_back_equal() {
+        let listing: Nftables<'static> = serde_json::from_str(LISTING).unwrap();
+        let installed = Ruleset::from_listing(listing);
+        assert_eq!(installed, Ruleset::render(DEFAULT_TABLE, &spec()).unwrap());
+        let mut other = spec();
+        other.exposures[0].backend_port = 8444;
+        assert_ne!(installed, Ruleset::render(DEFAULT_TABLE, &other).unwrap());
+    }
+
+    #[test]
+    fn counts_packets_by_comment() {
+        let listing: Nftables<'static> = serde_json::from_str(LISTING).unwrap();
+        let counters = counters_by_comment(&listing);
+        assert_eq!(counters.len(), 7);
+        assert_eq!(counters["tenant-a/llm dnat tcp/443"], 3);
+        assert_eq!(counters["default drop"], 2);
+        assert_eq!(counters["tenant-a egress"], 0);
+    }
+
+    #[test]
+    fn a_statement_outside_the_schema_fails_the_listing() {
+        // `meta day "Monday"` (a rule someone added by hand) lists as a `meta` expression with
+        // key `day`, which nftables 0.6.3's `MetaKey` lacks: such a table reads as
+        // `Installed::Unreadable`, and apply replaces it.
+        let foreign = LISTING.replacen(
+            r#"{"meta": {"key": "iifname"}}, "right": "mbr10101"}}"#,
+            r#"{"meta": {"key": "day"}}, "right": "Monday"}}"#,
+            1,
+        );
+        assert_ne!(foreign, LISTING);
+        assert!(serde_json::from_str::<Nftables<'static>>(&foreign).is_err());
+        let _: Value = serde_json::from_str(&foreign).unwrap();
     }
 
     #[test]
     fn refuses_a_backend_outside_the_tenant() {
         let mut s = spec();
         s.exposures[0].backend_ip = Ipv4Addr::new(10, 30, 0, 5);
-        assert!(matches!(Ruleset::render(&s), Err(GatewayError::Spec(_))));
+        assert!(matches!(
+            Ruleset::render(DEFAULT_TABLE, &s),
+            Err(GatewayError::Spec(_))
+        ));
         let mut s = spec();
         s.exposures.push(s.exposures[0].clone());
-        assert!(matches!(Ruleset::render(&s), Err(GatewayError::Spec(_))));
+        assert!(matches!(
+            Ruleset::render(DEFAULT_TABLE, &s),
+            Err(GatewayError::Spec(_))
+        ));
     }
 }
