@@ -3,10 +3,8 @@
 //! re-login, 412 then re-read, 503 with `Retry-After`, a task ending in `Exception`, media
 //! inserted while media is present, an insert during an eject still in progress, timeouts).
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod redfish_support;
+
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -17,58 +15,7 @@ use meridian_drivers::bmc::{
 use meridian_drivers::dpu::{BfbImage, BlueFieldDpu, Dpu, DpuMode};
 use meridian_drivers::http_client::TlsTrust;
 use meridian_emulators::redfish::{BmcEmulator, BmcProfile, Fault, RunningBmc};
-
-/// Serves `GET /<anything>` with a small body, on 127.0.0.1, until dropped.
-struct Images {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Images {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = conn.set_nonblocking(false);
-                let mut r = BufReader::new(conn.try_clone().unwrap());
-                loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
-                        break;
-                    }
-                }
-                let body = vec![7u8; 4096];
-                let _ = conn.write_all(
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
-                let _ = conn.write_all(&body);
-            }
-        });
-        Self { port, stop }
-    }
-
-    fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+use redfish_support::Images;
 
 fn config(bmc: &RunningBmc) -> RedfishConfig {
     let (user, password) = bmc.credentials();

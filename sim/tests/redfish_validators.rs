@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meridian_emulators::redfish::{BmcEmulator, BmcProfile, RunningBmc};
+use meridian_emulators::redfish::{BmcEmulator, BmcProfile, MediaLocation, RunningBmc};
 
 const SERVICE_VALIDATOR: &str = "rf_service_validator";
 const PROTOCOL_VALIDATOR: &str = "rf_protocol_validator";
@@ -272,6 +272,21 @@ async fn gpu_server_passes_both_dmtf_validators() {
     validate(
         "gpu-server",
         BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 8]),
+    )
+    .await;
+}
+
+/// The opt-in shapes the driver tests use: an HGX baseboard system, a USB stick before the CD
+/// under both System and Manager, UEFI-only boot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_server_with_hgx_and_vendor_layouts_passes_both_dmtf_validators() {
+    validate(
+        "gpu-server-hgx",
+        BmcProfile::gpu_server(vec!["NVIDIA H100 80GB HBM3"; 2])
+            .hgx_baseboard(vec!["NVIDIA H100 SXM5 80GB"; 8])
+            .virtual_media(MediaLocation::Both)
+            .usb_media("RemovableDisk")
+            .boot_modes(&["UEFI"]),
     )
     .await;
 }

@@ -5,7 +5,7 @@
 //!
 //! sushy-emulator is a happy-path peer: it has no sessions, no ETags and no real tasks, so this
 //! checks discovery, Basic fallback, power, boot override and virtual media interoperate; the
-//! failure paths are in `redfish_faults.rs`.
+//! failure paths are in `sim/tests/redfish_faults.rs`, against the Redfish emulator.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

@@ -30,24 +30,33 @@
 //!   HTTP Basic or an `X-Auth-Token`, else **401** with `WWW-Authenticate` (also for unknown
 //!   URIs, so nothing leaks). Login (`POST .../Sessions`) answers 201 with `X-Auth-Token`
 //!   and `Location`; `DELETE` logs out; idle sessions expire; a session limit applies (503
-//!   `SessionLimitExceeded`). Roles `Administrator`, `Operator`, `ReadOnly` are enforced (403).
+//!   `SessionLimitExceeded`, or 403 as Lenovo XCC answers it with
+//!   [`BmcProfile::session_limit_forbidden`]). Roles `Administrator`, `Operator`, `ReadOnly`
+//!   are enforced (403). [`RunningBmc::set_password`] changes a password behind the client's
+//!   back.
 //! - **Errors**: unknown URI **404**, wrong method **405** with `Allow`, an unknown method 501,
 //!   unsupported `$` query parameters 501; all with a Redfish error body (Base 1.18 messages).
 //! - **ETags**: a strong `ETag` on every resource GET, derived from its content (so it changes
 //!   with every modification); `PATCH` with a stale `If-Match` gets **412**; with
 //!   [`BmcEmulator::require_if_match`], a missing one gets **428**.
+//!   [`RunningBmc::race_system_patches`] has another client change the System between a
+//!   client's read and its PATCH, so that PATCH's `If-Match` is genuinely stale.
 //! - **Power**: `ComputerSystem.Reset` accepts only the advertised `ResetType`s (else 400
 //!   `ActionParameterValueNotInList`); transitions pass through `PoweringOn`/`PoweringOff`, each
 //!   phase lasting the power delay; a restart or a reset type that needs the system on, while
 //!   it is off, is 409. A reset while an update task runs is 503 with `Retry-After`.
-//! - **Boot**: `BootSourceOverrideTarget` must be advertised (else 400 `PropertyValueNotInList`);
+//! - **Systems**: the host, and with [`BmcProfile::hgx_baseboard`] an NVIDIA HGX baseboard
+//!   (`Systems/HGX_Baseboard_0`, GPUs `GPU_SXM_n`) that is not the host.
+//! - **Boot**: `BootSourceOverrideTarget` must be advertised (else 400 `PropertyValueNotInList`),
+//!   and so must `BootSourceOverrideMode` ([`BmcProfile::boot_modes`]);
 //!   a `Once` override is consumed when the next boot completes; `Continuous` persists. Each
 //!   completed power-on is recorded ([`RunningBmc::boots`]).
 //! - **Virtual media** (System, Manager or both): `InsertMedia` connects to the image URL
 //!   (`http://` only) before answering, so an unreachable or missing image is 400; then it
 //!   reads the image in the background and `Inserted` flips once it is read and the media delay
 //!   has passed. Insert while present or inserting is 409. With [`BmcProfile::eject_lag`], an
-//!   insert during the lag after an eject is 500 (as on Dell iDRAC).
+//!   insert during the lag after an eject is 500 (as on Dell iDRAC). With
+//!   [`BmcProfile::usb_media`], a removable-disk device (`USBStick`) is listed before the CD.
 //! - **Updates**: `SimpleUpdate` answers 202 with a task monitor `Location` and `Retry-After`;
 //!   the monitor answers 202 until the task ends, then 200 with the Task. The task is `New`
 //!   while the image is fetched, `Running` with `PercentComplete` for the update duration, then
@@ -60,12 +69,15 @@
 //!   `Systems/Bluefield/Oem/Nvidia` shows `Mode` and `HostRshim`, with actions `Mode.Set` and
 //!   `HostRshim.Set`; `Managers/Bluefield_BMC/Oem/Nvidia` holds `BmcRShim.BmcRShimEnabled`
 //!   (PATCH). RShim has one owner: the host holds it at start; enabling the BMC's side while the
-//!   host holds it is accepted but does not take (it reads back `false`). `SimpleUpdate` to
+//!   host holds it is accepted but does not take (it reads back `false`); `HostRshim.Set`
+//!   releases the host's side unless [`BmcProfile::host_keeps_rshim`]. `SimpleUpdate` to
 //!   `DPU_OS` without BMC ownership is 400; while another install runs it is 409. A mode set is
 //!   pending until an Arm restart (`GracefulRestart`/`ForceRestart`) followed by a power cycle
 //!   (`PowerCycle`, or off then on).
 //! - **Faults** per method and path pattern ([`Fault`], [`RunningBmc::faults`]): a status with
 //!   optional `Retry-After`, N times or always, added latency, or a hang.
+//! - **Request log** ([`RunningBmc::requests`]): every request with its status, the
+//!   credentials it carried, its `If-Match` and its JSON body.
 //! - **Time**: every delay runs on the emulator's clock, which [`RunningBmc::advance`] moves
 //!   forward, so tests cross minutes-long installs without sleeping.
 
@@ -92,7 +104,7 @@ pub use profile::{
     BmcProfile, BootOverride, BootRecord, DpuMode, FirmwareSpec, MediaLocation, OverrideEnabled,
     PowerState, ProcessorSpec, ResetType,
 };
-pub use state::{LoggedRequest, TaskState};
+pub use state::{LoggedRequest, RequestAuth, TaskState};
 
 use service::Shared;
 use state::{Bmc, Config};
@@ -448,9 +460,31 @@ impl RunningBmc {
         self.read(|b| b.sessions.len())
     }
 
-    /// Every request seen, in order, with the status it got.
+    /// Every request seen, in the order they were answered, with the status each got, the
+    /// credentials it carried, its `If-Match` and its JSON body.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.read(|b| b.log.clone())
+    }
+
+    /// Changes `user`'s password behind the clients' backs (an operator on the BMC's own
+    /// console); sessions already open stay valid. Returns whether the account exists.
+    pub fn set_password(&self, user: &str, password: impl Into<String>) -> bool {
+        let password = password.into();
+        self.write(|b| {
+            b.accounts
+                .values_mut()
+                .find(|a| a.user == user)
+                .map(|a| a.password = password)
+                .is_some()
+        })
+    }
+
+    /// Makes another client win a race against each of the next `n` PATCHes of the System:
+    /// just before the PATCH is served, the other client's write changes the System (its
+    /// `AssetTag`), so an `If-Match` taken from a read before it is stale and the PATCH gets
+    /// a genuine 412 (a lost update caught by the ETag).
+    pub fn race_system_patches(&self, n: u32) {
+        self.write(|b| b.raced_patches = n);
     }
 
     /// Makes the BMC answer 503 (with `Retry-After`) to everything for `d`.

@@ -233,13 +233,22 @@ pub struct BmcProfile {
     pub(crate) dimm_mib: u64,
     pub(crate) reset_types: Vec<ResetType>,
     pub(crate) boot_targets: Vec<String>,
+    pub(crate) boot_modes: Vec<String>,
     pub(crate) media: MediaLocation,
     pub(crate) media_id: String,
+    pub(crate) usb_media_id: Option<String>,
     pub(crate) eject_lag: Option<Duration>,
     pub(crate) firmware: Vec<FirmwareSpec>,
     pub(crate) redundant_on_conflict: bool,
+    pub(crate) session_limit_forbidden: bool,
     pub(crate) initial_power: PowerState,
     pub(crate) initial_dpu_mode: DpuMode,
+    pub(crate) host_keeps_rshim: bool,
+    pub(crate) hgx_gpus: Vec<String>,
+}
+
+fn both_boot_modes() -> Vec<String> {
+    vec!["UEFI".into(), "Legacy".into()]
 }
 
 impl BmcProfile {
@@ -311,13 +320,18 @@ impl BmcProfile {
             boot_targets: ["None", "Pxe", "Cd", "Usb", "Hdd", "BiosSetup", "UefiHttp"]
                 .map(String::from)
                 .to_vec(),
+            boot_modes: both_boot_modes(),
             media: MediaLocation::System,
             media_id: "CD".into(),
+            usb_media_id: None,
             eject_lag: None,
             firmware,
             redundant_on_conflict: false,
+            session_limit_forbidden: false,
             initial_power: PowerState::Off,
             initial_dpu_mode: DpuMode::DpuMode,
+            host_keeps_rshim: false,
+            hgx_gpus: Vec::new(),
         }
     }
 
@@ -357,8 +371,10 @@ impl BmcProfile {
             boot_targets: ["None", "Pxe", "Hdd", "UefiHttp", "UefiShell"]
                 .map(String::from)
                 .to_vec(),
+            boot_modes: both_boot_modes(),
             media: MediaLocation::None,
             media_id: "CD".into(),
+            usb_media_id: None,
             eject_lag: None,
             firmware: vec![
                 fw("DPU_OS", "DOCA_2.9.1_BSP_4.9.1_Ubuntu_22.04-6.24.10"),
@@ -369,8 +385,11 @@ impl BmcProfile {
                 fw("Bluefield_FW_ERoT", "00.02.0195.0000_n02"),
             ],
             redundant_on_conflict: false,
+            session_limit_forbidden: false,
             initial_power: PowerState::On,
             initial_dpu_mode: DpuMode::DpuMode,
+            host_keeps_rshim: false,
+            hgx_gpus: Vec::new(),
         }
     }
 
@@ -409,6 +428,56 @@ impl BmcProfile {
     #[must_use]
     pub fn boot_targets(mut self, targets: &[&str]) -> Self {
         self.boot_targets = targets.iter().map(|t| (*t).to_owned()).collect();
+        self
+    }
+
+    /// Sets the advertised `BootSourceOverrideMode@Redfish.AllowableValues` (default `UEFI` and
+    /// `Legacy`); a PATCH of any other mode is 400 `PropertyValueNotInList`. `&["UEFI"]` is a
+    /// UEFI-only server (no legacy BIOS boot, as on current Dell PowerEdge generations).
+    #[must_use]
+    pub fn boot_modes(mut self, modes: &[&str]) -> Self {
+        self.boot_modes = modes.iter().map(|m| (*m).to_owned()).collect();
+        self
+    }
+
+    /// Adds a removable-disk virtual media device `id` (`MediaTypes: [USBStick]`) before the
+    /// CD wherever virtual media lives, as HPE iLO lists `VirtualMedia/1` (Floppy/USBStick)
+    /// before `VirtualMedia/2` (CD/DVD). A client looking for the CD must check `MediaTypes`.
+    #[must_use]
+    pub fn usb_media(mut self, id: &str) -> Self {
+        self.usb_media_id = Some(id.into());
+        self
+    }
+
+    /// Adds the NVIDIA HGX baseboard as a second system, `Systems/HGX_Baseboard_0`, with one
+    /// GPU processor per entry of `gpus` (`GPU_SXM_1`...), as a server BMC that aggregates its
+    /// HGX baseboard's management controller (HMC) shows it. It is not the host: it has no
+    /// `ComputerSystem.Reset`, boot override or virtual media.
+    #[must_use]
+    pub fn hgx_baseboard<I, S>(mut self, gpus: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hgx_gpus = gpus.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lenovo XCC-like quirk: a login beyond the session limit is refused with 403
+    /// `SessionLimitExceeded` (as XCC documents it) instead of 503, so a client tells it from
+    /// a busy service. HTTP Basic still works.
+    #[must_use]
+    pub fn session_limit_forbidden(mut self, yes: bool) -> Self {
+        self.session_limit_forbidden = yes;
+        self
+    }
+
+    /// BlueField: the host's rshim driver keeps RShim open (its `rshim` service runs), so
+    /// `HostRshim.Set` to `Disabled` is accepted but the host side stays `Enabled`, and the
+    /// BMC cannot take RShim until the service is stopped on the host.
+    #[must_use]
+    pub fn host_keeps_rshim(mut self, yes: bool) -> Self {
+        self.host_keeps_rshim = yes;
         self
     }
 

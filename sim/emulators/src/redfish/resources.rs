@@ -27,6 +27,9 @@ pub(crate) mod types {
     pub const VIRTUAL_MEDIA: &str = "VirtualMedia.v1_6_5.VirtualMedia";
 }
 
+/// The system id of an NVIDIA HGX baseboard ([`crate::redfish::BmcProfile::hgx_baseboard`]).
+pub(crate) const HGX_SYSTEM: &str = "HGX_Baseboard_0";
+
 /// A URI the emulator serves, resolved against the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -41,6 +44,9 @@ pub(crate) enum Route {
     Processor(usize),
     Memories,
     Memory(u32),
+    Baseboard,
+    BaseboardProcessors,
+    BaseboardProcessor(usize),
     MediaCollection(Loc),
     Media(usize),
     InsertMedia(usize),
@@ -101,6 +107,12 @@ pub(crate) fn uri(b: &Bmc, route: &Route) -> String {
         Processor(i) => format!("{sys}/Processors/{}", b.p.processors[*i].id),
         Memories => format!("{sys}/Memory"),
         Memory(i) => format!("{sys}/Memory/DIMM{i}"),
+        Baseboard => format!("/redfish/v1/Systems/{HGX_SYSTEM}"),
+        BaseboardProcessors => format!("/redfish/v1/Systems/{HGX_SYSTEM}/Processors"),
+        BaseboardProcessor(i) => format!(
+            "/redfish/v1/Systems/{HGX_SYSTEM}/Processors/GPU_SXM_{}",
+            i + 1
+        ),
         MediaCollection(Loc::System) => format!("{sys}/VirtualMedia"),
         MediaCollection(Loc::Manager) => format!("{mgr}/VirtualMedia"),
         Media(i) => {
@@ -183,6 +195,22 @@ pub(crate) fn resolve(b: &Bmc, path: &str) -> Option<Route> {
             ["Oem", "Nvidia", "Actions", "HostRshim.Set"] if bf => Route::BfHostRshimSet,
             _ => return None,
         },
+        ["redfish", "v1", "Systems", s, rest @ ..]
+            if *s == HGX_SYSTEM && !b.p.hgx_gpus.is_empty() =>
+        {
+            match rest {
+                [] => Route::Baseboard,
+                ["Processors"] => Route::BaseboardProcessors,
+                ["Processors", p] => {
+                    let n: usize = p.strip_prefix("GPU_SXM_")?.parse().ok()?;
+                    if n == 0 || n > b.p.hgx_gpus.len() || *p != format!("GPU_SXM_{n}") {
+                        return None;
+                    }
+                    Route::BaseboardProcessor(n - 1)
+                }
+                _ => return None,
+            }
+        }
         ["redfish", "v1", "Managers"] => Route::Managers,
         ["redfish", "v1", "Managers", m, rest @ ..] if *m == mid => match rest {
             [] => Route::Manager,
@@ -354,14 +382,57 @@ pub(crate) fn render(b: &Bmc, route: &Route) -> Value {
         }
         Metadata | TaskMonitor(_) | SystemReset | InsertMedia(_) | EjectMedia(_) | BfModeSet
         | BfHostRshimSet | ManagerReset | SimpleUpdate => Value::Null,
-        Systems => collection(
+        Systems => {
+            let mut members = vec![uri(b, &System)];
+            if !b.p.hgx_gpus.is_empty() {
+                members.push(uri(b, &Baseboard));
+            }
+            collection(
+                b,
+                r,
+                "ComputerSystemCollection",
+                "Computer System Collection",
+                members,
+            )
+        }
+        System => system(b),
+        Baseboard => resource(
             b,
             r,
-            "ComputerSystemCollection",
-            "Computer System Collection",
-            vec![uri(b, &System)],
+            types::SYSTEM,
+            HGX_SYSTEM,
+            "HGX Baseboard",
+            json!({
+                "SystemType": "Physical",
+                "Manufacturer": "NVIDIA",
+                "Model": format!("HGX {}-GPU baseboard", b.p.hgx_gpus.len()),
+                "PowerState": b.power.as_str(),
+                "Status": ok_status(),
+                "Processors": link(uri(b, &BaseboardProcessors)),
+            }),
         ),
-        System => system(b),
+        BaseboardProcessors => collection(
+            b,
+            r,
+            "ProcessorCollection",
+            "Processors Collection",
+            (0..b.p.hgx_gpus.len())
+                .map(|i| uri(b, &BaseboardProcessor(i)))
+                .collect(),
+        ),
+        BaseboardProcessor(i) => resource(
+            b,
+            r,
+            types::PROCESSOR,
+            &format!("GPU_SXM_{}", i + 1),
+            "GPU",
+            json!({
+                "ProcessorType": "GPU",
+                "Manufacturer": "NVIDIA",
+                "Model": b.p.hgx_gpus[*i],
+                "Status": ok_status(),
+            }),
+        ),
         Processors => collection(
             b,
             r,
@@ -668,7 +739,7 @@ fn system(b: &Bmc) -> Value {
             "BootSourceOverrideTarget@Redfish.AllowableValues": b.p.boot_targets,
             "BootSourceOverrideEnabled": b.boot.enabled.as_str(),
             "BootSourceOverrideMode": b.boot.mode,
-            "BootSourceOverrideMode@Redfish.AllowableValues": ["UEFI", "Legacy"],
+            "BootSourceOverrideMode@Redfish.AllowableValues": b.p.boot_modes,
         },
         "ProcessorSummary": {
             "Count": cpus.len(),
@@ -750,8 +821,13 @@ fn media(b: &Bmc, i: usize) -> Value {
         .as_deref()
         .and_then(|u| u.rsplit('/').next())
         .map(str::to_owned);
+    let (types, name) = if m.usb {
+        (json!(["USBStick"]), "Virtual Removable Media")
+    } else {
+        (json!(["CD", "DVD"]), "Virtual CD")
+    };
     let body = json!({
-        "MediaTypes": ["CD", "DVD"],
+        "MediaTypes": types,
         "Image": m.image,
         "ImageName": image_name,
         "Inserted": m.inserted,
@@ -763,14 +839,7 @@ fn media(b: &Bmc, i: usize) -> Value {
             "#VirtualMedia.EjectMedia": {"target": uri(b, &Route::EjectMedia(i))},
         },
     });
-    resource(
-        b,
-        &Route::Media(i),
-        types::VIRTUAL_MEDIA,
-        &m.id,
-        "Virtual CD",
-        body,
-    )
+    resource(b, &Route::Media(i), types::VIRTUAL_MEDIA, &m.id, name, body)
 }
 
 fn task(b: &Bmc, id: u32) -> Value {

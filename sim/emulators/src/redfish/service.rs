@@ -19,7 +19,7 @@ use super::fetch;
 use super::metadata;
 use super::profile::{DpuMode, Kind, OverrideEnabled, PowerState, ResetType};
 use super::resources::{self, Route, allow, described_by, render, uri};
-use super::state::{Bmc, LoggedRequest, MediaPhase, ROLES, TaskState, role_has};
+use super::state::{Bmc, LoggedRequest, MediaPhase, ROLES, RequestAuth, TaskState, role_has};
 use crate::faults::Faults;
 use meridian_common::telemetry::error_chain;
 
@@ -138,15 +138,50 @@ struct Caller {
     session: Option<String>,
 }
 
+/// What the request log keeps of a request besides its method and path.
+struct Seen {
+    auth: Option<RequestAuth>,
+    if_match: Option<String>,
+    body: Option<Value>,
+}
+
+impl Seen {
+    fn of(headers: &hyper::HeaderMap, body: Option<&Bytes>) -> Self {
+        let auth = if headers.contains_key("x-auth-token") {
+            Some(RequestAuth::Session)
+        } else {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| v.starts_with("Basic "))
+                .map(|_| RequestAuth::Basic)
+        };
+        Self {
+            auth,
+            if_match: headers
+                .get(header::IF_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: body.and_then(|b| serde_json::from_slice(b).ok()),
+        }
+    }
+}
+
 pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dropped> {
     let method = req.method().clone();
     let path = percent_decode_str(req.uri().path())
         .decode_utf8_lossy()
         .into_owned();
     let query = req.uri().query().map(str::to_owned);
+    let (parts, body) = req.into_parts();
+    let body = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes);
+    let seen = Seen::of(&parts.headers, body.as_ref().ok());
     if let Some(hit) = sh.faults.take(&method, &path) {
         if !hit.wait().await {
-            log(&sh, &method, &path, 0);
+            log(&sh, &method, &path, 0, seen);
             return Err(Dropped);
         }
         if let Some(code) = hit.status {
@@ -157,21 +192,18 @@ pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Re
                 "An injected fault answered this request.",
             );
             e.retry_after = hit.retry_after.map(u64::from);
-            log(&sh, &method, &path, code);
+            log(&sh, &method, &path, code, seen);
             return Ok(finish(error_response(&e)));
         }
     }
-    let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            let e = RfError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "GeneralError",
-                "The request body is too large.",
-            );
-            return Ok(finish(error_response(&e)));
-        }
+    let Ok(body) = body else {
+        let e = RfError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "GeneralError",
+            "The request body is too large.",
+        );
+        log(&sh, &method, &path, e.status.as_u16(), seen);
+        return Ok(finish(error_response(&e)));
     };
     let next = {
         let mut b = sh.lock();
@@ -212,7 +244,7 @@ pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Re
             url,
         } => insert_fetch(&sh, slot, generation, &url).await,
     };
-    log(&sh, &method, &path, resp.status().as_u16());
+    log(&sh, &method, &path, resp.status().as_u16(), seen);
     Ok(finish(if method == Method::HEAD {
         headless(resp)
     } else {
@@ -220,11 +252,14 @@ pub(crate) async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Re
     }))
 }
 
-fn log(sh: &Shared, method: &Method, path: &str, status: u16) {
+fn log(sh: &Shared, method: &Method, path: &str, status: u16, seen: Seen) {
     sh.lock().log.push(LoggedRequest {
         method: method.clone(),
         path: path.to_owned(),
         status,
+        auth: seen.auth,
+        if_match: seen.if_match,
+        body: seen.body,
     });
 }
 
@@ -577,6 +612,12 @@ fn patch(
         }
         _ => {}
     }
+    if *route == Route::System && b.raced_patches > 0 {
+        // Another client's write lands between this client's read and its PATCH.
+        b.raced_patches -= 1;
+        b.foreign_writes += 1;
+        b.asset_tag = format!("written by another client (write {})", b.foreign_writes);
+    }
     check_if_match(b, route, headers)?;
     let body = strip_annotations(body)?;
     match route {
@@ -663,7 +704,7 @@ fn patch_system(b: &mut Bmc, body: &Map<String, Value>) -> RfResult<()> {
                         }
                         "BootSourceOverrideMode" => {
                             let m = str_prop(bk, bv)?;
-                            if m != "UEFI" && m != "Legacy" {
+                            if !b.p.boot_modes.iter().any(|x| x == m) {
                                 return Err(RfError::value_not_in_list(bk, bv));
                             }
                             boot.mode = m.to_owned();
@@ -803,8 +844,13 @@ fn create_session(b: &mut Bmc, body: &Map<String, Value>) -> RfResult<Resp> {
         return Err(e);
     }
     let Some(s) = b.add_session(&user) else {
+        let status = if b.p.session_limit_forbidden {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         return Err(RfError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            status,
             "SessionLimitExceeded",
             "The session establishment failed due to the number of simultaneous sessions exceeding the limit of the implementation.",
         )
@@ -904,8 +950,9 @@ fn post(b: &mut Bmc, route: &Route, caller: &Caller, body: Map<String, Value>) -
                 _ => return Err(RfError::param_not_in_list("HostRshim", "HostRshim.Set", v)),
             };
             let d = b.dpu.as_mut().expect("BlueField route");
-            // The host attaches only when the BMC does not hold RShim.
-            d.host_rshim = enable && !d.bmc_rshim;
+            // The host attaches only when the BMC does not hold RShim, and cannot be made to
+            // let go while its rshim driver keeps the device open.
+            d.host_rshim = d.host_keeps_rshim || (enable && !d.bmc_rshim);
             Ok(Next::Done(empty(StatusCode::NO_CONTENT)))
         }
         _ => Err(RfError::method_not_allowed("POST", allow(route))),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hyper::Method;
 use rand::Rng;
+use serde_json::Value;
 
 use super::profile::{
     BmcProfile, BootOverride, BootRecord, DpuMode, Kind, MediaLocation, OverrideEnabled, PowerState,
@@ -58,6 +59,8 @@ pub(crate) enum MediaPhase {
 pub(crate) struct MediaSlot {
     pub at: Loc,
     pub id: String,
+    /// A removable-disk device (`MediaTypes: [USBStick]`) rather than a CD/DVD.
+    pub usb: bool,
     pub image: Option<String>,
     pub inserted: bool,
     pub write_protected: bool,
@@ -153,6 +156,17 @@ pub(crate) struct Dpu {
     pub arm_reset_since_set: bool,
     pub host_rshim: bool,
     pub bmc_rshim: bool,
+    /// The host's rshim driver keeps the device open: `HostRshim.Set` cannot release it.
+    pub host_keeps_rshim: bool,
+}
+
+/// Which credentials a request carried (whether or not they were valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestAuth {
+    /// An `X-Auth-Token` header (a session); it takes precedence over `Authorization`.
+    Session,
+    /// An `Authorization: Basic ...` header.
+    Basic,
 }
 
 /// One request the emulator saw.
@@ -164,6 +178,12 @@ pub struct LoggedRequest {
     pub path: String,
     /// The status it was answered with (0 when it was never answered).
     pub status: u16,
+    /// The credentials it carried; `None` without any.
+    pub auth: Option<RequestAuth>,
+    /// Its `If-Match` header.
+    pub if_match: Option<String>,
+    /// Its body, when that was JSON (`None` for no body or one that does not parse).
+    pub body: Option<Value>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,6 +246,11 @@ pub(crate) struct Bmc {
     pub fail_next_update: Option<String>,
     pub asset_tag: String,
     pub log: Vec<LoggedRequest>,
+    /// How many of the next System PATCHes another client races (see
+    /// [`crate::redfish::RunningBmc::race_system_patches`]).
+    pub raced_patches: u32,
+    /// How many writes those races made (each leaves a different `AssetTag`).
+    pub foreign_writes: u64,
 }
 
 pub(crate) fn new_uuid() -> String {
@@ -241,9 +266,10 @@ pub(crate) fn new_uuid() -> String {
 impl Bmc {
     pub fn new(p: BmcProfile, cfg: Config) -> Self {
         let mut media = Vec::new();
-        let slot = |at| MediaSlot {
+        let cd = |at| MediaSlot {
             at,
             id: p.media_id.clone(),
+            usb: false,
             image: None,
             inserted: false,
             write_protected: true,
@@ -252,14 +278,23 @@ impl Bmc {
             generation: 0,
             last_error: None,
         };
-        match p.media {
-            MediaLocation::None => {}
-            MediaLocation::System => media.push(slot(Loc::System)),
-            MediaLocation::Manager => media.push(slot(Loc::Manager)),
-            MediaLocation::Both => {
-                media.push(slot(Loc::System));
-                media.push(slot(Loc::Manager));
+        let locations: &[Loc] = match p.media {
+            MediaLocation::None => &[],
+            MediaLocation::System => &[Loc::System],
+            MediaLocation::Manager => &[Loc::Manager],
+            MediaLocation::Both => &[Loc::System, Loc::Manager],
+        };
+        for &at in locations {
+            // The removable-disk device is listed before the CD, as HPE iLO lists
+            // `VirtualMedia/1` (Floppy/USBStick) before `VirtualMedia/2` (CD/DVD).
+            if let Some(id) = &p.usb_media_id {
+                media.push(MediaSlot {
+                    id: id.clone(),
+                    usb: true,
+                    ..cd(at)
+                });
             }
+            media.push(cd(at));
         }
         let firmware = p
             .firmware
@@ -287,6 +322,7 @@ impl Bmc {
             arm_reset_since_set: false,
             host_rshim: true,
             bmc_rshim: false,
+            host_keeps_rshim: p.host_keeps_rshim,
         });
         Self {
             power: p.initial_power,
@@ -315,6 +351,8 @@ impl Bmc {
             fail_next_update: None,
             asset_tag: String::new(),
             log: Vec::new(),
+            raced_patches: 0,
+            foreign_writes: 0,
             p,
         }
     }
@@ -401,13 +439,17 @@ impl Bmc {
         } else {
             "Hdd".to_owned()
         };
-        let image = if matches!(source.as_str(), "Cd" | "Usb") {
+        // A CD boot reads a CD device; a USB boot prefers a removable disk, else any device.
+        let inserted = |usb: Option<bool>| {
             self.media
                 .iter()
-                .find(|m| m.inserted)
+                .find(|m| m.inserted && usb.is_none_or(|u| m.usb == u))
                 .and_then(|m| m.image.clone())
-        } else {
-            None
+        };
+        let image = match source.as_str() {
+            "Cd" => inserted(Some(false)),
+            "Usb" => inserted(Some(true)).or_else(|| inserted(None)),
+            _ => None,
         };
         if self.boot.enabled == OverrideEnabled::Once {
             self.boot.enabled = OverrideEnabled::Disabled;
