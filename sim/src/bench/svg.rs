@@ -1,66 +1,49 @@
-//! Line plots as hand-written SVG (a few dozen lines, so no plotting crate): axes with round
-//! tick values, one polyline per series, a legend, and optional horizontal target lines.
-//! [`well_formed`] is a small XML checker the tests use on what [`line_chart`] writes.
+//! Line plots as SVG, drawn with the `plotters` crate (its SVG backend and basic elements
+//! only): axes with round tick values, one line per series (with dots when a series has few
+//! points), a legend, and optional dashed horizontal target lines. [`well_formed`] is a small
+//! XML checker the tests use on what [`line_chart`] writes, and [`series_lines`] counts the
+//! series lines in it.
 
-use std::fmt::Write as _;
+use plotters::coord::ranged1d::Ranged;
+use plotters::coord::types::RangedCoordf64;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::results::PlotData;
 
-const WIDTH: f64 = 760.0;
-const HEIGHT: f64 = 440.0;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 24.0;
-const TOP: f64 = 44.0;
-const BOTTOM: f64 = 56.0;
-const COLOURS: [&str; 6] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+const WIDTH: u32 = 760;
+const HEIGHT: u32 = 440;
+/// Stroke width of the series lines; axes, ticks and markers are thinner, so
+/// [`series_lines`] can tell them apart.
+const SERIES_STROKE: u32 = 2;
+/// Series with at most this many points get a dot on each point.
+const DOTTED_UP_TO: usize = 30;
+/// Most tick labels on each axis (plotters picks round values: 1, 2 or 5 times a power of ten).
+const X_TICKS: usize = 10;
+const Y_TICKS: usize = 8;
+const COLOURS: [RGBColor; 6] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
 ];
+const GRID: RGBColor = RGBColor(0xe6, 0xe6, 0xe6);
+const MARKER: RGBColor = RGBColor(0x88, 0x88, 0x88);
+const MARKER_TEXT: RGBColor = RGBColor(0x55, 0x55, 0x55);
+const FONT: &str = "sans-serif";
+// Plotters takes whole font sizes and its SVG backend writes them divided by 1.24: these come
+// out as about 12 and 15 px.
+const TEXT_SIZE: f64 = 15.0;
+const TITLE_SIZE: f64 = 19.0;
 
 /// A horizontal line marking a target, with its label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Marker {
     pub y: f64,
     pub label: String,
-}
-
-/// Escapes text for SVG character data and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// About `n` round tick values (1, 2 or 5 times a power of ten) covering `lo..=hi`.
-pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if !(lo.is_finite() && hi.is_finite()) || hi <= lo || n == 0 {
-        return vec![lo];
-    }
-    let raw = (hi - lo) / n as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    let mut out = Vec::new();
-    let mut v = first;
-    while v <= hi + step * 1e-9 && out.len() < 100 {
-        // Snap away float noise (0.30000000000000004).
-        out.push((v / step).round() * step);
-        v += step;
-    }
-    out
 }
 
 /// A tick label: thousands and millions abbreviated, otherwise as many decimals as the
@@ -81,155 +64,153 @@ fn label(v: f64, step: f64) -> String {
     }
 }
 
-fn step_of(ticks: &[f64]) -> f64 {
-    match ticks {
+/// The step between the tick values plotters puts on `lo..hi` for at most `n` ticks.
+fn tick_step(lo: f64, hi: f64, n: usize) -> f64 {
+    match RangedCoordf64::from(lo..hi).key_points(n)[..] {
         [a, b, ..] => b - a,
         _ => 1.0,
     }
+}
+
+/// Text as plotters should draw it: control characters (never valid in SVG) as spaces.
+fn text(t: &str) -> String {
+    t.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Draws `plot` as a line chart with `markers` as dashed horizontal lines. Axes start at 0
 /// (figures here are latencies, counts and rates) and reach the largest value or marker.
 /// Non-finite points are left out; a plot with no points says so in its body.
 pub fn line_chart(plot: &PlotData, markers: &[Marker]) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        if let Err(e) = draw(&root, plot, markers) {
+            // Not expected (the backend writes to a string and measures text without fonts),
+            // but a benchmark run should keep its figures even if a plot fails.
+            tracing::warn!(plot = %plot.file, error = %e, "drawing the plot failed");
+            let _ = root.draw(&Text::new(
+                text(&format!("plot failed: {e}")),
+                (20, 20),
+                (FONT, TEXT_SIZE),
+            ));
+        }
+        // Closes the document; the backend cannot fail on a string.
+        let _ = root.present();
+    }
+    svg
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    plot: &PlotData,
+    markers: &[Marker],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
     let points = || {
         plot.series
             .iter()
             .flat_map(|s| s.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .filter(finite)
     };
+    let markers: Vec<&Marker> = markers.iter().filter(|m| m.y.is_finite()).collect();
     let x_max = points().map(|p| p.0).fold(0.0f64, f64::max);
     let y_max = points()
         .map(|p| p.1)
-        .chain(markers.iter().map(|m| m.y).filter(|y| y.is_finite()))
+        .chain(markers.iter().map(|m| m.y))
         .fold(0.0f64, f64::max);
     let x_min = points().map(|p| p.0).fold(0.0f64, f64::min);
     let y_min = points().map(|p| p.1).fold(0.0f64, f64::min);
     let pad = |lo: f64, hi: f64| if hi > lo { hi } else { lo + 1.0 };
     let (x_hi, y_hi) = (pad(x_min, x_max), pad(y_min, y_max * 1.05));
-    let (pw, ph) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
-    let sx = |x: f64| LEFT + (x - x_min) / (x_hi - x_min) * pw;
-    let sy = |y: f64| TOP + ph - (y - y_min) / (y_hi - y_min) * ph;
+    let (x_step, y_step) = (
+        tick_step(x_min, x_hi, X_TICKS),
+        tick_step(y_min, y_hi, Y_TICKS),
+    );
 
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        s,
-        r##"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">{}</text>"#,
-        WIDTH / 2.0,
-        escape(&plot.title)
-    );
-    // Grid and ticks.
-    let xt = ticks(x_min, x_hi, 8);
-    for &t in &xt {
-        let x = sx(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#e6e6e6"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 16.0,
-            label(t, step_of(&xt))
-        );
-    }
-    let yt = ticks(y_min, y_hi, 6);
-    for &t in &yt {
-        let y = sy(t);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e6e6e6"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            label(t, step_of(&yt))
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw:.1}" height="{ph:.1}" fill="none" stroke="#444444"/>"##
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        LEFT + pw / 2.0,
-        HEIGHT - 14.0,
-        escape(&plot.x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="18" y="{:.1}" text-anchor="middle" transform="rotate(-90 18 {:.1})">{}</text>"#,
-        TOP + ph / 2.0,
-        TOP + ph / 2.0,
-        escape(&plot.y_label)
-    );
-    for m in markers.iter().filter(|m| m.y.is_finite()) {
-        let y = sy(m.y);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#888888" stroke-dasharray="6 4"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555555">{}</text>"##,
-            LEFT + pw,
-            LEFT + pw - 4.0,
-            y - 4.0,
-            escape(&m.label)
-        );
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(text(&plot.title), (FONT, TITLE_SIZE))
+        .margin(12)
+        .margin_right(24)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_min..x_hi, y_min..y_hi)?;
+    chart
+        .configure_mesh()
+        .x_labels(X_TICKS)
+        .y_labels(Y_TICKS)
+        .x_label_formatter(&|v| label(*v, x_step))
+        .y_label_formatter(&|v| label(*v, y_step))
+        .x_desc(text(&plot.x_label))
+        .y_desc(text(&plot.y_label))
+        .label_style((FONT, TEXT_SIZE))
+        .axis_desc_style((FONT, TEXT_SIZE))
+        .bold_line_style(GRID)
+        .light_line_style(TRANSPARENT)
+        .draw()?;
+
+    for m in &markers {
+        chart.draw_series(std::iter::once(DashedPathElement::new(
+            [(x_min, m.y), (x_hi, m.y)],
+            6,
+            4,
+            MARKER.stroke_width(1),
+        )))?;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((x_hi, m.y))
+                + Text::new(
+                    text(&m.label),
+                    (-4, -4),
+                    (FONT, TEXT_SIZE)
+                        .into_font()
+                        .color(&MARKER_TEXT)
+                        .pos(Pos::new(HPos::Right, VPos::Bottom)),
+                ),
+        ))?;
     }
     if points().next().is_none() {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">no data</text>"#,
-            LEFT + pw / 2.0,
-            TOP + ph / 2.0
-        );
+        chart.draw_series(std::iter::once(Text::new(
+            "no data",
+            ((x_min + x_hi) / 2.0, (y_min + y_hi) / 2.0),
+            TextStyle::from((FONT, TEXT_SIZE).into_font())
+                .pos(Pos::new(HPos::Center, VPos::Center)),
+        )))?;
     }
     for (i, series) in plot.series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let pts: Vec<(f64, f64)> = series
-            .points
-            .iter()
-            .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .collect();
-        if !pts.is_empty() {
-            let mut path = String::new();
-            for (x, y) in &pts {
-                let _ = write!(path, "{:.1},{:.1} ", sx(*x), sy(*y));
-            }
-            let _ = writeln!(
-                s,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-                path.trim_end()
-            );
-            if pts.len() <= 30 {
-                for (x, y) in &pts {
-                    let _ = writeln!(
-                        s,
-                        r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,
-                        sx(*x),
-                        sy(*y)
-                    );
-                }
-            }
+        let pts: Vec<(f64, f64)> = series.points.iter().filter(finite).copied().collect();
+        if pts.len() <= DOTTED_UP_TO {
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled())))?;
         }
-        let ly = TOP + 16.0 + 18.0 * i as f64;
-        let lx = LEFT + 12.0;
-        let _ = writeln!(
-            s,
-            r#"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="3"/><text x="{:.1}" y="{ly:.1}">{}</text>"#,
-            ly - 4.0,
-            lx + 22.0,
-            ly - 4.0,
-            lx + 28.0,
-            escape(&series.name)
-        );
+        // An empty series draws no line but keeps its legend entry.
+        let line =
+            (!pts.is_empty()).then(|| PathElement::new(pts, colour.stroke_width(SERIES_STROKE)));
+        chart
+            .draw_series(line)?
+            .label(text(&series.name))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 2), (x + 20, y + 2)], colour.filled()));
     }
-    s.push_str("</svg>\n");
-    s
+    if !plot.series.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, TEXT_SIZE))
+            .background_style(WHITE.mix(0.85))
+            .border_style(GRID)
+            .draw()?;
+    }
+    Ok(())
+}
+
+/// How many series lines `svg` (as [`line_chart`] writes it) draws: its polylines as wide
+/// as a series line. Axes, ticks, target markers and legend swatches are not counted.
+pub fn series_lines(svg: &str) -> usize {
+    let wide = format!(" stroke-width=\"{SERIES_STROKE}\"");
+    svg.split('<')
+        .filter(|tag| tag.starts_with("polyline ") && tag.contains(&wide))
+        .count()
 }
 
 /// Checks that `xml` is a well-formed XML document: one root element, properly nested and
@@ -378,6 +359,16 @@ mod tests {
         }
     }
 
+    /// The text of every `<text>` element of `svg`, in order.
+    fn texts(svg: &str) -> Vec<&str> {
+        svg.split("<text ")
+            .skip(1)
+            .filter_map(|t| t.split_once('>'))
+            .filter_map(|(_, rest)| rest.split_once("</text>"))
+            .map(|(body, _)| body.trim())
+            .collect()
+    }
+
     #[test]
     fn a_chart_is_well_formed_and_holds_its_data() {
         let p = plot(vec![
@@ -398,19 +389,34 @@ mod tests {
             }],
         );
         well_formed(&svg).unwrap();
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("B2 &lt;fan-out&gt; &amp; &quot;latency&quot;"));
-        assert!(svg.contains("agents back") && svg.contains("target 20k"));
+        assert_eq!(series_lines(&svg), 2);
+        let texts = texts(&svg);
+        assert!(texts.contains(&"B2 &lt;fan-out&gt; &amp; &quot;latency&quot;"));
+        for t in [
+            "agents back",
+            "raw quinn",
+            "target 20k",
+            "ms",
+            "sites acked (%)",
+        ] {
+            assert!(texts.contains(&t), "{t:?} not in {texts:?}");
+        }
+        // Round ticks, thousands abbreviated: y runs to 199^2 * 1.05 ~ 41.6k.
+        assert!(texts.contains(&"0") && texts.contains(&"20k"), "{texts:?}");
         assert!(!svg.contains("NaN"));
-        // Three points of the second series: small enough to get dots.
+        // The dashed marker is drawn in thin pieces, none counted as a series.
+        assert!(svg.matches("stroke-width=\"1\"").count() > 2);
+        // Two finite points of the second series: few enough to get dots.
         assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(!svg.contains("no data"));
     }
 
     #[test]
     fn an_empty_chart_says_so_and_is_still_well_formed() {
         let svg = line_chart(&plot(vec![]), &[]);
         well_formed(&svg).unwrap();
-        assert!(svg.contains("no data"));
+        assert!(texts(&svg).contains(&"no data"));
+        assert_eq!(series_lines(&svg), 0);
         let svg = line_chart(
             &plot(vec![Series {
                 name: "one".into(),
@@ -419,22 +425,28 @@ mod tests {
             &[],
         );
         well_formed(&svg).unwrap();
+        assert_eq!(series_lines(&svg), 1);
+        // Control characters never reach the document.
+        let mut p = plot(vec![]);
+        p.title = "a\u{1}b".into();
+        let svg = line_chart(&p, &[]);
+        well_formed(&svg).unwrap();
+        assert!(texts(&svg).contains(&"a b"));
     }
 
     #[test]
-    fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 10.0, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        assert_eq!(ticks(0.0, 1.0, 4), vec![0.0, 0.5, 1.0]);
-        let t = ticks(0.0, 52_500.0, 8);
-        assert_eq!(t.first(), Some(&0.0));
-        assert!(t.iter().all(|v| v % 5_000.0 == 0.0));
-        assert_eq!(ticks(5.0, 5.0, 4), vec![5.0]);
+    fn tick_labels_are_round() {
+        assert_eq!(tick_step(0.0, 10.0, 6), 2.0);
+        assert_eq!(tick_step(0.0, 10.0, 5), 5.0);
+        assert_eq!(tick_step(0.0, 52_500.0, Y_TICKS), 10_000.0);
+        assert_eq!(tick_step(0.0, 1.0, 4), 0.5);
         assert_eq!(label(0.1 + 0.2, 0.1), "0.3");
         assert_eq!(label(1.0, 0.2), "1.0");
         assert_eq!(label(0.05, 0.05), "0.05");
         assert_eq!(label(20_000.0, 5_000.0), "20k");
         assert_eq!(label(12_500.0, 500.0), "12500");
         assert_eq!(label(40.0, 20.0), "40");
+        assert_eq!(label(2_500_000.0, 500_000.0), "2.5M");
     }
 
     #[test]

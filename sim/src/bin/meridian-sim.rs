@@ -146,6 +146,9 @@ enum BenchCommand {
         networks: usize,
     },
     /// R10: fuzz every decoder we own (stable Rust, seeded mutation).
+    ///
+    /// Coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly Rust) of the frame decoder and
+    /// the CLI's tenant spec reader is `scripts/fuzz.sh` (targets in `fuzz/`).
     Fuzz {
         /// 1e7 executions per target.
         #[arg(long)]
