@@ -105,7 +105,6 @@ fn refused_by_central(e: &SessionError) -> bool {
 /// The session machine, with the OS as its source of back-off jitter.
 type Machine = AgentSession<StdRng>;
 
-
 fn machine_config(inner: &Inner) -> AgentSessionConfig {
     AgentSessionConfig {
         heartbeat: inner.config.heartbeat(),

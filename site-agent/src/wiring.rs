@@ -1,7 +1,8 @@
 //! Driver wiring: the one place where the agent's configuration becomes drivers. Every
 //! `[[servers]]` table gets a Redfish BMC driver, its DPU a BlueField driver and its GPUs the
-//! chosen inventory; every `[[switches]]` table an NVUE client; and they are handed to the
-//! site reconciler. Building reads the credential, CA and base-configuration files the
+//! chosen inventory; every `[[switches]]` table an NVUE client; `[gateway]` the netlink host
+//! driver and the nftables gateway driver of the gateway node; and they are handed to the site
+//! reconciler. Building reads the credential, CA and base-configuration files the
 //! configuration names, so call it before binding anything: an error is a configuration error
 //! naming the key. A new kind of driver is wired here and nowhere else.
 
@@ -14,13 +15,15 @@ use meridian_drivers::dpu::{BfbImage, BlueFieldDpu, DpuMode};
 use meridian_drivers::gpu::{GpuInventory, NvmlInventory};
 use meridian_drivers::http_client::TlsTrust;
 use meridian_drivers::nvue::{NvueClient, NvueConfig};
+use meridian_drivers::{NetlinkHost, NftGateway};
 
 use crate::config::{
-    Access, AgentConfig, DpuModeConfig, GpuInventoryKind, ReconcilerConfig, ServerConfig,
-    SwitchConfig, read_file,
+    Access, AgentConfig, DpuModeConfig, GatewayConfig, GpuInventoryKind, ReconcilerConfig,
+    ServerConfig, SwitchConfig, read_file,
 };
 use crate::reconcile::desired::{BfbWant, DpuWant};
 use crate::reconcile::fabric::{ManagedSwitch, SwitchLayout};
+use crate::reconcile::gateway::{GatewayLayout, ManagedGateway};
 use crate::reconcile::server::ManagedDpu;
 use crate::reconcile::{
     RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
@@ -30,7 +33,7 @@ use crate::reconcile::{
 /// the chosen GPU driver and NVUE switch drivers; `None` when neither servers nor switches
 /// are configured.
 pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, ConfigError> {
-    if config.servers.is_empty() && config.switches.is_empty() {
+    if config.servers.is_empty() && config.switches.is_empty() && config.gateway.is_none() {
         return Ok(None);
     }
     let r = &config.reconciler;
@@ -99,9 +102,15 @@ pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, C
         transition_timeout: Duration::from_millis(r.bmc_operation_timeout_ms),
     };
     let switches = switches(&config.switches, &config.servers, r)?;
-    Ok(Some(SiteReconciler::with_switches(
+    let gateway = config
+        .gateway
+        .as_ref()
+        .map(|g| gateway(g, &config.switches))
+        .transpose()?;
+    Ok(Some(SiteReconciler::with_resources(
         specs,
         switches,
+        gateway,
         settings,
         Arc::new(SystemClock),
     )))
@@ -178,4 +187,59 @@ fn switches(
         });
     }
     Ok(out)
+}
+
+/// The gateway node's drivers (netlink and nftables, in `netns` when one is named) and layout.
+/// The namespace and the WAN interface must exist now: a typo is a configuration error, not a
+/// reconcile failure later.
+fn gateway(g: &GatewayConfig, switches: &[SwitchConfig]) -> Result<ManagedGateway, ConfigError> {
+    if let Some(ns) = &g.netns
+        && !std::path::Path::new("/run/netns").join(ns).exists()
+    {
+        return Err(ConfigError::invalid(
+            "gateway.netns",
+            format!("no network namespace {ns} (/run/netns/{ns} does not exist)"),
+        ));
+    }
+    let mut ip = std::process::Command::new("ip");
+    if let Some(ns) = &g.netns {
+        ip.args(["-n", ns]);
+    }
+    let found = ip
+        .args(["-o", "link", "show", "dev", &g.wan_interface])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            ConfigError::invalid(
+                "gateway.wan_interface",
+                format!("cannot run `ip` to look for it (is iproute2 installed?): {e}"),
+            )
+        })?
+        .success();
+    if !found {
+        return Err(ConfigError::invalid(
+            "gateway.wan_interface",
+            format!(
+                "no interface {} {}",
+                g.wan_interface,
+                g.netns
+                    .as_ref()
+                    .map_or("on this node".to_owned(), |ns| format!("in namespace {ns}"))
+            ),
+        ));
+    }
+    Ok(ManagedGateway {
+        // The gateway owns no workload namespaces: an empty prefix deletes none.
+        host: Arc::new(NetlinkHost::new(g.netns.clone(), "")),
+        wan: Arc::new(NftGateway::new(g.nft_table.clone(), g.netns.clone())),
+        layout: GatewayLayout {
+            wan_interface: g.wan_interface.clone(),
+            wan_next_hop: g.wan_next_hop,
+            egress_address: g.egress_address,
+            underlay_address: g.underlay_address,
+            leaf_vteps: g.leaf_vteps(switches),
+            public_range: g.public_range,
+        },
+    })
 }

@@ -245,13 +245,6 @@ impl NftGateway {
         })
     }
 
-    /// Packet counts per rule comment (`"tenant-a/web dnat"` etc.), for observation and tests.
-    pub async fn counters(&self) -> Result<BTreeMap<String, u64>, GatewayError> {
-        let out = self.list().await?;
-        let listing: Nftables<'static> = serde_json::from_str(&out).map_err(GatewayError::Parse)?;
-        Ok(counters_by_comment(&listing))
-    }
-
     /// The nft JSON batch that replaces the table with `spec`'s rendering.
     pub fn render(&self, spec: &GatewaySpec) -> Result<Nftables<'static>, GatewayError> {
         let rs = Ruleset::render(&self.table, spec)?;
@@ -278,6 +271,20 @@ impl NftGateway {
 
 #[async_trait::async_trait]
 impl WanGateway for NftGateway {
+    async fn counters(&self) -> Result<Option<BTreeMap<String, u64>>, GatewayError> {
+        let out = match self.list().await {
+            Ok(out) => out,
+            Err(GatewayError::Nft { stderr, .. })
+                if stderr.contains("No such file") || stderr.contains("does not exist") =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let listing: Nftables<'static> = serde_json::from_str(&out).map_err(GatewayError::Parse)?;
+        Ok(Some(counters_by_comment(&listing)))
+    }
+
     async fn apply(&self, desired: &GatewaySpec) -> Result<ChangeReport, GatewayError> {
         let want = Ruleset::render(&self.table, desired)?;
         let have = self.installed().await?;

@@ -104,6 +104,11 @@ pub trait WanGateway: Send + Sync + fmt::Debug {
     async fn apply(&self, desired: &GatewaySpec) -> Result<ChangeReport, GatewayError>;
     /// Removes the gateway's ruleset entirely.
     async fn remove(&self) -> Result<ChangeReport, GatewayError>;
+    /// Packet counts by rule comment (`"tenant-a/web dnat tcp/443"`, `"tenant-a snat"`), for
+    /// reporting each published endpoint's use; `None` when no ruleset is installed.
+    async fn counters(
+        &self,
+    ) -> Result<Option<std::collections::BTreeMap<String, u64>>, GatewayError>;
 }
 
 /// The switch fabric (leaf switches or DPUs speaking NVUE).

@@ -1,8 +1,10 @@
 //! The agent's configuration: the TOML file plus `MERIDIAN_AGENT_*` environment overrides.
 //! See `docs/configuration.md`.
 
+mod gateway;
 mod switch;
 
+pub use gateway::GatewayConfig;
 pub use switch::{SwitchConfig, SwitchPortConfig};
 
 use std::collections::BTreeSet;
@@ -50,6 +52,9 @@ pub struct AgentConfig {
     /// The site's leaf switches (NVUE): the reconciler keeps each carrying the intent's
     /// tenant networks and the active servers' access ports in their tenants' VLANs.
     pub switches: Vec<SwitchConfig>,
+    /// The site's gateway node, whose tenant networks and WAN edge the reconciler keeps as the
+    /// intent asks. None: the agent configures no kernel networking.
+    pub gateway: Option<GatewayConfig>,
     /// The reconcile loop's timing and bounds.
     pub reconciler: ReconcilerConfig,
 }
@@ -375,6 +380,7 @@ impl Default for AgentConfig {
             telemetry: TelemetryConfig::default(),
             servers: Vec::new(),
             switches: Vec::new(),
+            gateway: None,
             reconciler: ReconcilerConfig::default(),
         }
     }
@@ -453,6 +459,9 @@ impl Validate for AgentConfig {
             }
         }
         switch::validate(&self.switches, &self.servers)?;
+        if let Some(g) = &self.gateway {
+            g.validate(&self.switches)?;
+        }
         let r = &self.reconciler;
         for (k, v, min) in [
             ("reconciler.resync_ms", r.resync_ms, 100),
@@ -672,6 +681,44 @@ mod tests {
             e.to_string().contains("switches[0].base_config_file"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn bad_gateways_are_refused_with_the_key() {
+        let switch = "[[switches]]\nname = \"leaf-1\"\nnvue_url = \"http://s\"\nusername = \"a\"\npassword = \"b\"\nvtep = \"10.255.0.1\"\nasn = 65101\n";
+        let gateway = "[gateway]\nwan_interface = \"wan0\"\nwan_next_hop = \"203.0.113.254\"\negress_address = \"203.0.113.1\"\nunderlay_address = \"10.255.0.9\"\n";
+        let good = format!("{switch}{gateway}public_range = \"203.0.113.0/24\"\n");
+        let c = load(&good, &[]).unwrap();
+        let g = c.gateway.as_ref().expect("a gateway");
+        assert_eq!(
+            g.leaf_vteps(&c.switches),
+            vec![std::net::Ipv4Addr::new(10, 255, 0, 1)]
+        );
+        assert_eq!(g.nft_table, "meridian_gw");
+        let cases = [
+            (
+                format!("{switch}{gateway}public_range = \"10.9.0.0/16\"\n"),
+                "gateway.public_range",
+            ),
+            (
+                gateway.replace("wan0", "not an interface"),
+                "gateway.wan_interface",
+            ),
+            (
+                gateway.replace("10.255.0.9", "10.255.0.1") + switch,
+                "gateway.underlay_address",
+            ),
+            (format!("{gateway}netns = \"../x\"\n"), "gateway.netns"),
+            (format!("{gateway}mtu = 9000\n"), "mtu"),
+        ];
+        for (text, key) in cases {
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        // A namespace that is not there is refused when the drivers are built.
+        let missing = format!("{gateway}netns = \"meridian-no-such-ns\"\n");
+        let e = crate::wiring::site_reconciler(&load(&missing, &[]).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("gateway.netns"), "{e}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod clock;
 pub mod desired;
 pub mod device;
 pub mod fabric;
+pub mod gateway;
 pub mod inventory;
 pub mod plan;
 pub mod record;
@@ -53,12 +54,13 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use desired::ServerWant;
 pub use device::Device;
 pub use fabric::{ManagedSwitch, SwitchLayout};
+pub use gateway::{GatewayLayout, ManagedGateway};
 pub use plan::Step;
 pub use record::ServerRecord;
 pub use resource::Resource;
 pub use server::{Observed, ServerCtx, ServerDrivers, ServerSpec, reconcile};
 pub use site::SiteReconciler;
-pub use status::{ServerStatus, SiteStatus, SwitchStatus};
+pub use status::{GatewayStatus, ServerStatus, SiteStatus, SwitchStatus};
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,23 @@ pub enum ReconcileError {
     /// The intent cannot be rendered for a switch with its configured layout.
     #[error("switch layout")]
     SwitchLayout(#[from] fabric::FabricWantError),
+    /// The gateway node's kernel networking could not be converged.
+    #[error("{step}: host network operation failed")]
+    HostNetwork {
+        step: &'static str,
+        #[source]
+        source: meridian_drivers::HostNetworkError,
+    },
+    /// The gateway's ruleset could not be read or applied.
+    #[error("{step}: gateway operation failed")]
+    Gateway {
+        step: &'static str,
+        #[source]
+        source: meridian_drivers::GatewayError,
+    },
+    /// The intent cannot be put on the gateway as configured.
+    #[error("gateway layout")]
+    GatewayLayout(#[from] gateway::GatewayWantError),
     /// The agent's database failed (not counted against the server).
     #[error("agent database")]
     Store(#[from] AgentStoreError),
@@ -135,7 +154,15 @@ impl ReconcileError {
                     _ => false,
                 }
             }
-            ReconcileError::SwitchLayout(_) => false,
+            ReconcileError::SwitchLayout(_) | ReconcileError::GatewayLayout(_) => false,
+            ReconcileError::HostNetwork { source, .. } => {
+                use meridian_drivers::HostNetworkError as H;
+                !matches!(source, H::Spec(_) | H::Namespace { .. } | H::Spawn { .. })
+            }
+            ReconcileError::Gateway { source, .. } => {
+                use meridian_drivers::GatewayError as G;
+                matches!(source, G::Nft { .. } | G::Parse(_))
+            }
             ReconcileError::Unexpected { .. } => true,
             ReconcileError::Store(_) => true,
         }

@@ -24,13 +24,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meridian_common::ids::{SiteId, Timestamp};
+use meridian_common::ids::{Generation, SiteId, Timestamp};
 use meridian_common::model::{ReportBody, SiteIntent};
 use tokio::sync::watch;
 
 use super::clock::Clock;
 use super::status::SiteStatus;
-use super::{Action, ReconcileError, SiteReconcilerConfig};
+use super::{Action, ReconcileError, RetryPolicy, SiteReconcilerConfig, Verdict};
 use crate::reconciler::AgentLink;
 
 /// How often a worker looks for the agent's enrolment before it knows its site.
@@ -119,6 +119,66 @@ pub trait Resource: Send + 'static {
 
     /// Publishes how the pass ended.
     fn report(&mut self, want: &Self::Want, action: Action, cx: &Cx<'_>);
+}
+
+/// The error policy's bookkeeping for a resource whose progress is not a journal record (a
+/// switch, the gateway): consecutive failures, whether one of them was not transient, and the
+/// last warning reported, so a failure repeated on the same generation is reported once.
+#[derive(Debug, Default)]
+pub(crate) struct Streak {
+    failures: u32,
+    permanent: bool,
+    last_warning: Option<(Generation, String)>,
+}
+
+/// What the error policy made of one failure.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// The reason, once the policy gave up (the resource failed on this generation).
+    pub(crate) failed: Option<String>,
+    /// How long to wait before the next try.
+    pub(crate) wait: Duration,
+    /// A warning to report, unless the same one was reported for this generation already.
+    pub(crate) warning: Option<String>,
+}
+
+impl Streak {
+    /// A pass succeeded: the streak is over.
+    pub(crate) fn succeeded(&mut self) {
+        *self = Streak::default();
+    }
+
+    /// A pass working towards `generation` failed with `error`.
+    pub(crate) fn failed(
+        &mut self,
+        error: &ReconcileError,
+        generation: Generation,
+        retry: &RetryPolicy,
+    ) -> Failure {
+        self.failures += 1;
+        self.permanent |= !error.is_transient();
+        let chain = meridian_common::telemetry::error_chain(error);
+        let (failed, wait) = match super::error_policy(error, self.failures, self.permanent, retry)
+        {
+            Verdict::Retry(d) => (None, d),
+            Verdict::Fail(reason) => (Some(reason), retry.max),
+        };
+        let warning = (generation, chain);
+        let warning = (self.last_warning.as_ref() != Some(&warning)).then(|| {
+            self.last_warning = Some(warning.clone());
+            warning.1
+        });
+        Failure {
+            failed,
+            wait,
+            warning,
+        }
+    }
+
+    /// Consecutive failures so far.
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures
+    }
 }
 
 /// One pass: observe, plan, execute; a failure goes through the error policy.

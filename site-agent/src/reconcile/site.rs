@@ -33,6 +33,7 @@ use super::SiteReconcilerConfig;
 use super::clock::Clock;
 use super::desired;
 use super::fabric::ManagedSwitch;
+use super::gateway::{GatewayInstance, ManagedGateway};
 use super::resource::{self, Env, commit_site_reports};
 use super::server::{InventoryBook, ServerInstance, ServerSpec};
 use super::switch::SwitchInstance;
@@ -44,6 +45,7 @@ struct Shared {
     env: Env,
     servers: Vec<ServerSpec>,
     switches: Vec<ManagedSwitch>,
+    gateway: Option<ManagedGateway>,
     outcomes: watch::Sender<Option<Convergence>>,
     started: AtomicBool,
     book: Arc<InventoryBook>,
@@ -60,6 +62,7 @@ impl fmt::Debug for SiteReconciler {
         f.debug_struct("SiteReconciler")
             .field("servers", &self.shared.servers)
             .field("switches", &self.shared.switches)
+            .field("gateway", &self.shared.gateway)
             .field("config", &self.shared.env.config)
             .finish_non_exhaustive()
     }
@@ -83,6 +86,18 @@ impl SiteReconciler {
         config: SiteReconcilerConfig,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::with_resources(servers, switches, None, config, clock)
+    }
+
+    /// A reconciler of these servers, leaf switches (names unique) and, when given, the site's
+    /// gateway node.
+    pub fn with_resources(
+        servers: Vec<ServerSpec>,
+        switches: Vec<ManagedSwitch>,
+        gateway: Option<ManagedGateway>,
+        config: SiteReconcilerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let book = InventoryBook::new(servers.iter().map(|s| s.id.clone()).collect());
         SiteReconciler {
             shared: Arc::new(Shared {
@@ -94,6 +109,7 @@ impl SiteReconciler {
                 },
                 servers,
                 switches,
+                gateway,
                 outcomes: watch::Sender::new(None),
                 started: AtomicBool::new(false),
                 book: Arc::new(book),
@@ -124,6 +140,11 @@ impl SiteReconciler {
     /// The leaf switches managed.
     pub fn switches(&self) -> &[ManagedSwitch] {
         &self.shared.switches
+    }
+
+    /// The gateway node managed, if any.
+    pub fn gateway(&self) -> Option<&ManagedGateway> {
+        self.shared.gateway.as_ref()
     }
 }
 
@@ -174,6 +195,11 @@ async fn run(shared: Arc<Shared>, link: AgentLink) {
         let (shared, link) = (Arc::clone(&shared), link.clone());
         workers.spawn(async move { resource::worker(switch, &shared.env, link).await });
     }
+    if let Some(gateway) = &shared.gateway {
+        let gateway = GatewayInstance::new(gateway.clone());
+        let (shared, link) = (Arc::clone(&shared), link.clone());
+        workers.spawn(async move { resource::worker(gateway, &shared.env, link).await });
+    }
     coordinate(&shared, &link).await;
     // Stopping: the workers see the same stop signal.
     while workers.join_next().await.is_some() {}
@@ -218,7 +244,12 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
         && s.switches.len() == shared.switches.len()
         && s.switches
             .values()
-            .all(|v| v.generation == g && (v.converged || v.failure.is_some()));
+            .all(|v| v.generation == g && (v.converged || v.failure.is_some()))
+        && match (&shared.gateway, &s.gateway) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(v)) => v.generation == g && (v.converged || v.failure.is_some()),
+        };
     if !settled {
         return None;
     }
@@ -241,6 +272,9 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
         if let Some(why) = &v.failure {
             reasons.push(format!("switch {name} failed: {why}"));
         }
+    }
+    if let Some(why) = s.gateway.as_ref().and_then(|v| v.failure.as_ref()) {
+        reasons.push(format!("the gateway failed: {why}"));
     }
     Some(if reasons.is_empty() {
         Convergence::Applied(g)

@@ -37,12 +37,17 @@ pub struct SwitchStatus {
     pub changes: u64,
 }
 
-/// Every server's and switch's status.
+/// The gateway node as its worker last left it: the same fields as a switch's.
+pub type GatewayStatus = SwitchStatus;
+
+/// Every server's, switch's and the gateway's status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SiteStatus {
     pub servers: BTreeMap<ServerId, ServerStatus>,
     /// By switch name.
     pub switches: BTreeMap<String, SwitchStatus>,
+    /// The gateway node, when the agent manages one.
+    pub gateway: Option<GatewayStatus>,
 }
 
 impl SiteStatus {

@@ -12,9 +12,9 @@ use meridian_common::model::{ReportBody, Severity, SiteIntent};
 use meridian_drivers::ChangeReport;
 
 use super::fabric::{self, FabricWant, FabricWantError, ManagedSwitch};
-use super::resource::{Cx, Resource};
+use super::resource::{Cx, Resource, Streak};
 use super::status::SwitchStatus;
-use super::{Action, ReconcileError, Verdict};
+use super::{Action, ReconcileError};
 
 /// What the held intent asks of one switch at one instant.
 #[derive(Debug)]
@@ -49,13 +49,10 @@ pub fn plan(drift: &[String]) -> SwitchStep {
 pub(crate) struct SwitchInstance {
     switch: ManagedSwitch,
     resource: String,
-    /// Consecutive failed passes, and whether one of them was not transient.
-    failures: u32,
-    permanent: bool,
+    /// The error policy's bookkeeping.
+    streak: Streak,
     /// Applies that changed the switch.
     changes: u64,
-    /// The last (generation, warning) reported, so a repeated failure is reported once.
-    last_warning: Option<(Generation, String)>,
     /// How the current pass ended: the switch's status and the events to report.
     outcome: Option<SwitchStatus>,
     events: Vec<(Severity, String)>,
@@ -66,10 +63,8 @@ impl SwitchInstance {
         SwitchInstance {
             resource: format!("switch/{}", switch.name),
             switch,
-            failures: 0,
-            permanent: false,
+            streak: Streak::default(),
             changes: 0,
-            last_warning: None,
             outcome: None,
             events: Vec::new(),
         }
@@ -148,7 +143,7 @@ impl Resource for SwitchInstance {
             }
             _ => ChangeReport::default(),
         };
-        (self.failures, self.permanent) = (0, false);
+        self.streak.succeeded();
         if report.changed() {
             self.changes += 1;
             self.events.push((
@@ -156,7 +151,6 @@ impl Resource for SwitchInstance {
                 format!("generation {}: {report}", want.generation),
             ));
         }
-        self.last_warning = None;
         self.outcome = Some(SwitchStatus {
             generation: want.generation,
             converged: true,
@@ -167,28 +161,20 @@ impl Resource for SwitchInstance {
     }
 
     fn failed(&mut self, want: &SwitchWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
-        self.failures += 1;
-        self.permanent |= !error.is_transient();
-        let chain = meridian_common::telemetry::error_chain(&error);
-        tracing::warn!(switch = %self.switch.name, error = %chain, failures = self.failures, "switch not in line with the intent");
-        let retry = &cx.env.config.retry;
-        let (failure, wait) =
-            match super::error_policy(&error, self.failures, self.permanent, retry) {
-                Verdict::Retry(d) => (None, d),
-                Verdict::Fail(reason) => (Some(reason), retry.max),
-            };
-        let warning = (want.generation, chain);
-        if self.last_warning.as_ref() != Some(&warning) {
-            self.events.push((Severity::Warning, warning.1.clone()));
-            self.last_warning = Some(warning);
+        let f = self
+            .streak
+            .failed(&error, want.generation, &cx.env.config.retry);
+        tracing::warn!(switch = %self.switch.name, error = %meridian_common::telemetry::error_chain(&error), failures = self.streak.failures(), "switch not in line with the intent");
+        if let Some(warning) = f.warning {
+            self.events.push((Severity::Warning, warning));
         }
         self.outcome = Some(SwitchStatus {
             generation: want.generation,
             converged: false,
-            failure,
+            failure: f.failed,
             changes: self.changes,
         });
-        Action::RequeueAfter(wait)
+        Action::RequeueAfter(f.wait)
     }
 
     fn report(&mut self, _want: &SwitchWant, _action: Action, cx: &Cx<'_>) {
