@@ -529,7 +529,9 @@ fn tenants_are_isolated_on_the_real_kernel() {
         "tenant B"
     );
     assert!(!tcp_connects(&inet, WAN_GW, 9090), "unpublished port");
-    let counters = block(gateway.counters()).expect("counters");
+    let counters = block(gateway.counters())
+        .expect("counters")
+        .expect("the gateway's table is installed");
     println!("gateway counters: {counters:?}");
     assert!(counters["tenant-a/llm-serve dnat tcp/8080"] >= 1);
     assert!(counters["default drop"] >= 1);

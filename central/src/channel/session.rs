@@ -345,7 +345,6 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
         .next()
 }
 
-
 /// What the session listens to once registered: the distributor's wake-up and the test
 /// hook's pushes.
 type Links = (
