@@ -254,8 +254,24 @@ enum BenchCommand {
     },
 }
 
+/// Parses the command line and runs the command on a multi-threaded Tokio runtime. The
+/// runtime is started here, not in the binary: polling this crate's futures from the binary
+/// would compile their whole call tree a second time, in the binary crate.
+pub fn main() -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("meridian-sim: cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Parses the command line and runs the command (inside a Tokio runtime).
-pub async fn main() -> ExitCode {
+pub async fn run() -> ExitCode {
     let args = Args::parse();
     // Thousands of simulated agents share this process: their session retries during a storm
     // or an outage are the experiment, not news, and would bury the progress bar (50,000

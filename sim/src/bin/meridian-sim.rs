@@ -1,6 +1,6 @@
-//! `meridian-sim`: the fleet simulator. The commands live in `meridian_sim::cli`.
+//! `meridian-sim`: the fleet simulator. The commands, and the runtime they run on, live in
+//! `meridian_sim::cli`.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    meridian_sim::cli::main().await
+fn main() -> std::process::ExitCode {
+    meridian_sim::cli::main()
 }
