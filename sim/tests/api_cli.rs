@@ -268,6 +268,52 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         "{drift}"
     );
 
+    // An inference endpoint that exposes a port: `workload get` shows where it is published
+    // (an address of the site's gateway range, the port, the replica behind it) and, once the
+    // site applied the intent carrying it, that it is published.
+    let serve = dir.path().join("serve.yaml");
+    std::fs::write(&serve, format!("name: serve-1\nkind: inference_endpoint\nreplicas: 1\nresources:\n  accelerator: {{whole_gpus: {{model: {gpu}, count: 1}}}}\nconstraints: {{}}\nexpose:\n  - {{port: 8443, protocol: tcp}}\n")).unwrap();
+    let serve_id = cli.json(&acme, &["workload", "apply", "-f", serve.to_str().unwrap()])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli.wait_state(&acme, &serve_id, "active");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = cli.json(&acme, &["workload", "get", &serve_id]);
+        if got["endpoints"][0]["applied"] == true {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "never published: {got}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let endpoints = got["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1, "{got}");
+    let e = &endpoints[0];
+    assert_eq!(e["site"], site.as_str(), "{got}");
+    assert_eq!(e["exposure"]["public_port"], 8443, "{got}");
+    assert_eq!(e["exposure"]["backend_port"], 8443, "{got}");
+    assert_eq!(e["exposure"]["protocol"], "tcp", "{got}");
+    let public: std::net::Ipv4Addr = e["exposure"]["public_ip"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        fleet.sites[0].gateway_range.contains(public),
+        "{public} outside the site's gateway range"
+    );
+    let text = cli.ok(&acme, &["workload", "get", &serve_id]);
+    assert!(
+        text.contains(&format!("endpoint {public}:8443/tcp at {site}"))
+            && text.contains("(published)"),
+        "{text}"
+    );
+    // The batch job exposes nothing.
+    let plain = cli.json(&acme, &["workload", "get", &id]);
+    assert_eq!(plain["endpoints"], serde_json::json!([]), "{plain}");
+    cli.ok(&acme, &["workload", "delete", &serve_id]);
+
     // A reservation window of a few seconds: active inside it, completed after it.
     let now = meridian_central::clock::now().as_millis();
     let windowed = dir.path().join("window.yaml");

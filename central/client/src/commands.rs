@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use meridian_common::model::{Dataset, Placement, Region, Site, Tenant, Workload, WorkloadSpec};
+use meridian_common::model::{
+    Dataset, Placement, Region, Site, Tenant, Workload, WorkloadEndpoint, WorkloadSpec,
+};
 use meridian_proto::v1 as proto;
 use serde_json::{Value, json};
 
@@ -187,6 +189,13 @@ pub enum DatasetCommand {
     },
 }
 
+fn protocol_name(p: meridian_common::model::Protocol) -> &'static str {
+    match p {
+        meridian_common::model::Protocol::Tcp => "tcp",
+        meridian_common::model::Protocol::Udp => "udp",
+    }
+}
+
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -326,10 +335,15 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                 .placement
                 .map(|p| model(Some(p), "placement"))
                 .transpose()?;
+            let endpoints: Vec<WorkloadEndpoint> = models(r.endpoints, "endpoint")?;
             match format {
                 Format::Json => print(
                     format,
-                    &json!({"workload": to_json(&w), "placement": to_json(&p)}),
+                    &json!({
+                        "workload": to_json(&w),
+                        "placement": to_json(&p),
+                        "endpoints": to_json(&endpoints),
+                    }),
                     &[],
                     &[],
                 ),
@@ -361,6 +375,23 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                         if !p.explanation.is_empty() {
                             meridian_common::outln!("why: {}", p.explanation);
                         }
+                    }
+                    for e in &endpoints {
+                        let x = &e.exposure;
+                        meridian_common::outln!(
+                            "endpoint {}:{}/{} at {} -> {}:{} ({})",
+                            x.public_ip,
+                            x.public_port,
+                            protocol_name(x.protocol),
+                            e.site,
+                            x.backend_ip,
+                            x.backend_port,
+                            if e.applied {
+                                "published"
+                            } else {
+                                "pending: the site has not applied it yet"
+                            }
+                        );
                     }
                 }
             }

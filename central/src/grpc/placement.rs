@@ -101,10 +101,11 @@ impl PlacementService for Placements {
     ) -> Result<Response<proto::GetWorkloadResponse>, Status> {
         let caller = authenticate(&self.0, &request).await?;
         let call = self.0.admit(&caller, Rpc::GetWorkload).await?;
-        let (workload, placement) = self.0.get_workload(call, &request.get_ref().id).await?;
+        let view = self.0.get_workload(call, &request.get_ref().id).await?;
         Ok(Response::new(proto::GetWorkloadResponse {
-            workload: Some(workload.into()),
-            placement: placement.map(Into::into),
+            workload: Some(view.workload.into()),
+            placement: view.placement.map(Into::into),
+            endpoints: view.endpoints.into_iter().map(Into::into).collect(),
         }))
     }
 

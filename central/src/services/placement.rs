@@ -2,8 +2,12 @@
 
 use std::sync::Arc;
 
-use meridian_common::ids::{Timestamp, WorkloadId};
-use meridian_common::model::{Placement, ReservationState, Tenant, Workload, WorkloadSpec};
+use std::collections::BTreeSet;
+
+use meridian_common::ids::{SiteId, Timestamp, WorkloadId};
+use meridian_common::model::{
+    Exposure, Placement, ReservationState, Tenant, Workload, WorkloadEndpoint, WorkloadSpec,
+};
 use meridian_common::validate::validate_workload_spec;
 use meridian_plan::placement::{Decision, PlacementRequest};
 use meridian_store::tables::{Record, Table, TableError, TableKeyDyn};
@@ -27,6 +31,16 @@ pub struct WorkloadUpdate {
     pub placement: Option<Placement>,
     /// The state in words (`approved`, `failed: ...`).
     pub message: String,
+}
+
+/// One workload as `GetWorkload` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadView {
+    pub workload: Workload,
+    /// Absent until the planner placed it.
+    pub placement: Option<Placement>,
+    /// Its published endpoints, as the sites' intents carry them.
+    pub endpoints: Vec<WorkloadEndpoint>,
 }
 
 /// A page of workloads with the placements of those that have one.
@@ -142,15 +156,54 @@ impl Services {
         call.finish(&object, result).await
     }
 
-    /// A workload and its placement, if it has one.
-    pub async fn get_workload(
-        &self,
-        call: Call<'_>,
-        id: &str,
-    ) -> Result<(Workload, Option<Placement>), ApiError> {
+    /// A workload, its placement if it has one, and its published endpoints.
+    pub async fn get_workload(&self, call: Call<'_>, id: &str) -> Result<WorkloadView, ApiError> {
         let (workload, _) = self.find_workload(call.caller(), id).await?;
         let placement = self.placement_of(&workload).await?;
-        Ok((workload, placement))
+        let endpoints = self.endpoints_of(&workload, placement.as_ref()).await?;
+        Ok(WorkloadView {
+            workload,
+            placement,
+            endpoints,
+        })
+    }
+
+    /// The workload's published endpoints: the exposures its placement's sites' intents carry
+    /// for it, each with whether its site applied that intent.
+    async fn endpoints_of(
+        &self,
+        w: &Workload,
+        placement: Option<&Placement>,
+    ) -> Result<Vec<WorkloadEndpoint>, ApiError> {
+        let Some(p) = placement else {
+            return Ok(Vec::new());
+        };
+        let sites: BTreeSet<&SiteId> = p.assignments.iter().map(|a| &a.site).collect();
+        let mut out = Vec::new();
+        for site in sites {
+            let Some(intent) = self.tables.intents().get(site).await? else {
+                continue;
+            };
+            let intent = intent.record;
+            let mine: Vec<&Exposure> = intent
+                .exposures
+                .iter()
+                .filter(|e| e.tenant == w.tenant && e.workload == w.id)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let channel =
+                meridian_store::schema::site_channel(self.tables.store().as_ref(), site).await?;
+            let applied = channel.applied_generation >= intent.generation;
+            out.extend(mine.into_iter().map(|e| WorkloadEndpoint {
+                site: site.clone(),
+                exposure: e.clone(),
+                generation: intent.generation,
+                applied,
+            }));
+        }
+        Ok(out)
     }
 
     /// A page of the workloads the caller sees (one tenant's, or every tenant's for a

@@ -84,6 +84,21 @@ pub struct Exposure {
     pub backend_port: u16,
 }
 
+/// A workload's published endpoint as a tenant sees it: one exposure of a site's intent, the
+/// intent generation that carries it, and whether the site reported that generation applied
+/// (its gateway publishes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadEndpoint {
+    /// The site whose gateway publishes it.
+    pub site: SiteId,
+    /// The public address and port, and the replica's address and port behind them.
+    pub exposure: Exposure,
+    /// The generation of the site's intent that carries it.
+    pub generation: Generation,
+    /// The site reported that generation (or a later one) applied.
+    pub applied: bool,
+}
+
 /// A storage volume with a quota.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

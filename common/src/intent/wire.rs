@@ -5,7 +5,7 @@ use proto::server_action::{Action, Clean, Provision};
 
 use super::model::{
     Allocation, AllocationMode, Exposure, PoolAssignment, PowerAction, ServerAction,
-    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent,
+    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, WorkloadEndpoint,
 };
 use crate::ids::Generation;
 use crate::net::wire::ipv4_addr;
@@ -99,6 +99,30 @@ impl TryFrom<proto::Exposure> for Exposure {
             protocol: enum_in(e.protocol).at("protocol")?,
             backend_ip: ipv4_addr(&e.backend_ip).at("backend_ip")?,
             backend_port: narrow(e.backend_port).at("backend_port")?,
+        })
+    }
+}
+
+impl From<WorkloadEndpoint> for proto::Endpoint {
+    fn from(e: WorkloadEndpoint) -> Self {
+        Self {
+            site: e.site.into(),
+            exposure: Some(e.exposure.into()),
+            generation: e.generation.get(),
+            applied: e.applied,
+        }
+    }
+}
+
+impl TryFrom<proto::Endpoint> for WorkloadEndpoint {
+    type Error = ConvertError;
+
+    fn try_from(e: proto::Endpoint) -> Result<Self, ConvertError> {
+        Ok(Self {
+            site: id(&e.site).at("site")?,
+            exposure: required(e.exposure, "exposure")?,
+            generation: Generation::new(e.generation),
+            applied: e.applied,
         })
     }
 }
@@ -211,6 +235,26 @@ mod tests {
 
     use crate::testkit::{Mutation, any_invalid, failures, intent};
     use crate::wire::ConvertProblem;
+
+    #[test]
+    fn a_workload_endpoint_round_trips_and_needs_its_exposure() {
+        use crate::intent::WorkloadEndpoint;
+        let i = intent();
+        let e = WorkloadEndpoint {
+            site: i.site.clone(),
+            exposure: i.exposures[0].clone(),
+            generation: i.generation,
+            applied: true,
+        };
+        let wire = proto::Endpoint::from(e.clone());
+        assert_eq!(WorkloadEndpoint::try_from(wire.clone()).unwrap(), e);
+        let missing = WorkloadEndpoint::try_from(proto::Endpoint {
+            exposure: None,
+            ..wire
+        })
+        .unwrap_err();
+        assert!(missing.to_string().contains("exposure"), "{missing}");
+    }
 
     #[test]
     fn intent_failures() {
