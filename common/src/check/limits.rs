@@ -53,3 +53,11 @@ pub const MAX_ALLOCATIONS_PER_SERVER: usize = 1024;
 pub const MAX_INTENT_ENTRIES: usize = 100_000;
 /// Problems reported per value before the rest are only counted.
 pub const MAX_PROBLEMS: usize = 100;
+
+/// Ports the site gateway keeps for itself and never publishes for a tenant: SSH for the
+/// site's operators (22/tcp), BGP to the fabric (179/tcp) and the VXLAN underlay (4789/udp).
+pub const RESERVED_GATEWAY_PORTS: &[(u16, crate::net::Protocol)] = &[
+    (22, crate::net::Protocol::Tcp),
+    (179, crate::net::Protocol::Tcp),
+    (4789, crate::net::Protocol::Udp),
+];

@@ -8,6 +8,7 @@ use super::model::{Accelerator, WorkloadSpec};
 use crate::check::raw::{check_url, window_in_range, window_length};
 use crate::check::{Problems, ValidationError, check_unique, limits};
 use crate::gpu::MigError;
+use crate::net::Protocol;
 
 /// URL schemes a workload image may use.
 pub(crate) const IMAGE_SCHEMES: &[&str] = &["https", "http", "oci"];
@@ -34,6 +35,20 @@ pub fn validate_workload_spec(spec: &WorkloadSpec) -> Result<(), ValidationError
             p.push(
                 format!("expose[{i}].port"),
                 "must be between 1 and 65535, got 0",
+            );
+        }
+        if limits::RESERVED_GATEWAY_PORTS.contains(&(e.port, e.protocol)) {
+            let protocol = match e.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            p.push(
+                format!("expose[{i}].port"),
+                format!(
+                    "{}/{protocol} is reserved by the site gateway (22/tcp SSH, 179/tcp BGP, \
+                     4789/udp VXLAN); expose another port",
+                    e.port
+                ),
             );
         }
     }
@@ -527,6 +542,16 @@ mod tests {
                     s.expose.push(PortExposure {
                         port: 0,
                         protocol: Protocol::Tcp,
+                    })
+                },
+                &["expose[2].port"],
+            ),
+            (
+                "a port the gateway reserves",
+                |s| {
+                    s.expose.push(PortExposure {
+                        port: 4789,
+                        protocol: Protocol::Udp,
                     })
                 },
                 &["expose[2].port"],

@@ -20,6 +20,7 @@ pub mod agents;
 pub mod central;
 pub mod enrol;
 pub mod fixtures;
+pub mod images;
 pub mod netns;
 pub mod observe;
 pub mod processes;

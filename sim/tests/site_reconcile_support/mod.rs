@@ -3,11 +3,7 @@
 //! image server the BMCs fetch from, the real Redfish driver, and the agent's journal store.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use meridian_agent::reconcile::desired::{BfbWant, DpuWant};
@@ -25,108 +21,8 @@ use meridian_proto::v1 as proto;
 
 pub mod gpu_remote;
 
-/// Serves `GET /<name>` with a small body on 127.0.0.1 until dropped; a name can be made to
-/// fail (404) a number of times first.
-pub struct Images {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    failures: Arc<Mutex<BTreeMap<String, u32>>>,
-    served: Arc<Mutex<Vec<(String, u16)>>>,
-}
-
-impl Images {
-    pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let failures: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
-        let served: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
-        let (s, f, log) = (stop.clone(), failures.clone(), served.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let _ = conn.set_nonblocking(false);
-                let mut r = BufReader::new(conn.try_clone().unwrap());
-                let mut first = String::new();
-                let _ = r.read_line(&mut first);
-                loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l).unwrap_or(0) == 0 || l == "\r\n" {
-                        break;
-                    }
-                }
-                let name = first
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_owned();
-                let fail = {
-                    let mut f = f.lock().unwrap();
-                    match f.get_mut(&name) {
-                        Some(n) if *n > 0 => {
-                            *n -= 1;
-                            true
-                        }
-                        _ => false,
-                    }
-                };
-                let (status, body) = if fail {
-                    ("404 Not Found", Vec::new())
-                } else {
-                    ("200 OK", vec![7u8; 4096])
-                };
-                log.lock()
-                    .unwrap()
-                    .push((name, if fail { 404 } else { 200 }));
-                let _ = conn.write_all(
-                    format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
-                let _ = conn.write_all(&body);
-            }
-        });
-        Self {
-            port,
-            stop,
-            failures,
-            served,
-        }
-    }
-
-    pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// The next `times` requests for `name` get 404.
-    pub fn fail(&self, name: &str, times: u32) {
-        self.failures.lock().unwrap().insert(name.to_owned(), times);
-    }
-
-    /// Requests served for `name`, with their status.
-    pub fn served(&self, name: &str) -> Vec<u16> {
-        self.served
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, s)| *s)
-            .collect()
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+/// The image server the emulated BMCs fetch from (the testkit's).
+pub use meridian_testkit::images::ImageServer as Images;
 
 pub fn server_id(s: &str) -> ServerId {
     ServerId::parse(s).unwrap()
