@@ -72,6 +72,7 @@ pub async fn start(options: &DemoOptions, progress: &Progress) -> Result<SimFlee
             .hardware_sites
             .unwrap_or(options.sites.min(DEFAULT_HARDWARE_SITES)),
         data_dir: options.data_dir.clone(),
+        gateways: true,
         ..SimFleetOptions::new(options.sites, options.seed)
     };
     SimFleet::start(&fleet_options, progress).await

@@ -194,6 +194,22 @@ async fn the_demo_enrols_every_site_and_settles_every_workload() {
     assert!(bonds > 0);
     assert_eq!(hw.switch_bonds_in_vlans, bonds);
 
+    // Every hardware site's gateway node (a network namespace; the test runs as root with ip
+    // and nft) publishes exactly the exposures its site's intent carries, read from the kernel.
+    assert_eq!(summary.gateways_skipped, None, "{summary}");
+    assert_eq!(summary.gateways, 11, "{summary}");
+    let mut exposures = 0;
+    for (i, site) in fleet.fleet().sites.iter().enumerate() {
+        if fleet.hardware(i).is_none() {
+            continue;
+        }
+        if let Some(intent) = fleet.central().tables().intents().get(&site.id).await.unwrap() {
+            exposures += intent.record.exposures.len();
+        }
+    }
+    assert!(exposures > 0, "no exposure landed on a hardware site");
+    assert_eq!(summary.endpoints_published, exposures, "{summary}");
+
     // Every agent reaches central through its own proxy port.
     for s in &fleet.fleet().sites {
         assert!(fleet.proxy().stats(s.id.as_str()).to_central_packets > 0);

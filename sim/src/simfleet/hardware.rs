@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use meridian_agent::reconcile::desired::DpuWant;
 use meridian_agent::reconcile::fabric::DEFAULT_L3_VNI_BASE;
+use meridian_agent::reconcile::gateway::{GatewayLayout, ManagedGateway};
 use meridian_agent::reconcile::server::ManagedDpu;
 use meridian_agent::reconcile::{
     ManagedSwitch, RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig,
@@ -26,8 +27,10 @@ use meridian_agent::reconcile::{
 use meridian_common::model::{GpuModel, Ipv4Net, MigConfig, Server};
 use meridian_drivers::bmc::{RedfishBmc, RedfishConfig};
 use meridian_drivers::dpu::{BlueFieldDpu, DpuMode as WantedMode};
+use meridian_drivers::gateway::DEFAULT_TABLE;
 use meridian_drivers::gpu::GpuInventory;
 use meridian_drivers::nvue::{NvueClient, NvueConfig};
+use meridian_drivers::{NetlinkHost, NftGateway, WanGateway};
 use serde_json::Value;
 
 use meridian_emulators::nvml::{FakeGpu, FakeNvml};
@@ -50,6 +53,8 @@ pub enum HardwareError {
     Bmc(#[from] BmcEmulatorError),
     #[error("cannot start the NVUE switch emulator")]
     Switch(#[source] std::io::Error),
+    #[error("cannot make the site's gateway namespace: {0}")]
+    Gateway(String),
 }
 
 /// The name NVML gives a GPU model, and its memory in GiB.
@@ -104,6 +109,97 @@ pub struct SiteHardware {
     pub switch: NvueEmulator,
     /// The switch's VTEP address.
     pub vtep: Ipv4Addr,
+    /// The site's gateway node, in a network namespace of its own (only when run as root).
+    pub gateway: Option<GatewayNode>,
+}
+
+/// A site's gateway node emulated by a network namespace of its own: a `wan0` holding
+/// the first address of the site's gateway range. The agent's real netlink and nftables
+/// drivers keep it as the site's intent asks (tenant bridges, tables, rules; every exposure
+/// published). Deleted with everything in it when dropped.
+#[derive(Debug)]
+pub struct GatewayNode {
+    pub netns: String,
+    pub layout: GatewayLayout,
+}
+
+impl GatewayNode {
+    /// Makes namespace `netns` for a site whose gateway range is `public` and whose leaf
+    /// switch has VTEP `leaf_vtep`.
+    pub fn create(
+        netns: String,
+        public: Ipv4Net,
+        leaf_vtep: Ipv4Addr,
+    ) -> Result<GatewayNode, HardwareError> {
+        let egress = Ipv4Addr::from(u32::from(public.addr()) + 1);
+        let next_hop = Ipv4Addr::from(u32::from(public.broadcast()) - 1);
+        let [_, _, hi, lo] = leaf_vtep.octets();
+        let node = GatewayNode {
+            layout: GatewayLayout {
+                wan_interface: "wan0".into(),
+                wan_next_hop: next_hop,
+                egress_address: egress,
+                underlay_address: Ipv4Addr::new(10, 254, hi, lo),
+                leaf_vteps: vec![leaf_vtep],
+                public_range: Some(public),
+            },
+            netns,
+        };
+        let ns = node.netns.as_str();
+        let wan = format!("{egress}/{}", public.prefix_len());
+        for args in [
+            vec!["ip", "netns", "add", ns],
+            vec!["ip", "-n", ns, "link", "set", "lo", "up"],
+            // A veth pair inside the namespace stands for the WAN link (this kernel may lack the
+            // dummy device).
+            vec![
+                "ip", "-n", ns, "link", "add", "wan0", "type", "veth", "peer", "name", "wanp",
+            ],
+            vec!["ip", "-n", ns, "link", "set", "wanp", "up"],
+            vec!["ip", "-n", ns, "addr", "add", &wan, "dev", "wan0"],
+            vec!["ip", "-n", ns, "link", "set", "wan0", "up"],
+        ] {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .map_err(|e| HardwareError::Gateway(format!("{}: {e}", args.join(" "))))?;
+            if !out.status.success() {
+                return Err(HardwareError::Gateway(format!(
+                    "{}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        Ok(node)
+    }
+
+    /// The agent's drivers for it.
+    pub fn managed(&self) -> ManagedGateway {
+        ManagedGateway {
+            host: Arc::new(NetlinkHost::new(Some(self.netns.clone()), "")),
+            wan: Arc::new(NftGateway::new(DEFAULT_TABLE, Some(self.netns.clone()))),
+            layout: self.layout.clone(),
+        }
+    }
+
+    /// Endpoints its ruleset publishes now (its DNAT rules), read from the kernel.
+    pub async fn published(&self) -> usize {
+        NftGateway::new(DEFAULT_TABLE, Some(self.netns.clone()))
+            .counters()
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |c| c.keys().filter(|k| k.contains(" dnat ")).count())
+    }
+}
+
+impl Drop for GatewayNode {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
+    }
 }
 
 /// What a site's emulated switch carries (read from its applied configuration).
@@ -155,6 +251,7 @@ impl SiteHardware {
         servers: &[Server],
         gpu_serial: &mut u32,
         site_number: usize,
+        gateway: Option<(String, Ipv4Net)>,
     ) -> Result<SiteHardware, HardwareError> {
         let switch = NvueEmulator::start(NvueEmulatorConfig {
             step_delay: SWITCH_STEP_DELAY,
@@ -206,10 +303,14 @@ impl SiteHardware {
                 bond: (format!("bond{}", k + 1), format!("swp{}", k + 1)),
             });
         }
+        let gateway = gateway
+            .map(|(netns, public)| GatewayNode::create(netns, public, vtep))
+            .transpose()?;
         Ok(SiteHardware {
             servers: out,
             switch,
             vtep,
+            gateway,
         })
     }
 
@@ -300,9 +401,10 @@ impl SiteHardware {
             power_poll: Duration::from_millis(50),
             transition_timeout: Duration::from_secs(60),
         };
-        Ok(SiteReconciler::with_switches(
+        Ok(SiteReconciler::with_resources(
             specs,
             vec![switch],
+            self.gateway.as_ref().map(GatewayNode::managed),
             config,
             Arc::new(SystemClock),
         ))

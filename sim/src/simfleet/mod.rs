@@ -60,6 +60,7 @@
 //!   ports (the agents reconnect by themselves); [`SimFleet::shutdown`] stops everything.
 
 pub mod agents;
+mod gateway;
 pub mod hardware;
 mod progress;
 mod summary;
@@ -119,6 +120,10 @@ pub struct SimFleetOptions {
     /// The site reconcilers of emulated hardware look at a converged server again after
     /// this long (a BMC that stopped answering is noticed then).
     pub resync: Duration,
+    /// Give every site with emulated hardware a gateway node in a network namespace of its
+    /// own, kept by the agent's netlink and nftables drivers (needs root, `ip` and `nft`;
+    /// without them the fleet runs without gateways and says why).
+    pub gateways: bool,
 }
 
 impl SimFleetOptions {
@@ -134,6 +139,7 @@ impl SimFleetOptions {
             // A loaded laptop must not drop sessions.
             disconnect_after_ms: 60_000,
             resync: Duration::from_secs(60),
+            gateways: false,
         }
     }
 }
@@ -209,6 +215,8 @@ pub struct SimFleet {
     enrol_time: Duration,
     converge_time: Duration,
     agents_started: Instant,
+    /// Why the hardware sites have no gateway nodes (`None`: they have).
+    gateways_skipped: Option<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -373,6 +381,16 @@ impl SimFleet {
 
         let mut hardware = BTreeMap::new();
         let mut gpu_serial = 0u32;
+        let gateways_skipped = if options.gateways && !hardware_sites.is_empty() {
+            gateway::unavailable()
+        } else {
+            Some("not asked for".to_owned())
+        };
+        if options.gateways
+            && let Some(why) = &gateways_skipped
+        {
+            progress.line(&format!("site gateways skipped: {why}"));
+        }
         for (n, i) in hardware_sites.iter().enumerate() {
             let site = &fleet.sites[*i].id;
             let servers: Vec<_> = fleet
@@ -381,7 +399,13 @@ impl SimFleet {
                 .filter(|s| &s.site == site)
                 .cloned()
                 .collect();
-            hardware.insert(*i, SiteHardware::start(&servers, &mut gpu_serial, n).await?);
+            let gateway = gateways_skipped
+                .is_none()
+                .then(|| (gateway::netns_name(n), fleet.sites[*i].gateway_range));
+            hardware.insert(
+                *i,
+                SiteHardware::start(&servers, &mut gpu_serial, n, gateway).await?,
+            );
             progress.bar(
                 "emulating hardware",
                 n + 1,
@@ -449,6 +473,7 @@ impl SimFleet {
             enrol_time: Duration::ZERO,
             converge_time: Duration::ZERO,
             agents_started,
+            gateways_skipped,
             _temp: temp,
         })
     }
@@ -862,6 +887,13 @@ impl SimFleet {
             }
         }
         latencies.sort();
+        let (mut gateways, mut endpoints_published) = (0, 0);
+        for h in self.hardware.values() {
+            if let Some(g) = &h.gateway {
+                gateways += 1;
+                endpoints_published += g.published().await;
+            }
+        }
         let pick = |q| (!latencies.is_empty()).then(|| crate::bench::percentile(&latencies, q));
         Ok(SimSummary {
             sites: self.fleet.sites.len(),
@@ -872,6 +904,9 @@ impl SimFleet {
             hardware_sites: self.hardware.len(),
             emulated_servers: self.hardware.values().map(|h| h.servers.len()).sum(),
             hardware: self.hardware_view(),
+            gateways,
+            endpoints_published,
+            gateways_skipped: self.gateways_skipped.clone(),
             workloads_by_state,
             failed,
             gpus_by_tier,

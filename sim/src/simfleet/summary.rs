@@ -56,6 +56,12 @@ pub struct SimSummary {
     pub emulated_servers: usize,
     /// The emulated DPUs and switches.
     pub hardware: HardwareView,
+    /// Sites whose gateway node the agent keeps (in network namespaces).
+    pub gateways: usize,
+    /// Endpoints those gateways publish now (DNAT rules read from the kernel).
+    pub endpoints_published: usize,
+    /// Why there are no gateway nodes (`None`: there are).
+    pub gateways_skipped: Option<String>,
     /// Submitted workloads by state name (`active`, `approved`, `failed`, ...).
     pub workloads_by_state: BTreeMap<String, usize>,
     /// Failed workloads: (name, reason).
@@ -125,6 +131,14 @@ impl fmt::Display for SimSummary {
                 "  leaf switches       {} carrying {} tenant VRFs, {} server bonds in tenant VLANs",
                 h.switches, h.switch_vrfs, h.switch_bonds_in_vlans
             )?;
+            match &self.gateways_skipped {
+                None => writeln!(
+                    f,
+                    "  site gateways       {} (network namespaces), endpoints published {}",
+                    self.gateways, self.endpoints_published
+                )?,
+                Some(why) => writeln!(f, "  site gateways       skipped ({why})")?,
+            }
         }
         let states: Vec<String> = self
             .workloads_by_state

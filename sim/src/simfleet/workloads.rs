@@ -16,8 +16,8 @@ use meridian_common::ids::{
 };
 use meridian_common::model::{
     Accelerator, Constraints, Dataset, GpuModel, JurisdictionGroup, LatencyConstraint, MigConfig,
-    MigProfile, Quotas, ResidencyRule, ResidencyTerm, Resources, ScoreWeights, Server, Site,
-    SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
+    MigProfile, PortExposure, Protocol, Quotas, ResidencyRule, ResidencyTerm, Resources,
+    ScoreWeights, Server, Site, SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
 };
 use meridian_plan::placement::LatencyModel;
 
@@ -172,6 +172,15 @@ fn spec(
     }
 }
 
+/// `spec`, also publishing `port`/tcp through its sites' gateways.
+fn exposing(mut spec: WorkloadSpec, port: u16) -> WorkloadSpec {
+    spec.expose.push(PortExposure {
+        port,
+        protocol: Protocol::Tcp,
+    });
+    spec
+}
+
 /// The most common GPU model among `servers` (whole GPUs, MIG off), if any.
 /// A tenant whose quotas cover anything the simulator asks, placing anywhere.
 pub fn open_tenant(id: TenantId) -> Tenant {
@@ -268,24 +277,27 @@ pub fn mix(fleet: &Fleet, now: Timestamp) -> WorkloadMix {
         let replicas = rtts.len().min(2) as u32;
         workloads.push(PlannedWorkload {
             tenant: tenant_of(INFERENCE_TENANT, i, &anywhere),
-            spec: spec(
-                format!("infer-{}-{i:04}", region.name),
-                WorkloadKind::InferenceEndpoint,
-                Accelerator::WholeGpus { model, count: 1 },
-                (8, 32),
-                replicas,
-                Constraints {
-                    latency: Some(LatencyConstraint {
-                        from: vec![id::<RegionId>(region.id.as_str())],
-                        max_rtt_ms: (reach * 1.1 + 5.0).ceil() as u32,
-                    }),
-                    spread: Some(Spread {
-                        min_sites: replicas,
-                        max_per_site: 1,
-                    }),
-                    ..Constraints::default()
-                },
-                None,
+            spec: exposing(
+                spec(
+                    format!("infer-{}-{i:04}", region.name),
+                    WorkloadKind::InferenceEndpoint,
+                    Accelerator::WholeGpus { model, count: 1 },
+                    (8, 32),
+                    replicas,
+                    Constraints {
+                        latency: Some(LatencyConstraint {
+                            from: vec![id::<RegionId>(region.id.as_str())],
+                            max_rtt_ms: (reach * 1.1 + 5.0).ceil() as u32,
+                        }),
+                        spread: Some(Spread {
+                            min_sites: replicas,
+                            max_per_site: 1,
+                        }),
+                        ..Constraints::default()
+                    },
+                    None,
+                ),
+                443,
             ),
         });
     }
