@@ -203,7 +203,14 @@ async fn the_demo_enrols_every_site_and_settles_every_workload() {
         if fleet.hardware(i).is_none() {
             continue;
         }
-        if let Some(intent) = fleet.central().tables().intents().get(&site.id).await.unwrap() {
+        if let Some(intent) = fleet
+            .central()
+            .tables()
+            .intents()
+            .get(&site.id)
+            .await
+            .unwrap()
+        {
             exposures += intent.record.exposures.len();
         }
     }
