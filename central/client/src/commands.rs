@@ -189,13 +189,6 @@ pub enum DatasetCommand {
     },
 }
 
-fn protocol_name(p: meridian_common::model::Protocol) -> &'static str {
-    match p {
-        meridian_common::model::Protocol::Tcp => "tcp",
-        meridian_common::model::Protocol::Udp => "udp",
-    }
-}
-
 fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
@@ -382,7 +375,7 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                             "endpoint {}:{}/{} at {} -> {}:{} ({})",
                             x.public_ip,
                             x.public_port,
-                            protocol_name(x.protocol),
+                            x.protocol.as_str(),
                             e.site,
                             x.backend_ip,
                             x.backend_port,

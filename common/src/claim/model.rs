@@ -129,13 +129,6 @@ fn net_key(net: &Ipv4Net) -> String {
     format!("{}_{}", net.addr(), net.prefix_len())
 }
 
-pub(crate) fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 impl NetworkClaim {
     /// The key path under `net/`.
     pub fn path(&self) -> String {
@@ -152,7 +145,7 @@ impl NetworkClaim {
                 key.site,
                 endpoint.address,
                 endpoint.port,
-                protocol_name(key.protocol)
+                key.protocol.as_str()
             ),
         }
     }

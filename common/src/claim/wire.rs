@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use meridian_proto::v1 as proto;
 
-use super::model::{HostKey, NetworkClaim, PublicEndpoint, PublicKey, protocol_name};
+use super::model::{HostKey, NetworkClaim, PublicEndpoint, PublicKey};
 use crate::ids::{SiteId, TenantId, TypedId, WorkloadId};
 use crate::net::{Ipv4Net, Protocol};
 use crate::wire::{ConvertError, ConvertProblem};
@@ -48,7 +48,7 @@ impl From<&NetworkClaim> for proto::NetworkClaimRecord {
                 w.address = endpoint.address.to_string();
                 w.public_port = u32::from(endpoint.port);
                 w.backend_port = u32::from(key.port);
-                w.protocol = protocol_name(key.protocol).into();
+                w.protocol = key.protocol.as_str().into();
             }
         }
         w

@@ -144,6 +144,16 @@ pub enum Protocol {
     Udp,
 }
 
+impl Protocol {
+    /// Its lowercase name (`tcp`, `udp`), as nft, the CLI and stored keys write it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

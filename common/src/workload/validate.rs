@@ -8,7 +8,6 @@ use super::model::{Accelerator, WorkloadSpec};
 use crate::check::raw::{check_url, window_in_range, window_length};
 use crate::check::{Problems, ValidationError, check_unique, limits};
 use crate::gpu::MigError;
-use crate::net::Protocol;
 
 /// URL schemes a workload image may use.
 pub(crate) const IMAGE_SCHEMES: &[&str] = &["https", "http", "oci"];
@@ -38,16 +37,13 @@ pub fn validate_workload_spec(spec: &WorkloadSpec) -> Result<(), ValidationError
             );
         }
         if limits::RESERVED_GATEWAY_PORTS.contains(&(e.port, e.protocol)) {
-            let protocol = match e.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
             p.push(
                 format!("expose[{i}].port"),
                 format!(
-                    "{}/{protocol} is reserved by the site gateway (22/tcp SSH, 179/tcp BGP, \
+                    "{}/{} is reserved by the site gateway (22/tcp SSH, 179/tcp BGP, \
                      4789/udp VXLAN); expose another port",
-                    e.port
+                    e.port,
+                    e.protocol.as_str()
                 ),
             );
         }

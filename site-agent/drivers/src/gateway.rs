@@ -65,7 +65,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use meridian_common::ids::TenantId;
-use meridian_common::model::{Exposure, Ipv4Net, Protocol};
+use meridian_common::model::{Exposure, Ipv4Net};
 
 use crate::{ChangeReport, WanGateway};
 
@@ -393,13 +393,6 @@ fn port(p: u16) -> Expression<'static> {
     Expression::Number(u32::from(p))
 }
 
-fn proto_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 /// A subnet as nft prints it back: a bare address for a /32, a `prefix` otherwise.
 fn prefix(net: &Ipv4Net) -> Expression<'static> {
     if net.prefix_len() == 32 {
@@ -442,7 +435,7 @@ impl Ruleset {
                     "{}:{} ({}) is published twice",
                     e.public_ip,
                     e.public_port,
-                    proto_name(e.protocol)
+                    e.protocol.as_str()
                 )));
             }
             let Some(t) = spec.tenants.iter().find(|t| t.tenant == e.tenant) else {
@@ -517,7 +510,7 @@ impl Ruleset {
         };
 
         for e in &exposures {
-            let p = proto_name(e.protocol);
+            let p = e.protocol.as_str();
             rs.rules.push(rule(
                 PRE,
                 format!("{}/{} dnat {p}/{}", e.tenant, e.workload, e.public_port),
@@ -569,7 +562,7 @@ impl Ruleset {
                 .iter()
                 .find(|t| t.tenant == e.tenant)
                 .ok_or_else(|| GatewayError::Spec(format!("tenant {} vanished", e.tenant)))?;
-            let p = proto_name(e.protocol);
+            let p = e.protocol.as_str();
             rs.rules.push(rule(
                 FORWARD,
                 format!(
@@ -652,6 +645,7 @@ impl Ruleset {
 mod tests {
     use super::*;
     use meridian_common::ids::WorkloadId;
+    use meridian_common::model::Protocol;
     use serde_json::{Value, json};
 
     fn spec() -> GatewaySpec {
