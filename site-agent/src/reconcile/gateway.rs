@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use meridian_common::ids::{Generation, Timestamp};
-use meridian_common::model::{Ipv4Net, ReportBody, Severity, SiteIntent};
+use meridian_common::model::{Ipv4Net, Severity, SiteIntent};
 use meridian_drivers::{
     ChangeReport, GatewaySpec, HostNetwork, HostNetworkSpec, HostTenant, RouterRole, WanGateway,
 };
@@ -290,17 +290,7 @@ impl Resource for GatewayInstance {
     }
 
     fn report(&mut self, _want: &GatewayWant, _action: Action, cx: &Cx<'_>) {
-        if !self.events.is_empty() {
-            let reports: Vec<ReportBody> = std::mem::take(&mut self.events)
-                .into_iter()
-                .map(|(severity, message)| ReportBody::Event {
-                    severity,
-                    resource: "gateway".into(),
-                    message,
-                })
-                .collect();
-            cx.commit_reports(&reports, &[], "a gateway event");
-        }
+        cx.report_events("gateway", &mut self.events);
         if let Some(status) = self.outcome.take() {
             cx.env.status.send_modify(|s| s.gateway = Some(status));
         }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use meridian_common::ids::{Generation, SiteId, Timestamp};
-use meridian_common::model::{ReportBody, SiteIntent};
+use meridian_common::model::{ReportBody, Severity, SiteIntent};
 use tokio::sync::watch;
 
 use super::clock::Clock;
@@ -75,6 +75,22 @@ impl Cx<'_> {
         what: &str,
     ) {
         commit_site_reports(self.link, self.site, self.now, reports, records, what);
+    }
+
+    /// Reports `events` (emptied) as events of `resource` (`switch/leaf-1`, `gateway`).
+    pub(crate) fn report_events(&self, resource: &str, events: &mut Vec<(Severity, String)>) {
+        if events.is_empty() {
+            return;
+        }
+        let reports: Vec<ReportBody> = events
+            .drain(..)
+            .map(|(severity, message)| ReportBody::Event {
+                severity,
+                resource: resource.to_owned(),
+                message,
+            })
+            .collect();
+        self.commit_reports(&reports, &[], &format!("events of {resource}"));
     }
 }
 

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use meridian_common::ids::{Generation, Timestamp};
-use meridian_common::model::{ReportBody, Severity, SiteIntent};
+use meridian_common::model::{Severity, SiteIntent};
 use meridian_drivers::ChangeReport;
 
 use super::fabric::{self, FabricWant, FabricWantError, ManagedSwitch};
@@ -178,17 +178,7 @@ impl Resource for SwitchInstance {
     }
 
     fn report(&mut self, _want: &SwitchWant, _action: Action, cx: &Cx<'_>) {
-        if !self.events.is_empty() {
-            let reports: Vec<ReportBody> = std::mem::take(&mut self.events)
-                .into_iter()
-                .map(|(severity, message)| ReportBody::Event {
-                    severity,
-                    resource: self.resource.clone(),
-                    message,
-                })
-                .collect();
-            cx.commit_reports(&reports, &[], "a switch event");
-        }
+        cx.report_events(&self.resource, &mut self.events);
         if let Some(status) = self.outcome.take() {
             let name = self.switch.name.clone();
             cx.env.status.send_modify(|s| {
