@@ -13,6 +13,8 @@ DEBIAN_NEEDS=(
   "nft:nftables"
   "ping:iputils-ping"
   "etcd:etcd-server"          # etcd 3.4, the B2 baseline (sim/tests/bench_etcd.rs)
+  "named:bind9"               # the zone's server for endpoint names (sim/tests/dns_updates.rs, api_dns.rs)
+  "dig:bind9-dnsutils"
 )
 
 missing=()

@@ -8,6 +8,7 @@ use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
 use crate::channel::ChannelConfig;
+use crate::dns::DnsConfig;
 use crate::services::ApiConfig;
 use meridian_plan::networks::NetworkPools;
 use meridian_store::StoreConfig;
@@ -31,6 +32,8 @@ pub struct CentralConfig {
     pub networks: NetworkPools,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// The `[dns]` table: endpoint names published in a zone (absent: none).
+    pub dns: Option<DnsConfig>,
 }
 
 impl Default for CentralConfig {
@@ -42,6 +45,7 @@ impl Default for CentralConfig {
             api: ApiConfig::default(),
             networks: NetworkPools::default(),
             telemetry: TelemetryConfig::default(),
+            dns: None,
         }
     }
 }
@@ -60,6 +64,9 @@ impl Validate for CentralConfig {
         self.telemetry
             .env_filter()
             .map_err(|e| ConfigError::invalid("telemetry.filter", e.to_string()))?;
+        if let Some(dns) = &self.dns {
+            dns.settings()?;
+        }
         Ok(())
     }
 }
@@ -100,6 +107,74 @@ mod tests {
         .unwrap();
         assert_eq!(c.store_dir(), PathBuf::from("/var/lib/meridian/store"));
         assert!(!c.store.group_commit);
+    }
+
+    /// A `[dns]` table from a file (with a secret file beside it), plus `vars`.
+    fn load_dns(table: &str, vars: &[(&str, &str)]) -> Result<CentralConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("tsig.key");
+        std::fs::write(&secret, "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYnk=\n").unwrap();
+        let file = dir.path().join("central.toml");
+        let text = table.replace("SECRET", &secret.display().to_string());
+        std::fs::write(&file, text).unwrap();
+        let env: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        meridian_common::config::load(Some(&file), ENV_PREFIX, &env)
+    }
+
+    const DNS: &str = "[dns]\nzone = \"endpoints.example.net\"\nserver = \"127.0.0.1:5353\"\ntsig_key_name = \"meridian-update\"\ntsig_secret_file = \"SECRET\"\n";
+
+    #[test]
+    fn the_dns_table_is_optional_and_checked() {
+        assert_eq!(load(&[]).unwrap().dns, None);
+        let c = load_dns(DNS, &[]).unwrap();
+        let dns = c.dns.unwrap();
+        assert_eq!(dns.tsig_algorithm, "hmac-sha256");
+        assert_eq!(dns.ttl_s, 60);
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("[dns]\nzone = \"a.net\"\n", &[], "dns.server"),
+            ("", &[("MERIDIAN_CENTRAL_DNS__TTL_S", "30")], "dns.zone"),
+            (DNS, &[("MERIDIAN_CENTRAL_DNS__TTL_S", "0")], "dns.ttl_s"),
+            (DNS, &[("MERIDIAN_CENTRAL_DNS__TTL_S", "soon")], "dns.ttl_s"),
+            (
+                DNS,
+                &[("MERIDIAN_CENTRAL_DNS__ZONE", "a_b.net")],
+                "dns.zone",
+            ),
+            (
+                DNS,
+                &[("MERIDIAN_CENTRAL_DNS__SERVER", "ns1:53")],
+                "dns.server",
+            ),
+            (
+                DNS,
+                &[("MERIDIAN_CENTRAL_DNS__TSIG_ALGORITHM", "hmac-md5")],
+                "dns.tsig_algorithm",
+            ),
+            (
+                DNS,
+                &[("MERIDIAN_CENTRAL_DNS__TSIG_SECRET_FILE", "/nonexistent")],
+                "dns.tsig_secret_file",
+            ),
+            (
+                DNS,
+                &[("MERIDIAN_CENTRAL_DNS__ZONES", "a.net")],
+                "dns.zones",
+            ),
+        ];
+        for (table, vars, key) in cases {
+            match load_dns(table, vars) {
+                Err(ConfigError::Invalid { key: k, message }) => {
+                    assert_eq!(k, *key, "{table:?} {vars:?}: {message}")
+                }
+                other => {
+                    panic!("{table:?} {vars:?}: expected an error naming {key}, got {other:?}")
+                }
+            }
+        }
     }
 
     #[test]

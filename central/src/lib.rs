@@ -2,7 +2,7 @@
 //! configuration and hands each only what it needs; the public, domain-typed [`services`]
 //! (placement, tenants, fleet) with their access rules and audit; the gRPC adapters over them
 //! ([`grpc`]); the agent channel server ([`channel`]: enrolment, sessions, distributor, report
-//! ingest); the reservation [`lifecycle`] and the intent [`publisher`]; the certificate
+//! ingest); the reservation [`lifecycle`] and the intent [`publisher`]; endpoint DNS names ([`dns`]); the certificate
 //! authority ([`ca`]), bootstrap and API tokens ([`tokens`], [`accounts`]), site revocation
 //! ([`sites`]), the hash-chained [`audit`] log, time ([`clock`]) and the operator's offline
 //! commands ([`offline`]). Binary: `meridian-central`.
@@ -18,6 +18,7 @@ pub mod ca;
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod dns;
 pub mod grpc;
 pub mod lifecycle;
 pub mod offline;

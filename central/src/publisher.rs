@@ -326,6 +326,49 @@ impl Publisher {
                     .insert((t.clone(), w.clone()), placed);
             }
         }
+        // A tenant that may gain or lose a site's subnet changes the peers of every site it is
+        // on: a changed workload now on a site where the tenant has no subnet, or gone from a
+        // site it was on. The sites of all that tenant's subnets are compiled too.
+        let subnet_sites: BTreeSet<(&TenantId, &SiteId)> = loaded
+            .claims
+            .values()
+            .filter_map(|(c, _)| match c {
+                NetworkClaim::Subnet { tenant, site, .. } => Some((tenant, site)),
+                _ => None,
+            })
+            .collect();
+        let mut moved: BTreeSet<&TenantId> = BTreeSet::new();
+        for (t, w) in &scope_workloads {
+            let old: BTreeSet<&SiteId> = loaded
+                .claims
+                .values()
+                .filter_map(|(c, _)| match c {
+                    NetworkClaim::Host { key, .. } if key.tenant == *t && key.workload == *w => {
+                        Some(&key.site)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let new: BTreeSet<&SiteId> = loaded
+                .input
+                .workloads
+                .get(&(t.clone(), w.clone()))
+                .and_then(|p| p.placement.as_ref())
+                .map(|p| p.assignments.iter().map(|a| &a.site).collect())
+                .unwrap_or_default();
+            let gains = new.iter().any(|site| !subnet_sites.contains(&(t, *site)));
+            let loses = old.iter().any(|site| !new.contains(site));
+            if gains || loses {
+                moved.insert(t);
+            }
+        }
+        for (claim, _) in loaded.claims.values() {
+            if let NetworkClaim::Subnet { tenant, site, .. } = claim
+                && moved.contains(tenant)
+            {
+                compile_sites.insert(site.clone());
+            }
+        }
         // The sites to compile, and every other workload their previous intents name.
         let mut others: BTreeSet<(TenantId, WorkloadId)> = BTreeSet::new();
         for site_id in &compile_sites {
@@ -366,6 +409,25 @@ impl Publisher {
             }
             if let Some(placed) = load_workload(tables, &t, &w).await? {
                 loaded.input.workloads.insert((t, w), placed);
+            }
+        }
+        // The gateway ranges of the other sites of the loaded tenants: their tunnel endpoints.
+        let peer_sites: BTreeSet<SiteId> = loaded
+            .claims
+            .values()
+            .filter_map(|(c, _)| match c {
+                NetworkClaim::Subnet { site, .. } if !loaded.input.sites.contains_key(site) => {
+                    Some(site.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for site_id in peer_sites {
+            if let Some(site) = tables.sites().get(&site_id).await? {
+                loaded
+                    .input
+                    .peer_ranges
+                    .insert(site_id, site.record.gateway_range);
             }
         }
         // Tenant-level claims, only when a network may be allocated, changed or released.
@@ -618,6 +680,7 @@ impl Loaded {
     fn new(now: Timestamp, state: NetworkState, release: ReleaseScope) -> Self {
         Loaded {
             input: CompileInput {
+                peer_ranges: Default::default(),
                 now,
                 sites: BTreeMap::new(),
                 tenants: BTreeMap::new(),

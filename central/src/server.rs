@@ -11,6 +11,7 @@ use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CentralConfig;
+use crate::dns::{DnsPublisher, Updater};
 use crate::grpc::{Api, ApiStartError};
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
 use crate::publisher::{CompileError, Publisher};
@@ -53,6 +54,12 @@ pub enum CentralError {
     /// The gRPC API could not start.
     #[error("cannot start the gRPC API")]
     Api(#[from] ApiStartError),
+    /// The `[dns]` table is unusable (its secret file changed since it was checked).
+    #[error("bad [dns] configuration")]
+    Dns(#[source] meridian_common::config::ConfigError),
+    /// The endpoint name publisher could not be set up.
+    #[error("cannot set up publishing endpoint names")]
+    DnsPublisher(#[source] crate::dns::UpdateError),
 }
 
 /// A running central.
@@ -65,11 +72,22 @@ pub struct Central {
     lifecycle: Lifecycle,
     lifecycle_handle: LifecycleHandle,
     api: Api,
+    dns: Option<DnsPublisher>,
 }
 
 impl Central {
     /// Opens central's state and starts its components.
     pub async fn open(config: CentralConfig) -> Result<Central, CentralError> {
+        // The secret file is read again here (the binary checked it with the configuration;
+        // a library caller may not have): nothing is opened before it is known to be good.
+        let dns = match &config.dns {
+            Some(d) => {
+                let settings = d.settings().map_err(CentralError::Dns)?;
+                let updater = Updater::new(&settings).map_err(CentralError::DnsPublisher)?;
+                Some((settings, updater))
+            }
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir).map_err(|source| CentralError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -120,8 +138,14 @@ impl Central {
             publisher,
             Arc::clone(&clock),
         );
+        // Endpoint names: a background task, started only with a [dns] table.
+        let dns_zone = dns.as_ref().map(|(settings, _)| settings.zone.clone());
+        let dns = dns.map(|(settings, updater)| {
+            DnsPublisher::start_with(tables.clone(), &settings, updater)
+        });
         let services = Arc::new(Services::new(ServiceParts {
             config: config.api.clone(),
+            dns_zone,
             tables,
             audit,
             lifecycle: lifecycle_handle.clone(),
@@ -146,6 +170,7 @@ impl Central {
             lifecycle,
             lifecycle_handle,
             api,
+            dns,
         })
     }
 
@@ -186,10 +211,15 @@ impl Central {
 
     /// Stops every component and closes the store once the last user lets go of it. Bounded:
     /// the API drains running calls for up to 5 s, the lifecycle a running pass for up to
-    /// [`lifecycle::DRAIN`](crate::lifecycle::DRAIN), the channel its sessions for up to 2 s.
+    /// [`lifecycle::DRAIN`](crate::lifecycle::DRAIN), the channel its sessions for up to 2 s;
+    /// the endpoint name publisher stops at once (an update cut short is sent again at the
+    /// next start).
     pub async fn shutdown(self) {
         self.api.shutdown().await;
         self.lifecycle.shutdown().await;
+        if let Some(dns) = self.dns {
+            dns.shutdown().await;
+        }
         self.channel.shutdown().await;
         let revision = self.store.revision();
         drop(self.store);

@@ -456,3 +456,97 @@ async fn ten_thousand_sites() {
         [("edge-00042".into(), 2), ("edge-00043".into(), 2)]
     );
 }
+
+/// The peers of a site's intent: (tenant, peer site) pairs.
+async fn peers(tables: &Tables, site: &str) -> Vec<(String, String)> {
+    let intent = tables
+        .intents()
+        .get(&site.parse::<SiteId>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    intent
+        .peers
+        .iter()
+        .map(|p| (p.tenant.to_string(), p.site.to_string()))
+        .collect()
+}
+
+/// A tenant gaining a site changes the peers of the sites it was already on: an incremental
+/// publish of the new workload alone recompiles them, and a full publish agrees with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_gaining_or_losing_a_site_updates_the_peers_of_its_other_sites() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = open(dir.path());
+    let fleet = fleet();
+    seed(&tables, &fleet).await;
+    let publisher = Publisher::default();
+    publish(&tables, NOW).await.unwrap();
+    // acme is on both sites; globex on fra-1 only.
+    assert_eq!(
+        peers(&tables, "fra-1").await,
+        [("acme".into(), "edge-1".into())]
+    );
+    assert_eq!(
+        peers(&tables, "edge-1").await,
+        [("acme".into(), "fra-1".into())]
+    );
+    let fra = tables
+        .intents()
+        .get(&"fra-1".parse::<SiteId>().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .record;
+    assert_eq!(fra.tunnel_endpoint, Some("203.0.113.1".parse().unwrap()));
+    assert_eq!(
+        fra.peers[0].endpoint,
+        "198.51.100.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+
+    // globex gains edge-1: fra-1 is recompiled for its new peer though the change names only
+    // the new workload.
+    let edge = workload("globex", "edge", ReservationState::Approved, JOB);
+    tables.workloads().create(&edge).await.unwrap();
+    tables
+        .placements()
+        .upsert(&placement(&edge, vec![whole(0, "edge-1", "e-1", &[1])]))
+        .await
+        .unwrap();
+    let s = publisher
+        .publish(&tables, &changed(&[("globex", "edge")]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(published(&s), [("edge-1".into(), 2), ("fra-1".into(), 2)]);
+    assert_eq!(
+        peers(&tables, "fra-1").await,
+        [
+            ("acme".into(), "edge-1".into()),
+            ("globex".into(), "edge-1".into())
+        ]
+    );
+    assert_eq!(
+        peers(&tables, "edge-1").await,
+        [
+            ("acme".into(), "fra-1".into()),
+            ("globex".into(), "fra-1".into())
+        ]
+    );
+    assert!(publish(&tables, NOW).await.unwrap().published.is_empty());
+
+    // And loses it again.
+    let key = (&tid("globex"), &wid("edge"));
+    tables.workloads().delete(&key, None).await.unwrap();
+    tables.placements().delete(&key, None).await.unwrap();
+    let s = publisher
+        .publish(&tables, &changed(&[("globex", "edge")]), NOW)
+        .await
+        .unwrap();
+    assert_eq!(published(&s), [("edge-1".into(), 3), ("fra-1".into(), 3)]);
+    assert_eq!(
+        peers(&tables, "fra-1").await,
+        [("acme".into(), "edge-1".into())]
+    );
+    assert!(publish(&tables, NOW).await.unwrap().published.is_empty());
+}

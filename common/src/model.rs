@@ -31,7 +31,7 @@ pub use crate::gpu::{
 };
 pub use crate::intent::{
     Allocation, AllocationMode, Exposure, PoolAssignment, PowerAction, ServerAction,
-    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, WorkloadEndpoint,
+    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, TenantPeer, WorkloadEndpoint,
 };
 pub use crate::jurisdiction::{
     Jurisdiction, JurisdictionError, JurisdictionGroup, ResidencyRule, ResidencyTerm,

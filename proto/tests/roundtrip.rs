@@ -112,6 +112,8 @@ fn workload_spec() -> WorkloadSpec {
 
 fn site_intent() -> SiteIntent {
     SiteIntent {
+        peers: vec![],
+        tunnel_endpoint: None,
         site: "fra-edge-1".to_owned(),
         generation: 42,
         networks: vec![TenantNetworkIntent {
@@ -123,6 +125,7 @@ fn site_intent() -> SiteIntent {
         }],
         allocations: vec![
             Allocation {
+                address: None,
                 workload: "wl-1".to_owned(),
                 tenant: "acme".to_owned(),
                 server: "srv-001".to_owned(),
@@ -132,6 +135,7 @@ fn site_intent() -> SiteIntent {
                 window: Some(window()),
             },
             Allocation {
+                address: None,
                 workload: "wl-2".to_owned(),
                 tenant: "acme".to_owned(),
                 server: "srv-002".to_owned(),
@@ -145,6 +149,7 @@ fn site_intent() -> SiteIntent {
                 window: None,
             },
             Allocation {
+                address: None,
                 workload: "wl-3".to_owned(),
                 tenant: "acme".to_owned(),
                 server: "srv-003".to_owned(),

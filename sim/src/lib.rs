@@ -11,5 +11,6 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod fleet;
+pub mod netlab;
 pub mod scenario;
 pub mod simfleet;

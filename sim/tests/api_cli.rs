@@ -8,222 +8,25 @@
 //! at the end of its window. Scripts get stable exit codes and JSON. Finally the audit chain
 //! of everything done is verified offline.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod cli_support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meridian_central::config::CentralConfig;
-use meridian_central::server::Central;
-use meridian_sim::fleet::{self, FleetSpec};
-use meridian_testkit::processes::{Reaped, binary as bin, clean, free_port, terminate, wait_log};
+use cli_support::World;
+use meridian_testkit::processes::clean;
 use meridian_testkit::wait::LIMIT;
-
-struct Cli {
-    logs: Vec<PathBuf>,
-    bin: PathBuf,
-    endpoint: String,
-    ca: PathBuf,
-    dir: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, token: &str, args: &[&str]) -> Output {
-        clean(Command::new(&self.bin))
-            .env("MERIDIAN_ENDPOINT", &self.endpoint)
-            .env("MERIDIAN_CA", &self.ca)
-            .env("MERIDIAN_TOKEN", token)
-            .env("HOME", &self.dir)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, token: &str, args: &[&str]) -> String {
-        let out = self.run(token, args);
-        assert!(
-            out.status.success(),
-            "meridian {args:?} failed ({:?}): {}{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, token: &str, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(token, &all)).unwrap()
-    }
-
-    /// Polls `workload get` until its state is `want`.
-    fn wait_state(&self, token: &str, id: &str, want: &str) -> serde_json::Value {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            let got = self.json(token, &["workload", "get", id]);
-            let state = &got["workload"]["state"];
-            let name = state
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| state.as_object().and_then(|o| o.keys().next().cloned()))
-                .unwrap_or_default();
-            if name == want {
-                return got;
-            }
-            assert!(
-                !(name == "failed" && want != "failed"),
-                "{id} failed: {got}"
-            );
-            if Instant::now() > deadline {
-                for log in &self.logs {
-                    let text = std::fs::read_to_string(log).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    eprintln!("--- {}:\n{}", log.display(), tail.join("\n"));
-                }
-                panic!("{id} never reached {want}; last {got}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() {
-    let central_bin = bin("meridian-central", "meridian-central");
-    let cli_bin = bin("meridian", "meridian-client");
-    let agent_bin = bin("meridian-agent", "meridian-agent");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("central");
-    let (udp, tcp) = (free_port(true), free_port(false));
-
-    // The fleet's inventory (one edge site with its servers and a region), as agents'
-    // inventory reports would have left it; written through the library, central stopped.
-    let fleet = fleet::generate(&FleetSpec::with_sites(42, 1));
-    let site = fleet.sites[0].id.to_string();
-    {
-        let mut config = CentralConfig {
-            data_dir: data.clone(),
-            ..CentralConfig::default()
-        };
-        config.channel.listen = "127.0.0.1:0".parse().unwrap();
-        config.api.listen = "127.0.0.1:0".parse().unwrap();
-        let central = Central::open(config).await.unwrap();
-        let t = central.tables();
-        t.regions().create_many(&fleet.regions, 64).await.unwrap();
-        t.sites().create_many(&fleet.sites, 64).await.unwrap();
-        t.servers().create_many(&fleet.servers, 64).await.unwrap();
-        central.shutdown().await;
-    }
-    let central_env = |c: &mut Command| {
-        c.env("MERIDIAN_CENTRAL_DATA_DIR", &data)
-            .env(
-                "MERIDIAN_CENTRAL_CHANNEL__LISTEN",
-                format!("127.0.0.1:{udp}"),
-            )
-            .env("MERIDIAN_CENTRAL_API__LISTEN", format!("127.0.0.1:{tcp}"))
-            .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "3000");
-    };
-    // The first provider-admin token, offline.
-    let admin_file = dir.path().join("admin.token");
-    let mut c = clean(Command::new(&central_bin));
-    central_env(&mut c);
-    let out = c
-        .args(["admin-token", "--export"])
-        .arg(&admin_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let admin = std::fs::read_to_string(&admin_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-
-    let log = dir.path().join("central.log");
-    let mut c = clean(Command::new(&central_bin));
-    central_env(&mut c);
-    let central = Reaped(
-        c.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_log(&log, "gRPC API listening");
-    let cli = Cli {
-        logs: vec![log.clone(), dir.path().join("agent.log")],
-        bin: cli_bin,
-        endpoint: format!("https://127.0.0.1:{tcp}"),
-        ca: data.join("ca").join("ca.crt"),
-        dir: dir.path().to_owned(),
-    };
-
-    // Provider admin: a tenant, its admin, a token for it; a bootstrap file for the site.
-    let tenant_yaml = dir.path().join("tenant.yaml");
-    std::fs::write(&tenant_yaml, "id: acme\nname: acme\nquotas:\n  gpus_per_model: {H100-80GB: 16, L40S: 16, A100-80GB: 16, H200-141GB: 16}\n  mig_slices: 14\n  concurrent_reservations: 10\n  sites: 4\nresidency: []\nweights: {latency: 25, data: 25, price: 25, packing: 25}\nmax_priority: 10\n").unwrap();
-    cli.ok(
-        &admin,
-        &["tenant", "create", "-f", tenant_yaml.to_str().unwrap()],
-    );
-    let user = cli.json(
-        &admin,
-        &[
-            "user",
-            "create",
-            "acme-admin",
-            "--role",
-            "tenant-admin",
-            "--tenant",
-            "acme",
-        ],
-    );
-    // User IDs are scoped per tenant.
-    assert_eq!(user["id"], "acme-admin@acme", "{user}");
-    let token = cli.json(
-        &admin,
-        &[
-            "token",
-            "create",
-            "--user",
-            "acme-admin@acme",
-            "--ttl-days",
-            "1",
-        ],
-    );
-    let acme = token["secret"].as_str().unwrap().to_owned();
-    let boot = dir.path().join("boot.toml");
-    cli.ok(
-        &admin,
-        &[
-            "site",
-            "bootstrap",
-            &site,
-            "--export",
-            boot.to_str().unwrap(),
-        ],
-    );
-
-    let agent_log = dir.path().join("agent.log");
-    let agent = Reaped(
-        clean(Command::new(&agent_bin))
-            .env("MERIDIAN_AGENT_DATA_DIR", dir.path().join("agent"))
-            .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &boot)
-            .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
-            .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&agent_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_log(&agent_log, "session open");
+    let mut world = World::start(&[]).await;
+    let (admin, acme, site) = (world.admin.clone(), world.acme.clone(), world.site.clone());
+    let (cli, fleet, dir) = (&world.cli, &world.fleet, world.dir.path().to_owned());
+    let tenant_yaml = world.tenant_yaml.clone();
 
     // The tenant: explain, apply, watch it become active, list, delete.
     let gpu = fleet.servers[0].gpus[0].model.as_str();
-    let job = dir.path().join("job.yaml");
+    let job = dir.join("job.yaml");
     std::fs::write(&job, format!("name: train-1\nkind: batch_job\nreplicas: 1\npriority: 5\nresources:\n  accelerator: {{whole_gpus: {{model: {gpu}, count: 1}}}}\n  cpu_cores: 4\n  memory_mib: 8192\nconstraints: {{}}\n")).unwrap();
     let explain = cli.ok(&acme, &["workload", "explain", "-f", job.to_str().unwrap()]);
     assert!(explain.contains("would place 1 replica"), "{explain}");
@@ -271,22 +74,16 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     // An inference endpoint that exposes a port: `workload get` shows where it is published
     // (an address of the site's gateway range, the port, the replica behind it) and, once the
     // site applied the intent carrying it, that it is published.
-    let serve = dir.path().join("serve.yaml");
+    let serve = dir.join("serve.yaml");
     std::fs::write(&serve, format!("name: serve-1\nkind: inference_endpoint\nreplicas: 1\nresources:\n  accelerator: {{whole_gpus: {{model: {gpu}, count: 1}}}}\nconstraints: {{}}\nexpose:\n  - {{port: 8443, protocol: tcp}}\n")).unwrap();
     let serve_id = cli.json(&acme, &["workload", "apply", "-f", serve.to_str().unwrap()])["id"]
         .as_str()
         .unwrap()
         .to_owned();
     cli.wait_state(&acme, &serve_id, "active");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let got = loop {
-        let got = cli.json(&acme, &["workload", "get", &serve_id]);
-        if got["endpoints"][0]["applied"] == true {
-            break got;
-        }
-        assert!(Instant::now() < deadline, "never published: {got}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let got = cli.wait_get(&acme, &serve_id, "published", |got| {
+        got["endpoints"][0]["applied"] == true
+    });
     let endpoints = got["endpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1, "{got}");
     let e = &endpoints[0];
@@ -316,7 +113,7 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
 
     // A reservation window of a few seconds: active inside it, completed after it.
     let now = meridian_central::clock::now().as_millis();
-    let windowed = dir.path().join("window.yaml");
+    let windowed = dir.join("window.yaml");
     std::fs::write(&windowed, format!("name: slot\nkind: batch_job\nreplicas: 1\nresources:\n  accelerator: {{whole_gpus: {{model: {gpu}, count: 1}}}}\nconstraints: {{}}\nwindow: {{start: {}, end: {}}}\n", now + 1_000, now + 6_000)).unwrap();
     let slot = cli.json(
         &acme,
@@ -333,7 +130,7 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     );
 
     // Exit codes scripts rely on.
-    let bad = dir.path().join("bad.yaml");
+    let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "name: x\nkind: batch_job\nreplicas: 1\nreplica: 2\n").unwrap();
     let out = cli.run(&acme, &["workload", "apply", "-f", bad.to_str().unwrap()]);
     assert_eq!(
@@ -389,12 +186,13 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
     let quota = cli.json(&acme, &["tenant", "quota"]);
     assert_eq!(quota["used"]["concurrent_reservations"], 0, "{quota}");
 
-    terminate(agent);
-    terminate(central);
+    world.stop();
     // Every mutating call was audited, and the chain verifies.
-    let mut c = clean(Command::new(&central_bin));
-    central_env(&mut c);
-    let out = c.args(["audit", "verify"]).output().unwrap();
+    let out = world
+        .central_command()
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

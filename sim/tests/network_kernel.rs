@@ -224,6 +224,7 @@ fn host_spec(node: &Node, nodes: &[Node], tenants: &[&Tenant]) -> HostNetworkSpe
     let router = (node.name == "gw").then(|| RouterRole {
         uplink: "wan0".into(),
         next_hop: WAN_CLIENT,
+        tunnel_endpoint: None,
     });
     let carries = |t: &Tenant, n: &str| n == "gw" || t.workloads.iter().any(|w| w.0 == n);
     HostNetworkSpec {
@@ -240,8 +241,10 @@ fn host_spec(node: &Node, nodes: &[Node], tenants: &[&Tenant]) -> HostNetworkSpe
                     .map(|o| o.vtep)
                     .collect(),
                 workload: t.workloads.iter().find(|w| w.0 == node.name).map(|w| w.1),
+                peers: vec![],
             })
             .collect(),
+        access_port: None,
     }
 }
 

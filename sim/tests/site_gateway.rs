@@ -161,8 +161,10 @@ async fn the_gateway_follows_the_intent_on_the_kernel() {
                 network: acme.clone(),
                 remote_vteps: vec![GW_UNDERLAY],
                 workload: Some(BACKEND),
+                peers: vec![],
             }],
             router: None,
+            access_port: None,
         })
         .await
         .expect("the leaf's side");

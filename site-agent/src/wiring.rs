@@ -1,7 +1,8 @@
 //! Driver wiring: the one place where the agent's configuration becomes drivers. Every
 //! `[[servers]]` table gets a Redfish BMC driver, its DPU a BlueField driver and its GPUs the
 //! chosen inventory; every `[[switches]]` table an NVUE client; `[gateway]` the netlink host
-//! driver and the nftables gateway driver of the gateway node; and they are handed to the site
+//! driver and the nftables gateway driver of the gateway node; every `[[host_network]]` a
+//! netlink host driver of that container/VM host; and they are handed to the site
 //! reconciler. Building reads the credential, CA and base-configuration files the
 //! configuration names, so call it before binding anything: an error is a configuration error
 //! naming the key. A new kind of driver is wired here and nowhere else.
@@ -18,12 +19,13 @@ use meridian_drivers::nvue::{NvueClient, NvueConfig};
 use meridian_drivers::{NetlinkHost, NftGateway};
 
 use crate::config::{
-    Access, AgentConfig, DpuModeConfig, GatewayConfig, GpuInventoryKind, ReconcilerConfig,
-    ServerConfig, SwitchConfig, read_file,
+    Access, AgentConfig, DpuModeConfig, GatewayConfig, GpuInventoryKind, HostNetworkConfig,
+    ReconcilerConfig, ServerConfig, SwitchConfig, read_file,
 };
 use crate::reconcile::desired::{BfbWant, DpuWant};
 use crate::reconcile::fabric::{ManagedSwitch, SwitchLayout};
 use crate::reconcile::gateway::{GatewayLayout, ManagedGateway};
+use crate::reconcile::host::ManagedHost;
 use crate::reconcile::server::ManagedDpu;
 use crate::reconcile::{
     RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
@@ -107,13 +109,16 @@ pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, C
         .as_ref()
         .map(|g| gateway(g, &config.switches))
         .transpose()?;
-    Ok(Some(SiteReconciler::with_resources(
-        specs,
-        switches,
-        gateway,
-        settings,
-        Arc::new(SystemClock),
-    )))
+    let hosts = config
+        .host_network
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host(i, h))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        SiteReconciler::with_resources(specs, switches, gateway, settings, Arc::new(SystemClock))
+            .with_hosts(hosts),
+    ))
 }
 
 /// The Redfish driver's settings (reads the credential and CA files).
@@ -189,46 +194,71 @@ fn switches(
     Ok(out)
 }
 
-/// The gateway node's drivers (netlink and nftables, in `netns` when one is named) and layout.
-/// The namespace and the WAN interface must exist now: a typo is a configuration error, not a
-/// reconcile failure later.
-fn gateway(g: &GatewayConfig, switches: &[SwitchConfig]) -> Result<ManagedGateway, ConfigError> {
-    if let Some(ns) = &g.netns
+/// A container/VM host's netlink driver. Its namespace (when named) and uplink must exist now.
+fn host(i: usize, h: &HostNetworkConfig) -> Result<ManagedHost, ConfigError> {
+    let key = |k: &str| format!("host_network[{i}].{k}");
+    require_link(h.netns.as_deref(), &key("netns"), &h.uplink, &key("uplink"))?;
+    Ok(ManagedHost {
+        server: h.server.clone(),
+        uplink: h.uplink.clone(),
+        driver: Arc::new(NetlinkHost::new(h.netns.clone(), h.tenant_netns_prefix())),
+    })
+}
+
+/// Refuses a namespace `netns` (when named) that does not exist, naming `netns_key`, and an
+/// interface `link` that is not in it, naming `link_key`.
+fn require_link(
+    netns: Option<&str>,
+    netns_key: &str,
+    link: &str,
+    link_key: &str,
+) -> Result<(), ConfigError> {
+    if let Some(ns) = netns
         && !std::path::Path::new("/run/netns").join(ns).exists()
     {
         return Err(ConfigError::invalid(
-            "gateway.netns",
+            netns_key,
             format!("no network namespace {ns} (/run/netns/{ns} does not exist)"),
         ));
     }
     let mut ip = std::process::Command::new("ip");
-    if let Some(ns) = &g.netns {
+    if let Some(ns) = netns {
         ip.args(["-n", ns]);
     }
     let found = ip
-        .args(["-o", "link", "show", "dev", &g.wan_interface])
+        .args(["-o", "link", "show", "dev", link])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()
         .map_err(|e| {
             ConfigError::invalid(
-                "gateway.wan_interface",
+                link_key,
                 format!("cannot run `ip` to look for it (is iproute2 installed?): {e}"),
             )
         })?
         .success();
     if !found {
         return Err(ConfigError::invalid(
-            "gateway.wan_interface",
+            link_key,
             format!(
-                "no interface {} {}",
-                g.wan_interface,
-                g.netns
-                    .as_ref()
-                    .map_or("on this node".to_owned(), |ns| format!("in namespace {ns}"))
+                "no interface {link} {}",
+                netns.map_or("on this node".to_owned(), |ns| format!("in namespace {ns}"))
             ),
         ));
     }
+    Ok(())
+}
+
+/// The gateway node's drivers (netlink and nftables, in `netns` when one is named) and layout.
+/// The namespace and the WAN interface must exist now: a typo is a configuration error, not a
+/// reconcile failure later.
+fn gateway(g: &GatewayConfig, switches: &[SwitchConfig]) -> Result<ManagedGateway, ConfigError> {
+    require_link(
+        g.netns.as_deref(),
+        "gateway.netns",
+        &g.wan_interface,
+        "gateway.wan_interface",
+    )?;
     Ok(ManagedGateway {
         // The gateway owns no workload namespaces: an empty prefix deletes none.
         host: Arc::new(NetlinkHost::new(g.netns.clone(), "")),

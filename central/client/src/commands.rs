@@ -369,6 +369,11 @@ async fn workload(c: &mut Clients, format: Format, cmd: WorkloadCommand) -> Resu
                             meridian_common::outln!("why: {}", p.explanation);
                         }
                     }
+                    if let Some(name) = endpoints.iter().find_map(|e| e.dns_name.as_deref()) {
+                        meridian_common::outln!(
+                            "dns name {name} (A records: the published endpoints' public addresses)"
+                        );
+                    }
                     for e in &endpoints {
                         let x = &e.exposure;
                         meridian_common::outln!(

@@ -55,6 +55,8 @@ use crate::tokens::Tokens;
 #[derive(Debug)]
 pub struct ServiceParts {
     pub config: ApiConfig,
+    /// The zone endpoint names are published in (`[dns]`), if any.
+    pub dns_zone: Option<String>,
     pub tables: Tables,
     pub audit: Auditor,
     pub lifecycle: LifecycleHandle,
@@ -70,6 +72,7 @@ pub struct ServiceParts {
 #[derive(Debug)]
 pub struct Services {
     config: ApiConfig,
+    dns_zone: Option<String>,
     tables: Tables,
     audit: Auditor,
     auth: auth::Authenticator,
@@ -97,6 +100,7 @@ impl Services {
     pub fn new(parts: ServiceParts) -> Self {
         let ServiceParts {
             config,
+            dns_zone,
             tables,
             audit,
             lifecycle,
@@ -115,6 +119,7 @@ impl Services {
             auth_failures: ratelimit::AuthFailures::default(),
             auth: auth::Authenticator::new(tables.clone()),
             config,
+            dns_zone,
             tables,
             audit,
             lifecycle,

@@ -169,7 +169,8 @@ impl Services {
     }
 
     /// The workload's published endpoints: the exposures its placement's sites' intents carry
-    /// for it, each with whether its site applied that intent.
+    /// for it, each with whether its site applied that intent, and with `[dns]` the name whose
+    /// A records list the addresses of the endpoints whose sites publish them.
     async fn endpoints_of(
         &self,
         w: &Workload,
@@ -179,6 +180,10 @@ impl Services {
             return Ok(Vec::new());
         };
         let sites: BTreeSet<&SiteId> = p.assignments.iter().map(|a| &a.site).collect();
+        let dns_name = self
+            .dns_zone
+            .as_deref()
+            .map(|zone| crate::dns::names::endpoint_name(zone, &w.tenant, &w.id));
         let mut out = Vec::new();
         for site in sites {
             let Some(intent) = self.tables.intents().get(site).await? else {
@@ -201,6 +206,7 @@ impl Services {
                 exposure: e.clone(),
                 generation: intent.generation,
                 applied,
+                dns_name: dns_name.clone(),
             }));
         }
         Ok(out)

@@ -25,6 +25,7 @@
 //! | `reports/` | site/sequence (20 digits) | `SiteReport` |
 //! | `audit-head` | (one key) | the hash of the newest audit record |
 //! | `lifecycle/dirty/` | tenant[/workload] | (empty): the tenant's intents need publishing |
+//! | `dns/published/` | DNS name | JSON: the A records central published there, confirmed or not (`meridian_central::dns::published`) |
 //!
 //! Older centrals stored the two channel records as JSON; they still decode (and are
 //! rewritten as protobuf on their next change).

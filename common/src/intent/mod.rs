@@ -7,6 +7,6 @@ mod wire;
 
 pub use model::{
     Allocation, AllocationMode, Exposure, PoolAssignment, PowerAction, ServerAction,
-    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, WorkloadEndpoint,
+    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, TenantPeer, WorkloadEndpoint,
 };
 pub use validate::validate_site_intent;

@@ -62,6 +62,30 @@ pub struct Allocation {
     /// When it runs (absent: now on, until removed from the intent).
     #[serde(default)]
     pub window: Option<TimeWindow>,
+    /// The replica's address in its tenant's subnet on this site (absent in intents written
+    /// before addresses travelled in the intent). A host that runs containers or VMs for the
+    /// tenant gives it to the replica; a bare-metal tenant configures its own OS with it.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+}
+
+/// One of a tenant's other sites, as this site's gateway reaches it: the tenant's subnet
+/// there, behind the site-to-site tunnel between the two sites' gateways. The compiler adds
+/// one per other site where the tenant has a subnet, so each gateway builds its tunnels alone,
+/// also while cut off from central.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPeer {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The other site.
+    pub site: SiteId,
+    /// The other site's tunnel endpoint (its gateway's WAN address).
+    pub endpoint: Ipv4Addr,
+    /// The tenant's subnet there.
+    pub subnet: Ipv4Net,
+    /// The tenant's gateway address there (the next hop through the tunnel).
+    pub gateway: Ipv4Addr,
 }
 
 /// A public port forwarded to a tenant backend.
@@ -97,6 +121,11 @@ pub struct WorkloadEndpoint {
     pub generation: Generation,
     /// The site reported that generation (or a later one) applied.
     pub applied: bool,
+    /// With endpoint names configured, the workload's DNS name
+    /// (`<workload>.<tenant>.<zone>`), whose A records hold the public addresses of its
+    /// endpoints at the sites that publish them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
 }
 
 /// A storage volume with a quota.
@@ -184,6 +213,13 @@ pub struct SiteIntent {
     /// Pool assignments.
     #[serde(default)]
     pub pools: Vec<PoolAssignment>,
+    /// This site's tunnel endpoint (its gateway's WAN address, the first host address of its
+    /// gateway range): the local end of the site-to-site tunnels to `peers`.
+    #[serde(default)]
+    pub tunnel_endpoint: Option<Ipv4Addr>,
+    /// The tenants' subnets at their other sites.
+    #[serde(default)]
+    pub peers: Vec<TenantPeer>,
 }
 
 impl SiteIntent {
@@ -199,6 +235,8 @@ impl SiteIntent {
             volumes: vec![],
             server_actions: vec![],
             pools: vec![],
+            tunnel_endpoint: None,
+            peers: vec![],
         }
     }
 }

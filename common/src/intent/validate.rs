@@ -30,10 +30,13 @@ pub fn validate_site_intent(intent: &SiteIntent) -> Result<(), ValidationError> 
         ("volumes", intent.volumes.len()),
         ("server_actions", intent.server_actions.len()),
         ("pools", intent.pools.len()),
+        ("peers", intent.peers.len()),
     ] {
         p.max_len(field, len, limits::MAX_INTENT_ENTRIES);
     }
     networks(&mut p, intent);
+    peers(&mut p, intent);
+    addresses(&mut p, intent);
     allocations(&mut p, &intent.allocations);
     exposures(&mut p, intent);
     for (i, v) in intent.volumes.iter().enumerate() {
@@ -96,6 +99,119 @@ fn networks(p: &mut Problems, intent: &SiteIntent) {
                 format!("networks[{i}].vni"),
                 format!("VNI {} is already used by tenant {owner}", n.vni),
             );
+        }
+    }
+}
+
+/// A peer names a tenant with a network here, another site, a usable endpoint other than
+/// this site's own, and a subnet holding its gateway that overlaps neither the tenant's subnet
+/// here nor its other peers'.
+fn peers(p: &mut Problems, intent: &SiteIntent) {
+    if !intent.peers.is_empty() && intent.tunnel_endpoint.is_none() {
+        p.push(
+            "tunnel_endpoint",
+            "is required when the intent has peers (the local end of their tunnels)",
+        );
+    }
+    if let Some(ep) = intent.tunnel_endpoint
+        && !usable_endpoint(ep)
+    {
+        p.push(
+            "tunnel_endpoint",
+            format!("{ep} is not a unicast address a tunnel can use"),
+        );
+    }
+    let subnet_of: HashMap<&TenantId, _> = intent
+        .networks
+        .iter()
+        .map(|n| (&n.tenant, n.subnet))
+        .collect();
+    for (i, peer) in intent.peers.iter().enumerate() {
+        let field = |f: &str| format!("peers[{i}].{f}");
+        match subnet_of.get(&peer.tenant) {
+            None => p.push(
+                field("tenant"),
+                format!("tenant {} has no network on this site", peer.tenant),
+            ),
+            Some(own) if own.overlaps(&peer.subnet) => p.push(
+                field("subnet"),
+                format!(
+                    "{} overlaps tenant {}'s subnet {own} on this site",
+                    peer.subnet, peer.tenant
+                ),
+            ),
+            Some(_) => {}
+        }
+        if peer.site == intent.site {
+            p.push(field("site"), "must be another site than the intent's own");
+        }
+        if !usable_endpoint(peer.endpoint) || Some(peer.endpoint) == intent.tunnel_endpoint {
+            p.push(
+                field("endpoint"),
+                format!(
+                    "{} must be a unicast address other than this site's tunnel endpoint",
+                    peer.endpoint
+                ),
+            );
+        }
+        if !gateway_in(&peer.subnet, peer.gateway) {
+            p.push(
+                field("gateway"),
+                format!(
+                    "{} must be a host address inside {}",
+                    peer.gateway, peer.subnet
+                ),
+            );
+        }
+        if let Some((j, other)) = intent.peers[..i]
+            .iter()
+            .enumerate()
+            .find(|(_, o)| o.tenant == peer.tenant && o.subnet.overlaps(&peer.subnet))
+        {
+            p.push(
+                field("subnet"),
+                format!(
+                    "{} overlaps peers[{j}].subnet {} of the same tenant",
+                    peer.subnet, other.subnet
+                ),
+            );
+        }
+    }
+    check_unique(
+        p,
+        "peers",
+        intent.peers.iter().map(|x| (&x.tenant, &x.site)),
+        "peer (same tenant and site)",
+    );
+}
+
+fn usable_endpoint(ip: std::net::Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || ip.is_loopback())
+}
+
+/// An allocation's address lies in its tenant's subnet on this site.
+fn addresses(p: &mut Problems, intent: &SiteIntent) {
+    for (i, a) in intent.allocations.iter().enumerate() {
+        let Some(addr) = a.address else { continue };
+        let subnet = intent
+            .networks
+            .iter()
+            .find(|n| n.tenant == a.tenant)
+            .map(|n| (n.subnet, n.gateway));
+        match subnet {
+            Some((net, gw))
+                if net.contains(addr)
+                    && addr != gw
+                    && addr != net.addr()
+                    && addr != net.broadcast() => {}
+            Some((net, _)) => p.push(
+                format!("allocations[{i}].address"),
+                format!("{addr} must be a host address of {net} other than its gateway"),
+            ),
+            None => p.push(
+                format!("allocations[{i}].address"),
+                format!("tenant {} has no network on this site", a.tenant),
+            ),
         }
     }
 }
@@ -268,6 +384,7 @@ mod tests {
     use super::*;
     use crate::gpu::MigProfile;
     use crate::ids::{Generation, TimeWindow, Timestamp};
+    use crate::net::Ipv4Net;
 
     const INTENT: &str = r#"
         site = "fra-1"
@@ -382,6 +499,18 @@ mod tests {
     }
 
     type Case = (&'static str, fn(&mut SiteIntent), &'static [&'static str]);
+
+    /// Adds acme's subnet 10.64.2.0/24 at `site` as a peer, and this site's endpoint.
+    fn with_peer(s: &mut SiteIntent, site: &str) {
+        s.tunnel_endpoint = Some("198.51.100.1".parse().unwrap());
+        s.peers.push(crate::intent::model::TenantPeer {
+            tenant: "acme".parse().unwrap(),
+            site: site.parse().unwrap(),
+            endpoint: "198.51.100.17".parse().unwrap(),
+            subnet: Ipv4Net::parse("10.64.2.0/24").unwrap(),
+            gateway: "10.64.2.1".parse().unwrap(),
+        });
+    }
 
     #[test]
     fn table() {
@@ -576,6 +705,76 @@ mod tests {
                     s.pools.push(a);
                 },
                 &["pools[1]"],
+            ),
+            ("a peer and its endpoint", |s| with_peer(s, "ams-1"), &[]),
+            (
+                "peers without a tunnel endpoint",
+                |s| {
+                    with_peer(s, "ams-1");
+                    s.tunnel_endpoint = None;
+                },
+                &["tunnel_endpoint"],
+            ),
+            (
+                "a peer of a tenant with no network here",
+                |s| {
+                    with_peer(s, "ams-1");
+                    s.peers[0].tenant = "initech".parse().unwrap();
+                },
+                &["peers[0].tenant"],
+            ),
+            (
+                "a peer subnet overlapping the tenant's own",
+                |s| {
+                    with_peer(s, "ams-1");
+                    s.peers[0].subnet = Ipv4Net::parse("10.64.0.0/16").unwrap();
+                    s.peers[0].gateway = "10.64.9.1".parse().unwrap();
+                },
+                &["peers[0].subnet"],
+            ),
+            (
+                "two peers of one tenant overlapping",
+                |s| {
+                    with_peer(s, "ams-1");
+                    with_peer(s, "par-1");
+                },
+                &["peers[1].subnet"],
+            ),
+            (
+                "a peer on the intent's own site",
+                |s| with_peer(s, "fra-1"),
+                &["peers[0].site"],
+            ),
+            (
+                "a peer at this site's own endpoint",
+                |s| {
+                    with_peer(s, "ams-1");
+                    s.peers[0].endpoint = s.tunnel_endpoint.unwrap();
+                },
+                &["peers[0].endpoint"],
+            ),
+            (
+                "a peer gateway outside its subnet",
+                |s| {
+                    with_peer(s, "ams-1");
+                    s.peers[0].gateway = "10.99.0.1".parse().unwrap();
+                },
+                &["peers[0].gateway"],
+            ),
+            (
+                "an allocation address in its tenant's subnet",
+                |s| s.allocations[0].address = Some("10.64.1.20".parse().unwrap()),
+                &[],
+            ),
+            (
+                "an allocation address outside its tenant's subnet",
+                |s| s.allocations[0].address = Some("10.65.1.20".parse().unwrap()),
+                &["allocations[0].address"],
+            ),
+            (
+                "an allocation address on the gateway",
+                |s| s.allocations[0].address = Some("10.64.1.1".parse().unwrap()),
+                &["allocations[0].address"],
             ),
         ];
         for (label, mutate, want) in cases {

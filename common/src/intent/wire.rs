@@ -5,7 +5,7 @@ use proto::server_action::{Action, Clean, Provision};
 
 use super::model::{
     Allocation, AllocationMode, Exposure, PoolAssignment, PowerAction, ServerAction,
-    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, WorkloadEndpoint,
+    ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, TenantPeer, WorkloadEndpoint,
 };
 use crate::ids::Generation;
 use crate::net::wire::ipv4_addr;
@@ -43,6 +43,32 @@ impl TryFrom<proto::TenantNetworkIntent> for TenantNetworkIntent {
     }
 }
 
+impl From<TenantPeer> for proto::TenantPeer {
+    fn from(p: TenantPeer) -> Self {
+        Self {
+            tenant: p.tenant.into(),
+            site: p.site.into(),
+            endpoint: p.endpoint.to_string(),
+            subnet: Some(p.subnet.into()),
+            gateway: p.gateway.to_string(),
+        }
+    }
+}
+
+impl TryFrom<proto::TenantPeer> for TenantPeer {
+    type Error = ConvertError;
+
+    fn try_from(p: proto::TenantPeer) -> Result<Self, ConvertError> {
+        Ok(Self {
+            tenant: id(&p.tenant).at("tenant")?,
+            site: id(&p.site).at("site")?,
+            endpoint: ipv4_addr(&p.endpoint).at("endpoint")?,
+            subnet: required(p.subnet, "subnet")?,
+            gateway: ipv4_addr(&p.gateway).at("gateway")?,
+        })
+    }
+}
+
 impl From<Allocation> for proto::Allocation {
     fn from(a: Allocation) -> Self {
         Self {
@@ -53,6 +79,7 @@ impl From<Allocation> for proto::Allocation {
             mode: enum_out(a.mode),
             image: a.image,
             window: a.window.map(Into::into),
+            address: a.address.map(|ip| ip.to_string()),
         }
     }
 }
@@ -69,6 +96,12 @@ impl TryFrom<proto::Allocation> for Allocation {
             mode: enum_in(a.mode).at("mode")?,
             image: a.image,
             window: optional(a.window, "window")?,
+            address: a
+                .address
+                .as_deref()
+                .map(ipv4_addr)
+                .transpose()
+                .at("address")?,
         })
     }
 }
@@ -110,6 +143,7 @@ impl From<WorkloadEndpoint> for proto::Endpoint {
             exposure: Some(e.exposure.into()),
             generation: e.generation.get(),
             applied: e.applied,
+            dns_name: e.dns_name.unwrap_or_default(),
         }
     }
 }
@@ -123,6 +157,7 @@ impl TryFrom<proto::Endpoint> for WorkloadEndpoint {
             exposure: required(e.exposure, "exposure")?,
             generation: Generation::new(e.generation),
             applied: e.applied,
+            dns_name: Some(e.dns_name).filter(|n| !n.is_empty()),
         })
     }
 }
@@ -208,6 +243,8 @@ impl From<SiteIntent> for proto::SiteIntent {
             volumes: to_wire(i.volumes),
             server_actions: to_wire(i.server_actions),
             pools: to_wire(i.pools),
+            tunnel_endpoint: i.tunnel_endpoint.map(|ip| ip.to_string()),
+            peers: to_wire(i.peers),
         }
     }
 }
@@ -225,6 +262,13 @@ impl TryFrom<proto::SiteIntent> for SiteIntent {
             volumes: list(i.volumes, "volumes")?,
             server_actions: list(i.server_actions, "server_actions")?,
             pools: list(i.pools, "pools")?,
+            tunnel_endpoint: i
+                .tunnel_endpoint
+                .as_deref()
+                .map(ipv4_addr)
+                .transpose()
+                .at("tunnel_endpoint")?,
+            peers: list(i.peers, "peers")?,
         })
     }
 }
@@ -245,9 +289,17 @@ mod tests {
             exposure: i.exposures[0].clone(),
             generation: i.generation,
             applied: true,
+            dns_name: None,
         };
         let wire = proto::Endpoint::from(e.clone());
+        assert_eq!(wire.dns_name, "", "no name: empty on the wire");
         assert_eq!(WorkloadEndpoint::try_from(wire.clone()).unwrap(), e);
+        let named = WorkloadEndpoint {
+            dns_name: Some("wl-1.acme.endpoints.example.net".into()),
+            ..e.clone()
+        };
+        let named_wire = proto::Endpoint::from(named.clone());
+        assert_eq!(WorkloadEndpoint::try_from(named_wire).unwrap(), named);
         let missing = WorkloadEndpoint::try_from(proto::Endpoint {
             exposure: None,
             ..wire
@@ -276,6 +328,30 @@ mod tests {
                 },
                 "allocations[0].slot.mig.profile",
                 any_invalid(),
+            ),
+            (
+                "bad allocation address",
+                |i| i.allocations[0].address = Some("10.64.3".into()),
+                "allocations[0].address",
+                any_invalid(),
+            ),
+            (
+                "bad tunnel endpoint",
+                |i| i.tunnel_endpoint = Some("198.51.100.300".into()),
+                "tunnel_endpoint",
+                any_invalid(),
+            ),
+            (
+                "bad peer endpoint",
+                |i| i.peers[0].endpoint = String::new(),
+                "peers[0].endpoint",
+                any_invalid(),
+            ),
+            (
+                "peer without a subnet",
+                |i| i.peers[0].subnet = None,
+                "peers[0].subnet",
+                Missing,
             ),
             (
                 "unspecified mode",
@@ -419,6 +495,7 @@ mod tests {
             )
                 .prop_map(
                     |(workload, tenant, server, slot, mode, image, window)| Allocation {
+                        address: None,
                         workload,
                         tenant,
                         server,
@@ -493,6 +570,8 @@ mod tests {
                         pools,
                     )| {
                         SiteIntent {
+                            peers: vec![],
+                            tunnel_endpoint: None,
                             site,
                             generation: Generation::new(generation),
                             networks,

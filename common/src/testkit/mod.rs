@@ -311,6 +311,14 @@ pub(crate) fn placement() -> Placement {
 
 pub(crate) fn intent() -> SiteIntent {
     SiteIntent {
+        peers: vec![crate::intent::model::TenantPeer {
+            tenant: i("acme"),
+            site: i("par-1"),
+            endpoint: Ipv4Addr::new(198, 51, 100, 17),
+            subnet: net("10.64.4.0/24"),
+            gateway: Ipv4Addr::new(10, 64, 4, 1),
+        }],
+        tunnel_endpoint: Some(Ipv4Addr::new(198, 51, 100, 1)),
         site: i("fra-1"),
         generation: Generation::new(42),
         networks: vec![TenantNetworkIntent {
@@ -322,6 +330,7 @@ pub(crate) fn intent() -> SiteIntent {
         }],
         allocations: vec![
             Allocation {
+                address: Some(Ipv4Addr::new(10, 64, 3, 20)),
                 workload: i("wl-1"),
                 tenant: i("acme"),
                 server: i("srv-1"),
@@ -335,6 +344,7 @@ pub(crate) fn intent() -> SiteIntent {
                 window: Some(window(1_700_000_000_000, 1_700_086_400_000)),
             },
             Allocation {
+                address: None,
                 workload: i("wl-2"),
                 tenant: i("acme"),
                 server: i("srv-2"),
@@ -346,6 +356,7 @@ pub(crate) fn intent() -> SiteIntent {
                 window: None,
             },
             Allocation {
+                address: None,
                 workload: i("wl-3"),
                 tenant: i("acme"),
                 server: i("srv-3"),

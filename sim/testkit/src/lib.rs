@@ -10,7 +10,8 @@
 //! - [`processes`]: the real binaries as processes (found or built), clean environments,
 //!   free ports, log lines, clean stops;
 //! - [`wait`]: polling with a deadline that names what it waited for;
-//! - [`netns`]: network namespaces, veth pairs and commands in them, for kernel tests.
+//! - [`netns`]: network namespaces, veth pairs and commands in them, for kernel tests;
+//! - [`dns`]: a real BIND 9 serving one zone that a TSIG key may update, and `dig`.
 //!
 //! Real parts only: a real central (QUIC on loopback, sled in a temporary directory), real
 //! agent code, the real kernel. Emulated hardware comes from `meridian-emulators`. Only tests,
@@ -18,6 +19,7 @@
 
 pub mod agents;
 pub mod central;
+pub mod dns;
 pub mod enrol;
 pub mod fixtures;
 pub mod images;

@@ -9,9 +9,15 @@
 //!   site's egress address.
 //! - `forward_filter` (filter, policy **drop**): established/related; per exposure, new flows
 //!   from the WAN to the backend only with `ct status dnat`; per tenant, its own bridge to the
-//!   WAN; a final counted drop. Nothing goes from one tenant bridge to another.
+//!   WAN, and, with a site-to-site tunnel, its bridge to its tunnel `msx<vni>` and back; a
+//!   final counted drop. Nothing goes from one tenant bridge to another, nor from a tunnel to
+//!   another tenant or to the WAN.
 //! - `input_filter` (filter, policy accept): a tenant may reach its own gateway address on the
-//!   gateway node and nothing else of it (not the other tenants' gateways).
+//!   gateway node and nothing else of it (not the other tenants' gateways), from its bridge and
+//!   from its tunnel. From the WAN, the tenant segments' VXLAN (UDP 4789, which Linux listens
+//!   for on every address) is dropped, and site-to-site tunnel packets (UDP 8472) are accepted
+//!   only from the peer sites' tunnel endpoints and dropped from anyone else: nobody else can
+//!   put frames into a tenant's bridge or tunnel.
 //!
 //! Every rule has a counter and a comment naming what it is for. Applying reads the installed
 //! table (`nft -j list table`), compares chains and rules with the rendering (handles dropped,
@@ -67,6 +73,7 @@ use tokio::process::Command;
 use meridian_common::ids::TenantId;
 use meridian_common::model::{Exposure, Ipv4Net};
 
+use crate::host::{SITE_TUNNEL_PORT, VXLAN_PORT};
 use crate::{ChangeReport, WanGateway};
 
 /// Why the gateway could not be converged.
@@ -108,6 +115,8 @@ pub struct GatewayTenant {
     pub gateway: Ipv4Addr,
     /// The gateway node's device for the tenant (its bridge).
     pub interface: String,
+    /// The tenant's site-to-site tunnel device (`msx<vni>`) when it has subnets at other sites.
+    pub tunnel: Option<String>,
 }
 
 /// Everything the WAN gateway must do.
@@ -121,11 +130,17 @@ pub struct GatewaySpec {
     pub tenants: Vec<GatewayTenant>,
     /// Published endpoints.
     pub exposures: Vec<Exposure>,
+    /// Addresses allowed to send site-to-site tunnel packets (UDP
+    /// [`SITE_TUNNEL_PORT`](super::host::SITE_TUNNEL_PORT)) to this node over the WAN: the
+    /// peer sites' tunnel endpoints.
+    pub tunnel_sources: Vec<Ipv4Addr>,
 }
 
 impl GatewaySpec {
     /// The gateway's part of a site intent: every tenant network (on its bridge, see
-    /// [`NetlinkHost::device_names`](super::NetlinkHost::device_names)) and every exposure.
+    /// [`NetlinkHost::device_names`](super::NetlinkHost::device_names), with its tunnel
+    /// [`NetlinkHost::tunnel_name`](super::NetlinkHost::tunnel_name) when the intent has peers
+    /// of the tenant), every exposure, and the peers' distinct tunnel endpoints.
     pub fn for_site(
         intent: &meridian_common::model::SiteIntent,
         wan: impl Into<String>,
@@ -142,9 +157,21 @@ impl GatewaySpec {
                     subnet: n.subnet,
                     gateway: n.gateway,
                     interface: super::NetlinkHost::device_names(n.vni).0,
+                    tunnel: intent
+                        .peers
+                        .iter()
+                        .any(|p| p.tenant == n.tenant)
+                        .then(|| super::NetlinkHost::tunnel_name(n.vni)),
                 })
                 .collect(),
             exposures: intent.exposures.clone(),
+            tunnel_sources: intent
+                .peers
+                .iter()
+                .map(|p| p.endpoint)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -592,6 +619,23 @@ impl Ruleset {
                     Statement::Accept(None),
                 ],
             ));
+            if let Some(tunnel) = &t.tunnel {
+                for (from, to, what) in [
+                    (&t.interface, tunnel, "to its other sites"),
+                    (tunnel, &t.interface, "from its other sites"),
+                ] {
+                    rs.rules.push(rule(
+                        FORWARD,
+                        format!("{} {what}", t.tenant),
+                        vec![
+                            eq(meta(MetaKey::Iifname), text(from)),
+                            eq(meta(MetaKey::Oifname), text(to)),
+                            counter(),
+                            Statement::Accept(None),
+                        ],
+                    ));
+                }
+            }
         }
         rs.rules.push(rule(
             FORWARD,
@@ -605,6 +649,60 @@ impl Ruleset {
                 vec![
                     eq(meta(MetaKey::Iifname), text(&t.interface)),
                     cmp(Operator::NEQ, payload("ip", "daddr"), text(t.gateway)),
+                    counter(),
+                    Statement::Drop(None),
+                ],
+            ));
+            if let Some(tunnel) = &t.tunnel {
+                rs.rules.push(rule(
+                    INPUT,
+                    format!("{} only its gateway from its other sites", t.tenant),
+                    vec![
+                        eq(meta(MetaKey::Iifname), text(tunnel)),
+                        cmp(Operator::NEQ, payload("ip", "daddr"), text(t.gateway)),
+                        counter(),
+                        Statement::Drop(None),
+                    ],
+                ));
+            }
+        }
+        // The tenant segments' VXLAN (`mvx<vni>`, UDP 4789) belongs to the underlay: Linux binds
+        // it on every address, so without this anyone on the WAN could put frames into a
+        // tenant's bridge (and have the gateway learn their MAC behind the WAN).
+        rs.rules.push(rule(
+            INPUT,
+            "segments from the wan".into(),
+            vec![
+                eq(meta(MetaKey::Iifname), text(&spec.wan)),
+                eq(payload("udp", "dport"), port(VXLAN_PORT)),
+                counter(),
+                Statement::Drop(None),
+            ],
+        ));
+        // Site-to-site tunnel packets from the WAN: only from the peer sites' endpoints.
+        if !spec.tunnel_sources.is_empty() || tenants.iter().any(|t| t.tunnel.is_some()) {
+            let tunnel_port = || eq(payload("udp", "dport"), port(SITE_TUNNEL_PORT));
+            let sources: std::collections::BTreeSet<Ipv4Addr> =
+                spec.tunnel_sources.iter().copied().collect();
+            for src in sources {
+                rs.rules.push(rule(
+                    INPUT,
+                    format!("tunnel from {src}"),
+                    vec![
+                        eq(meta(MetaKey::Iifname), text(&spec.wan)),
+                        tunnel_port(),
+                        eq(payload("ip", "saddr"), text(src)),
+                        counter(),
+                        Statement::Accept(None),
+                    ],
+                ));
+            }
+            rs.rules.push(rule(
+                INPUT,
+                "tunnel from elsewhere".into(),
+                vec![
+                    eq(meta(MetaKey::Iifname), text(&spec.wan)),
+                    tunnel_port(),
                     counter(),
                     Statement::Drop(None),
                 ],
@@ -657,6 +755,7 @@ mod tests {
                 subnet: Ipv4Net::parse("10.20.0.0/24").unwrap(),
                 gateway: Ipv4Addr::new(10, 20, 0, 1),
                 interface: "mbr10101".into(),
+                tunnel: None,
             }],
             exposures: vec![Exposure {
                 tenant: TenantId::parse("tenant-a").unwrap(),
@@ -667,7 +766,28 @@ mod tests {
                 backend_ip: Ipv4Addr::new(10, 20, 0, 5),
                 backend_port: 8443,
             }],
+            tunnel_sources: vec![],
         }
+    }
+
+    /// `spec()` with tenant A on two more sites (tunnel `msx10101`, peer endpoints .17 and
+    /// .33) and tenant B on this site only.
+    fn spec_with_tunnel() -> GatewaySpec {
+        let mut s = spec();
+        s.tenants[0].tunnel = Some("msx10101".into());
+        s.tenants.push(GatewayTenant {
+            tenant: TenantId::parse("tenant-b").unwrap(),
+            subnet: Ipv4Net::parse("10.30.0.0/24").unwrap(),
+            gateway: Ipv4Addr::new(10, 30, 0, 1),
+            interface: "mbr10102".into(),
+            tunnel: None,
+        });
+        s.tunnel_sources = vec![
+            Ipv4Addr::new(203, 0, 113, 33),
+            Ipv4Addr::new(203, 0, 113, 17),
+            Ipv4Addr::new(203, 0, 113, 33),
+        ];
+        s
     }
 
     /// `nft -j list table ip meridian_gw` (nft 1.0.6) after applying `spec()`, with traffic
@@ -685,7 +805,36 @@ mod tests {
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 8, "comment": "tenant-a/llm published tcp/443", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.5"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 9, "comment": "tenant-a egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 10, "comment": "default drop", "expr": [{"counter": {"packets": 2, "bytes": 96}}, {"drop": null}]}},
-{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 11, "comment": "tenant-a only its gateway", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 11, "comment": "tenant-a only its gateway", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 12, "comment": "segments from the wan", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 4789}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}
+]}"#;
+
+    /// `nft -j list table ip meridian_gw` (nft 1.0.6) after applying `spec_with_tunnel()`, with
+    /// traffic counted to the other sites and one packet injected into the tunnel port.
+    const TUNNEL_LISTING: &str = r#"{"nftables": [
+{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+{"table": {"family": "ip", "name": "meridian_gw", "handle": 2}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "prerouting", "handle": 1, "type": "nat", "hook": "prerouting", "prio": -100, "policy": "accept"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "postrouting", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "forward_filter", "handle": 3, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+{"chain": {"family": "ip", "table": "meridian_gw", "name": "input_filter", "handle": 4, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "prerouting", "handle": 5, "comment": "tenant-a/llm dnat tcp/443", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "203.0.113.10"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 443}}, {"counter": {"packets": 0, "bytes": 0}}, {"dnat": {"addr": "10.20.0.5", "port": 8443}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 6, "comment": "tenant-a snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.20.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 7, "comment": "tenant-b snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.30.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 8, "comment": "established", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 9, "comment": "tenant-a/llm published tcp/443", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.5"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 10, "comment": "tenant-a egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 11, "comment": "tenant-a to its other sites", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "msx10101"}}, {"counter": {"packets": 4, "bytes": 336}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 12, "comment": "tenant-a from its other sites", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "msx10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 13, "comment": "tenant-b egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10102"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 14, "comment": "default drop", "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 15, "comment": "tenant-a only its gateway", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 16, "comment": "tenant-a only its gateway from its other sites", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "msx10101"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 17, "comment": "tenant-b only its gateway", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10102"}}, {"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.30.0.1"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 18, "comment": "segments from the wan", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 4789}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 19, "comment": "tunnel from 203.0.113.17", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 8472}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "203.0.113.17"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 20, "comment": "tunnel from 203.0.113.33", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 8472}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "203.0.113.33"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "input_filter", "handle": 21, "comment": "tunnel from elsewhere", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 8472}}, {"counter": {"packets": 1, "bytes": 78}}, {"drop": null}]}}
 ]}"#;
 
     #[test]
@@ -697,15 +846,15 @@ mod tests {
         assert!(items[0]["add"]["table"].is_object());
         assert!(items[1]["delete"]["table"].is_object());
         assert!(items[2]["add"]["table"].is_object());
-        // Then the 4 chains and the 7 rules of one tenant with one exposure.
-        assert_eq!(items.len(), 3 + 4 + 7);
+        // Then the 4 chains and the 8 rules of one tenant with one exposure.
+        assert_eq!(items.len(), 3 + 4 + 8);
         assert_eq!(
             items[5]["add"]["chain"],
             json!({"family": "ip", "table": "gw", "name": "forward_filter", "type": "filter",
                 "hook": "forward", "prio": 0, "policy": "drop"})
         );
         let rules: Vec<&Value> = items.iter().filter_map(|i| i["add"].get("rule")).collect();
-        assert_eq!(rules.len(), 7);
+        assert_eq!(rules.len(), 8);
         assert_eq!(rules[0]["comment"], "tenant-a/llm dnat tcp/443");
         assert_eq!(
             rules[0]["expr"][2],
@@ -740,10 +889,141 @@ mod tests {
     }
 
     #[test]
+    fn the_listing_of_a_rendering_with_tunnels_reads_back_equal() {
+        let listing: Nftables<'static> = serde_json::from_str(TUNNEL_LISTING).unwrap();
+        let installed = Ruleset::from_listing(listing);
+        assert_eq!(
+            installed,
+            Ruleset::render(DEFAULT_TABLE, &spec_with_tunnel()).unwrap()
+        );
+        let mut fewer = spec_with_tunnel();
+        fewer
+            .tunnel_sources
+            .retain(|s| *s != Ipv4Addr::new(203, 0, 113, 33));
+        assert_ne!(installed, Ruleset::render(DEFAULT_TABLE, &fewer).unwrap());
+        let mut none = spec_with_tunnel();
+        none.tenants[0].tunnel = None;
+        assert_ne!(installed, Ruleset::render(DEFAULT_TABLE, &none).unwrap());
+        let counters = counters_by_comment(&serde_json::from_str(TUNNEL_LISTING).unwrap());
+        assert_eq!(counters["tunnel from elsewhere"], 1);
+        assert_eq!(counters["tenant-a to its other sites"], 4);
+        assert_eq!(counters["tunnel from 203.0.113.17"], 0);
+    }
+
+    #[test]
+    fn tunnels_are_let_through_per_tenant_and_only_from_the_peer_endpoints() {
+        let rs = Ruleset::render(DEFAULT_TABLE, &spec_with_tunnel()).unwrap();
+        let comments = |chain: &str| -> Vec<String> {
+            rs.rules
+                .iter()
+                .filter(|r| r.chain == chain)
+                .map(|r| comment(r).to_owned())
+                .collect()
+        };
+        assert_eq!(
+            comments(FORWARD),
+            [
+                "established",
+                "tenant-a/llm published tcp/443",
+                "tenant-a egress",
+                "tenant-a to its other sites",
+                "tenant-a from its other sites",
+                "tenant-b egress",
+                "default drop"
+            ]
+        );
+        // Sources sorted and deduplicated; then everyone else's tunnel packets dropped.
+        assert_eq!(
+            comments(INPUT),
+            [
+                "tenant-a only its gateway",
+                "tenant-a only its gateway from its other sites",
+                "tenant-b only its gateway",
+                "segments from the wan",
+                "tunnel from 203.0.113.17",
+                "tunnel from 203.0.113.33",
+                "tunnel from elsewhere"
+            ]
+        );
+        let to_sites = rs
+            .rules
+            .iter()
+            .find(|r| comment(r) == "tenant-a to its other sites")
+            .unwrap();
+        assert_eq!(
+            serde_json::to_value(&to_sites.expr[..2]).unwrap(),
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}},
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "msx10101"}}
+            ])
+        );
+        // Without tunnels nothing about them is rendered; the segments' VXLAN port is closed to
+        // the WAN all the same.
+        let plain = Ruleset::render(DEFAULT_TABLE, &spec()).unwrap();
+        assert!(
+            plain
+                .rules
+                .iter()
+                .all(|r| !comment(r).contains("tunnel") && !comment(r).contains("other sites"))
+        );
+        let segments = plain
+            .rules
+            .iter()
+            .find(|r| comment(r) == "segments from the wan")
+            .expect("the segments' port is closed to the WAN");
+        assert_eq!(
+            serde_json::to_value(&segments.expr[..2]).unwrap(),
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}},
+                {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 4789}}
+            ])
+        );
+    }
+
+    #[test]
+    fn for_site_fills_tunnels_from_the_peers() {
+        use meridian_common::ids::{Generation, SiteId};
+        use meridian_common::model::{SiteIntent, TenantNetworkIntent, TenantPeer};
+        let net = |t: &str, vni: u32, third: u8| TenantNetworkIntent {
+            tenant: TenantId::parse(t).unwrap(),
+            vni,
+            table: 100 + vni % 100,
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, third, 1, 0), 24).unwrap(),
+            gateway: Ipv4Addr::new(10, third, 1, 1),
+        };
+        let peer = |t: &str, site: &str, endpoint: [u8; 4], third: u8| TenantPeer {
+            tenant: TenantId::parse(t).unwrap(),
+            site: SiteId::parse(site).unwrap(),
+            endpoint: Ipv4Addr::from(endpoint),
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, third, 2, 0), 24).unwrap(),
+            gateway: Ipv4Addr::new(10, third, 2, 1),
+        };
+        let intent = SiteIntent {
+            networks: vec![net("tenant-a", 10001, 1), net("tenant-b", 10002, 2)],
+            tunnel_endpoint: Some(Ipv4Addr::new(203, 0, 113, 1)),
+            peers: vec![
+                peer("tenant-a", "site-2", [203, 0, 113, 17], 1),
+                peer("tenant-a", "site-3", [203, 0, 113, 33], 1),
+            ],
+            ..SiteIntent::empty(SiteId::parse("site-1").unwrap(), Generation::new(1))
+        };
+        let s = GatewaySpec::for_site(&intent, "wan0", Ipv4Addr::new(203, 0, 113, 1));
+        assert_eq!(s.tenants[0].tunnel.as_deref(), Some("msx10001"));
+        assert_eq!(s.tenants[1].tunnel, None);
+        assert_eq!(
+            s.tunnel_sources,
+            [
+                Ipv4Addr::new(203, 0, 113, 17),
+                Ipv4Addr::new(203, 0, 113, 33)
+            ]
+        );
+    }
+
+    #[test]
     fn counts_packets_by_comment() {
         let listing: Nftables<'static> = serde_json::from_str(LISTING).unwrap();
         let counters = counters_by_comment(&listing);
-        assert_eq!(counters.len(), 7);
+        assert_eq!(counters.len(), 8);
         assert_eq!(counters["tenant-a/llm dnat tcp/443"], 3);
         assert_eq!(counters["default drop"], 2);
         assert_eq!(counters["tenant-a egress"], 0);

@@ -14,6 +14,35 @@
 //! through to the main table where the other tenants' connected routes live. Table `<table>`
 //! holds the tenant subnet on its bridge and the default route to the WAN.
 //!
+//! # Across sites
+//!
+//! A tenant spread over several sites has its sites joined gateway to gateway by a routed
+//! VXLAN tunnel of its own over the WAN. On the gateway node, a tenant with [`HostPeer`]s (its
+//! subnets at other sites, each behind that site's gateway at a tunnel endpoint) gets a VXLAN
+//! device `msx<vni>`: the tenant's VNI, the node's WAN address ([`RouterRole::tunnel_endpoint`])
+//! as local address, UDP port [`SITE_TUNNEL_PORT`] (8472: the same VNI already runs on 4789 in
+//! `mvx<vni>`, and Linux refuses two VXLAN devices with one VNI on one port), learning on, MTU
+//! 1450, one all-zeros FDB entry per peer endpoint. It is a layer-3 device, in no bridge: it
+//! holds the tenant's gateway address as a /32 (so its ARP speaks with the tenant's own
+//! address), the tenant's table routes each peer subnet `via <peer gateway> dev msx<vni>
+//! onlink`, and the rules `iif msx<vni> lookup <table>` / `iif msx<vni> unreachable` (at the
+//! bridge rules' priorities) keep what comes out of the tunnel in the tenant's table. Every
+//! tenant's table prohibits the other tenants' peer subnets as it does their local ones.
+//!
+//! Reverse-path filtering: a cross-site packet's source is routable only through the tenant's
+//! table, which the kernel's source check does not consult (it looks up with `iif lo`), so
+//! the driver sets `net.ipv4.conf.msx<vni>.rp_filter` to 0 and refuses to build tunnels while
+//! `net.ipv4.conf.all.rp_filter` is not 0 (the kernel uses the larger of the two), with an
+//! error saying so ([`HostNetworkError::RpFilter`]): the node-wide setting is the operator's.
+//!
+//! # Access mode
+//!
+//! A host cabled to a leaf switch whose uplink port sits in its tenant's segment (the switch
+//! does the VXLAN) is driven with [`HostNetworkSpec::access_port`]: the tenant's bridge gets
+//! that port instead of a VXLAN device, and the workload's veth as usual. An untagged port is
+//! in one segment, so such a node carries at most one tenant. When the tenant goes, the port
+//! is released (deleting the bridge releases it; it is the host's NIC and is never deleted).
+//!
 //! Every step reads the kernel state first, compares, and only then adds, replaces or
 //! deletes, so applying the same spec twice reports no change. Tenants that disappear from
 //! the spec are removed with all their devices, routes, rules and namespaces.
@@ -31,7 +60,7 @@ use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
 use futures_util::{StreamExt, TryStreamExt};
-use meridian_common::model::TenantNetworkIntent;
+use meridian_common::model::{Ipv4Net, TenantNetworkIntent};
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
@@ -40,7 +69,7 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -54,11 +83,16 @@ use crate::{ChangeReport, HostNetwork};
 
 /// The IANA VXLAN port, always set explicitly (0 would mean Linux's legacy 8472).
 pub const VXLAN_PORT: u16 = 4789;
+/// UDP port of the site-to-site tunnels `msx<vni>`: Linux's legacy VXLAN port. It must differ
+/// from [`VXLAN_PORT`], because the tenant's VNI already runs on that port in `mvx<vni>` and Linux
+/// refuses two VXLAN devices with the same VNI and port.
+pub const SITE_TUNNEL_PORT: u16 = 8472;
 /// MTU of tenant devices: a 1500-byte underlay less the 50 bytes of VXLAN encapsulation.
 pub const TENANT_MTU: u32 = 1450;
 /// Default priority of the per-tenant to-table rules (the unreachable rule uses the next).
 pub const DEFAULT_RULE_PRIORITY: u32 = 1000;
 const NETNS_DIR: &str = "/run/netns";
+const RP_FILTER_ALL: &str = "/proc/sys/net/ipv4/conf/all/rp_filter";
 
 /// Why the host network could not be converged.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +133,7 @@ pub enum HostNetworkError {
         stderr: String,
     },
     /// A sysctl could not be read or written.
-    #[error("cannot set sysctl {path}")]
+    #[error("cannot read or write sysctl {path}")]
     Sysctl {
         /// The /proc/sys path.
         path: String,
@@ -110,6 +144,21 @@ pub enum HostNetworkError {
     /// The spec is inconsistent.
     #[error("invalid host network spec: {0}")]
     Spec(String),
+    /// Site-to-site tunnels are wanted but the node filters reverse paths.
+    #[error(
+        "net.ipv4.conf.all.rp_filter is {value} on the gateway node{}: site-to-site tunnels \
+         need it 0 (a packet from a tenant's other site has a source routable only in the \
+         tenant's table, which reverse-path filtering does not consult; the driver sets \
+         rp_filter 0 on its msx devices, and the kernel applies the larger of the two): \
+         set net.ipv4.conf.all.rp_filter=0",
+        netns.as_deref().map(|n| format!(" (namespace {n})")).unwrap_or_default()
+    )]
+    RpFilter {
+        /// The node's namespace (`None`: the agent's own).
+        netns: Option<String>,
+        /// The value found.
+        value: String,
+    },
     /// The worker thread died.
     #[error("the netlink worker thread panicked")]
     Worker,
@@ -125,6 +174,20 @@ pub struct HostTenant {
     /// The address of this node's workload of the tenant, if it hosts one; the workload gets
     /// its own network namespace joined to the tenant bridge by a veth pair.
     pub workload: Option<Ipv4Addr>,
+    /// The tenant's subnets at its other sites, reached through the site-to-site tunnel
+    /// `msx<vni>` (only with the [`RouterRole`] and its `tunnel_endpoint`).
+    pub peers: Vec<HostPeer>,
+}
+
+/// A tenant's subnet at another site, behind that site's gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPeer {
+    /// The other site's tunnel endpoint (its gateway node's WAN address).
+    pub endpoint: Ipv4Addr,
+    /// The tenant's subnet there.
+    pub subnet: Ipv4Net,
+    /// The tenant's gateway address there: the next hop through the tunnel.
+    pub gateway: Ipv4Addr,
 }
 
 /// The gateway role: the node routes tenant traffic to and from the WAN.
@@ -134,17 +197,24 @@ pub struct RouterRole {
     pub uplink: String,
     /// The WAN next hop for tenant egress (the default route of every tenant table).
     pub next_hop: Ipv4Addr,
+    /// This node's WAN address: the local end of every site-to-site tunnel. Needed by tenants
+    /// with [`HostTenant::peers`].
+    pub tunnel_endpoint: Option<Ipv4Addr>,
 }
 
 /// Everything this node's tenant networking must look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostNetworkSpec {
-    /// This node's VTEP (underlay) address.
+    /// This node's VTEP (underlay) address (unused in access mode).
     pub vtep: Ipv4Addr,
     /// The tenants carried by this node.
     pub tenants: Vec<HostTenant>,
     /// Set on the site's gateway node.
     pub router: Option<RouterRole>,
+    /// Access mode: the node's uplink port, which sits in its tenant's segment on the leaf
+    /// switch (the switch does the VXLAN). The tenant's bridge gets this existing port instead
+    /// of a VXLAN device; at most one tenant may be carried so.
+    pub access_port: Option<String>,
 }
 
 /// The real [`HostNetwork`]: netlink into the node's network namespace.
@@ -188,7 +258,28 @@ impl NetlinkHost {
         )
     }
 
+    /// The name of the site-to-site tunnel device of a tenant with VNI `vni`.
+    pub fn tunnel_name(vni: u32) -> String {
+        format!("msx{vni}")
+    }
+
+    /// Whether tenant `t` gets a site-to-site tunnel on this node, and its local end.
+    fn tunnel_local(spec: &HostNetworkSpec, t: &HostTenant) -> Option<Ipv4Addr> {
+        spec.router
+            .as_ref()
+            .and_then(|r| r.tunnel_endpoint)
+            .filter(|_| !t.peers.is_empty())
+    }
+
     fn check(&self, spec: &HostNetworkSpec) -> Result<(), HostNetworkError> {
+        if let (Some(port), [first, second, ..]) = (&spec.access_port, spec.tenants.as_slice()) {
+            return Err(HostNetworkError::Spec(format!(
+                "access port {port} sits in one tenant's segment, but tenants {} and {} both \
+                 want this node",
+                first.network.tenant, second.network.tenant
+            )));
+        }
+        let local_end = spec.router.as_ref().and_then(|r| r.tunnel_endpoint);
         let mut vnis = BTreeSet::new();
         let mut tenants = BTreeSet::new();
         for t in &spec.tenants {
@@ -219,9 +310,57 @@ impl NetlinkHost {
                     n.tenant, n.subnet
                 )));
             }
+            check_peers(t, local_end)?;
         }
         Ok(())
     }
+}
+
+/// A tenant's peers: only with a tunnel endpoint, each subnet apart from the tenant's own and
+/// the other peers', each gateway inside its subnet, no endpoint equal to the local one.
+fn check_peers(t: &HostTenant, local_end: Option<Ipv4Addr>) -> Result<(), HostNetworkError> {
+    let n = &t.network;
+    let spec_err = |what: String| {
+        Err(HostNetworkError::Spec(format!(
+            "tenant {}: {what}",
+            n.tenant
+        )))
+    };
+    if t.peers.is_empty() {
+        return Ok(());
+    }
+    let Some(local) = local_end else {
+        return spec_err(
+            "peers at other sites need the router role with a tunnel endpoint on this node".into(),
+        );
+    };
+    for (i, p) in t.peers.iter().enumerate() {
+        if p.subnet.overlaps(&n.subnet) {
+            return spec_err(format!(
+                "peer subnet {} overlaps the tenant's subnet {} here",
+                p.subnet, n.subnet
+            ));
+        }
+        if let Some(q) = t.peers[..i].iter().find(|q| q.subnet.overlaps(&p.subnet)) {
+            return spec_err(format!(
+                "peer subnets {} (behind {}) and {} (behind {}) overlap",
+                q.subnet, q.endpoint, p.subnet, p.endpoint
+            ));
+        }
+        if !p.subnet.contains(p.gateway) {
+            return spec_err(format!(
+                "peer gateway {} is outside its subnet {}",
+                p.gateway, p.subnet
+            ));
+        }
+        if p.endpoint == local {
+            return spec_err(format!(
+                "peer {} has this node's own tunnel endpoint {local}",
+                p.subnet
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -230,6 +369,19 @@ impl HostNetwork for NetlinkHost {
         self.check(desired)?;
         let mut report = ChangeReport::default();
         let node = Netns::open(self.netns.as_deref()).await?;
+        if desired
+            .tenants
+            .iter()
+            .any(|t| Self::tunnel_local(desired, t).is_some())
+        {
+            let value = node.read_sysctl(RP_FILTER_ALL).await?;
+            if value != "0" {
+                return Err(HostNetworkError::RpFilter {
+                    netns: self.netns.clone(),
+                    value,
+                });
+            }
+        }
         converge_node(self, &node, desired, &mut report).await?;
         // Workload namespaces: each through a netlink socket opened inside it.
         for t in &desired.tenants {
@@ -252,15 +404,26 @@ impl HostNetwork for NetlinkHost {
 /// bridge `bridge` and brings them up; names that are not links there are skipped. Other ports
 /// of the bridge (except the driver's own `mvx*`/`mvh*` devices) are released. Idempotent: an
 /// empty report when nothing had to change. Used by the NVUE emulator to attach a switch's
-/// access ports to the bridge [`NetlinkHost`] made for a VNI.
+/// access ports to the bridge [`NetlinkHost`] made for a VNI; [`NetlinkHost`] uses the same
+/// steps for a host's access port ([`HostNetworkSpec::access_port`]).
 pub async fn attach_ports(
     netns: Option<&str>,
     bridge: &str,
     ports: &[String],
 ) -> Result<ChangeReport, HostNetworkError> {
     let ns = Netns::open(netns).await?;
-    let handle = &ns.handle;
     let mut r = ChangeReport::default();
+    converge_bridge_ports(&ns.handle, bridge, ports, &mut r).await?;
+    Ok(r)
+}
+
+/// [`attach_ports`] on an open connection.
+async fn converge_bridge_ports(
+    handle: &Handle,
+    bridge: &str,
+    ports: &[String],
+    r: &mut ChangeReport,
+) -> Result<(), HostNetworkError> {
     let all = links(handle).await?;
     let br = all
         .get(bridge)
@@ -284,10 +447,10 @@ pub async fn attach_ports(
     }
     for name in ports {
         if let Some(link) = all.get(name) {
-            ensure_link_state(handle, name, link, None, Some(br), &mut r).await?;
+            ensure_link_state(handle, name, link, None, Some(br), r).await?;
         }
     }
-    Ok(r)
+    Ok(())
 }
 
 /// One network namespace as the driver reaches it: a netlink connection whose socket was
@@ -332,14 +495,29 @@ impl Netns {
     /// Sets `/proc/sys/<path>` to `value` inside this namespace, unless it already is.
     async fn ensure_sysctl(
         &self,
-        path: &'static str,
+        path: impl Into<String>,
         value: &'static str,
         r: &mut ChangeReport,
     ) -> Result<(), HostNetworkError> {
-        if on_netns_thread(self.name.clone(), move || ensure_sysctl(path, value)).await?? {
+        let path = path.into();
+        let p = path.clone();
+        if on_netns_thread(self.name.clone(), move || ensure_sysctl(&p, value)).await?? {
             r.push(format!("sysctl {path}={value}"));
         }
         Ok(())
+    }
+
+    /// The value of `/proc/sys/<path>` inside this namespace, trimmed.
+    async fn read_sysctl(&self, path: &'static str) -> Result<String, HostNetworkError> {
+        on_netns_thread(self.name.clone(), move || {
+            std::fs::read_to_string(path)
+                .map(|v| v.trim().to_owned())
+                .map_err(|source| HostNetworkError::Sysctl {
+                    path: path.to_owned(),
+                    source,
+                })
+        })
+        .await?
     }
 }
 
@@ -470,12 +648,12 @@ async fn links(handle: &Handle) -> Result<BTreeMap<String, Link>, HostNetworkErr
         .collect())
 }
 
-fn vxlan_matches(link: &Link, vni: u32, local: Ipv4Addr) -> bool {
+fn vxlan_matches(link: &Link, vni: u32, local: Ipv4Addr, port: u16) -> bool {
     let has = |want: &InfoVxlan| link.vxlan.iter().any(|a| a == want);
     link.kind == Some(InfoKind::Vxlan)
         && has(&InfoVxlan::Id(vni))
         && has(&InfoVxlan::Local(local))
-        && has(&InfoVxlan::Port(VXLAN_PORT))
+        && has(&InfoVxlan::Port(port))
         && has(&InfoVxlan::Learning(true))
 }
 
@@ -552,7 +730,6 @@ async fn converge_node(
         node.ensure_sysctl("/proc/sys/net/ipv4/ip_forward", "1", r)
             .await?;
     }
-    let desired_vnis: BTreeSet<u32> = spec.tenants.iter().map(|t| t.network.vni).collect();
 
     // Removal first: tenants this driver owns that are no longer desired.
     let rule_msgs = managed_rules(handle, host.rule_priority).await?;
@@ -560,7 +737,7 @@ async fn converge_node(
     for (msg, key) in &rule_msgs {
         let keep = spec.router.is_some()
             && spec.tenants.iter().any(|t| {
-                rule_keys(&t.network, host.rule_priority)
+                rule_keys(spec, t, host.rule_priority)
                     .iter()
                     .any(|k| k == key)
             });
@@ -598,17 +775,23 @@ async fn converge_node(
     }
     let all = links(handle).await?;
     for (name, link) in &all {
-        let vni = ["mbr", "mvx", "mvh"]
-            .iter()
-            .find_map(|p| name.strip_prefix(p))
-            .and_then(|v| v.parse::<u32>().ok());
-        if let Some(vni) = vni {
-            let keep = spec.tenants.iter().any(|t| {
-                t.network.vni == vni && (!name.starts_with("mvh") || t.workload.is_some())
-            });
-            if !keep || !desired_vnis.contains(&vni) {
-                delete_link(handle, name, link.index, r).await?;
-            }
+        let Some((prefix, vni)) = ["mbr", "mvx", "mvh", "msx"].iter().find_map(|p| {
+            let vni = name.strip_prefix(p)?.parse::<u32>().ok()?;
+            Some((*p, vni))
+        }) else {
+            continue;
+        };
+        let keep = spec.tenants.iter().any(|t| {
+            t.network.vni == vni
+                && match prefix {
+                    "mvx" => spec.access_port.is_none(),
+                    "mvh" => t.workload.is_some(),
+                    "msx" => NetlinkHost::tunnel_local(spec, t).is_some(),
+                    _ => true,
+                }
+        });
+        if !keep {
+            delete_link(handle, name, link.index, r).await?;
         }
     }
     let wanted_ns: BTreeSet<String> = spec
@@ -628,7 +811,7 @@ async fn converge_node(
 
     // Then every desired tenant.
     for t in &spec.tenants {
-        converge_tenant(host, handle, spec, t, r).await?;
+        converge_tenant(host, node, spec, t, r).await?;
     }
     Ok(())
 }
@@ -649,13 +832,14 @@ fn ensure_sysctl(path: &str, value: &str) -> Result<bool, HostNetworkError> {
 
 async fn converge_tenant(
     host: &NetlinkHost,
-    handle: &Handle,
+    node: &Netns,
     spec: &HostNetworkSpec,
     t: &HostTenant,
     r: &mut ChangeReport,
 ) -> Result<(), HostNetworkError> {
+    let handle = &node.handle;
     let n = &t.network;
-    let (br, vx, vh, vp) = NetlinkHost::device_names(n.vni);
+    let (br, _, vh, vp) = NetlinkHost::device_names(n.vni);
     let mut all = links(handle).await?;
 
     // Bridge.
@@ -680,44 +864,19 @@ async fn converge_tenant(
     let br_link = all[&br].clone();
     ensure_link_state(handle, &br, &br_link, None, None, r).await?;
 
-    // VXLAN device.
-    if all
-        .get(&vx)
-        .is_some_and(|l| !vxlan_matches(l, n.vni, spec.vtep))
-    {
-        let idx = all[&vx].index;
-        delete_link(handle, &vx, idx, r).await?;
-        all.remove(&vx);
-    }
-    if !all.contains_key(&vx) {
-        let msg = LinkVxlan::new(&vx, n.vni)
-            .local(spec.vtep)
-            .port(VXLAN_PORT)
-            .learning(true)
-            .mtu(TENANT_MTU)
-            .controller(br_link.index)
-            .up()
-            .build();
-        handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(nl(format!("add vxlan {vx}")))?;
-        r.push(format!("add vxlan {vx} vni {} local {}", n.vni, spec.vtep));
+    if let Some(port) = &spec.access_port {
+        // Access mode: the uplink port is the bridge's way to the segment (no VXLAN here).
+        if !all.contains_key(port) {
+            return Err(HostNetworkError::Spec(format!(
+                "access port {port} of tenant {} does not exist",
+                n.tenant
+            )));
+        }
+        converge_bridge_ports(handle, &br, std::slice::from_ref(port), r).await?;
         all = links(handle).await?;
+    } else {
+        converge_vxlan(handle, spec, t, &br_link, &mut all, r).await?;
     }
-    let vx_link = all[&vx].clone();
-    ensure_link_state(
-        handle,
-        &vx,
-        &vx_link,
-        Some(TENANT_MTU),
-        Some(br_link.index),
-        r,
-    )
-    .await?;
-    converge_fdb(handle, &vx, vx_link.index, &t.remote_vteps, r).await?;
 
     // Workload namespace and veth.
     if t.workload.is_some() {
@@ -776,7 +935,7 @@ async fn converge_tenant(
         .await?;
     }
 
-    // Gateway role: address, table, rules.
+    // Gateway role: address, tunnel, table, rules.
     if let Some(router) = &spec.router {
         let gw = (n.gateway, n.subnet.prefix_len());
         converge_addresses(handle, &br, br_link.index, &[gw], r).await?;
@@ -790,6 +949,7 @@ async fn converge_tenant(
                 len: n.subnet.prefix_len(),
                 oif: Some(br_link.index),
                 gateway: None,
+                onlink: false,
             },
             RouteKey {
                 kind: RouteType::Unicast,
@@ -797,17 +957,30 @@ async fn converge_tenant(
                 len: 0,
                 oif: Some(uplink.index),
                 gateway: Some(router.next_hop),
+                onlink: false,
             },
         ];
-        // The other tenants' subnets are prohibited in this tenant's table, so the default
-        // route to the WAN never carries a packet towards them.
-        for other in spec.tenants.iter().filter(|o| o.network.vni != n.vni) {
+        if let Some(local) = NetlinkHost::tunnel_local(spec, t) {
+            let tunnel = converge_tunnel(node, t, local, &mut all, r).await?;
+            for p in &t.peers {
+                want.push(RouteKey {
+                    kind: RouteType::Unicast,
+                    dst: p.subnet.addr(),
+                    len: p.subnet.prefix_len(),
+                    oif: Some(tunnel),
+                    gateway: Some(p.gateway),
+                    onlink: true,
+                });
+            }
+        }
+        for s in prohibited(spec, t) {
             want.push(RouteKey {
                 kind: RouteType::Prohibit,
-                dst: other.network.subnet.addr(),
-                len: other.network.subnet.prefix_len(),
+                dst: s.addr(),
+                len: s.prefix_len(),
                 oif: None,
                 gateway: None,
+                onlink: false,
             });
         }
         converge_table(handle, n.table, &want, r).await?;
@@ -816,7 +989,7 @@ async fn converge_tenant(
             .into_iter()
             .map(|(_, k)| k)
             .collect();
-        for key in rule_keys(n, host.rule_priority) {
+        for key in rule_keys(spec, t, host.rule_priority) {
             if !have.contains(&key) {
                 let mut req = handle
                     .rule()
@@ -841,6 +1014,133 @@ async fn converge_tenant(
         converge_addresses(handle, &br, br_link.index, &[], r).await?;
     }
     Ok(())
+}
+
+/// The prefixes prohibited in tenant `t`'s table: the other tenants' subnets, here and at their
+/// other sites, so the default route to the WAN never carries a packet towards them. One that
+/// overlaps `t`'s own subnets is left out (`t`'s own route wins; the two could not share a
+/// prefix in one table).
+fn prohibited(spec: &HostNetworkSpec, t: &HostTenant) -> BTreeSet<Ipv4Net> {
+    let own: Vec<Ipv4Net> = std::iter::once(t.network.subnet)
+        .chain(t.peers.iter().map(|p| p.subnet))
+        .collect();
+    spec.tenants
+        .iter()
+        .filter(|o| o.network.vni != t.network.vni)
+        .flat_map(|o| std::iter::once(o.network.subnet).chain(o.peers.iter().map(|p| p.subnet)))
+        .filter(|s| !own.iter().any(|o| o.overlaps(s)))
+        .collect()
+}
+
+/// The tenant's VXLAN device `mvx<vni>` in its bridge: VNI, local VTEP, port 4789, learning,
+/// the flood list.
+async fn converge_vxlan(
+    handle: &Handle,
+    spec: &HostNetworkSpec,
+    t: &HostTenant,
+    br_link: &Link,
+    all: &mut BTreeMap<String, Link>,
+    r: &mut ChangeReport,
+) -> Result<(), HostNetworkError> {
+    let n = &t.network;
+    let (_, vx, ..) = NetlinkHost::device_names(n.vni);
+    if all
+        .get(&vx)
+        .is_some_and(|l| !vxlan_matches(l, n.vni, spec.vtep, VXLAN_PORT))
+    {
+        let idx = all[&vx].index;
+        delete_link(handle, &vx, idx, r).await?;
+        all.remove(&vx);
+    }
+    if !all.contains_key(&vx) {
+        let msg = LinkVxlan::new(&vx, n.vni)
+            .local(spec.vtep)
+            .port(VXLAN_PORT)
+            .learning(true)
+            .mtu(TENANT_MTU)
+            .controller(br_link.index)
+            .up()
+            .build();
+        handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl(format!("add vxlan {vx}")))?;
+        r.push(format!("add vxlan {vx} vni {} local {}", n.vni, spec.vtep));
+        *all = links(handle).await?;
+    }
+    let vx_link = all[&vx].clone();
+    ensure_link_state(
+        handle,
+        &vx,
+        &vx_link,
+        Some(TENANT_MTU),
+        Some(br_link.index),
+        r,
+    )
+    .await?;
+    converge_fdb(handle, &vx, vx_link.index, &t.remote_vteps, r).await?;
+    Ok(())
+}
+
+/// The tenant's site-to-site tunnel `msx<vni>`: VNI, local = the node's tunnel endpoint, port
+/// 8472, learning, in no bridge, up, the tenant gateway as /32, reverse-path filtering off, one
+/// flood entry per peer endpoint. Returns its index.
+async fn converge_tunnel(
+    node: &Netns,
+    t: &HostTenant,
+    local: Ipv4Addr,
+    all: &mut BTreeMap<String, Link>,
+    r: &mut ChangeReport,
+) -> Result<u32, HostNetworkError> {
+    let handle = &node.handle;
+    let n = &t.network;
+    let sx = NetlinkHost::tunnel_name(n.vni);
+    if all.get(&sx).is_some_and(|l| {
+        !vxlan_matches(l, n.vni, local, SITE_TUNNEL_PORT) || l.controller.is_some()
+    }) {
+        let idx = all[&sx].index;
+        delete_link(handle, &sx, idx, r).await?;
+        all.remove(&sx);
+    }
+    if !all.contains_key(&sx) {
+        let msg = LinkVxlan::new(&sx, n.vni)
+            .local(local)
+            .port(SITE_TUNNEL_PORT)
+            .learning(true)
+            .mtu(TENANT_MTU)
+            .up()
+            .build();
+        handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(nl(format!("add vxlan {sx}")))?;
+        r.push(format!(
+            "add vxlan {sx} vni {} local {local} port {SITE_TUNNEL_PORT}",
+            n.vni
+        ));
+        *all = links(handle).await?;
+    }
+    let link = all
+        .get(&sx)
+        .ok_or_else(|| HostNetworkError::Spec(format!("tunnel {sx} vanished")))?
+        .clone();
+    ensure_link_state(handle, &sx, &link, Some(TENANT_MTU), None, r).await?;
+    node.ensure_sysctl(format!("/proc/sys/net/ipv4/conf/{sx}/rp_filter"), "0", r)
+        .await?;
+    converge_addresses(handle, &sx, link.index, &[(n.gateway, 32)], r).await?;
+    let endpoints: Vec<Ipv4Addr> = t
+        .peers
+        .iter()
+        .map(|p| p.endpoint)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    converge_fdb(handle, &sx, link.index, &endpoints, r).await?;
+    Ok(link.index)
 }
 
 /// Inside the tenant namespace: loopback and peer up, the workload address, the default
@@ -875,6 +1175,7 @@ async fn converge_workload(
         len: 0,
         oif: Some(link.index),
         gateway: Some(n.gateway),
+        onlink: false,
     }];
     converge_table(handle, 254, &want, r).await
 }
@@ -939,6 +1240,8 @@ struct RouteKey {
     len: u8,
     oif: Option<u32>,
     gateway: Option<Ipv4Addr>,
+    /// `onlink`: the gateway is taken to be on the link without a connected route to it.
+    onlink: bool,
 }
 
 impl std::fmt::Display for RouteKey {
@@ -952,6 +1255,9 @@ impl std::fmt::Display for RouteKey {
         }
         if let Some(o) = self.oif {
             write!(f, " oif {o}")?;
+        }
+        if self.onlink {
+            f.write_str(" onlink")?;
         }
         Ok(())
     }
@@ -993,6 +1299,7 @@ async fn table_routes(
                 len: m.header.destination_prefix_length,
                 oif: None,
                 gateway: None,
+                onlink: m.header.flags.contains(RouteFlags::Onlink),
             };
             for a in &m.attributes {
                 match a {
@@ -1038,6 +1345,9 @@ async fn converge_table(
         if let Some(o) = key.oif {
             b = b.output_interface(o);
         }
+        if key.onlink {
+            b = b.onlink();
+        }
         match (key.kind, key.gateway) {
             (RouteType::Prohibit, _) => b = b.kind(RouteType::Prohibit),
             (_, Some(g)) => b = b.gateway(g),
@@ -1063,25 +1373,37 @@ struct RuleKey {
     table: u32,
 }
 
-fn rule_keys(n: &TenantNetworkIntent, priority: u32) -> [RuleKey; 2] {
+/// A tenant's rules: for its bridge, and for its tunnel where it has one, `iif <dev> lookup
+/// <table>` at `priority` and `iif <dev> unreachable` at the next.
+fn rule_keys(spec: &HostNetworkSpec, t: &HostTenant, priority: u32) -> Vec<RuleKey> {
+    let n = &t.network;
     let (br, ..) = NetlinkHost::device_names(n.vni);
-    [
-        RuleKey {
-            priority,
-            iif: br.clone(),
-            action: RuleAction::ToTable,
-            table: n.table,
-        },
-        RuleKey {
-            priority: priority + 1,
-            iif: br,
-            action: RuleAction::Unreachable,
-            table: 0,
-        },
-    ]
+    let mut devices = vec![br];
+    if NetlinkHost::tunnel_local(spec, t).is_some() {
+        devices.push(NetlinkHost::tunnel_name(n.vni));
+    }
+    devices
+        .into_iter()
+        .flat_map(|iif| {
+            [
+                RuleKey {
+                    priority,
+                    iif: iif.clone(),
+                    action: RuleAction::ToTable,
+                    table: n.table,
+                },
+                RuleKey {
+                    priority: priority + 1,
+                    iif,
+                    action: RuleAction::Unreachable,
+                    table: 0,
+                },
+            ]
+        })
+        .collect()
 }
 
-/// The rules the driver owns: at its two priorities, on an `mbr*` input interface.
+/// The rules the driver owns: at its two priorities, on an `mbr*` or `msx*` input interface.
 async fn managed_rules(
     handle: &Handle,
     priority: u32,
@@ -1115,7 +1437,8 @@ async fn managed_rules(
         if key.action != RuleAction::ToTable {
             key.table = 0;
         }
-        if (key.priority == priority || key.priority == priority + 1) && key.iif.starts_with("mbr")
+        if (key.priority == priority || key.priority == priority + 1)
+            && (key.iif.starts_with("mbr") || key.iif.starts_with("msx"))
         {
             out.push((m, key));
         }
@@ -1202,4 +1525,182 @@ async fn converge_fdb(
         r.push(format!("append fdb 00:00:00:00:00:00 dst {dst} dev {name}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_common::ids::TenantId;
+
+    fn tenant(name: &str, vni: u32, site: u8) -> HostTenant {
+        let second = u8::try_from(vni - 10000).unwrap();
+        HostTenant {
+            network: TenantNetworkIntent {
+                tenant: TenantId::parse(name).unwrap(),
+                vni,
+                table: vni - 10000 + 100,
+                subnet: Ipv4Net::new(Ipv4Addr::new(10, second, site, 0), 24).unwrap(),
+                gateway: Ipv4Addr::new(10, second, site, 1),
+            },
+            remote_vteps: vec![Ipv4Addr::new(172, 31, 0, 1)],
+            workload: None,
+            peers: vec![],
+        }
+    }
+
+    fn peer(t: &HostTenant, site: u8) -> HostPeer {
+        let [a, b, ..] = t.network.subnet.addr().octets();
+        HostPeer {
+            endpoint: Ipv4Addr::new(203, 0, 113, 16 * (site - 1) + 1),
+            subnet: Ipv4Net::new(Ipv4Addr::new(a, b, site, 0), 24).unwrap(),
+            gateway: Ipv4Addr::new(a, b, site, 1),
+        }
+    }
+
+    /// Site 1's gateway: tenant A (10.1.1.0/24) also on sites 2 and 3, tenant B only here.
+    fn gateway_spec() -> HostNetworkSpec {
+        let mut a = tenant("tenant-a", 10001, 1);
+        a.peers = vec![peer(&a, 2), peer(&a, 3)];
+        HostNetworkSpec {
+            vtep: Ipv4Addr::new(172, 31, 0, 3),
+            tenants: vec![a, tenant("tenant-b", 10002, 1)],
+            router: Some(RouterRole {
+                uplink: "wan0".into(),
+                next_hop: Ipv4Addr::new(203, 0, 113, 14),
+                tunnel_endpoint: Some(Ipv4Addr::new(203, 0, 113, 1)),
+            }),
+            access_port: None,
+        }
+    }
+
+    fn refusal(spec: &HostNetworkSpec) -> String {
+        match NetlinkHost::new(None, "t-").check(spec) {
+            Err(HostNetworkError::Spec(why)) => why,
+            other => panic!("expected a spec error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_gateway_with_peers_passes_the_check() {
+        NetlinkHost::new(None, "t-").check(&gateway_spec()).unwrap();
+    }
+
+    #[test]
+    fn peers_need_the_router_role_and_a_tunnel_endpoint() {
+        let mut s = gateway_spec();
+        s.router.as_mut().unwrap().tunnel_endpoint = None;
+        let why = refusal(&s);
+        assert!(
+            why.contains("tenant-a") && why.contains("tunnel endpoint"),
+            "{why}"
+        );
+        s.router = None;
+        let why = refusal(&s);
+        assert!(
+            why.contains("tenant-a") && why.contains("router role"),
+            "{why}"
+        );
+        // Without peers neither is needed.
+        s.tenants[0].peers.clear();
+        NetlinkHost::new(None, "t-").check(&s).unwrap();
+    }
+
+    #[test]
+    fn inconsistent_peers_are_refused_naming_the_tenant() {
+        let mut s = gateway_spec();
+        s.tenants[0].peers[1].subnet = Ipv4Net::parse("10.1.0.0/16").unwrap();
+        s.tenants[0].peers[1].gateway = Ipv4Addr::new(10, 1, 9, 1);
+        let why = refusal(&s);
+        assert!(
+            why.contains("tenant-a") && why.contains("overlaps"),
+            "{why}"
+        );
+
+        let mut s = gateway_spec();
+        s.tenants[0].peers[1].subnet = Ipv4Net::parse("10.1.2.128/25").unwrap();
+        s.tenants[0].peers[1].gateway = Ipv4Addr::new(10, 1, 2, 129);
+        let why = refusal(&s);
+        assert!(
+            why.contains("tenant-a")
+                && why.contains("10.1.2.0/24")
+                && why.contains("10.1.2.128/25"),
+            "{why}"
+        );
+
+        let mut s = gateway_spec();
+        s.tenants[0].peers[0].gateway = Ipv4Addr::new(10, 1, 3, 1);
+        let why = refusal(&s);
+        assert!(why.contains("tenant-a") && why.contains("outside"), "{why}");
+
+        let mut s = gateway_spec();
+        s.tenants[0].peers[0].endpoint = Ipv4Addr::new(203, 0, 113, 1);
+        let why = refusal(&s);
+        assert!(
+            why.contains("tenant-a") && why.contains("own tunnel endpoint"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn access_mode_carries_one_tenant() {
+        let mut s = HostNetworkSpec {
+            vtep: Ipv4Addr::UNSPECIFIED,
+            tenants: vec![tenant("tenant-a", 10001, 1), tenant("tenant-b", 10002, 1)],
+            router: None,
+            access_port: Some("eth0".into()),
+        };
+        let why = refusal(&s);
+        assert!(
+            why.contains("eth0") && why.contains("tenant-a") && why.contains("tenant-b"),
+            "{why}"
+        );
+        s.tenants.pop();
+        NetlinkHost::new(None, "t-").check(&s).unwrap();
+    }
+
+    #[test]
+    fn a_tunnel_gets_the_bridge_rules_for_its_device() {
+        let s = gateway_spec();
+        let keys = rule_keys(&s, &s.tenants[0], 1000);
+        let shown: Vec<(u32, &str, RuleAction, u32)> = keys
+            .iter()
+            .map(|k| (k.priority, k.iif.as_str(), k.action, k.table))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (1000, "mbr10001", RuleAction::ToTable, 101),
+                (1001, "mbr10001", RuleAction::Unreachable, 0),
+                (1000, "msx10001", RuleAction::ToTable, 101),
+                (1001, "msx10001", RuleAction::Unreachable, 0),
+            ]
+        );
+        assert_eq!(rule_keys(&s, &s.tenants[1], 1000).len(), 2);
+        assert_eq!(NetlinkHost::tunnel_local(&s, &s.tenants[1]), None);
+        assert_eq!(
+            NetlinkHost::tunnel_local(&s, &s.tenants[0]),
+            Some(Ipv4Addr::new(203, 0, 113, 1))
+        );
+    }
+
+    #[test]
+    fn each_table_prohibits_the_other_tenants_subnets_here_and_elsewhere() {
+        let mut s = gateway_spec();
+        let b = s.tenants[1].clone();
+        s.tenants[1].peers = vec![peer(&b, 2)];
+        let nets = |v: &[&str]| -> BTreeSet<Ipv4Net> {
+            v.iter().map(|n| Ipv4Net::parse(n).unwrap()).collect()
+        };
+        assert_eq!(
+            prohibited(&s, &s.tenants[0]),
+            nets(&["10.2.1.0/24", "10.2.2.0/24"])
+        );
+        assert_eq!(
+            prohibited(&s, &s.tenants[1]),
+            nets(&["10.1.1.0/24", "10.1.2.0/24", "10.1.3.0/24"])
+        );
+        // A prefix of another tenant overlapping one of the tenant's own is left out.
+        s.tenants[1].peers[0].subnet = Ipv4Net::parse("10.1.2.0/25").unwrap();
+        assert_eq!(prohibited(&s, &s.tenants[0]), nets(&["10.2.1.0/24"]));
+    }
 }

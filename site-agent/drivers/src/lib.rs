@@ -21,10 +21,14 @@
 //!   SVI gateway and an ingress ACL; [`nvue`] renders that tree, detects drift, and its
 //!   `NvueClient` applies it through the revision workflow.
 //! - [`HostNetwork`]: a node's kernel networking over netlink ([`host`]): a bridge and VXLAN
-//!   device per tenant, veth pairs into per-tenant network namespaces, and on the gateway node
-//!   per-tenant routing tables selected by policy rules.
+//!   device per tenant (or, on a host in access mode, its uplink port in the tenant's bridge),
+//!   veth pairs into per-tenant network namespaces, and on the gateway node per-tenant routing
+//!   tables selected by policy rules and per-tenant site-to-site tunnels to the tenant's other
+//!   sites.
 //! - [`WanGateway`]: the site's WAN edge over nftables ([`gateway`]): DNAT of published
-//!   endpoints, SNAT of tenant subnets, a default-drop forward chain, replaced atomically.
+//!   endpoints, SNAT of tenant subnets, a default-drop forward chain that also lets each tenant
+//!   through its own site-to-site tunnel, site-to-site tunnel packets only from the peer
+//!   gateways, replaced atomically.
 //!
 //! Every method is `async`, bounded in time, and never blocks the runtime: a driver that must
 //! run on a thread of its own (entering a network namespace) does so without a runtime of its
@@ -53,7 +57,7 @@ pub use bmc::{Bmc, BmcError};
 pub use dpu::{Dpu, DpuError};
 pub use gateway::{GatewayError, GatewaySpec, GatewayTenant, NftGateway};
 pub use gpu::{GpuError, GpuInventory};
-pub use host::{HostNetworkError, HostNetworkSpec, HostTenant, NetlinkHost, RouterRole};
+pub use host::{HostNetworkError, HostNetworkSpec, HostPeer, HostTenant, NetlinkHost, RouterRole};
 pub use nvue::{FabricError, FabricSpec, FabricTenant};
 
 /// What a driver changed while converging. Empty when the state already matched.

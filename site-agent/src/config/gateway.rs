@@ -42,7 +42,12 @@ fn default_table() -> String {
     meridian_drivers::gateway::DEFAULT_TABLE.to_owned()
 }
 
-fn interface_name(name: &str) -> bool {
+/// Whether `ns` can name a namespace under /run/netns.
+pub(super) fn netns_name(ns: &str) -> bool {
+    !(ns.is_empty() || ns.len() > 255 || ns == "." || ns == ".." || ns.contains(['/', '\0']))
+}
+
+pub(super) fn interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < 16
         && name
@@ -75,11 +80,7 @@ impl GatewayConfig {
             ));
         }
         if let Some(ns) = &self.netns
-            && (ns.is_empty()
-                || ns.len() > 255
-                || ns == "."
-                || ns == ".."
-                || ns.contains(['/', '\0']))
+            && !netns_name(ns)
         {
             return Err(ConfigError::invalid(
                 "gateway.netns",

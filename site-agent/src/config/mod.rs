@@ -2,9 +2,11 @@
 //! See `docs/configuration.md`.
 
 mod gateway;
+mod host_network;
 mod switch;
 
 pub use gateway::GatewayConfig;
+pub use host_network::HostNetworkConfig;
 pub use switch::{SwitchConfig, SwitchPortConfig};
 
 use std::collections::BTreeSet;
@@ -55,6 +57,8 @@ pub struct AgentConfig {
     /// The site's gateway node, whose tenant networks and WAN edge the reconciler keeps as the
     /// intent asks. None: the agent configures no kernel networking.
     pub gateway: Option<GatewayConfig>,
+    /// Hosts that run containers or VMs for tenants, whose kernels the agent configures.
+    pub host_network: Vec<HostNetworkConfig>,
     /// The reconcile loop's timing and bounds.
     pub reconciler: ReconcilerConfig,
 }
@@ -381,6 +385,7 @@ impl Default for AgentConfig {
             servers: Vec::new(),
             switches: Vec::new(),
             gateway: None,
+            host_network: Vec::new(),
             reconciler: ReconcilerConfig::default(),
         }
     }
@@ -462,6 +467,7 @@ impl Validate for AgentConfig {
         if let Some(g) = &self.gateway {
             g.validate(&self.switches)?;
         }
+        host_network::validate(&self.host_network, &self.servers)?;
         let r = &self.reconciler;
         for (k, v, min) in [
             ("reconciler.resync_ms", r.resync_ms, 100),
@@ -719,6 +725,43 @@ mod tests {
         let missing = format!("{gateway}netns = \"meridian-no-such-ns\"\n");
         let e = crate::wiring::site_reconciler(&load(&missing, &[]).unwrap()).unwrap_err();
         assert!(e.to_string().contains("gateway.netns"), "{e}");
+    }
+
+    #[test]
+    fn bad_host_networks_are_refused_with_the_key() {
+        let server = "[[servers]]\nid = \"srv-1\"\nbmc_url = \"http://a\"\nusername = \"a\"\npassword = \"b\"\n";
+        let host = "[[host_network]]\nserver = \"srv-1\"\nuplink = \"lo\"\n";
+        let c = load(&format!("{server}{host}"), &[]).unwrap();
+        assert_eq!(c.host_network[0].tenant_netns_prefix(), "mt-srv-1-");
+        for (text, key) in [
+            (host.to_owned(), "host_network[0].server"),
+            (format!("{server}{host}{host}"), "host_network[1].server"),
+            (
+                format!("{server}{}", host.replace("\"lo\"", "\"no such\"")),
+                "host_network[0].uplink",
+            ),
+            (
+                format!("{server}{host}netns = \"a/b\"\n"),
+                "host_network[0].netns",
+            ),
+        ] {
+            let e = load(&text, &[]).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        // An uplink or namespace that is not there is refused when the drivers are built.
+        for (text, key) in [
+            (
+                format!("{server}{}", host.replace("\"lo\"", "\"meridian-nx0\"")),
+                "host_network[0].uplink",
+            ),
+            (
+                format!("{server}{host}netns = \"meridian-no-such-ns\"\n"),
+                "host_network[0].netns",
+            ),
+        ] {
+            let e = crate::wiring::site_reconciler(&load(&text, &[]).unwrap()).unwrap_err();
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
     }
 
     #[test]

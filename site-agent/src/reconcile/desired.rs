@@ -130,6 +130,20 @@ pub fn server_want(intent: Option<&SiteIntent>, server: &ServerId, now: Timestam
     want
 }
 
+/// Whether an allocation with `window` runs at `now`, and when that next changes by itself
+/// (its start while upcoming, its end while running; never once ended or without a window).
+pub fn window_state(
+    window: Option<meridian_common::ids::TimeWindow>,
+    now: Timestamp,
+) -> (bool, Option<Timestamp>) {
+    match window {
+        None => (true, None),
+        Some(w) if now < w.start() => (false, Some(w.start())),
+        Some(w) if now >= w.end() => (false, None),
+        Some(w) => (true, Some(w.end())),
+    }
+}
+
 fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
     Some(a.map_or(b, |a| a.min(b)))
 }
@@ -171,6 +185,7 @@ mod tests {
 
     fn alloc(w: &str, server: &str, slot: GpuSlot, window: Option<(i64, i64)>) -> Allocation {
         Allocation {
+            address: None,
             workload: WorkloadId::parse(w).unwrap(),
             tenant: TenantId::parse("acme").unwrap(),
             server: ServerId::parse(server).unwrap(),

@@ -122,18 +122,10 @@ pub fn fabric_want(
     let mut on_server: BTreeMap<&ServerId, BTreeSet<&TenantId>> = BTreeMap::new();
     let mut next_change: Option<Timestamp> = None;
     for a in &intent.allocations {
-        let active = match a.window {
-            None => true,
-            Some(w) if now < w.start() => {
-                next_change = Some(next_change.map_or(w.start(), |n| n.min(w.start())));
-                false
-            }
-            Some(w) if now >= w.end() => false,
-            Some(w) => {
-                next_change = Some(next_change.map_or(w.end(), |n| n.min(w.end())));
-                true
-            }
-        };
+        let (active, next) = super::desired::window_state(a.window, now);
+        if let Some(t) = next {
+            next_change = Some(next_change.map_or(t, |n| n.min(t)));
+        }
         if active && layout.ports.contains_key(&a.server) {
             on_server.entry(&a.server).or_default().insert(&a.tenant);
         }
@@ -246,6 +238,7 @@ mod tests {
 
     fn alloc(workload: &str, tenant: &str, server: &str, window: Option<(i64, i64)>) -> Allocation {
         Allocation {
+            address: None,
             workload: WorkloadId::parse(workload).unwrap(),
             tenant: TenantId::parse(tenant).unwrap(),
             server: ServerId::parse(server).unwrap(),
@@ -260,6 +253,8 @@ mod tests {
 
     fn intent(networks: Vec<TenantNetworkIntent>, allocations: Vec<Allocation>) -> SiteIntent {
         SiteIntent {
+            peers: vec![],
+            tunnel_endpoint: None,
             site: SiteId::parse("edge-1").unwrap(),
             generation: Generation::new(3),
             networks,

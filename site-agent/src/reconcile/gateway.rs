@@ -24,7 +24,8 @@ use async_trait::async_trait;
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{Ipv4Net, Severity, SiteIntent};
 use meridian_drivers::{
-    ChangeReport, GatewaySpec, HostNetwork, HostNetworkSpec, HostTenant, RouterRole, WanGateway,
+    ChangeReport, GatewaySpec, HostNetwork, HostNetworkSpec, HostPeer, HostTenant, RouterRole,
+    WanGateway,
 };
 
 use super::resource::{Cx, Resource, Streak};
@@ -79,6 +80,14 @@ pub enum GatewayWantError {
         port: u16,
         range: Ipv4Net,
     },
+    /// Central's tunnel endpoint for this site is not the address the gateway holds.
+    #[error(
+        "the intent's tunnel endpoint {intent} is not this gateway's egress address {configured}: set gateway.egress_address to the first host address of the site's gateway range"
+    )]
+    TunnelEndpoint {
+        intent: Ipv4Addr,
+        configured: Ipv4Addr,
+    },
 }
 
 /// The gateway node's two specs for `intent`. Pure.
@@ -99,6 +108,15 @@ pub fn gateway_want(
             range,
         });
     }
+    if let Some(ep) = intent.tunnel_endpoint
+        && !intent.peers.is_empty()
+        && ep != layout.egress_address
+    {
+        return Err(GatewayWantError::TunnelEndpoint {
+            intent: ep,
+            configured: layout.egress_address,
+        });
+    }
     let host = HostNetworkSpec {
         vtep: layout.underlay_address,
         tenants: intent
@@ -108,12 +126,24 @@ pub fn gateway_want(
                 network: n.clone(),
                 remote_vteps: layout.leaf_vteps.clone(),
                 workload: None,
+                peers: intent
+                    .peers
+                    .iter()
+                    .filter(|p| p.tenant == n.tenant)
+                    .map(|p| HostPeer {
+                        endpoint: p.endpoint,
+                        subnet: p.subnet,
+                        gateway: p.gateway,
+                    })
+                    .collect(),
             })
             .collect(),
         router: Some(RouterRole {
             uplink: layout.wan_interface.clone(),
             next_hop: layout.wan_next_hop,
+            tunnel_endpoint: intent.tunnel_endpoint,
         }),
+        access_port: None,
     };
     let wan = GatewaySpec::for_site(intent, layout.wan_interface.clone(), layout.egress_address);
     Ok((host, wan))
@@ -353,12 +383,45 @@ mod tests {
             host.router,
             Some(RouterRole {
                 uplink: "wan0".into(),
-                next_hop: Ipv4Addr::new(198, 51, 100, 1)
+                next_hop: Ipv4Addr::new(198, 51, 100, 1),
+                tunnel_endpoint: None,
             })
         );
         assert_eq!(wan.exposures.len(), 1);
         assert_eq!(wan.tenants[0].interface, "mbr10101");
         assert_eq!(wan.egress_address, Ipv4Addr::new(198, 51, 100, 2));
+    }
+
+    #[test]
+    fn a_tenants_peers_become_its_tunnel_on_the_gateway() {
+        let mut i = intent(Ipv4Addr::new(198, 51, 100, 10));
+        i.tunnel_endpoint = Some(Ipv4Addr::new(198, 51, 100, 2));
+        i.peers = vec![meridian_common::model::TenantPeer {
+            tenant: TenantId::parse("acme").unwrap(),
+            site: SiteId::parse("edge-2").unwrap(),
+            endpoint: Ipv4Addr::new(192, 0, 2, 1),
+            subnet: Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap(),
+            gateway: Ipv4Addr::new(10, 0, 2, 1),
+        }];
+        let (host, wan) = gateway_want(&i, &layout()).unwrap();
+        assert_eq!(
+            host.tenants[0].peers,
+            vec![HostPeer {
+                endpoint: Ipv4Addr::new(192, 0, 2, 1),
+                subnet: Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 0), 24).unwrap(),
+                gateway: Ipv4Addr::new(10, 0, 2, 1),
+            }]
+        );
+        assert_eq!(
+            host.router.unwrap().tunnel_endpoint,
+            Some(Ipv4Addr::new(198, 51, 100, 2))
+        );
+        assert_eq!(wan.tunnel_sources, vec![Ipv4Addr::new(192, 0, 2, 1)]);
+        assert!(wan.tenants[0].tunnel.is_some());
+        // Central's endpoint for the site must be the address the gateway holds.
+        i.tunnel_endpoint = Some(Ipv4Addr::new(198, 51, 100, 9));
+        let e = gateway_want(&i, &layout()).unwrap_err();
+        assert!(e.to_string().contains("gateway.egress_address"), "{e}");
     }
 
     #[test]

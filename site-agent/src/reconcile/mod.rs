@@ -35,6 +35,7 @@ pub mod desired;
 pub mod device;
 pub mod fabric;
 pub mod gateway;
+pub mod host;
 pub mod inventory;
 pub mod plan;
 pub mod record;
@@ -128,6 +129,9 @@ pub enum ReconcileError {
     /// The intent cannot be put on the gateway as configured.
     #[error("gateway layout")]
     GatewayLayout(#[from] gateway::GatewayWantError),
+    /// The intent cannot be put on a container/VM host as configured.
+    #[error("host layout")]
+    HostLayout(#[from] host::HostWantError),
     /// The agent's database failed (not counted against the server).
     #[error("agent database")]
     Store(#[from] AgentStoreError),
@@ -154,7 +158,9 @@ impl ReconcileError {
                     _ => false,
                 }
             }
-            ReconcileError::SwitchLayout(_) | ReconcileError::GatewayLayout(_) => false,
+            ReconcileError::SwitchLayout(_)
+            | ReconcileError::GatewayLayout(_)
+            | ReconcileError::HostLayout(_) => false,
             ReconcileError::HostNetwork { source, .. } => {
                 use meridian_drivers::HostNetworkError as H;
                 !matches!(source, H::Spec(_) | H::Namespace { .. } | H::Spawn { .. })

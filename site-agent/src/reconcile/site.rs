@@ -34,6 +34,7 @@ use super::clock::Clock;
 use super::desired;
 use super::fabric::ManagedSwitch;
 use super::gateway::{GatewayInstance, ManagedGateway};
+use super::host::{HostInstance, ManagedHost};
 use super::resource::{self, Env, commit_site_reports};
 use super::server::{InventoryBook, ServerInstance, ServerSpec};
 use super::switch::SwitchInstance;
@@ -46,6 +47,7 @@ struct Shared {
     servers: Vec<ServerSpec>,
     switches: Vec<ManagedSwitch>,
     gateway: Option<ManagedGateway>,
+    hosts: Vec<ManagedHost>,
     outcomes: watch::Sender<Option<Convergence>>,
     started: AtomicBool,
     book: Arc<InventoryBook>,
@@ -110,11 +112,21 @@ impl SiteReconciler {
                 servers,
                 switches,
                 gateway,
+                hosts: Vec::new(),
                 outcomes: watch::Sender::new(None),
                 started: AtomicBool::new(false),
                 book: Arc::new(book),
             }),
         }
+    }
+
+    /// Also keeps these container/VM hosts (servers unique). Before [`start`](Self::start)
+    /// only: a clone shares the reconciler, so this panics once one exists.
+    pub fn with_hosts(mut self, hosts: Vec<ManagedHost>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("hosts are added before the reconciler is shared")
+            .hosts = hosts;
+        self
     }
 
     /// The workers' status, updated after every reconcile.
@@ -200,6 +212,11 @@ async fn run(shared: Arc<Shared>, link: AgentLink) {
         let (shared, link) = (Arc::clone(&shared), link.clone());
         workers.spawn(async move { resource::worker(gateway, &shared.env, link).await });
     }
+    for host in &shared.hosts {
+        let host = HostInstance::new(host.clone());
+        let (shared, link) = (Arc::clone(&shared), link.clone());
+        workers.spawn(async move { resource::worker(host, &shared.env, link).await });
+    }
     coordinate(&shared, &link).await;
     // Stopping: the workers see the same stop signal.
     while workers.join_next().await.is_some() {}
@@ -249,7 +266,11 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
             (None, _) => true,
             (Some(_), None) => false,
             (Some(_), Some(v)) => v.generation == g && (v.converged || v.failure.is_some()),
-        };
+        }
+        && s.hosts.len() == shared.hosts.len()
+        && s.hosts
+            .values()
+            .all(|v| v.generation == g && (v.converged || v.failure.is_some()));
     if !settled {
         return None;
     }
@@ -275,6 +296,11 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
     }
     if let Some(why) = s.gateway.as_ref().and_then(|v| v.failure.as_ref()) {
         reasons.push(format!("the gateway failed: {why}"));
+    }
+    for (server, v) in &s.hosts {
+        if let Some(why) = &v.failure {
+            reasons.push(format!("host {server}'s network failed: {why}"));
+        }
     }
     Some(if reasons.is_empty() {
         Convergence::Applied(g)

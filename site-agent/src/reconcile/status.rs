@@ -48,6 +48,8 @@ pub struct SiteStatus {
     pub switches: BTreeMap<String, SwitchStatus>,
     /// The gateway node, when the agent manages one.
     pub gateway: Option<GatewayStatus>,
+    /// The container/VM hosts, by server.
+    pub hosts: BTreeMap<ServerId, GatewayStatus>,
 }
 
 impl SiteStatus {

@@ -39,7 +39,7 @@ use meridian_common::ids::{Generation, Name, ServerId, SiteId, TenantId, Timesta
 use meridian_common::model::{
     Allocation, AllocationMode, Assignment, Exposure, Ipv4Net, Placement, PoolAssignment,
     ReservationState, Server, Site, SiteIntent, StorageVolume, Tenant, TenantNetworkIntent,
-    Workload, WorkloadKind,
+    TenantPeer, Workload, WorkloadKind,
 };
 use meridian_common::validate::{ValidationError, validate_site_intent};
 
@@ -79,6 +79,16 @@ pub struct CompileInput {
     /// Workloads (with replicas on the compiled sites, and any others the caller wants
     /// provided for), keyed by owner and ID.
     pub workloads: BTreeMap<(TenantId, WorkloadId), PlacedWorkload>,
+    /// The gateway ranges of sites that are not compiled but may be a compiled site's tenant
+    /// peers (their tunnel endpoints are the first host address of these ranges). Compiled
+    /// sites' ranges come from `sites`. A peer site in neither is left out of the peers.
+    pub peer_ranges: BTreeMap<SiteId, Ipv4Net>,
+}
+
+/// A site's tunnel endpoint: its gateway node's own address, the first host address of its
+/// gateway range (the network pools keep `gateway_reserved` addresses there out of exposures).
+pub fn tunnel_endpoint(gateway_range: Ipv4Net) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(gateway_range.addr()).saturating_add(1))
 }
 
 /// Why a replica was left out.
@@ -265,6 +275,7 @@ pub fn compile(
             }
         }
     }
+    let tunnels = Tunnels::new(input, networks);
     for (site_id, site) in &input.sites {
         let replicas = on_site.remove(site_id).unwrap_or_default();
         let mut content = SiteContent::default();
@@ -281,7 +292,7 @@ pub fn compile(
                 }),
             }
         }
-        let mut intent = content.finish(site);
+        let mut intent = content.finish(site, &tunnels);
         let generation = match &site.previous {
             Some(prev) if same_content(prev, &intent) => {
                 out.unchanged.push(site_id.clone());
@@ -305,6 +316,54 @@ pub fn compile(
     }
     out.unmet.sort_by(|a, b| a.replica.cmp(&b.replica));
     out
+}
+
+/// Every tenant's subnets with their sites' tunnel endpoints: where each tenant's peers are.
+struct Tunnels {
+    by_tenant: BTreeMap<TenantId, Vec<TenantPeer>>,
+}
+
+impl Tunnels {
+    fn new(input: &CompileInput, networks: &NetworkState) -> Self {
+        let range = |site: &SiteId| {
+            input
+                .sites
+                .get(site)
+                .map(|s| s.site.gateway_range)
+                .or_else(|| input.peer_ranges.get(site).copied())
+        };
+        let mut by_tenant: BTreeMap<TenantId, Vec<TenantPeer>> = BTreeMap::new();
+        for (tenant, site, subnet) in networks.subnets() {
+            if let Some(range) = range(site) {
+                by_tenant
+                    .entry(tenant.clone())
+                    .or_default()
+                    .push(TenantPeer {
+                        tenant: tenant.clone(),
+                        site: site.clone(),
+                        endpoint: tunnel_endpoint(range),
+                        subnet: subnet.subnet,
+                        gateway: subnet.gateway,
+                    });
+            }
+        }
+        Tunnels { by_tenant }
+    }
+
+    /// The peers of `tenants` on `site`: their subnets on every other site, in (tenant, site)
+    /// order.
+    fn peers<'a>(
+        &self,
+        site: &SiteId,
+        tenants: impl Iterator<Item = &'a TenantId>,
+    ) -> Vec<TenantPeer> {
+        tenants
+            .filter_map(|t| self.by_tenant.get(t))
+            .flatten()
+            .filter(|p| p.site != *site)
+            .cloned()
+            .collect()
+    }
 }
 
 /// One site's intent as it is built.
@@ -388,6 +447,7 @@ impl SiteContent {
             mode: mode_of(w.spec.kind),
             image: w.spec.image.clone(),
             window,
+            address: Some(address),
         });
         self.exposures.extend(exposures);
         if w.spec.resources.storage_mib > 0 {
@@ -400,12 +460,13 @@ impl SiteContent {
         Ok(())
     }
 
-    fn finish(mut self, site: &SiteInput) -> SiteIntent {
+    fn finish(mut self, site: &SiteInput, tunnels: &Tunnels) -> SiteIntent {
         self.allocations
-            .sort_by(|a, b| alloc_key(a).cmp(&alloc_key(b)));
+            .sort_by(|a, b| (alloc_key(a), a.address).cmp(&(alloc_key(b), b.address)));
         // Two replicas of one workload on one server with the same slot (CPU-only replicas)
-        // are one allocation: the intent cannot tell them apart.
-        self.allocations.dedup();
+        // are one allocation, with the lower address: the intent cannot tell them apart.
+        self.allocations
+            .dedup_by(|later, first| alloc_key(later) == alloc_key(first));
         self.exposures.sort_by(|a, b| {
             (
                 a.public_ip,
@@ -447,9 +508,12 @@ impl SiteContent {
             .collect();
         pools.sort_by(|a, b| (&a.server, &a.pool).cmp(&(&b.server, &b.pool)));
         pools.dedup_by(|a, b| a.server == b.server);
+        let peers = tunnels.peers(&site.site.id, self.networks.keys());
         SiteIntent {
             site: site.site.id.clone(),
             generation: Generation::new(0),
+            tunnel_endpoint: (!peers.is_empty()).then(|| tunnel_endpoint(site.site.gateway_range)),
+            peers,
             networks: self.networks.into_values().collect(),
             allocations: self.allocations,
             exposures: self.exposures,
@@ -494,6 +558,8 @@ pub fn same_content(a: &SiteIntent, b: &SiteIntent) -> bool {
         volumes,
         server_actions,
         pools,
+        tunnel_endpoint,
+        peers,
     } = a;
     *site == b.site
         && *networks == b.networks
@@ -502,10 +568,13 @@ pub fn same_content(a: &SiteIntent, b: &SiteIntent) -> bool {
         && *volumes == b.volumes
         && *server_actions == b.server_actions
         && *pools == b.pools
+        && *tunnel_endpoint == b.tunnel_endpoint
+        && *peers == b.peers
 }
 
 fn is_empty(intent: &SiteIntent) -> bool {
-    intent.networks.is_empty()
+    intent.peers.is_empty()
+        && intent.networks.is_empty()
         && intent.allocations.is_empty()
         && intent.exposures.is_empty()
         && intent.volumes.is_empty()

@@ -39,6 +39,7 @@ fn content_ignores_generation_only() {
 #[test]
 fn allocation_order_is_total() {
     let alloc = |server: &str, slot: GpuSlot| Allocation {
+        address: None,
         workload: "w".parse().unwrap(),
         tenant: "t".parse().unwrap(),
         server: server.parse().unwrap(),

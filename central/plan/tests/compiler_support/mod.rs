@@ -208,6 +208,7 @@ impl Fleet {
             );
         }
         CompileInput {
+            peer_ranges: Default::default(),
             now,
             sites,
             tenants: self

@@ -83,12 +83,14 @@ impl KernelSwitch {
                     .filter(|r| *r != self.local_vtep)
                     .collect(),
                 workload: None,
+                peers: vec![],
             });
         }
         let spec = HostNetworkSpec {
             vtep: self.local_vtep,
             tenants,
             router: None,
+            access_port: None,
         };
         // An empty prefix: the driver owns no namespaces here and deletes none.
         let host = NetlinkHost::new(Some(self.netns.clone()), "");
