@@ -8,10 +8,11 @@
 //! Shown: each tenant's workloads reach each other across the sites (ping and TCP) and never
 //! the other tenant's (ping and TCP fail, nftables probes in the workload namespaces count 0
 //! packets of the other tenant); a VXLAN datagram injected from the internet into the tunnel
-//! port is dropped by the gateway's tunnel-source rule; the gateway refuses tunnels while
+//! port or the segments' port is dropped by the gateway and teaches it nothing; the gateway refuses tunnels while
 //! `net.ipv4.conf.all.rp_filter` is on; a second apply changes nothing on any node; removing
 //! tenant B from both gateways leaves nothing of it there; dropping site 2 from A's peers at
-//! site 1 removes A's tunnel there and A's cross-site traffic stops.
+//! site 1 removes A's tunnel there and A's cross-site traffic stops; a host in access mode
+//! giving up its tenant keeps its uplink, released from the bridge.
 //!
 //! Needs root (it makes network namespaces) and `ip`, `nft`, `ping`, which `scripts/test.sh`
 //! installs; without them it fails with a message saying so rather than passing unchecked.

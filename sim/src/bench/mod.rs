@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod endpoint;
 pub mod etcd;
 pub mod fuzz;
 mod harness;

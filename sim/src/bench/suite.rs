@@ -30,7 +30,7 @@ use crate::simfleet::Progress;
 
 /// Every TARGETS.md id the suite reports a row for.
 pub const ROW_IDS: &[&str] = &[
-    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "R9", "R10", "CAL",
+    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B13", "R9", "R10", "CAL",
 ];
 
 /// Plot files the suite writes when it has their data.
@@ -75,6 +75,8 @@ pub struct Plan {
     pub fuzz_required: u64,
     /// Utilisation over time: the reservation-calendar scenario at this size.
     pub calendar: calendar::Spec,
+    /// B13's apply-to-answer runs.
+    pub endpoint_runs: usize,
 }
 
 impl Plan {
@@ -82,6 +84,7 @@ impl Plan {
     pub fn of(mode: Mode, seed: u64) -> Plan {
         match mode {
             Mode::Tiny => Plan {
+                endpoint_runs: 2,
                 channel: ChannelBenchOptions {
                     agents: 8,
                     endpoints: 2,
@@ -131,6 +134,7 @@ impl Plan {
                 },
             },
             Mode::Quick => Plan {
+                endpoint_runs: 20,
                 channel: ChannelBenchOptions::new(1_000),
                 etcd: EtcdBenchOptions::new(1_000),
                 ingest: IngestBenchOptions::new(false),
@@ -151,6 +155,7 @@ impl Plan {
                 calendar: calendar::Spec::default(),
             },
             Mode::Full => Plan {
+                endpoint_runs: 20,
                 channel: ChannelBenchOptions::new(10_000),
                 etcd: EtcdBenchOptions::new(10_000),
                 ingest: IngestBenchOptions::new(true),
@@ -377,6 +382,26 @@ pub async fn run(opts: &SuiteOptions) -> Result<(SuiteResults, bool), BoxError> 
         run.save();
     } else {
         run.skipped(&["B9"], "not selected (--only)");
+    }
+
+    if run.wants(&["B13"]) {
+        eprintln!("\n== B13: workload to endpoint answering through the gateway ==");
+        match super::endpoint::unavailable() {
+            Some(why) => {
+                for (figure, target) in B13_FIGURES {
+                    run.results
+                        .rows
+                        .push(Row::not_measured("B13", figure, target, &why));
+                }
+            }
+            None => match super::endpoint::run(plan.endpoint_runs).await {
+                Ok(r) => endpoint_rows(&mut run, &r),
+                Err(e) => run.failed("bench endpoint", &["B13"], e.as_ref()),
+            },
+        }
+        run.save();
+    } else {
+        run.skipped(&["B13"], "not selected (--only)");
     }
 
     if run.wants(&["R9"]) {
@@ -1230,6 +1255,79 @@ fn api_rows(run: &mut Run<'_>, plan: &Plan, r: &api::ApiBenchReport) {
         }
         run.results.rows.push(rate);
         run.results.rows.push(p99);
+    }
+}
+
+/// B13's figures and targets, also for the rows of a run that cannot measure them.
+const B13_FIGURES: [(&str, &str); 2] = [
+    (
+        "CreateWorkload to the endpoint answering through the gateway (two-site kernel lab): p99",
+        "<= 5 s",
+    ),
+    (
+        "agent RSS, real binary, gateway serving 50 tenants",
+        "<= 32 MiB (B7's bound)",
+    ),
+];
+
+fn endpoint_rows(run: &mut Run<'_>, r: &super::endpoint::EndpointReport) {
+    let (figure, target) = B13_FIGURES[0];
+    if r.samples.is_empty() {
+        run.results
+            .rows
+            .push(Row::not_measured("B13", figure, target, "no run finished"));
+    } else {
+        let p50 = percentile(&r.samples, 0.5);
+        let p99 = percentile(&r.samples, 0.99);
+        let (min, max) = (r.samples[0], r.samples[r.samples.len() - 1]);
+        let applied = if r.applied.is_empty() {
+            "applied: not measured".to_owned()
+        } else {
+            format!(
+                "the site reported the intent applied (servers' BMC power-on included) after p50 {:.2} s, p99 {:.2} s",
+                percentile(&r.applied, 0.5).as_secs_f64(),
+                percentile(&r.applied, 0.99).as_secs_f64()
+            )
+        };
+        run.results.rows.push(Row::check(
+            "B13",
+            format!("{figure} ({} runs)", r.samples.len()),
+            p99.as_secs_f64(),
+            "s",
+            format!(
+                "p50 {:.2} s, p99 {:.2} s (min {:.2} s, max {:.2} s)",
+                p50.as_secs_f64(),
+                p99.as_secs_f64(),
+                min.as_secs_f64(),
+                max.as_secs_f64()
+            ),
+            target,
+            Bound::AtMost(5.0),
+        ).note(format!("the tenant's server starts in the replica's namespace as soon as the agent made it (no container runtime); {applied}")));
+    }
+    let (figure, target) = B13_FIGURES[1];
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    match r.rss {
+        Some(rss) => run.results.rows.push(Row::check(
+            "B13",
+            figure,
+            mib(rss),
+            "MiB",
+            format!(
+                "{:.1} MiB ({} tenant networks and exposures applied; peak {:.1} MiB)",
+                mib(rss),
+                r.tenants,
+                r.rss_peak.map_or(0.0, mib)
+            ),
+            target,
+            Bound::AtMost(32.0),
+        )),
+        None => run.results.rows.push(Row::not_measured(
+            "B13",
+            figure,
+            target,
+            "the agent's memory could not be read",
+        )),
     }
 }
 
