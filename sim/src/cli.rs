@@ -100,7 +100,7 @@ enum ScenarioCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Every benchmark of TARGETS.md (B1-B10, R10): one table, results.json and SVG plots.
+    /// Every benchmark of TARGETS.md (B1-B10, B13, R9, R10): one table, results.json and SVG plots.
     All {
         /// The benchmark fleet: 10,000 sites and agents, 1e7 fuzz executions per target.
         #[arg(long, conflicts_with = "tiny")]

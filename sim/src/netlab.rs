@@ -399,6 +399,21 @@ impl NetLab {
         serde_json::from_str(&text).map_err(|e| setup("the CLI's JSON")(e.to_string()))
     }
 
+    /// Deletes workload `id` as `token`, again while central answers that it changed under the
+    /// request (its lifecycle moves workloads on by itself).
+    pub fn delete_workload(&self, token: &str, id: &str) -> Result<(), LabError> {
+        let mut tries = 0;
+        loop {
+            match self.cli(token, &["workload", "delete", id]) {
+                Err(LabError::Cli { stderr, .. }) if stderr.contains("retry") && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                r => return r.map(|_| ()),
+            }
+        }
+    }
+
     /// A file in the lab's directory holding `text`; its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);

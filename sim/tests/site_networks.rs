@@ -378,7 +378,7 @@ async fn a_tenants_endpoint_is_reachable_by_name_isolated_and_kept_while_cut_off
             .parse::<u64>()
             .unwrap()
     };
-    lab.cli(&acme, &["workload", "delete", &a_id]).unwrap();
+    lab.delete_workload(&acme, &a_id).unwrap();
     for site in &lab.sites {
         wait(&lab, &format!("acme gone from {}", site.gateway), || {
             traces(&site.gateway, vni).is_empty() && !nft(&site.gateway).contains("acme")

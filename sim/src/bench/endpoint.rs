@@ -189,7 +189,7 @@ pub async fn run(runs: usize) -> Result<EndpointReport, BoxError> {
             done.as_secs_f64() * 1e3
         );
         stop.store(true, Ordering::Relaxed);
-        lab.cli(&token, &["workload", "delete", &id])?;
+        lab.delete_workload(&token, &id)?;
         while std::path::Path::new("/run/netns").join(&ns).exists() {
             if Instant::now() > started + Duration::from_secs(120) {
                 return Err(format!("run {i}: {ns} never removed").into());
