@@ -18,10 +18,11 @@
 //! installs; without them it fails with a message saying so rather than passing unchecked.
 //! Run with `--nocapture` for the timings.
 
-use meridian_testkit::netns::{Namespaces, in_ns, ns_ok, pings, require, run, veth};
+use meridian_testkit::netns::{
+    Namespaces, fetch_text, in_ns, ns_ok, pings, require, run, serve_text, veth,
+};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,27 +233,12 @@ fn apply_leaf_and_hosts(
     out
 }
 
-/// A TCP server in `ns` on `addr` answering each connection with `who`.
 fn serve(ns: &str, addr: SocketAddr, who: String) {
-    let listener = in_ns(ns, move || {
-        TcpListener::bind(addr).expect("bind in the namespace")
-    });
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let _ = s.write_all(who.as_bytes());
-        }
-    });
+    serve_text(ns, addr, who);
 }
 
-/// What a connection from `ns` to `addr` reads, or `None` when it cannot connect.
 fn fetch(ns: &str, addr: SocketAddr) -> Option<String> {
-    in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
+    fetch_text(ns, addr, Duration::from_secs(2))
 }
 
 /// Pings each (from namespace, to address) pair concurrently (two tries); true where a reply

@@ -9,8 +9,7 @@
 
 mod site_reconcile_support;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
 use meridian_common::model::{Exposure, Ipv4Net, Protocol, SiteIntent, TenantNetworkIntent};
 use meridian_drivers::{HostNetwork, HostNetworkSpec, HostTenant, NetlinkHost};
-use meridian_testkit::netns::{Namespaces, in_ns, ns_ok, require, run, veth};
+use meridian_testkit::netns::{Namespaces, fetch_text, ns_ok, require, run, serve_text, veth};
 use site_reconcile_support::wait_outcome;
 use tokio::sync::{Notify, watch};
 
@@ -102,28 +101,12 @@ fn rules(ns: &str) -> String {
     String::from_utf8_lossy(&run(&["ip", "-n", ns, "rule", "show"]).stdout).into_owned()
 }
 
-/// A server in `ns` on `addr:port` answering each connection with `who`.
-fn serve(ns: &str, addr: SocketAddr, who: &'static str) {
-    let listener = in_ns(ns, move || {
-        TcpListener::bind(addr).expect("bind in the namespace")
-    });
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut s = stream;
-            let _ = s.write_all(who.as_bytes());
-        }
-    });
+fn serve(ns: &str, addr: SocketAddr, who: &str) {
+    serve_text(ns, addr, who);
 }
 
-/// What a connection from `ns` to `addr` reads, or `None` when it cannot connect.
 fn fetch(ns: &str, addr: SocketAddr) -> Option<String> {
-    in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    })
+    fetch_text(ns, addr, Duration::from_secs(2))
 }
 
 async fn eventually(what: &str, check: impl Fn() -> bool) {

@@ -14,13 +14,12 @@
 //!
 //! Needs root, `ip`, `nft`, `ping`, `named` and `dig` (scripts/test.sh installs them).
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use meridian_sim::netlab::{LabConfig, NetLab};
 use meridian_testkit::dns::Bind;
-use meridian_testkit::netns::{in_ns, pings, require, run};
+use meridian_testkit::netns::{fetch_text, pings, require, run, serve_text};
 use meridian_testkit::processes::binary;
 use serde_json::Value;
 
@@ -28,26 +27,12 @@ const ZONE: &str = "endpoints.lab.test";
 const LIMIT: Duration = Duration::from_secs(90);
 
 /// A TCP server in `ns` on port 443 answering each connection with `who`.
-fn serve(ns: &str, who: &'static str) {
-    let listener = in_ns(ns, || {
-        TcpListener::bind("0.0.0.0:443").expect("bind in the replica")
-    });
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let _ = s.write_all(who.as_bytes());
-        }
-    });
+fn serve(ns: &str, who: &str) {
+    serve_text(ns, SocketAddr::from(([0, 0, 0, 0], 443)), who);
 }
 
-/// What a connection from `ns` to `addr` reads, or `None` when it cannot connect.
 fn fetch(ns: &str, addr: SocketAddr) -> Option<String> {
-    in_ns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(700)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        Some(text)
-    })
+    fetch_text(ns, addr, Duration::from_millis(700))
 }
 
 /// Waits until `f` holds (checked every 200 ms); panics with `what` and the lab's logs.

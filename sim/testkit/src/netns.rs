@@ -151,3 +151,36 @@ pub fn enter(path: &str) {
     let file = File::open(path).expect("open netns");
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
+
+/// A TCP server in `ns` on `addr`, on a thread of its own for the rest of the process,
+/// answering each connection with `text` and closing it.
+pub fn serve_text(ns: &str, addr: std::net::SocketAddr, text: impl Into<String>) {
+    use std::io::Write;
+    let text = text.into();
+    let listener = in_ns(ns, move || {
+        std::net::TcpListener::bind(addr).expect("bind in the namespace")
+    });
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let _ = s.write_all(text.as_bytes());
+        }
+    });
+}
+
+/// What a TCP connection from `ns` to `addr` reads until the server closes it, or `None` when
+/// it cannot connect within `timeout` (or the read takes longer than 2 s).
+pub fn fetch_text(
+    ns: &str,
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    use std::io::Read;
+    in_ns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    })
+}

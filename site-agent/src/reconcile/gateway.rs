@@ -28,8 +28,7 @@ use meridian_drivers::{
     WanGateway,
 };
 
-use super::resource::{Cx, Resource, Streak};
-use super::status::GatewayStatus;
+use super::resource::{Cx, NodeBook, Resource};
 use super::{Action, ReconcileError};
 
 /// Where the gateway node sits: its interfaces and addresses (from `[gateway]`).
@@ -172,23 +171,17 @@ pub fn plan(_want: &GatewayWant) -> GatewayStep {
 #[derive(Debug)]
 pub(crate) struct GatewayInstance {
     gateway: ManagedGateway,
-    streak: Streak,
-    changes: u64,
+    book: NodeBook,
     /// The counters last reported, by rule comment.
     counters: BTreeMap<String, u64>,
-    outcome: Option<GatewayStatus>,
-    events: Vec<(Severity, String)>,
 }
 
 impl GatewayInstance {
     pub(crate) fn new(gateway: ManagedGateway) -> Self {
         GatewayInstance {
             gateway,
-            streak: Streak::default(),
-            changes: 0,
+            book: NodeBook::default(),
             counters: BTreeMap::new(),
-            outcome: None,
-            events: Vec::new(),
         }
     }
 }
@@ -228,8 +221,7 @@ impl Resource for GatewayInstance {
         want: &GatewayWant,
         _cx: &Cx<'_>,
     ) -> Result<Option<BTreeMap<String, u64>>, ReconcileError> {
-        self.outcome = None;
-        self.events.clear();
+        self.book.start_pass();
         want.specs.as_ref().map_err(|e| e.clone())?;
         self.gateway
             .wan
@@ -273,55 +265,37 @@ impl Resource for GatewayInstance {
                 step: "apply the gateway's ruleset",
                 source,
             })?;
-        self.streak.succeeded();
         let changed: Vec<String> = [joined("host", &host), joined("nft", &nft)]
             .into_iter()
             .flatten()
             .collect();
-        if !changed.is_empty() {
-            self.changes += 1;
-            self.events.push((
-                Severity::Info,
-                format!("generation {}: {}", want.generation, changed.join("; ")),
-            ));
-        }
+        self.book.converged(
+            want.generation,
+            (!changed.is_empty()).then(|| changed.join("; ")),
+        );
         if let Some(now) = counters {
             let moved = counter_lines(&self.counters, &now);
             if !moved.is_empty() {
-                self.events
+                self.book
+                    .events
                     .push((Severity::Info, format!("endpoints: {}", moved.join("; "))));
             }
             self.counters = now;
         }
-        self.outcome = Some(GatewayStatus {
-            generation: want.generation,
-            converged: true,
-            failure: None,
-            changes: self.changes,
-        });
         Ok(Action::AwaitChange)
     }
 
     fn failed(&mut self, want: &GatewayWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
-        let f = self
-            .streak
+        let action = self
+            .book
             .failed(&error, want.generation, &cx.env.config.retry);
-        tracing::warn!(error = %meridian_common::telemetry::error_chain(&error), failures = self.streak.failures(), "gateway not in line with the intent");
-        if let Some(warning) = f.warning {
-            self.events.push((Severity::Warning, warning));
-        }
-        self.outcome = Some(GatewayStatus {
-            generation: want.generation,
-            converged: false,
-            failure: f.failed,
-            changes: self.changes,
-        });
-        Action::RequeueAfter(f.wait)
+        tracing::warn!(error = %meridian_common::telemetry::error_chain(&error), failures = self.book.failures(), "gateway not in line with the intent");
+        action
     }
 
     fn report(&mut self, _want: &GatewayWant, _action: Action, cx: &Cx<'_>) {
-        cx.report_events("gateway", &mut self.events);
-        if let Some(status) = self.outcome.take() {
+        cx.report_events("gateway", &mut self.book.events);
+        if let Some(status) = self.book.outcome.take() {
             cx.env.status.send_modify(|s| s.gateway = Some(status));
         }
     }

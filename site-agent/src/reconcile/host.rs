@@ -24,12 +24,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use meridian_common::ids::{Generation, ServerId, TenantId, Timestamp};
-use meridian_common::model::{AllocationMode, Severity, SiteIntent};
+use meridian_common::model::{AllocationMode, SiteIntent};
 use meridian_drivers::{HostNetwork, HostNetworkSpec, HostTenant};
 
 use super::desired::window_state;
-use super::resource::{Cx, Resource, Streak};
-use super::status::GatewayStatus;
+use super::resource::{Cx, NodeBook, Resource};
 use super::{Action, ReconcileError};
 
 /// A container/VM host the agent configures (from `[[host_network]]`).
@@ -156,20 +155,14 @@ pub enum HostStep {
 #[derive(Debug)]
 pub(crate) struct HostInstance {
     host: ManagedHost,
-    streak: Streak,
-    changes: u64,
-    outcome: Option<GatewayStatus>,
-    events: Vec<(Severity, String)>,
+    book: NodeBook,
 }
 
 impl HostInstance {
     pub(crate) fn new(host: ManagedHost) -> Self {
         HostInstance {
             host,
-            streak: Streak::default(),
-            changes: 0,
-            outcome: None,
-            events: Vec::new(),
+            book: NodeBook::default(),
         }
     }
 }
@@ -189,8 +182,7 @@ impl Resource for HostInstance {
     }
 
     async fn observe(&mut self, want: &HostWant, _cx: &Cx<'_>) -> Result<(), ReconcileError> {
-        self.outcome = None;
-        self.events.clear();
+        self.book.start_pass();
         want.spec.as_ref().map(|_| ()).map_err(|e| e.clone().into())
     }
 
@@ -217,43 +209,24 @@ impl Resource for HostInstance {
                     step: "converge the host's tenant network",
                     source,
                 })?;
-        self.streak.succeeded();
-        if report.changed() {
-            self.changes += 1;
-            self.events.push((
-                Severity::Info,
-                format!("generation {}: {report}", want.generation),
-            ));
-        }
-        self.outcome = Some(GatewayStatus {
-            generation: want.generation,
-            converged: true,
-            failure: None,
-            changes: self.changes,
-        });
+        self.book.converged(
+            want.generation,
+            report.changed().then(|| report.to_string()),
+        );
         Ok(Action::AwaitChange)
     }
 
     fn failed(&mut self, want: &HostWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
-        let f = self
-            .streak
+        let action = self
+            .book
             .failed(&error, want.generation, &cx.env.config.retry);
-        tracing::warn!(server = %self.host.server, error = %meridian_common::telemetry::error_chain(&error), failures = self.streak.failures(), "host network not in line with the intent");
-        if let Some(warning) = f.warning {
-            self.events.push((Severity::Warning, warning));
-        }
-        self.outcome = Some(GatewayStatus {
-            generation: want.generation,
-            converged: false,
-            failure: f.failed,
-            changes: self.changes,
-        });
-        Action::RequeueAfter(f.wait)
+        tracing::warn!(server = %self.host.server, error = %meridian_common::telemetry::error_chain(&error), failures = self.book.failures(), "host network not in line with the intent");
+        action
     }
 
     fn report(&mut self, _want: &HostWant, _action: Action, cx: &Cx<'_>) {
-        cx.report_events(&format!("host/{}", self.host.server), &mut self.events);
-        if let Some(status) = self.outcome.take() {
+        cx.report_events(&format!("host/{}", self.host.server), &mut self.book.events);
+        if let Some(status) = self.book.outcome.take() {
             let server = self.host.server.clone();
             cx.env.status.send_modify(|s| {
                 s.hosts.insert(server, status);

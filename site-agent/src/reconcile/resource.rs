@@ -197,6 +197,69 @@ impl Streak {
     }
 }
 
+/// What a node resource (a switch, the gateway, a container host) keeps between passes: its
+/// error-policy streak, how many applies changed it, how the current pass ended and the events
+/// it has to report.
+#[derive(Debug, Default)]
+pub(crate) struct NodeBook {
+    streak: Streak,
+    changes: u64,
+    /// How the current pass ended.
+    pub(crate) outcome: Option<super::status::SwitchStatus>,
+    /// Events to report at the end of the pass.
+    pub(crate) events: Vec<(Severity, String)>,
+}
+
+impl NodeBook {
+    /// A pass starts: nothing concluded, nothing to report yet.
+    pub(crate) fn start_pass(&mut self) {
+        self.outcome = None;
+        self.events.clear();
+    }
+
+    /// The node carries `generation`; `changed` says what the pass changed, if anything.
+    pub(crate) fn converged(&mut self, generation: Generation, changed: Option<String>) {
+        self.streak.succeeded();
+        if let Some(what) = changed {
+            self.changes += 1;
+            self.events
+                .push((Severity::Info, format!("generation {generation}: {what}")));
+        }
+        self.outcome = Some(super::status::SwitchStatus {
+            generation,
+            converged: true,
+            failure: None,
+            changes: self.changes,
+        });
+    }
+
+    /// A pass towards `generation` failed: the error policy's verdict becomes the outcome (and
+    /// a warning event, once per generation and error); the wait before the next pass.
+    pub(crate) fn failed(
+        &mut self,
+        error: &ReconcileError,
+        generation: Generation,
+        retry: &RetryPolicy,
+    ) -> Action {
+        let f = self.streak.failed(error, generation, retry);
+        if let Some(warning) = f.warning {
+            self.events.push((Severity::Warning, warning));
+        }
+        self.outcome = Some(super::status::SwitchStatus {
+            generation,
+            converged: false,
+            failure: f.failed,
+            changes: self.changes,
+        });
+        Action::RequeueAfter(f.wait)
+    }
+
+    /// Consecutive failures so far.
+    pub(crate) fn failures(&self) -> u32 {
+        self.streak.failures()
+    }
+}
+
 /// One pass: observe, plan, execute; a failure goes through the error policy.
 async fn pass<R: Resource>(r: &mut R, want: &R::Want, cx: &Cx<'_>) -> Action {
     let result = match r.observe(want, cx).await {

@@ -12,8 +12,7 @@ use meridian_common::model::{Severity, SiteIntent};
 use meridian_drivers::ChangeReport;
 
 use super::fabric::{self, FabricWant, FabricWantError, ManagedSwitch};
-use super::resource::{Cx, Resource, Streak};
-use super::status::SwitchStatus;
+use super::resource::{Cx, NodeBook, Resource};
 use super::{Action, ReconcileError};
 
 /// What the held intent asks of one switch at one instant.
@@ -49,13 +48,8 @@ pub fn plan(drift: &[String]) -> SwitchStep {
 pub(crate) struct SwitchInstance {
     switch: ManagedSwitch,
     resource: String,
-    /// The error policy's bookkeeping.
-    streak: Streak,
-    /// Applies that changed the switch.
-    changes: u64,
-    /// How the current pass ended: the switch's status and the events to report.
-    outcome: Option<SwitchStatus>,
-    events: Vec<(Severity, String)>,
+    /// The error policy's bookkeeping, how the current pass ended and the events to report.
+    book: NodeBook,
 }
 
 impl SwitchInstance {
@@ -63,10 +57,7 @@ impl SwitchInstance {
         SwitchInstance {
             resource: format!("switch/{}", switch.name),
             switch,
-            streak: Streak::default(),
-            changes: 0,
-            outcome: None,
-            events: Vec::new(),
+            book: NodeBook::default(),
         }
     }
 }
@@ -100,12 +91,11 @@ impl Resource for SwitchInstance {
         want: &SwitchWant,
         _cx: &Cx<'_>,
     ) -> Result<Vec<String>, ReconcileError> {
-        self.outcome = None;
-        self.events.clear();
+        self.book.start_pass();
         let fabric = want.fabric.as_ref().map_err(|e| e.clone())?;
         for (server, tenants) in &fabric.shared_servers {
             let names: Vec<&str> = tenants.iter().map(|t| t.as_str()).collect();
-            self.events.push((
+            self.book.events.push((
                 Severity::Warning,
                 format!(
                     "server {server} carries tenants {} at once: its access port \
@@ -143,43 +133,24 @@ impl Resource for SwitchInstance {
             }
             _ => ChangeReport::default(),
         };
-        self.streak.succeeded();
-        if report.changed() {
-            self.changes += 1;
-            self.events.push((
-                Severity::Info,
-                format!("generation {}: {report}", want.generation),
-            ));
-        }
-        self.outcome = Some(SwitchStatus {
-            generation: want.generation,
-            converged: true,
-            failure: None,
-            changes: self.changes,
-        });
+        self.book.converged(
+            want.generation,
+            report.changed().then(|| report.to_string()),
+        );
         Ok(Action::AwaitChange)
     }
 
     fn failed(&mut self, want: &SwitchWant, error: ReconcileError, cx: &Cx<'_>) -> Action {
-        let f = self
-            .streak
+        let action = self
+            .book
             .failed(&error, want.generation, &cx.env.config.retry);
-        tracing::warn!(switch = %self.switch.name, error = %meridian_common::telemetry::error_chain(&error), failures = self.streak.failures(), "switch not in line with the intent");
-        if let Some(warning) = f.warning {
-            self.events.push((Severity::Warning, warning));
-        }
-        self.outcome = Some(SwitchStatus {
-            generation: want.generation,
-            converged: false,
-            failure: f.failed,
-            changes: self.changes,
-        });
-        Action::RequeueAfter(f.wait)
+        tracing::warn!(switch = %self.switch.name, error = %meridian_common::telemetry::error_chain(&error), failures = self.book.failures(), "switch not in line with the intent");
+        action
     }
 
     fn report(&mut self, _want: &SwitchWant, _action: Action, cx: &Cx<'_>) {
-        cx.report_events(&self.resource, &mut self.events);
-        if let Some(status) = self.outcome.take() {
+        cx.report_events(&self.resource, &mut self.book.events);
+        if let Some(status) = self.book.outcome.take() {
             let name = self.switch.name.clone();
             cx.env.status.send_modify(|s| {
                 s.switches.insert(name, status);
