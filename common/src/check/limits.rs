@@ -55,9 +55,11 @@ pub const MAX_INTENT_ENTRIES: usize = 100_000;
 pub const MAX_PROBLEMS: usize = 100;
 
 /// Ports the site gateway keeps for itself and never publishes for a tenant: SSH for the
-/// site's operators (22/tcp), BGP to the fabric (179/tcp) and the VXLAN underlay (4789/udp).
+/// site's operators (22/tcp), BGP to the fabric (179/tcp), the VXLAN underlay (4789/udp) and
+/// the tenants' site-to-site tunnels (8472/udp, which the gateway takes from peer gateways only).
 pub const RESERVED_GATEWAY_PORTS: &[(u16, crate::net::Protocol)] = &[
     (22, crate::net::Protocol::Tcp),
     (179, crate::net::Protocol::Tcp),
     (4789, crate::net::Protocol::Udp),
+    (8472, crate::net::Protocol::Udp),
 ];

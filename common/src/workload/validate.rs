@@ -41,7 +41,7 @@ pub fn validate_workload_spec(spec: &WorkloadSpec) -> Result<(), ValidationError
                 format!("expose[{i}].port"),
                 format!(
                     "{}/{} is reserved by the site gateway (22/tcp SSH, 179/tcp BGP, \
-                     4789/udp VXLAN); expose another port",
+                     4789/udp VXLAN, 8472/udp site-to-site tunnels); expose another port",
                     e.port,
                     e.protocol.as_str()
                 ),
@@ -547,6 +547,16 @@ mod tests {
                 |s| {
                     s.expose.push(PortExposure {
                         port: 4789,
+                        protocol: Protocol::Udp,
+                    })
+                },
+                &["expose[2].port"],
+            ),
+            (
+                "the site-to-site tunnel port",
+                |s| {
+                    s.expose.push(PortExposure {
+                        port: 8472,
                         protocol: Protocol::Udp,
                     })
                 },
