@@ -89,7 +89,40 @@ pub enum GatewayWantError {
     },
 }
 
-/// The gateway node's two specs for `intent`. Pure.
+/// The exposures of `intent` to publish at `now`: those of a workload with an allocation here
+/// whose window is open (or that has no window), and those of a workload with no allocation
+/// here at all; a reservation's endpoint is published when its window opens and withdrawn when
+/// it ends. With the next instant that changes. Pure.
+pub fn published_exposures(
+    intent: &SiteIntent,
+    now: Timestamp,
+) -> (Vec<meridian_common::model::Exposure>, Option<Timestamp>) {
+    let mut next: Option<Timestamp> = None;
+    let mut out = Vec::new();
+    for e in &intent.exposures {
+        let mut any = false;
+        let mut open = false;
+        for a in intent
+            .allocations
+            .iter()
+            .filter(|a| a.tenant == e.tenant && a.workload == e.workload)
+        {
+            any = true;
+            let (active, change) = super::desired::window_state(a.window, now);
+            open |= active;
+            if let Some(t) = change {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        if open || !any {
+            out.push(e.clone());
+        }
+    }
+    (out, next)
+}
+
+/// The gateway node's two specs for `intent`, with `intent`'s exposures replaced by those to
+/// publish now ([`published_exposures`]). Pure.
 pub fn gateway_want(
     intent: &SiteIntent,
     layout: &GatewayLayout,
@@ -152,6 +185,8 @@ pub fn gateway_want(
 #[derive(Debug)]
 pub struct GatewayWant {
     pub generation: Generation,
+    /// When the exposures to publish change by themselves (a window opens or ends).
+    pub next_change: Option<Timestamp>,
     pub specs: Result<(HostNetworkSpec, GatewaySpec), GatewayWantError>,
 }
 
@@ -204,16 +239,22 @@ impl Resource for GatewayInstance {
     type Observed = Option<BTreeMap<String, u64>>;
     type Step = GatewayStep;
 
-    fn want(&self, intent: Option<&SiteIntent>, _now: Timestamp) -> Option<GatewayWant> {
+    fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<GatewayWant> {
         let intent = intent?;
+        let (exposures, next_change) = published_exposures(intent, now);
+        let visible = SiteIntent {
+            exposures,
+            ..intent.clone()
+        };
         Some(GatewayWant {
             generation: intent.generation,
-            specs: gateway_want(intent, &self.gateway.layout),
+            next_change,
+            specs: gateway_want(&visible, &self.gateway.layout),
         })
     }
 
-    fn next_change(_want: &GatewayWant) -> Option<Timestamp> {
-        None
+    fn next_change(want: &GatewayWant) -> Option<Timestamp> {
+        want.next_change
     }
 
     async fn observe(
@@ -396,6 +437,30 @@ mod tests {
         i.tunnel_endpoint = Some(Ipv4Addr::new(198, 51, 100, 9));
         let e = gateway_want(&i, &layout()).unwrap_err();
         assert!(e.to_string().contains("gateway.egress_address"), "{e}");
+    }
+
+    #[test]
+    fn a_reservations_endpoint_is_published_only_while_its_window_is_open() {
+        use meridian_common::ids::{ServerId, TimeWindow};
+        use meridian_common::model::{Allocation, AllocationMode, GpuSlot};
+        let mut i = intent(Ipv4Addr::new(198, 51, 100, 10));
+        let t = Timestamp::from_millis;
+        // No allocation of the workload here: published.
+        assert_eq!(published_exposures(&i, t(0)).0.len(), 1);
+        i.allocations.push(Allocation {
+            workload: WorkloadId::parse("llm").unwrap(),
+            tenant: TenantId::parse("acme").unwrap(),
+            server: ServerId::parse("srv-1").unwrap(),
+            slot: GpuSlot::None,
+            mode: AllocationMode::Container,
+            image: None,
+            window: Some(TimeWindow::new(t(1_000), t(2_000)).unwrap()),
+            address: None,
+        });
+        assert_eq!(published_exposures(&i, t(500)), (vec![], Some(t(1_000))));
+        let (during, next) = published_exposures(&i, t(1_500));
+        assert_eq!((during.len(), next), (1, Some(t(2_000))));
+        assert_eq!(published_exposures(&i, t(2_000)), (vec![], None));
     }
 
     #[test]
