@@ -438,6 +438,18 @@ pub fn windows_overlap(a: Option<&TimeWindow>, b: Option<&TimeWindow>) -> bool {
     }
 }
 
+/// Whether something with `window` (`None`: always) runs at `now`, and when that next changes
+/// by itself: its start while upcoming, its end while running, never once ended or without a
+/// window.
+pub fn window_state(window: Option<TimeWindow>, now: Timestamp) -> (bool, Option<Timestamp>) {
+    match window {
+        None => (true, None),
+        Some(w) if now < w.start() => (false, Some(w.start())),
+        Some(w) if now >= w.end() => (false, None),
+        Some(w) => (true, Some(w.end())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

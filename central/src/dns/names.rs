@@ -16,12 +16,17 @@
 //! forwarding it. After a restart central no longer knows what a site applied before its
 //! newest intent; what it had published stands for that ([`SitesView::recall`]).
 //! [`SitesView`] keeps what that needs per site and [`SitesView::desired`] turns it into
-//! names and address sets.
+//! names and address sets. Like the gateway, a name follows its workload's windows: an
+//! exposure counts only while an allocation of its workload in the same intent has its window
+//! open (or when the workload has no allocation there), so a reservation's name appears when
+//! its window opens and goes when it ends ([`SitesView::next_change`] says when to look again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
+use meridian_common::ids::{
+    Generation, SiteId, TenantId, TimeWindow, Timestamp, WorkloadId, window_state,
+};
 use meridian_common::model::SiteIntent;
 
 /// What a name is wanted to hold: its addresses (an empty set: withdrawn).
@@ -100,6 +105,8 @@ struct SiteView {
     applied: Generation,
     /// The exposures of the newest intent seen applied.
     last_applied: BTreeSet<Published>,
+    /// The windows of each workload's allocations in the newest intent.
+    windows: BTreeMap<(TenantId, WorkloadId), Vec<Option<TimeWindow>>>,
 }
 
 impl SiteView {
@@ -112,8 +119,8 @@ impl SiteView {
         }
     }
 
-    /// The exposures the site's gateway publishes now.
-    fn published(&self) -> impl Iterator<Item = &Published> {
+    /// The exposures the site's gateway publishes at `now`.
+    fn published(&self, now: Timestamp) -> impl Iterator<Item = &Published> {
         let (applied, carried) = match &self.intent {
             Some((generation, exposures)) => (*generation <= self.applied, Some(exposures)),
             None => (false, None),
@@ -122,6 +129,20 @@ impl SiteView {
             .into_iter()
             .flatten()
             .filter(move |e| applied || self.last_applied.contains(*e))
+            .filter(move |(tenant, workload, _)| {
+                self.windows
+                    .get(&(tenant.clone(), workload.clone()))
+                    .is_none_or(|ws| ws.iter().any(|w| window_state(*w, now).0))
+            })
+    }
+
+    /// The next instant after `now` at which a window of this site opens or ends.
+    fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
+        self.windows
+            .values()
+            .flatten()
+            .filter_map(|w| window_state(*w, now).1)
+            .min()
     }
 }
 
@@ -139,8 +160,17 @@ impl SitesView {
             .iter()
             .map(|e| (e.tenant.clone(), e.workload.clone(), e.public_ip))
             .collect();
+        let mut windows: BTreeMap<(TenantId, WorkloadId), Vec<Option<TimeWindow>>> =
+            BTreeMap::new();
+        for a in &intent.allocations {
+            windows
+                .entry((a.tenant.clone(), a.workload.clone()))
+                .or_default()
+                .push(a.window);
+        }
         let view = self.sites.entry(intent.site.clone()).or_default();
         view.intent = Some((intent.generation, exposures));
+        view.windows = windows;
         view.settle();
     }
 
@@ -149,6 +179,7 @@ impl SitesView {
         if let Some(view) = self.sites.get_mut(site) {
             view.intent = None;
             view.last_applied.clear();
+            view.windows.clear();
         }
     }
 
@@ -190,11 +221,17 @@ impl SitesView {
             .map_or(Generation::new(0), |v| v.applied)
     }
 
-    /// Every name that should exist in `zone` and its addresses (each set non-empty).
-    pub fn desired(&self, zone: &str) -> Records {
+    /// When a window of some site next opens or ends after `now` (the desired records may
+    /// change then without any new intent).
+    pub fn next_change(&self, now: Timestamp) -> Option<Timestamp> {
+        self.sites.values().filter_map(|v| v.next_change(now)).min()
+    }
+
+    /// Every name that should exist in `zone` at `now` and its addresses (each set non-empty).
+    pub fn desired(&self, zone: &str, now: Timestamp) -> Records {
         let mut out = Records::new();
         for view in self.sites.values() {
-            for (tenant, workload, ip) in view.published() {
+            for (tenant, workload, ip) in view.published(now) {
                 out.entry(endpoint_name(zone, tenant, workload))
                     .or_default()
                     .insert(*ip);
@@ -269,6 +306,29 @@ mod tests {
     const ZONE: &str = "endpoints.example.net";
 
     #[test]
+    fn a_reservations_name_follows_its_window() {
+        let t = Timestamp::from_millis;
+        let mut i = intent("edge-1", 1, vec![exposure("acme", "wl-1", 10)]);
+        i.allocations = serde_json::from_value(serde_json::json!([{
+            "workload": "wl-1", "tenant": "acme", "server": "srv-1", "slot": "none",
+            "mode": "container", "window": {"start": 1000, "end": 2000},
+        }]))
+        .unwrap();
+        let mut v = SitesView::default();
+        v.set_intent(&i);
+        v.set_applied(&site("edge-1"), Generation::new(1));
+        assert_eq!(v.desired(ZONE, t(500)), Records::new());
+        assert_eq!(v.next_change(t(500)), Some(t(1000)));
+        assert_eq!(
+            v.desired(ZONE, t(1500)),
+            records(&[("wl-1.acme.endpoints.example.net", &[10])])
+        );
+        assert_eq!(v.next_change(t(1500)), Some(t(2000)));
+        assert_eq!(v.desired(ZONE, t(2000)), Records::new());
+        assert_eq!(v.next_change(t(2000)), None);
+    }
+
+    #[test]
     fn names_are_workload_dot_tenant_dot_zone() {
         let name = endpoint_name(
             ZONE,
@@ -329,7 +389,7 @@ mod tests {
         v.set_intent(&intent("c", 2, vec![exposure("acme", "wl-1", 9)]));
         v.set_applied(&site("c"), Generation::new(1));
         assert_eq!(
-            v.desired(ZONE),
+            v.desired(ZONE, Timestamp::from_millis(0)),
             records(&[
                 ("wl-1.acme.endpoints.example.net", &[1, 2]),
                 ("wl-2.globex.endpoints.example.net", &[3]),
@@ -338,7 +398,7 @@ mod tests {
         // Site c applies: its address joins.
         v.set_applied(&site("c"), Generation::new(2));
         assert_eq!(
-            v.desired(ZONE)["wl-1.acme.endpoints.example.net"],
+            v.desired(ZONE, Timestamp::from_millis(0))["wl-1.acme.endpoints.example.net"],
             [ip(1), ip(2), ip(9)].into()
         );
     }
@@ -355,20 +415,20 @@ mod tests {
             vec![exposure("acme", "wl-1", 1), exposure("acme", "wl-2", 2)],
         ));
         assert_eq!(
-            v.desired(ZONE),
+            v.desired(ZONE, Timestamp::from_millis(0)),
             records(&[("wl-1.acme.endpoints.example.net", &[1])])
         );
         // Generation 3 drops wl-1 (deleted): withdrawn at once, before the site applies it.
         v.set_intent(&intent("a", 3, vec![exposure("acme", "wl-2", 2)]));
-        assert_eq!(v.desired(ZONE), Records::new());
+        assert_eq!(v.desired(ZONE, Timestamp::from_millis(0)), Records::new());
         v.set_applied(&site("a"), Generation::new(3));
         assert_eq!(
-            v.desired(ZONE),
+            v.desired(ZONE, Timestamp::from_millis(0)),
             records(&[("wl-2.acme.endpoints.example.net", &[2])])
         );
         // The intent is removed (the site was deleted): nothing left.
         v.remove_intent(&site("a"));
-        assert_eq!(v.desired(ZONE), Records::new());
+        assert_eq!(v.desired(ZONE, Timestamp::from_millis(0)), Records::new());
     }
 
     #[test]
@@ -383,7 +443,7 @@ mod tests {
         ));
         v.set_applied(&site("a"), Generation::new(1));
         assert_eq!(
-            v.desired(ZONE),
+            v.desired(ZONE, Timestamp::from_millis(0)),
             Records::new(),
             "nothing known to be applied"
         );
@@ -393,14 +453,14 @@ mod tests {
         ]);
         v.recall(ZONE, &published);
         assert_eq!(
-            v.desired(ZONE),
+            v.desired(ZONE, Timestamp::from_millis(0)),
             records(&[("wl-1.acme.endpoints.example.net", &[1])]),
             "wl-1 stays, wl-2 waits, wl-3 (no longer carried) goes"
         );
         // Applied sites are not affected.
         v.set_applied(&site("a"), Generation::new(2));
         v.recall(ZONE, &Records::new());
-        assert_eq!(v.desired(ZONE).len(), 2);
+        assert_eq!(v.desired(ZONE, Timestamp::from_millis(0)).len(), 2);
     }
 
     #[test]
@@ -408,11 +468,15 @@ mod tests {
         let mut v = SitesView::default();
         v.set_applied(&site("a"), Generation::new(4));
         v.set_intent(&intent("a", 4, vec![exposure("acme", "wl-1", 1)]));
-        assert_eq!(v.desired(ZONE).len(), 1);
+        assert_eq!(v.desired(ZONE, Timestamp::from_millis(0)).len(), 1);
         // The site's channel record is gone (revoked and removed): nothing is applied.
         v.set_applied(&site("a"), Generation::new(0));
         v.set_intent(&intent("a", 5, vec![exposure("acme", "wl-1", 1)]));
-        assert_eq!(v.desired(ZONE).len(), 1, "still carried since generation 4");
+        assert_eq!(
+            v.desired(ZONE, Timestamp::from_millis(0)).len(),
+            1,
+            "still carried since generation 4"
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl DnsPublisher {
             view: SitesView::default(),
             desired: Records::new(),
             dirty: true,
+            next_change: None,
             pending: true,
             retries: BTreeMap::new(),
             server: None,
@@ -147,6 +148,8 @@ struct Publisher {
     desired: Records,
     /// The view changed since `desired` was computed.
     dirty: bool,
+    /// When a window next opens or ends (the records change then by themselves).
+    next_change: Option<meridian_common::ids::Timestamp>,
     /// The last round left work undone (a failure, a back-off).
     pending: bool,
     /// Names whose last update failed.
@@ -294,6 +297,10 @@ impl Publisher {
 
     /// One pass: send the update of every name that differs and is not backing off.
     async fn round(&mut self) -> Result<(), Interrupted> {
+        // A window opened or ended since the records were computed.
+        if self.next_change.is_some_and(|t| crate::clock::now() >= t) {
+            self.dirty = true;
+        }
         if !(self.dirty || self.pending) {
             return Ok(());
         }
@@ -301,8 +308,10 @@ impl Publisher {
         if self.server.is_some_and(|b| now < b.until) {
             return Ok(());
         }
+        let wall = crate::clock::now();
         if self.dirty {
-            self.desired = self.view.desired(&self.zone);
+            self.desired = self.view.desired(&self.zone, wall);
+            self.next_change = self.view.next_change(wall);
             self.dirty = false;
         }
         let entries = self

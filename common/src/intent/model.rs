@@ -223,6 +223,38 @@ pub struct SiteIntent {
 }
 
 impl SiteIntent {
+    /// The exposures a site's gateway publishes at `now`: those of a workload with an
+    /// allocation here whose window is open (or has no window), and those of a workload with
+    /// no allocation here at all; so a reservation's endpoint appears when its window opens
+    /// and goes when it ends. With the next instant that changes.
+    pub fn published_exposures(
+        &self,
+        now: crate::ids::Timestamp,
+    ) -> (Vec<Exposure>, Option<crate::ids::Timestamp>) {
+        let mut next: Option<crate::ids::Timestamp> = None;
+        let mut out = Vec::new();
+        for e in &self.exposures {
+            let mut any = false;
+            let mut open = false;
+            for a in self
+                .allocations
+                .iter()
+                .filter(|a| a.tenant == e.tenant && a.workload == e.workload)
+            {
+                any = true;
+                let (active, change) = crate::ids::window_state(a.window, now);
+                open |= active;
+                if let Some(t) = change {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+            if open || !any {
+                out.push(e.clone());
+            }
+        }
+        (out, next)
+    }
+
     /// An intent of `site` at `generation` that asks for nothing (no networks, allocations,
     /// exposures, volumes, actions or pools).
     pub fn empty(site: SiteId, generation: Generation) -> Self {

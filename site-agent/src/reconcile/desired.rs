@@ -130,19 +130,7 @@ pub fn server_want(intent: Option<&SiteIntent>, server: &ServerId, now: Timestam
     want
 }
 
-/// Whether an allocation with `window` runs at `now`, and when that next changes by itself
-/// (its start while upcoming, its end while running; never once ended or without a window).
-pub fn window_state(
-    window: Option<meridian_common::ids::TimeWindow>,
-    now: Timestamp,
-) -> (bool, Option<Timestamp>) {
-    match window {
-        None => (true, None),
-        Some(w) if now < w.start() => (false, Some(w.start())),
-        Some(w) if now >= w.end() => (false, None),
-        Some(w) => (true, Some(w.end())),
-    }
-}
+pub use meridian_common::ids::window_state;
 
 fn earliest(a: Option<Timestamp>, b: Timestamp) -> Option<Timestamp> {
     Some(a.map_or(b, |a| a.min(b)))

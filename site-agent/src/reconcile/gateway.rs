@@ -89,40 +89,8 @@ pub enum GatewayWantError {
     },
 }
 
-/// The exposures of `intent` to publish at `now`: those of a workload with an allocation here
-/// whose window is open (or that has no window), and those of a workload with no allocation
-/// here at all; a reservation's endpoint is published when its window opens and withdrawn when
-/// it ends. With the next instant that changes. Pure.
-pub fn published_exposures(
-    intent: &SiteIntent,
-    now: Timestamp,
-) -> (Vec<meridian_common::model::Exposure>, Option<Timestamp>) {
-    let mut next: Option<Timestamp> = None;
-    let mut out = Vec::new();
-    for e in &intent.exposures {
-        let mut any = false;
-        let mut open = false;
-        for a in intent
-            .allocations
-            .iter()
-            .filter(|a| a.tenant == e.tenant && a.workload == e.workload)
-        {
-            any = true;
-            let (active, change) = super::desired::window_state(a.window, now);
-            open |= active;
-            if let Some(t) = change {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        }
-        if open || !any {
-            out.push(e.clone());
-        }
-    }
-    (out, next)
-}
-
-/// The gateway node's two specs for `intent`, with `intent`'s exposures replaced by those to
-/// publish now ([`published_exposures`]). Pure.
+/// The gateway node's two specs for `intent` (whose exposures are those to publish now,
+/// [`SiteIntent::published_exposures`]). Pure.
 pub fn gateway_want(
     intent: &SiteIntent,
     layout: &GatewayLayout,
@@ -241,7 +209,7 @@ impl Resource for GatewayInstance {
 
     fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<GatewayWant> {
         let intent = intent?;
-        let (exposures, next_change) = published_exposures(intent, now);
+        let (exposures, next_change) = intent.published_exposures(now);
         let visible = SiteIntent {
             exposures,
             ..intent.clone()
@@ -446,7 +414,7 @@ mod tests {
         let mut i = intent(Ipv4Addr::new(198, 51, 100, 10));
         let t = Timestamp::from_millis;
         // No allocation of the workload here: published.
-        assert_eq!(published_exposures(&i, t(0)).0.len(), 1);
+        assert_eq!(i.published_exposures(t(0)).0.len(), 1);
         i.allocations.push(Allocation {
             workload: WorkloadId::parse("llm").unwrap(),
             tenant: TenantId::parse("acme").unwrap(),
@@ -457,10 +425,10 @@ mod tests {
             window: Some(TimeWindow::new(t(1_000), t(2_000)).unwrap()),
             address: None,
         });
-        assert_eq!(published_exposures(&i, t(500)), (vec![], Some(t(1_000))));
-        let (during, next) = published_exposures(&i, t(1_500));
+        assert_eq!(i.published_exposures(t(500)), (vec![], Some(t(1_000))));
+        let (during, next) = i.published_exposures(t(1_500));
         assert_eq!((during.len(), next), (1, Some(t(2_000))));
-        assert_eq!(published_exposures(&i, t(2_000)), (vec![], None));
+        assert_eq!(i.published_exposures(t(2_000)), (vec![], None));
     }
 
     #[test]
