@@ -164,60 +164,15 @@ impl NetLab {
             }
             central.shutdown().await;
         }
-        let (udp, tcp) = (free_port(true), free_port(false));
-        let mut env: Vec<(String, String)> = vec![
-            (
-                "MERIDIAN_CENTRAL_DATA_DIR".into(),
-                data.display().to_string(),
-            ),
-            (
-                "MERIDIAN_CENTRAL_CHANNEL__LISTEN".into(),
-                format!("127.0.0.1:{udp}"),
-            ),
-            (
-                "MERIDIAN_CENTRAL_API__LISTEN".into(),
-                format!("127.0.0.1:{tcp}"),
-            ),
-            (
-                "MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS".into(),
-                "3000".into(),
-            ),
-        ];
-        env.extend(cfg.central_env.iter().cloned());
-        let central_cmd = || {
-            let mut c = clean(Command::new(&cfg.central_bin));
-            c.envs(env.iter().map(|(k, v)| (k, v)));
-            c
-        };
-        let admin_file = dir.path().join("admin.token");
-        let out = central_cmd()
-            .args(["admin-token", "--export"])
-            .arg(&admin_file)
-            .output()
-            .map_err(|e| setup("meridian-central admin-token")(e.to_string()))?;
-        if !out.status.success() {
-            return Err(LabError::Setup(format!(
-                "meridian-central admin-token: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let admin = std::fs::read_to_string(&admin_file)
-            .map_err(|e| setup("the admin token")(e.to_string()))?
-            .trim()
-            .to_owned();
-        let central_log = dir.path().join("central.log");
-        let central = Reaped(
-            central_cmd()
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(&central_log)
-                        .map_err(|e| setup("central's log")(e.to_string()))?,
-                )
-                .spawn()
-                .map_err(|e| setup("meridian-central")(e.to_string()))?,
-        );
-        wait_for_log(&central_log, "gRPC API listening")?;
-        let proxy = FaultProxy::new(SocketAddr::from(([127, 0, 0, 1], udp)), 7);
+        let c = start_central(
+            &cfg.central_bin,
+            &data,
+            &cfg.central_env,
+            dir.path().join("central.log"),
+        )?;
+        let (admin, central_log, udp, api, ca) = (c.admin, c.log, c.channel, c.api, c.ca);
+        let central = c.process;
+        let proxy = FaultProxy::new(udp, 7);
 
         let mut lab = NetLab {
             ns,
@@ -227,8 +182,8 @@ impl NetLab {
             central_log,
             proxy,
             cli_bin: cfg.cli_bin.clone(),
-            api: format!("https://127.0.0.1:{tcp}"),
-            ca: data.join("ca").join("ca.crt"),
+            api,
+            ca,
             central: Some(central),
             agents: Vec::new(),
             _switches: Vec::new(),
@@ -537,6 +492,94 @@ impl Drop for NetLab {
             }
         }
     }
+}
+
+/// `meridian-central` running on free 127.0.0.1 ports over the store in `data`, with the
+/// provider admin's first token made offline before it starts.
+#[derive(Debug)]
+pub struct CentralProcess {
+    pub process: Reaped,
+    /// The provider admin's token.
+    pub admin: String,
+    /// Its standard error.
+    pub log: PathBuf,
+    /// The agent channel's address.
+    pub channel: SocketAddr,
+    /// The API's URL (`https://127.0.0.1:<port>`).
+    pub api: String,
+    /// Central's CA certificate, for the CLI.
+    pub ca: PathBuf,
+    /// The environment it was started with (for its offline subcommands).
+    pub env: Vec<(String, String)>,
+}
+
+/// Starts `meridian-central` (`bin`) on the store in `data` with the test settings (free
+/// ports, a 3 s disconnect) and `extra_env` on top, after `admin-token --export`; waits until
+/// its API listens. Its standard error goes to `log`.
+pub fn start_central(
+    bin: &Path,
+    data: &Path,
+    extra_env: &[(String, String)],
+    log: PathBuf,
+) -> Result<CentralProcess, LabError> {
+    let (udp, tcp) = (free_port(true), free_port(false));
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "MERIDIAN_CENTRAL_DATA_DIR".into(),
+            data.display().to_string(),
+        ),
+        (
+            "MERIDIAN_CENTRAL_CHANNEL__LISTEN".into(),
+            format!("127.0.0.1:{udp}"),
+        ),
+        (
+            "MERIDIAN_CENTRAL_API__LISTEN".into(),
+            format!("127.0.0.1:{tcp}"),
+        ),
+        (
+            "MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS".into(),
+            "3000".into(),
+        ),
+    ];
+    env.extend(extra_env.iter().cloned());
+    let command = || {
+        let mut c = clean(Command::new(bin));
+        c.envs(env.iter().map(|(k, v)| (k, v)));
+        c
+    };
+    let admin_file = log.with_file_name("admin.token");
+    let out = command()
+        .args(["admin-token", "--export"])
+        .arg(&admin_file)
+        .output()
+        .map_err(|e| setup("meridian-central admin-token")(e.to_string()))?;
+    if !out.status.success() {
+        return Err(LabError::Setup(format!(
+            "meridian-central admin-token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let admin = std::fs::read_to_string(&admin_file)
+        .map_err(|e| setup("the admin token")(e.to_string()))?
+        .trim()
+        .to_owned();
+    let process = Reaped(
+        command()
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_err(|e| setup("central's log")(e.to_string()))?)
+            .spawn()
+            .map_err(|e| setup("meridian-central")(e.to_string()))?,
+    );
+    wait_for_log(&log, "gRPC API listening")?;
+    Ok(CentralProcess {
+        process,
+        admin,
+        log,
+        channel: SocketAddr::from(([127, 0, 0, 1], udp)),
+        api: format!("https://127.0.0.1:{tcp}"),
+        ca: data.join("ca").join("ca.crt"),
+        env,
+    })
 }
 
 fn wait_for_log(path: &Path, needle: &str) -> Result<(), LabError> {

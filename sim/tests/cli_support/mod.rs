@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_sim::fleet::{self, Fleet, FleetSpec};
-use meridian_testkit::processes::{Reaped, binary as bin, clean, free_port, terminate, wait_log};
+use meridian_sim::netlab::start_central;
+use meridian_testkit::processes::{Reaped, binary as bin, clean, terminate, wait_log};
 use meridian_testkit::wait::LIMIT;
 
 pub struct Cli {
@@ -143,7 +144,6 @@ impl World {
         let agent_bin = bin("meridian-agent", "meridian-agent");
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("central");
-        let (udp, tcp) = (free_port(true), free_port(false));
 
         // The fleet's inventory (one edge site with its servers and a region), as agents'
         // inventory reports would have left it; written through the library, central stopped.
@@ -163,65 +163,20 @@ impl World {
             t.servers().create_many(&fleet.servers, 64).await.unwrap();
             central.shutdown().await;
         }
-        let mut central_env: Vec<(String, String)> = vec![
-            (
-                "MERIDIAN_CENTRAL_DATA_DIR".into(),
-                data.display().to_string(),
-            ),
-            (
-                "MERIDIAN_CENTRAL_CHANNEL__LISTEN".into(),
-                format!("127.0.0.1:{udp}"),
-            ),
-            (
-                "MERIDIAN_CENTRAL_API__LISTEN".into(),
-                format!("127.0.0.1:{tcp}"),
-            ),
-            (
-                "MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS".into(),
-                "3000".into(),
-            ),
-        ];
-        central_env.extend(
-            extra_env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        let central_command = || {
-            let mut c = clean(Command::new(&central_bin));
-            c.envs(central_env.iter().map(|(k, v)| (k, v)));
-            c
-        };
-        // The first provider-admin token, offline.
-        let admin_file = dir.path().join("admin.token");
-        let out = central_command()
-            .args(["admin-token", "--export"])
-            .arg(&admin_file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let admin = std::fs::read_to_string(&admin_file)
-            .unwrap()
-            .trim()
-            .to_owned();
-
-        let log = dir.path().join("central.log");
-        let central = Reaped(
-            central_command()
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        wait_log(&log, "gRPC API listening");
+        let extra: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let central = start_central(&central_bin, &data, &extra, dir.path().join("central.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (admin, log, central_env) = (central.admin, central.log, central.env);
+        let (central_api, central_ca) = (central.api, central.ca);
+        let central = central.process;
         let cli = Cli {
             logs: vec![log.clone(), dir.path().join("agent.log")],
             bin: cli_bin,
-            endpoint: format!("https://127.0.0.1:{tcp}"),
-            ca: data.join("ca").join("ca.crt"),
+            endpoint: central_api,
+            ca: central_ca,
             dir: dir.path().to_owned(),
         };
 

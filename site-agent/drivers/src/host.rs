@@ -657,6 +657,62 @@ fn vxlan_matches(link: &Link, vni: u32, local: Ipv4Addr, port: u16) -> bool {
         && has(&InfoVxlan::Learning(true))
 }
 
+/// A VXLAN device as the driver makes it: MAC learning on, MTU [`TENANT_MTU`], up.
+struct VxlanDevice<'a> {
+    name: &'a str,
+    vni: u32,
+    local: Ipv4Addr,
+    port: u16,
+    /// The bridge it is a port of (`None`: in no bridge, a layer-3 device).
+    controller: Option<u32>,
+}
+
+/// Makes `dev` exist as described: a link of that name that is not such a VXLAN device (or, for
+/// a device in no bridge, one that sits in a bridge) is deleted and made again; `all` is
+/// refreshed after a change. Link state and MTU are the caller's to check.
+async fn ensure_vxlan(
+    handle: &Handle,
+    dev: VxlanDevice<'_>,
+    all: &mut BTreeMap<String, Link>,
+    r: &mut ChangeReport,
+) -> Result<(), HostNetworkError> {
+    let VxlanDevice {
+        name,
+        vni,
+        local,
+        port,
+        controller,
+    } = dev;
+    if all.get(name).is_some_and(|l| {
+        !vxlan_matches(l, vni, local, port) || (controller.is_none() && l.controller.is_some())
+    }) {
+        let idx = all[name].index;
+        delete_link(handle, name, idx, r).await?;
+        all.remove(name);
+    }
+    if !all.contains_key(name) {
+        let mut msg = LinkVxlan::new(name, vni)
+            .local(local)
+            .port(port)
+            .learning(true)
+            .mtu(TENANT_MTU);
+        if let Some(bridge) = controller {
+            msg = msg.controller(bridge);
+        }
+        handle
+            .link()
+            .add(msg.up().build())
+            .execute()
+            .await
+            .map_err(nl(format!("add vxlan {name}")))?;
+        r.push(format!(
+            "add vxlan {name} vni {vni} local {local} port {port}"
+        ));
+        *all = links(handle).await?;
+    }
+    Ok(())
+}
+
 async fn delete_link(
     handle: &Handle,
     name: &str,
@@ -1044,32 +1100,19 @@ async fn converge_vxlan(
 ) -> Result<(), HostNetworkError> {
     let n = &t.network;
     let (_, vx, ..) = NetlinkHost::device_names(n.vni);
-    if all
-        .get(&vx)
-        .is_some_and(|l| !vxlan_matches(l, n.vni, spec.vtep, VXLAN_PORT))
-    {
-        let idx = all[&vx].index;
-        delete_link(handle, &vx, idx, r).await?;
-        all.remove(&vx);
-    }
-    if !all.contains_key(&vx) {
-        let msg = LinkVxlan::new(&vx, n.vni)
-            .local(spec.vtep)
-            .port(VXLAN_PORT)
-            .learning(true)
-            .mtu(TENANT_MTU)
-            .controller(br_link.index)
-            .up()
-            .build();
-        handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(nl(format!("add vxlan {vx}")))?;
-        r.push(format!("add vxlan {vx} vni {} local {}", n.vni, spec.vtep));
-        *all = links(handle).await?;
-    }
+    ensure_vxlan(
+        handle,
+        VxlanDevice {
+            name: &vx,
+            vni: n.vni,
+            local: spec.vtep,
+            port: VXLAN_PORT,
+            controller: Some(br_link.index),
+        },
+        all,
+        r,
+    )
+    .await?;
     let vx_link = all[&vx].clone();
     ensure_link_state(
         handle,
@@ -1097,33 +1140,19 @@ async fn converge_tunnel(
     let handle = &node.handle;
     let n = &t.network;
     let sx = NetlinkHost::tunnel_name(n.vni);
-    if all.get(&sx).is_some_and(|l| {
-        !vxlan_matches(l, n.vni, local, SITE_TUNNEL_PORT) || l.controller.is_some()
-    }) {
-        let idx = all[&sx].index;
-        delete_link(handle, &sx, idx, r).await?;
-        all.remove(&sx);
-    }
-    if !all.contains_key(&sx) {
-        let msg = LinkVxlan::new(&sx, n.vni)
-            .local(local)
-            .port(SITE_TUNNEL_PORT)
-            .learning(true)
-            .mtu(TENANT_MTU)
-            .up()
-            .build();
-        handle
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(nl(format!("add vxlan {sx}")))?;
-        r.push(format!(
-            "add vxlan {sx} vni {} local {local} port {SITE_TUNNEL_PORT}",
-            n.vni
-        ));
-        *all = links(handle).await?;
-    }
+    ensure_vxlan(
+        handle,
+        VxlanDevice {
+            name: &sx,
+            vni: n.vni,
+            local,
+            port: SITE_TUNNEL_PORT,
+            controller: None,
+        },
+        all,
+        r,
+    )
+    .await?;
     let link = all
         .get(&sx)
         .ok_or_else(|| HostNetworkError::Spec(format!("tunnel {sx} vanished")))?
