@@ -19,7 +19,9 @@ use meridian_agent::store::AgentStore;
 use meridian_common::ids::{Generation, SiteId, TenantId, WorkloadId};
 use meridian_common::model::{Exposure, Ipv4Net, Protocol, SiteIntent, TenantNetworkIntent};
 use meridian_drivers::{HostNetwork, HostNetworkSpec, HostTenant, NetlinkHost};
-use meridian_testkit::netns::{Namespaces, fetch_text, ns_ok, require, run, serve_text, veth};
+use meridian_testkit::netns::{
+    Namespaces, fetch_text, nft_table, ns_ok, require, run, serve_text, veth,
+};
 use site_reconcile_support::wait_outcome;
 use tokio::sync::{Notify, watch};
 
@@ -81,20 +83,7 @@ fn links(ns: &str) -> String {
 }
 
 fn ruleset(ns: &str) -> Option<String> {
-    let out = run(&[
-        "ip",
-        "netns",
-        "exec",
-        ns,
-        "nft",
-        "list",
-        "table",
-        "ip",
-        "meridian_gw",
-    ]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    nft_table(ns, "meridian_gw")
 }
 
 fn rules(ns: &str) -> String {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use meridian_sim::netlab::{LabConfig, NetLab};
 use meridian_testkit::dns::Bind;
-use meridian_testkit::netns::{fetch_text, pings, require, run, serve_text};
+use meridian_testkit::netns::{fetch_text, nft_table, pings, require, run, serve_text};
 use meridian_testkit::processes::binary;
 use serde_json::Value;
 
@@ -88,21 +88,7 @@ fn traces(ns: &str, vni: u64) -> Vec<String> {
 }
 
 fn nft(ns: &str) -> String {
-    String::from_utf8_lossy(
-        &run(&[
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "nft",
-            "list",
-            "table",
-            "ip",
-            "meridian_gw",
-        ])
-        .stdout,
-    )
-    .into_owned()
+    nft_table(ns, "meridian_gw").unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,19 +50,8 @@ pub struct EndpointReport {
 
 /// Why B13 cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
-    if !nix_is_root() {
-        return Some("needs root (it makes network namespaces)".into());
-    }
-    for tool in ["ip", "nft"] {
-        if !Command::new(tool)
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            return Some(format!("needs `{tool}`"));
-        }
+    if let Some(why) = crate::simfleet::gateway::kernel_unavailable() {
+        return Some(why);
     }
     let here = std::env::current_exe().ok()?;
     for bin in ["meridian-central", "meridian-agent", "meridian"] {
@@ -73,15 +62,6 @@ pub fn unavailable() -> Option<String> {
         }
     }
     None
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-            .unwrap_or(false)
-    })
 }
 
 /// A server in `ns` on port 443 until `stop`, answering each connection with "ok".

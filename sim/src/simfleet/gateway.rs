@@ -9,6 +9,16 @@ const PREFIX: &str = "mdemo";
 /// Why site gateways cannot be made here, or `None` when they can. Removes the namespaces of
 /// simulators that are gone first.
 pub fn unavailable() -> Option<String> {
+    if let Some(why) = kernel_unavailable() {
+        return Some(why);
+    }
+    remove_stale();
+    None
+}
+
+/// Why this process cannot make network namespaces with gateways in them (not root, no `ip`
+/// or `nft`), or `None` when it can.
+pub fn kernel_unavailable() -> Option<String> {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -31,7 +41,6 @@ pub fn unavailable() -> Option<String> {
             return Some(format!("`{tool}` is not installed"));
         }
     }
-    remove_stale();
     None
 }
 

@@ -60,7 +60,7 @@
 //!   ports (the agents reconnect by themselves); [`SimFleet::shutdown`] stops everything.
 
 pub mod agents;
-mod gateway;
+pub mod gateway;
 pub mod hardware;
 mod progress;
 mod summary;

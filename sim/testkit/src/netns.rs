@@ -184,3 +184,13 @@ pub fn fetch_text(
         Some(out)
     })
 }
+
+/// `nft list table ip <table>` inside `ns`, or `None` when the table is not there.
+pub fn nft_table(ns: &str, table: &str) -> Option<String> {
+    let out = run(&[
+        "ip", "netns", "exec", ns, "nft", "list", "table", "ip", table,
+    ]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
