@@ -305,6 +305,11 @@ counter!(
     /// Per-site report sequence number. Only grows; used for acks and deduplication.
     Sequence
 );
+counter!(
+    /// An operator's server-action request, numbered by central (`>= 1`, fleet-wide, only
+    /// grows). The agent does each request at most once.
+    RequestId
+);
 
 /// Milliseconds since the Unix epoch (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

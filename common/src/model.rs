@@ -38,7 +38,9 @@ pub use crate::jurisdiction::{
 };
 pub use crate::net::{Ipv4Net, NetError, Protocol};
 pub use crate::placement::{Assignment, GpuSlot, Placement, RejectReason, ScoreBreakdown};
-pub use crate::report::{AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport};
+pub use crate::report::{
+    ActionPhase, AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport,
+};
 pub use crate::server::{BmcEndpoint, BmcVendor, Dpu, DpuMode, Server, ServerState};
 pub use crate::site::{Certification, GeoPoint, Site, SiteState, SiteTier};
 pub use crate::tenant::{Dataset, Quotas, Region, ScoreWeights, Tenant, TenantNetwork};

@@ -179,16 +179,19 @@ fn site_intent() -> SiteIntent {
             ServerAction {
                 server: "srv-004".to_owned(),
                 action: Some(server_action::Action::Power(PowerAction::Cycle as i32)),
+                request: 41,
             },
             ServerAction {
                 server: "srv-005".to_owned(),
                 action: Some(server_action::Action::Provision(server_action::Provision {
                     image: "https://images.example/ubuntu-24.04.img".to_owned(),
                 })),
+                request: 42,
             },
             ServerAction {
                 server: "srv-006".to_owned(),
                 action: Some(server_action::Action::Clean(server_action::Clean {})),
+                request: 43,
             },
         ],
         pools: vec![PoolAssignment {
@@ -464,6 +467,7 @@ fn placement_and_quotas_round_trip() {
         mig_slices: 56,
         concurrent_reservations: 10,
         sites: 5,
+        storage_mib: 512 * 1024,
     };
     assert_round_trip(&quotas);
 }

@@ -57,6 +57,7 @@ fn unknown_values_in_optional_and_oneof_enums_decode() {
     let action = ServerAction {
         server: "srv-1".to_owned(),
         action: Some(server_action::Action::Power(77)),
+        request: 1,
     };
     let decoded = ServerAction::decode(action.encode_to_vec().as_slice()).expect("decodes");
     assert_eq!(decoded.action, Some(server_action::Action::Power(77)));

@@ -65,6 +65,7 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
         mig_slices: 0,
         concurrent_reservations: 100,
         sites: 10,
+        storage_mib: 0,
     });
     admin
         .tenants

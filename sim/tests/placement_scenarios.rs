@@ -241,6 +241,7 @@ fn snapshot(s: &Scenario) -> FleetSnapshot {
             })
             .collect(),
         placements: Vec::new(),
+        drained: Default::default(),
     }
 }
 

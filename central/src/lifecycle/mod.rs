@@ -369,6 +369,7 @@ impl Runner {
             datasets: t.datasets().list_all(None, 1000).await?,
             tenants: t.tenants().list_all(None, 1000).await?,
             placements: t.placements().list_all(None, 1000).await?,
+            drained: Default::default(),
         };
         let config = self.handle.0.config.clone();
         let planner = tokio::task::spawn_blocking(move || Planner::new(&snapshot, config))

@@ -27,6 +27,8 @@ pub const MAX_CPU_CORES: u32 = 1024;
 pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024;
 /// Storage per replica or volume, in MiB (1 PiB).
 pub const MAX_STORAGE_MIB: u64 = 1024 * 1024 * 1024;
+/// A site's storage array, or a tenant's storage quota, in MiB (1 EiB).
+pub const MAX_SITE_STORAGE_MIB: u64 = 1024 * 1024 * 1024 * 1024;
 /// Length of an image or BMC URL, in bytes.
 pub const MAX_URL_LEN: usize = 2048;
 /// Exposed ports per workload.

@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Generation, Name, PoolId, ServerId, SiteId, TenantId, TimeWindow, WorkloadId};
+use crate::ids::{
+    Generation, Name, PoolId, RequestId, ServerId, SiteId, TenantId, TimeWindow, WorkloadId,
+};
 use crate::net::{Ipv4Net, Protocol};
 use crate::placement::GpuSlot;
 
@@ -150,6 +152,8 @@ pub enum PowerAction {
     Off,
     /// Power cycle.
     Cycle,
+    /// Restart through the operating system (graceful where the BMC offers it).
+    Reboot,
 }
 
 /// What to do to a server.
@@ -175,6 +179,9 @@ pub struct ServerAction {
     pub server: ServerId,
     /// The action.
     pub action: ServerActionKind,
+    /// The operator's request it carries out (`>= 1`, unique within an intent): the agent
+    /// does each request at most once, however often the intent is applied.
+    pub request: RequestId,
 }
 
 /// A server's pool membership.

@@ -54,6 +54,12 @@ pub fn validate_site_intent(intent: &SiteIntent) -> Result<(), ValidationError> 
         "volume (same tenant and name)",
     );
     for (i, a) in intent.server_actions.iter().enumerate() {
+        if a.request.get() == 0 {
+            p.push(
+                format!("server_actions[{i}].request"),
+                "must be at least 1 (the operator's request ID)",
+            );
+        }
         if let ServerActionKind::Provision { image } = &a.action
             && let Err(e) = check_url(
                 &format!("server_actions[{i}].action.image"),
@@ -64,6 +70,12 @@ pub fn validate_site_intent(intent: &SiteIntent) -> Result<(), ValidationError> 
             p.add(e);
         }
     }
+    check_unique(
+        &mut p,
+        "server_actions",
+        intent.server_actions.iter().map(|a| a.request),
+        "request (a request is one action)",
+    );
     check_unique(
         &mut p,
         "pools",
@@ -460,14 +472,17 @@ mod tests {
         [[server_actions]]
         server = "srv-2"
         action = { provision = { image = "https://images/ubuntu.iso" } }
+        request = 7
 
         [[server_actions]]
         server = "srv-3"
         action = { power = "cycle" }
+        request = 8
 
         [[server_actions]]
         server = "srv-4"
         action = "clean"
+        request = 9
 
         [[pools]]
         server = "srv-1"
@@ -696,6 +711,16 @@ mod tests {
                     }
                 },
                 &["server_actions[0].action.image"],
+            ),
+            (
+                "request zero",
+                |s| s.server_actions[1].request = 0.into(),
+                &["server_actions[1].request"],
+            ),
+            (
+                "one request twice",
+                |s| s.server_actions[2].request = s.server_actions[0].request,
+                &["server_actions[2]"],
             ),
             (
                 "server in two pools",

@@ -7,7 +7,7 @@ use super::model::{
     Allocation, AllocationMode, Exposure, PoolAssignment, PowerAction, ServerAction,
     ServerActionKind, SiteIntent, StorageVolume, TenantNetworkIntent, TenantPeer, WorkloadEndpoint,
 };
-use crate::ids::Generation;
+use crate::ids::{Generation, RequestId};
 use crate::net::wire::ipv4_addr;
 use crate::wire::{
     AtField, ConvertError, ConvertProblem, enum_in, enum_out, id, list, narrow, optional, required,
@@ -15,7 +15,7 @@ use crate::wire::{
 };
 
 wire_enum!(AllocationMode <=> AllocationMode { BareMetal, VirtualMachine, Container });
-wire_enum!(PowerAction <=> PowerAction { On, Off, Cycle });
+wire_enum!(PowerAction <=> PowerAction { On, Off, Cycle, Reboot });
 
 impl From<TenantNetworkIntent> for proto::TenantNetworkIntent {
     fn from(n: TenantNetworkIntent) -> Self {
@@ -194,6 +194,7 @@ impl From<ServerAction> for proto::ServerAction {
         Self {
             server: a.server.into(),
             action: Some(action),
+            request: a.request.get(),
         }
     }
 }
@@ -208,7 +209,11 @@ impl TryFrom<proto::ServerAction> for ServerAction {
             Action::Provision(Provision { image }) => ServerActionKind::Provision { image },
             Action::Clean(Clean {}) => ServerActionKind::Clean,
         };
-        Ok(Self { server, action })
+        Ok(Self {
+            server,
+            action,
+            request: RequestId::new(a.request),
+        })
     }
 }
 
@@ -421,9 +426,9 @@ mod tests {
             ),
             (
                 "unknown power action",
-                |i| i.server_actions[0].action = Some(proto::server_action::Action::Power(4)),
+                |i| i.server_actions[0].action = Some(proto::server_action::Action::Power(5)),
                 "server_actions[0].power",
-                UnknownEnum(4),
+                UnknownEnum(5),
             ),
             (
                 "bad volume name",
@@ -539,13 +544,23 @@ mod tests {
                 },
             );
             let action_kind = prop_oneof![
-                select(vec![PowerAction::On, PowerAction::Off, PowerAction::Cycle])
+                select(vec![
+                    PowerAction::On,
+                    PowerAction::Off,
+                    PowerAction::Cycle,
+                    PowerAction::Reboot
+                ])
                     .prop_map(ServerActionKind::Power),
                 ".{0,30}".prop_map(|image| ServerActionKind::Provision { image }),
                 Just(ServerActionKind::Clean),
             ];
-            let action = (typed::<ServerId>(), action_kind)
-                .prop_map(|(server, action)| ServerAction { server, action });
+            let action = (typed::<ServerId>(), action_kind, 1u64..).prop_map(
+                |(server, action, request)| ServerAction {
+                    server,
+                    action,
+                    request: request.into(),
+                },
+            );
             let pool = (typed::<ServerId>(), typed::<PoolId>())
                 .prop_map(|(server, pool)| PoolAssignment { server, pool });
             (

@@ -98,6 +98,10 @@ pub enum RejectReason {
     Colocation,
     /// Using the site would exceed the tenant's quota.
     Quota,
+    /// The site has no hardware of the requested kind at all: no GPU of the model, no GPU in
+    /// the needed MIG mode, or no storage array (as opposed to [`RejectReason::Capacity`]:
+    /// hardware that is there but not free for the whole window).
+    Hardware,
 }
 
 /// What the planner decided for one workload.

@@ -15,7 +15,7 @@ use crate::wire::{
 
 wire_enum!(RejectReason <=> RejectReason {
     SiteNotOnline, Residency, DatasetResidency, Certification, Tier, Latency, Capacity, Spread,
-    Colocation, Quota,
+    Colocation, Quota, Hardware,
 });
 
 impl From<GpuSlot> for proto::GpuSlot {

@@ -4,4 +4,4 @@
 pub mod model;
 mod wire;
 
-pub use model::{AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport};
+pub use model::{ActionPhase, AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport};

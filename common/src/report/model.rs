@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Generation, RegionId, Sequence, ServerId, SiteId, Timestamp, WorkloadId};
+use crate::ids::{
+    Generation, Name, RegionId, RequestId, Sequence, ServerId, SiteId, TenantId, Timestamp,
+    WorkloadId,
+};
 use crate::server::{Server, ServerState};
 
 /// How serious an event is.
@@ -37,6 +40,25 @@ pub enum AllocationStatus {
         /// Why.
         reason: String,
     },
+}
+
+/// How far a server action has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionPhase {
+    /// Started, not finished.
+    Running,
+    /// Done.
+    Done,
+    /// Gave up; never retried for this request.
+    Failed,
+}
+
+impl ActionPhase {
+    /// Done or failed: nothing more will happen for the request.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Running)
+    }
 }
 
 /// What a report says.
@@ -80,6 +102,30 @@ pub enum ReportBody {
         /// Round trip in ms.
         rtt_ms: u32,
     },
+    /// Progress of an operator's server action.
+    ServerAction {
+        /// The request.
+        request: RequestId,
+        /// The server.
+        server: ServerId,
+        /// How far it got.
+        phase: ActionPhase,
+        /// The step under way, what was done, or why it failed.
+        detail: String,
+    },
+    /// A tenant volume as the site's storage array has it.
+    Volume {
+        /// The owner.
+        tenant: TenantId,
+        /// The volume's name.
+        name: Name,
+        /// Its size (and hard quota) on the array, MiB; 0 once deleted.
+        size_mib: u64,
+        /// On the array as wanted.
+        ready: bool,
+        /// Why not, when not ready.
+        detail: String,
+    },
     /// Site-wide metrics.
     Metrics {
         /// Mean GPU utilisation, percent.
@@ -103,6 +149,10 @@ pub enum ResourceKey {
     Rtt(RegionId),
     /// The site's metrics.
     Metrics,
+    /// One server action request.
+    ServerAction(RequestId),
+    /// One tenant volume.
+    Volume(TenantId, Name),
 }
 
 /// One report from a site.
@@ -140,6 +190,10 @@ impl ReportBody {
             } => Some(ResourceKey::Allocation(workload.clone(), server.clone())),
             Self::Rtt { region, .. } => Some(ResourceKey::Rtt(region.clone())),
             Self::Metrics { .. } => Some(ResourceKey::Metrics),
+            Self::ServerAction { request, .. } => Some(ResourceKey::ServerAction(*request)),
+            Self::Volume { tenant, name, .. } => {
+                Some(ResourceKey::Volume(tenant.clone(), name.clone()))
+            }
         }
     }
 }
@@ -186,7 +240,7 @@ mod tests {
                     server: srv.clone(),
                     state: AllocationStatus::Applied,
                 },
-                ResourceKey::Allocation(wl, srv),
+                ResourceKey::Allocation(wl, srv.clone()),
             ),
             (
                 ReportBody::Rtt {
@@ -201,6 +255,15 @@ mod tests {
                     power_watts: 1e4,
                 },
                 ResourceKey::Metrics,
+            ),
+            (
+                ReportBody::ServerAction {
+                    request: RequestId::new(9),
+                    server: srv.clone(),
+                    phase: ActionPhase::Running,
+                    detail: "reboot".into(),
+                },
+                ResourceKey::ServerAction(RequestId::new(9)),
             ),
         ];
         for (body, key) in cases {

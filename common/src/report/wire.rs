@@ -3,14 +3,15 @@
 use meridian_proto::v1 as proto;
 use proto::site_report::Body;
 
-use super::model::{AllocationStatus, ReportBody, Severity, SiteReport};
-use crate::ids::{Generation, Sequence, Timestamp};
+use super::model::{ActionPhase, AllocationStatus, ReportBody, Severity, SiteReport};
+use crate::ids::{Generation, RequestId, Sequence, Timestamp};
 use crate::wire::{
     AtField, ConvertError, ConvertProblem, enum_in, enum_out, failable_state, id, list, required,
     to_wire, wire_enum,
 };
 
 wire_enum!(Severity <=> EventSeverity { Info, Warning, Error });
+wire_enum!(ActionPhase <=> ActionPhase { Running, Done, Failed });
 failable_state!(AllocationStatus <=> AllocationState {
     phase: AllocationPhase, Pending, Applied, Ended,
 });
@@ -56,6 +57,30 @@ impl From<ReportBody> for Body {
                 gpu_utilisation_pct,
                 power_watts,
             }),
+            ReportBody::ServerAction {
+                request,
+                server,
+                phase,
+                detail,
+            } => Body::ServerAction(proto::ServerActionReport {
+                request: request.get(),
+                server: server.into(),
+                phase: enum_out(phase),
+                detail,
+            }),
+            ReportBody::Volume {
+                tenant,
+                name,
+                size_mib,
+                ready,
+                detail,
+            } => Body::Volume(proto::VolumeReport {
+                tenant: tenant.into(),
+                name: name.into(),
+                size_mib,
+                ready,
+                detail,
+            }),
         }
     }
 }
@@ -91,6 +116,25 @@ impl TryFrom<Body> for ReportBody {
                 gpu_utilisation_pct: measure(m.gpu_utilisation_pct, 100.0)
                     .at("metrics.gpu_utilisation_pct")?,
                 power_watts: measure(m.power_watts, f64::MAX).at("metrics.power_watts")?,
+            },
+            Body::ServerAction(a) => Self::ServerAction {
+                request: match a.request {
+                    0 => Err(ConvertError::from(ConvertProblem::Invalid(
+                        "a request ID is at least 1".into(),
+                    )))
+                    .at("server_action.request")?,
+                    n => RequestId::new(n),
+                },
+                server: id(&a.server).at("server_action.server")?,
+                phase: enum_in(a.phase).at("server_action.phase")?,
+                detail: a.detail,
+            },
+            Body::Volume(v) => Self::Volume {
+                tenant: id(&v.tenant).at("volume.tenant")?,
+                name: id(&v.name).at("volume.name")?,
+                size_mib: v.size_mib,
+                ready: v.ready,
+                detail: v.detail,
             },
         })
     }

@@ -117,6 +117,10 @@ pub struct Site {
     pub price_per_gpu_hour: u64,
     /// Lifecycle state.
     pub state: SiteState,
+    /// Capacity of the site's external storage array for tenant volumes, in MiB (0: the site
+    /// has no array and takes no workload that asks for storage).
+    #[serde(default)]
+    pub storage_mib: u64,
 }
 
 #[cfg(test)]

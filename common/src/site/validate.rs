@@ -40,6 +40,12 @@ pub fn validate_site(site: &Site) -> Result<(), ValidationError> {
         limits::MAX_PRICE_PER_GPU_HOUR,
         " micro-units",
     );
+    p.at_most(
+        "storage_mib",
+        site.storage_mib,
+        limits::MAX_SITE_STORAGE_MIB,
+        " MiB",
+    );
     p.finish()
 }
 

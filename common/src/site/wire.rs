@@ -29,6 +29,7 @@ impl From<Site> for proto::Site {
             gateway_range: Some(s.gateway_range.into()),
             price_per_gpu_hour: s.price_per_gpu_hour,
             state: enum_out(s.state),
+            storage_mib: s.storage_mib,
         }
     }
 }
@@ -48,6 +49,7 @@ impl TryFrom<proto::Site> for Site {
             gateway_range: required(s.gateway_range, "gateway_range")?,
             price_per_gpu_hour: s.price_per_gpu_hour,
             state: enum_in(s.state).at("state")?,
+            storage_mib: s.storage_mib,
         })
     }
 }

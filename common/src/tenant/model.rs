@@ -28,6 +28,9 @@ pub struct Quotas {
     /// Distinct sites the tenant may occupy at once.
     #[serde(default)]
     pub sites: u32,
+    /// Storage (volumes on the sites' arrays) the tenant may hold at once, in MiB.
+    #[serde(default)]
+    pub storage_mib: u64,
 }
 
 /// How much each scoring term matters to the tenant, each in `0..=100`.

@@ -24,6 +24,12 @@ pub fn validate_tenant(tenant: &Tenant) -> Result<(), ValidationError> {
             );
         }
     }
+    p.at_most(
+        "quotas.storage_mib",
+        tenant.quotas.storage_mib,
+        crate::check::limits::MAX_SITE_STORAGE_MIB,
+        " MiB",
+    );
     if let Some(n) = &tenant.network {
         check_vni(&mut p, "network.vni", n.vni);
         check_table(&mut p, "network.table", n.table);

@@ -20,6 +20,7 @@ impl From<Quotas> for proto::Quotas {
             mig_slices: q.mig_slices,
             concurrent_reservations: q.concurrent_reservations,
             sites: q.sites,
+            storage_mib: q.storage_mib,
         }
     }
 }
@@ -39,6 +40,7 @@ impl TryFrom<proto::Quotas> for Quotas {
             mig_slices: q.mig_slices,
             concurrent_reservations: q.concurrent_reservations,
             sites: q.sites,
+            storage_mib: q.storage_mib,
         })
     }
 }

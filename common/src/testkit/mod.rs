@@ -73,6 +73,7 @@ pub(crate) fn site() -> Site {
         pools: vec![i("default"), i("training")],
         gateway_range: net("203.0.113.0/24"),
         price_per_gpu_hour: 2_500_000,
+        storage_mib: 100 * 1024 * 1024,
         state: SiteState::Online,
     }
 }
@@ -163,6 +164,7 @@ pub(crate) fn tenant() -> Tenant {
             mig_slices: 14,
             concurrent_reservations: 20,
             sites: 3,
+            storage_mib: 10 * 1024 * 1024,
         },
         residency: residency(&["EU", "CH", "country:NA"]),
         weights: ScoreWeights {
@@ -384,16 +386,19 @@ pub(crate) fn intent() -> SiteIntent {
             ServerAction {
                 server: i("srv-4"),
                 action: ServerActionKind::Power(PowerAction::Cycle),
+                request: 1.into(),
             },
             ServerAction {
                 server: i("srv-5"),
                 action: ServerActionKind::Provision {
                     image: "https://images.example/ubuntu-24.04.iso".into(),
                 },
+                request: 2.into(),
             },
             ServerAction {
                 server: i("srv-6"),
                 action: ServerActionKind::Clean,
+                request: 3.into(),
             },
         ],
         pools: vec![PoolAssignment {

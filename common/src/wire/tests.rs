@@ -155,9 +155,9 @@ fn every_enum_value() {
     check::<DpuMode>(2);
     check::<GpuHealth>(3);
     check::<WorkloadKind>(6);
-    check::<RejectReason>(10);
+    check::<RejectReason>(11);
     check::<AllocationMode>(3);
-    check::<PowerAction>(3);
+    check::<PowerAction>(4);
     check::<Severity>(3);
 }
 

@@ -76,6 +76,7 @@ async fn tenant_token(admin: &mut Clients, id: &str) -> Result<String, Box<dyn s
             mig_slices: 0,
             concurrent_reservations: 10,
             sites: 10,
+            storage_mib: 0,
         },
         residency: Default::default(),
         weights: Default::default(),

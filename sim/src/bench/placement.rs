@@ -60,6 +60,7 @@ pub fn snapshot(fleet: &Fleet) -> FleetSnapshot {
                 mig_slices: 1_000_000,
                 concurrent_reservations: 1_000_000,
                 sites: 1_000_000,
+                storage_mib: u64::MAX / 4,
             },
             ..t.clone()
         })

@@ -148,6 +148,12 @@ fn build(
         gateway_range: gateway_range(ordinal),
         price_per_gpu_hour,
         state: SiteState::Online,
+        // A core site's array holds 2 PiB, an edge site's 200 TiB (drawn from nothing, so the
+        // datasets of earlier versions keep their fingerprints).
+        storage_mib: match tier {
+            SiteTier::Core => 2 * 1024 * 1024 * 1024,
+            SiteTier::Edge => 200 * 1024 * 1024,
+        },
     }
 }
 

@@ -96,6 +96,9 @@ pub(crate) fn generate(n: usize, sites: &[Site], rng: &mut Draw) -> Vec<Tenant> 
                     mig_slices: 7 * rng.between(0, 32) as u32,
                     concurrent_reservations: rng.between(10, 500) as u32,
                     sites: rng.between(5, 200) as u32,
+                    // 100 TiB each, drawn from nothing (earlier datasets keep their
+                    // fingerprints).
+                    storage_mib: 100 * 1024 * 1024,
                 },
                 residency: rule,
                 weights: ScoreWeights {

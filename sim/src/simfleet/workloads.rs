@@ -132,6 +132,7 @@ fn tenant(tenant: TenantId, residency: ResidencyRule) -> Tenant {
             mig_slices: 100_000,
             concurrent_reservations: 100_000,
             sites: 100_000,
+            storage_mib: 1024 * 1024 * 1024,
         },
         residency,
         weights: ScoreWeights {

@@ -56,6 +56,7 @@ pub fn big_quotas() -> Quotas {
         mig_slices: 1_000_000,
         concurrent_reservations: 1_000_000,
         sites: 1_000_000,
+        storage_mib: u64::MAX / 4,
     }
 }
 
@@ -87,6 +88,7 @@ pub fn world(seed: u64, sites: usize, opt: WorldOptions) -> FleetSnapshot {
         datasets: fleet.datasets,
         tenants: fleet.tenants,
         placements: Vec::new(),
+        drained: Default::default(),
     };
     if let Some(keep) = opt.core_servers {
         let core: BTreeSet<SiteId> = snap
@@ -204,6 +206,7 @@ pub fn world(seed: u64, sites: usize, opt: WorldOptions) -> FleetSnapshot {
                 mig_slices: rng.random_range(0..20),
                 concurrent_reservations: rng.random_range(1..12),
                 sites: rng.random_range(1..6),
+                storage_mib: u64::MAX / 4,
             };
         } else {
             tenant.quotas = big_quotas();

@@ -21,6 +21,7 @@ fn reason_name(r: RejectReason) -> &'static str {
         RejectReason::Spread => "spread",
         RejectReason::Colocation => "colocation",
         RejectReason::Quota => "quota",
+        RejectReason::Hardware => "no such hardware",
     }
 }
 

@@ -277,6 +277,7 @@ mod tests {
             mig_slices: 0,
             concurrent_reservations: 10,
             sites: 3,
+            storage_mib: 0,
         }
     }
 

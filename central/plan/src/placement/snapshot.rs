@@ -1,9 +1,12 @@
 //! What the planner is built from: the fleet as central knows it, at one moment.
 
-use meridian_common::ids::{RegionId, SiteId};
+use std::collections::BTreeSet;
+
+use meridian_common::ids::{RegionId, ServerId, SiteId};
 use meridian_common::model::{Dataset, Placement, Region, Server, Site, Tenant};
 
-/// A round trip measured by a site's agent to a user region.
+/// A round trip measured by a site's agent to a user region. Central gives the planner only
+/// fresh measurements; the planner prefers them to its distance estimate and says so.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeasuredRtt {
     pub site: SiteId,
@@ -23,4 +26,6 @@ pub struct FleetSnapshot {
     pub datasets: Vec<Dataset>,
     pub tenants: Vec<Tenant>,
     pub placements: Vec<Placement>,
+    /// Servers an operator drained: they keep what they hold, and take no new placement.
+    pub drained: BTreeSet<ServerId>,
 }
