@@ -1,7 +1,8 @@
 //! Emulators of the hardware and services Meridian cannot have in a test: Redfish BMCs
 //! ([`redfish`], checked by DMTF's validators), NVIDIA Spectrum switches over NVUE
 //! ([`nvue`], which can realise its applied configuration on the real kernel), GPUs behind
-//! NVML ([`nvml`]), and the WAN between sites and central ([`proxy`], a UDP fault proxy).
+//! NVML ([`nvml`]), NetApp ONTAP storage arrays over their REST API ([`ontap`], with
+//! asynchronous jobs), and the WAN between sites and central ([`proxy`], a UDP fault proxy).
 //! Each speaks the documented protocol its real driver speaks, including its failures
 //! ([`faults`]: injected statuses, latency, hangs).
 //!
@@ -11,5 +12,8 @@
 pub mod faults;
 pub mod nvml;
 pub mod nvue;
+pub mod ontap;
 pub mod proxy;
 pub mod redfish;
+
+pub use ontap::{OntapEmulator, OntapEmulatorConfig};

@@ -30,6 +30,13 @@
 //!   through its own site-to-site tunnel, site-to-site tunnel packets only from the peer
 //!   gateways, replaced atomically.
 //!
+//! Storage:
+//!
+//! - [`StorageArray`]: a shared array's NFS volumes for tenants ([`storage`]): each volume with
+//!   a hard quota and an export policy admitting only the tenant's subnets, converged
+//!   idempotently. [`OntapArray`] speaks the NetApp ONTAP REST API, waiting for its
+//!   asynchronous jobs.
+//!
 //! Every method is `async`, bounded in time, and never blocks the runtime: a driver that must
 //! run on a thread of its own (entering a network namespace) does so without a runtime of its
 //! own. The network drivers take the *whole* desired state and converge to it (replace
@@ -48,6 +55,7 @@ pub mod gpu;
 pub mod host;
 pub mod http_client;
 pub mod nvue;
+pub mod storage;
 
 use std::fmt;
 
@@ -59,6 +67,9 @@ pub use gateway::{GatewayError, GatewaySpec, GatewayTenant, NftGateway};
 pub use gpu::{GpuError, GpuInventory};
 pub use host::{HostNetworkError, HostNetworkSpec, HostPeer, HostTenant, NetlinkHost, RouterRole};
 pub use nvue::{FabricError, FabricSpec, FabricTenant};
+pub use storage::{
+    ArrayCapacity, ArrayVolume, OntapArray, OntapConfig, StorageArray, StorageError, VolumeWant,
+};
 
 /// What a driver changed while converging. Empty when the state already matched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

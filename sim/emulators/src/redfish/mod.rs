@@ -506,6 +506,11 @@ impl RunningBmc {
         self.write(|b| b.sessions.clear());
     }
 
+    /// How long power transitions requested from now on take.
+    pub fn set_power_delay(&self, d: Duration) {
+        self.write(|b| b.cfg.power_delay = d);
+    }
+
     /// Moves the emulator's clock forward: power phases, media delays, update tasks, busy
     /// periods and session expiry all see `by` more time passed.
     pub fn advance(&self, by: Duration) {
