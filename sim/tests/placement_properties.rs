@@ -5,9 +5,11 @@
 //! tight quotas) and random batches of workloads (whole GPUs, MIG profiles valid for the model,
 //! bare metal, no GPU; 1 to 4 replicas; latency from one or two regions; residency;
 //! certifications; the tenant's datasets; spread or colocation; tier; pinned servers;
-//! overlapping and disjoint windows; priorities). Every decision is checked by an oracle that
-//! recomputes from the snapshot, not from the engine: hard constraints, GPU calendars across
-//! all placements, quotas, the score and its parts, rejection counts, and for single replicas
+//! overlapping and disjoint windows; priorities; volumes on the sites' storage arrays, some
+//! sites without one, some servers drained). Every decision is checked by an oracle that
+//! recomputes from the snapshot, not from the engine: hard constraints, GPU calendars and
+//! storage arrays across all placements, no new placement on a drained server, quotas, the
+//! score and its parts, rejection counts (the hardware count exactly), and for single replicas
 //! of unconstrained tenants that an "unplaceable" really has no server.
 
 mod placement_support;
@@ -60,6 +62,9 @@ fn check(
     sites: usize,
 ) -> Result<(), TestCaseError> {
     check_counts(d, sites, oracle)
+        .map_err(|e| TestCaseError::fail(format!("{}: {e}", req.workload)))?;
+    oracle
+        .check_reasons(req, d)
         .map_err(|e| TestCaseError::fail(format!("{}: {e}", req.workload)))?;
     match d {
         Decision::Placed(p) => {
@@ -270,6 +275,12 @@ proptest! {
             }
         }
         let mut rebuilt = Planner::new(&again_snap, PlannerConfig::default()).expect("placements re-book");
+        // A placement does not carry its storage: central re-books it from the specs.
+        for r in history {
+            if replay.is_placed(&r.workload) {
+                prop_assert!(rebuilt.rebook_storage(&r.workload, r.spec.resources.storage_mib));
+            }
+        }
         let from_replay = dry(&mut replay);
         prop_assert_eq!(&from_replay, &dry(&mut rebuilt));
         for r in history {
@@ -330,6 +341,7 @@ fn random_runs_cover_every_kind_of_decision() {
                 req.spec.resources.accelerator == Accelerator::None,
             );
             tag("bare-metal", req.spec.kind == WorkloadKind::BareMetal);
+            tag("storage", req.spec.resources.storage_mib > 0);
         }
     }
     println!("decisions: {seen:?}\nrejections of refused workloads: {reasons:?}");
@@ -348,6 +360,7 @@ fn random_runs_cover_every_kind_of_decision() {
         "mig",
         "no-gpu",
         "bare-metal",
+        "storage",
     ] {
         assert!(
             seen.contains_key(want),
@@ -362,6 +375,7 @@ fn random_runs_cover_every_kind_of_decision() {
         RejectReason::Tier,
         RejectReason::Quota,
         RejectReason::SiteNotOnline,
+        RejectReason::Hardware,
     ] {
         assert!(
             reasons.contains_key(&want),

@@ -7,14 +7,19 @@
 //! # File format
 //!
 //! - `description`, `now` (ms; default 1,000,000).
+//! - `drained`: server IDs an operator drained (they keep their placements, take no new one).
 //! - `[[sites]]`, `[[regions]]`, `[[datasets]]`, `[[tenants]]`: the model types
-//!   (`meridian_common::model`). A tenant without `quotas` gets quotas that never bind.
+//!   (`meridian_common::model`; a site's `storage_mib` is its storage array, absent = none).
+//!   A tenant without `quotas` gets quotas that never bind.
 //! - `[[servers]]`: a compact group: `site`, `count` (servers `<site>-s<n>`), `gpu` (model, or
 //!   absent for CPU-only), `gpus` (default 8), `mig` (MIG on, no instances), `failed_gpus`,
 //!   `cpu_cores`, `memory_mib`.
 //! - `[[rtts]]`: measured RTTs (`site`, `region`, `rtt_ms`).
-//! - `[[steps]]`: `action` = `place` (default), `dry_run` or `release`; `workload`, `tenant`,
-//!   `spec` (a `WorkloadSpec`), and `[steps.expect]`:
+//! - `[[steps]]`: `action` = `place` (default), `dry_run`, `release` or `rebuild` (a new
+//!   planner from the snapshot plus every placement committed so far, as central rebuilds it:
+//!   `Planner::new`, then `Planner::rebook_storage` with each workload's storage; `drained`
+//!   there replaces the drained servers from then on); `workload`, `tenant`, `spec` (a
+//!   `WorkloadSpec`), and `[steps.expect]`:
 //!   - `placed` (bool), `released` (bool, for `release`);
 //!   - `sites` (the exact set of sites used), `sites_in` (every replica on one of these),
 //!     `not_sites`, `servers` (the exact set of servers), `same_servers_as` (an earlier
@@ -22,8 +27,8 @@
 //!     `distinct_sites`, `max_per_site`;
 //!   - `rejected` (reason = exact count, for the reasons listed), `rejected_total`,
 //!     `rejected_include` (reasons with a count), `dominant` (the largest count);
-//!   - `explanation_contains`; `near_miss_sites`, `near_miss_reasons` (each among the near
-//!     misses), `near_misses_min`.
+//!   - `explanation_contains`, `explanation_lacks`; `near_miss_sites`, `near_miss_reasons` (each among the near
+//!     misses), `near_miss_reasons_of` (site = the reason it is named with), `near_misses_min`.
 
 mod placement_support;
 
@@ -47,6 +52,8 @@ struct Scenario {
     description: String,
     #[serde(default = "default_now")]
     now: i64,
+    #[serde(default)]
+    drained: BTreeSet<ServerId>,
     sites: Vec<Site>,
     servers: Vec<ServerGroup>,
     #[serde(default)]
@@ -114,6 +121,7 @@ enum Action {
     Place,
     DryRun,
     Release,
+    Rebuild,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +136,9 @@ struct Step {
     spec: Option<WorkloadSpec>,
     #[serde(default)]
     expect: Expect,
+    /// For `rebuild`: the drained servers from then on.
+    #[serde(default)]
+    drained: Option<BTreeSet<ServerId>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -154,9 +165,13 @@ struct Expect {
     #[serde(default)]
     explanation_contains: Vec<String>,
     #[serde(default)]
+    explanation_lacks: Vec<String>,
+    #[serde(default)]
     near_miss_sites: Vec<SiteId>,
     #[serde(default)]
     near_miss_reasons: Vec<String>,
+    #[serde(default)]
+    near_miss_reasons_of: BTreeMap<SiteId, String>,
     near_misses_min: Option<usize>,
 }
 
@@ -241,7 +256,7 @@ fn snapshot(s: &Scenario) -> FleetSnapshot {
             })
             .collect(),
         placements: Vec::new(),
-        drained: Default::default(),
+        drained: s.drained.clone(),
     }
 }
 
@@ -250,7 +265,7 @@ fn run(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let scenario: Scenario =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let snap = snapshot(&scenario);
+    let mut snap = snapshot(&scenario);
     let now = Timestamp(scenario.now);
     let mut planner =
         Planner::new(&snap, PlannerConfig::default()).expect("a valid scenario fleet");
@@ -265,6 +280,20 @@ fn run(path: &Path) -> Vec<String> {
         );
         let mut fail = |what: String| failures.push(format!("{at}: {what}"));
         let e = &step.expect;
+        if step.action == Action::Rebuild {
+            if let Some(drained) = &step.drained {
+                snap.drained = drained.clone();
+                oracle.snap.drained = drained.clone();
+            }
+            let mut again = snap.clone();
+            again.placements = oracle.committed.values().map(|(_, p)| p.clone()).collect();
+            planner = Planner::new(&again, PlannerConfig::default())
+                .unwrap_or_else(|err| panic!("{at}: the committed placements re-book: {err}"));
+            for (w, (req, _)) in &oracle.committed {
+                assert!(planner.rebook_storage(w, req.spec.resources.storage_mib));
+            }
+            continue;
+        }
         if step.action == Action::Release {
             let released = planner.release(&step.workload);
             oracle.release(&step.workload);
@@ -290,6 +319,9 @@ fn run(path: &Path) -> Vec<String> {
         .unwrap_or_else(|err| panic!("{at}: {err}"));
         if let Err(err) = check_counts(&d, snap.sites.len(), &oracle) {
             fail(err);
+        }
+        if let Err(err) = oracle.check_reasons(&req, &d) {
+            fail(format!("oracle: {err}"));
         }
         if let Some(want) = e.placed
             && want != d.placement().is_some()
@@ -425,6 +457,11 @@ fn run(path: &Path) -> Vec<String> {
                 fail(format!("explanation lacks {words:?}: {}", d.explanation()));
             }
         }
+        for words in &e.explanation_lacks {
+            if d.explanation().contains(words.as_str()) {
+                fail(format!("explanation has {words:?}: {}", d.explanation()));
+            }
+        }
         let near = match &d {
             Decision::Unplaceable(u) => u.near_misses.clone(),
             Decision::Placed(_) => Vec::new(),
@@ -444,6 +481,14 @@ fn run(path: &Path) -> Vec<String> {
         for r in &e.near_miss_reasons {
             if !near.iter().any(|m| reason_name(m.reason) == *r) {
                 fail(format!("no near miss for {r}: {near:?}"));
+            }
+        }
+        for (s, r) in &e.near_miss_reasons_of {
+            if !near
+                .iter()
+                .any(|m| m.site == *s && reason_name(m.reason) == *r)
+            {
+                fail(format!("{s} is not a near miss for {r}: {near:?}"));
             }
         }
     }

@@ -1,7 +1,8 @@
 //! Shared by the placement test files: random small worlds (a generated fleet with some
 //! perturbation), random workloads, and an oracle that checks decisions against the snapshot
-//! independently of the engine (its own RTTs, residency, certifications, GPU calendars, quota
-//! sweep and score formulas).
+//! independently of the engine (its own RTTs, residency, certifications, GPU calendars,
+//! storage arrays, drained servers, quota sweep, score formulas, and the sites that lack the
+//! hardware).
 
 #![allow(dead_code)]
 
@@ -13,8 +14,8 @@ use meridian_common::ids::{
 use meridian_common::model::{
     Accelerator, Assignment, Certification, Constraints, Dataset, GeoPoint, GpuHealth, GpuModel,
     GpuSlot, JurisdictionGroup, LatencyConstraint, MigConfig, MigProfileSpec, Placement, Quotas,
-    Region, ResidencyRule, ResidencyTerm, Resources, ScoreWeights, Server, Site, SiteState,
-    SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
+    Region, RejectReason, ResidencyRule, ResidencyTerm, Resources, ScoreWeights, Server, Site,
+    SiteState, SiteTier, Spread, Tenant, WorkloadKind, WorkloadSpec,
 };
 use meridian_plan::placement::{
     Decision, FleetSnapshot, LatencyModel, MeasuredRtt, PlacementRequest,
@@ -74,6 +75,10 @@ pub struct WorldOptions {
     /// Percent of tenants with small, random quotas (the others get quotas that never bind).
     pub tight_quota_pct: u32,
 }
+
+/// Percent of sites without a storage array, and of servers drained, in every world.
+pub const NO_ARRAY_PCT: u32 = 20;
+pub const DRAINED_PCT: u32 = 4;
 
 /// A random small world: a generated fleet plus extra regions next to sites (so tight latency
 /// goals can be met), measured RTTs, extra datasets and tenants, offline sites, unhealthy GPUs.
@@ -257,6 +262,26 @@ pub fn world(seed: u64, sites: usize, opt: WorldOptions) -> FleetSnapshot {
             });
         }
     }
+    // Storage arrays (some sites have none, some are small enough to fill), drained servers
+    // and storage quotas, from their own stream so the draws above stay as they were.
+    let mut rng = self::rng(seed ^ 0x5707_a6e0);
+    for site in &mut snap.sites {
+        site.storage_mib = if rng.random_range(0..100) < NO_ARRAY_PCT {
+            0
+        } else {
+            rng.random_range(1..=16) * 256 * 1024
+        };
+    }
+    for server in &snap.servers {
+        if rng.random_range(0..100) < DRAINED_PCT {
+            snap.drained.insert(server.id.clone());
+        }
+    }
+    for tenant in &mut snap.tenants {
+        if tenant.quotas != big_quotas() {
+            tenant.quotas.storage_mib = rng.random_range(0..=8) * 512 * 1024;
+        }
+    }
     snap
 }
 
@@ -427,6 +452,14 @@ pub fn request(
         let len = rng.random_range(1..=4) * HOUR;
         TimeWindow::new(Timestamp(start), Timestamp(start + len)).expect("a positive window")
     });
+    // A volume per replica, sometimes: from 64 GiB to 2 TiB, drawn from a side stream so the
+    // other draws stay as they were before storage existed.
+    let mut side = self::rng(rng.clone().random::<u64>() ^ 0x5707_a6e0);
+    let storage_mib = if side.random_bool(0.3) {
+        side.random_range(1..=32) * 64 * 1024
+    } else {
+        0
+    };
     let (cpu_cores, memory_mib) = if rng.random_bool(0.1) {
         (
             rng.random_range(0..=150),
@@ -445,7 +478,7 @@ pub fn request(
                 accelerator,
                 cpu_cores,
                 memory_mib,
-                storage_mib: 0,
+                storage_mib,
             },
             replicas,
             constraints: Constraints {
@@ -757,6 +790,9 @@ impl Oracle {
             {
                 return Err(format!("server {} is too small", a.server));
             }
+            if self.snap.drained.contains(&a.server) {
+                return Err(format!("new placement on drained server {}", a.server));
+            }
             *per_site.entry(a.site.clone()).or_default() += 1;
             // The GPU share, and packing before this replica is booked.
             let packing = match (&spec.resources.accelerator, &a.slot) {
@@ -937,6 +973,22 @@ impl Oracle {
         if c.colocate && per_site.len() != 1 {
             return Err(format!("colocated workload on {} sites", per_site.len()));
         }
+        // Storage: on each site, every committed volume overlapping the window (taken
+        // together, as the engine books) plus this workload's must fit the array.
+        let storage = spec.resources.storage_mib;
+        if storage > 0 {
+            for (site, n) in &per_site {
+                let total = self.site(site).storage_mib;
+                let booked = self.storage_booked(site, start, end);
+                let adding = storage * u64::from(*n);
+                if total == 0 || booked + adding > total {
+                    return Err(format!(
+                        "site {site}: {adding} MiB of storage on an array of {total} MiB with \
+                         {booked} MiB booked"
+                    ));
+                }
+            }
+        }
         let n = f64::from(replicas);
         let s = &p.score;
         for (name, got, want) in [
@@ -997,9 +1049,27 @@ impl Oracle {
                 }
             }
         }
+        // Storage arrays: at every instant (a peak is at a start), within their size.
+        for site in &self.snap.sites {
+            for (_, p) in self.committed.values() {
+                let at = span_of(p.window.as_ref(), p.decided_at).0;
+                let used = self.storage_booked(&site.id, at, at + 1);
+                if used > site.storage_mib {
+                    return Err(format!(
+                        "site {}: {used} MiB of storage booked on an array of {} MiB",
+                        site.id, site.storage_mib
+                    ));
+                }
+            }
+        }
         let mut per_tenant: BTreeMap<&TenantId, Vec<&Placement>> = BTreeMap::new();
-        for (_, p) in self.committed.values() {
+        let mut storage_of: HashMap<&WorkloadId, u64> = HashMap::new();
+        for (req, p) in self.committed.values() {
             per_tenant.entry(&p.tenant).or_default().push(p);
+            storage_of.insert(
+                &p.workload,
+                req.spec.resources.storage_mib * p.assignments.len() as u64,
+            );
         }
         for (tenant, ps) in per_tenant {
             let q = &self.tenant(tenant).quotas;
@@ -1066,6 +1136,13 @@ impl Oracle {
                         q.mig_slices
                     ));
                 }
+                let storage: u64 = active.iter().map(|p| storage_of[&p.workload]).sum();
+                if storage > q.storage_mib {
+                    return Err(format!(
+                        "tenant {tenant}: {storage} MiB of storage at once, quota {}",
+                        q.storage_mib
+                    ));
+                }
             }
         }
         Ok(())
@@ -1100,10 +1177,18 @@ impl Oracle {
             }
             if server.cpu_cores < spec.resources.cpu_cores
                 || server.memory_mib < spec.resources.memory_mib
+                || self.snap.drained.contains(&server.id)
             {
                 continue;
             }
             if self.site_ok(req, self.site(&server.site)).is_err() {
+                continue;
+            }
+            let storage = spec.resources.storage_mib;
+            if storage > 0
+                && self.storage_booked(&server.site, start, end) + storage
+                    > self.site(&server.site).storage_mib
+            {
                 continue;
             }
             let healthy = |g: &&meridian_common::model::Gpu| g.health == GpuHealth::Healthy;
@@ -1163,6 +1248,99 @@ impl Oracle {
             }
         }
         None
+    }
+
+    /// MiB of storage that committed placements overlapping `[start, end)` hold on `site`.
+    pub fn storage_booked(&self, site: &SiteId, start: i64, end: i64) -> u64 {
+        self.committed
+            .values()
+            .filter(|(_, p)| {
+                let (s, e) = span_of(p.window.as_ref(), p.decided_at);
+                s < end && start < e
+            })
+            .map(|(req, p)| {
+                let here = p.assignments.iter().filter(|a| a.site == *site).count() as u64;
+                here * req.spec.resources.storage_mib
+            })
+            .sum()
+    }
+
+    /// Whether `site` has the hardware `req` asks for at all (a usable GPU of the model in
+    /// the right MIG mode, a server for no GPU, a storage array for storage), drained
+    /// servers included.
+    pub fn has_hardware(&self, req: &PlacementRequest, site: &SiteId) -> bool {
+        let spec = &req.spec;
+        if spec.resources.storage_mib > 0 && self.site(site).storage_mib == 0 {
+            return false;
+        }
+        let mut servers = self.snap.servers.iter().filter(|s| s.site == *site);
+        let (model, mig) = match spec.resources.accelerator {
+            Accelerator::None => return servers.next().is_some(),
+            Accelerator::WholeGpus { model, .. } => (model, false),
+            Accelerator::Mig { model, .. } => (model, true),
+        };
+        servers.any(|s| {
+            s.gpus.iter().any(|g| {
+                g.model == model
+                    && g.health == GpuHealth::Healthy
+                    && (g.mig != MigConfig::Disabled) == mig
+            })
+        })
+    }
+
+    /// Whether `site` passes the residency rules (tenant's, workload's, every dataset's) and
+    /// the tier: the filters counted before hardware.
+    fn before_hardware(&self, req: &PlacementRequest, site: &Site) -> bool {
+        let c = &req.spec.constraints;
+        self.tenant(&req.tenant).residency.allows(site.country)
+            && c.residency.allows(site.country)
+            && c.datasets.iter().all(|d| {
+                self.snap.datasets[self.datasets[d]]
+                    .residency
+                    .allows(site.country)
+            })
+            && c.tier.is_none_or(|t| t == site.tier)
+    }
+
+    /// The hardware reason of a decision: exactly the sites that pass residency and tier but
+    /// lack the hardware are counted under `hardware`; a near miss for hardware lacks it, one
+    /// for residency breaks a residency rule but has it.
+    pub fn check_reasons(&self, req: &PlacementRequest, d: &Decision) -> Result<(), String> {
+        let lacking = self
+            .snap
+            .sites
+            .iter()
+            .filter(|s| self.before_hardware(req, s) && !self.has_hardware(req, &s.id))
+            .count() as u32;
+        let counted = d
+            .rejections()
+            .get(&RejectReason::Hardware)
+            .copied()
+            .unwrap_or(0);
+        if counted != lacking {
+            return Err(format!(
+                "{counted} sites rejected for hardware, but {lacking} lack it: {:?}",
+                d.rejections()
+            ));
+        }
+        if let Decision::Unplaceable(u) = d {
+            for m in &u.near_misses {
+                let site = self.site(&m.site);
+                let ok = match m.reason {
+                    RejectReason::Hardware => {
+                        self.before_hardware(req, site) && !self.has_hardware(req, &m.site)
+                    }
+                    RejectReason::Residency => {
+                        !self.before_hardware(req, site) && self.has_hardware(req, &m.site)
+                    }
+                    _ => true,
+                };
+                if !ok {
+                    return Err(format!("near miss {m:?} is not what its reason says"));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Records a committed placement.

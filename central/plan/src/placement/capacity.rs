@@ -5,6 +5,10 @@
 //! need a GPU with MIG enabled; the slices of every booking that overlaps the window are
 //! treated as taken together (memory-slice mask and compute-slice sum), which can only
 //! under-estimate free capacity, so two overlapping windows never share a slice.
+//!
+//! A site's storage array works the same way: every volume booked on it holds its MiB for its
+//! window, and the free space for a window is the array's size less the sum of every booking
+//! that overlaps the window (again together, never under-booking).
 
 use meridian_common::ids::{ServerId, TimeWindow};
 use meridian_common::model::{GpuHealth, GpuModel, MigConfig, MigProfile, MigProfileSpec, Server};
@@ -112,6 +116,42 @@ pub(crate) fn mig_mask(spec: &MigProfileSpec, placement: u8) -> u16 {
     (((1u32 << spec.memory_slices) - 1) << placement) as u16
 }
 
+/// One volume's booking of a site's storage array by one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StorageBooking {
+    pub owner: u32,
+    pub span: Span,
+    pub mib: u64,
+}
+
+/// A site's storage array and its bookings.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StorageCell {
+    /// The array's size in MiB (0: the site has no array).
+    pub total: u64,
+    pub bookings: Vec<StorageBooking>,
+}
+
+impl StorageCell {
+    /// MiB booked by bookings that overlap `span` (all of them together).
+    pub fn used(&self, span: &Span) -> u64 {
+        self.bookings
+            .iter()
+            .filter(|b| b.span.overlaps(span))
+            .fold(0u64, |sum, b| sum.saturating_add(b.mib))
+    }
+
+    /// MiB free for the whole of `span`.
+    pub fn free(&self, span: &Span) -> u64 {
+        self.total.saturating_sub(self.used(span))
+    }
+
+    /// Removes every booking of `owner`.
+    pub fn release(&mut self, owner: u32) {
+        self.bookings.retain(|b| b.owner != owner);
+    }
+}
+
 /// A server and its GPUs.
 #[derive(Debug, Clone)]
 pub(crate) struct ServerCell {
@@ -122,6 +162,8 @@ pub(crate) struct ServerCell {
     pub gpus: Vec<GpuCell>,
     /// GPUs with at least one booking (any time), for a quick "untouched" test.
     pub booked_gpus: u16,
+    /// Drained by an operator: keeps its bookings, takes no new one.
+    pub drained: bool,
 }
 
 impl ServerCell {
@@ -144,6 +186,7 @@ impl ServerCell {
             memory_mib: server.memory_mib,
             gpus,
             booked_gpus: 0,
+            drained: false,
         }
     }
 
@@ -264,5 +307,34 @@ mod tests {
         });
         assert_eq!(h.mig_fit(model, three, &w), Some((0, 3)));
         assert_eq!(h.mig_fit(model, seven, &w), None);
+    }
+
+    #[test]
+    fn storage_counts_every_overlapping_volume_together() {
+        let mut array = StorageCell {
+            total: 1000,
+            bookings: Vec::new(),
+        };
+        assert_eq!(array.free(&span(0, 10)), 1000);
+        array.bookings.push(StorageBooking {
+            owner: 1,
+            span: span(0, 10),
+            mib: 600,
+        });
+        array.bookings.push(StorageBooking {
+            owner: 2,
+            span: span(20, 30),
+            mib: 300,
+        });
+        assert_eq!(array.free(&span(10, 20)), 1000);
+        assert_eq!(
+            array.free(&span(5, 25)),
+            100,
+            "both overlap: taken together"
+        );
+        array.release(1);
+        assert_eq!(array.free(&span(5, 25)), 700);
+        let empty = StorageCell::default();
+        assert_eq!(empty.free(&span(0, 1)), 0);
     }
 }

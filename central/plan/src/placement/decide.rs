@@ -8,8 +8,10 @@ use meridian_common::model::{
     WorkloadKind,
 };
 
-use super::capacity::{Booking, Hold, Span, mig_mask};
-use super::fleet::{CountrySet, FleetIndex, NO_GPU_KEY, cert_bit, hardware_key, tier_index};
+use super::capacity::{Booking, Hold, Span, StorageBooking, mig_mask};
+use super::fleet::{
+    CountrySet, FleetIndex, NO_GPU_KEY, STORAGE_BIT, cert_bit, hardware_key, tier_index,
+};
 use super::{PlacementError, PlacementRequest};
 
 /// What each replica needs, resolved against the model catalogue.
@@ -38,6 +40,16 @@ impl Need {
             Need::Mig { model, .. } => hardware_key(*model, true),
         }
     }
+
+    /// The hardware in words, plural: `MIG-enabled H100-80GB GPUs`, `H100-80GB GPUs`,
+    /// `servers`.
+    pub fn hardware(&self) -> String {
+        match self {
+            Need::NoGpu => "servers".into(),
+            Need::Whole { model, .. } | Need::BareMetal { model } => format!("{model} GPUs"),
+            Need::Mig { model, .. } => format!("MIG-enabled {model} GPUs"),
+        }
+    }
 }
 
 /// A request resolved into the planner's indices.
@@ -48,6 +60,8 @@ pub(crate) struct Resolved {
     pub replicas: u32,
     pub cpu_cores: u32,
     pub memory_mib: u64,
+    /// Storage per replica on its site's array, in MiB (0: none).
+    pub storage_mib: u64,
     pub allowed: CountrySet,
     pub data_allowed: CountrySet,
     pub tiers: [bool; 2],
@@ -90,7 +104,26 @@ pub(crate) struct Miss {
     pub depth: u8,
     pub site: u32,
     pub reason: RejectReason,
+    /// Smaller is closer, within one depth (an excess, or an RTT for the index-level misses).
     pub value: f32,
+}
+
+impl Miss {
+    /// Closer misses sort first: a later filter, then a smaller value, then the lower site.
+    pub fn closer_first(a: &Miss, b: &Miss) -> std::cmp::Ordering {
+        b.depth
+            .cmp(&a.depth)
+            .then(a.value.total_cmp(&b.value))
+            .then(a.site.cmp(&b.site))
+    }
+}
+
+/// What a decision booked, for undo and release: (server, GPU) cells, and the site of each
+/// replica (whose storage array holds its volume, if it has one).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Holds {
+    pub gpus: Vec<(u32, u16)>,
+    pub sites: Vec<u32>,
 }
 
 /// Filtering outcome: candidates, rejection counts, and misses for explanations.
@@ -112,26 +145,27 @@ impl Filtered {
         }
     }
 
-    /// Keeps the three closest misses: a later filter is closer; within one filter, a
-    /// smaller excess is closer.
+    /// Keeps the three closest misses of each reason (see [`Miss::closer_first`]): the
+    /// explanation names up to three, different reasons first.
     pub fn miss(&mut self, miss: Miss) {
         const KEEP: usize = 3;
-        let rank = |m: &Miss| (m.depth, -m.value);
-        let closer =
-            |a: &Miss, b: &Miss| rank(a).partial_cmp(&rank(b)) == Some(std::cmp::Ordering::Greater);
-        if self.misses.len() < KEEP {
-            self.misses.push(miss);
-            return;
+        let mut same = 0;
+        let mut farthest: Option<usize> = None;
+        for (i, m) in self.misses.iter().enumerate() {
+            if m.reason != miss.reason {
+                continue;
+            }
+            same += 1;
+            if farthest.is_none_or(|f| Miss::closer_first(&self.misses[f], m).is_lt()) {
+                farthest = Some(i);
+            }
         }
-        let farthest = (0..KEEP)
-            .min_by(|&i, &j| {
-                rank(&self.misses[i])
-                    .partial_cmp(&rank(&self.misses[j]))
-                    .unwrap_or(std::cmp::Ordering::Equal)
-            })
-            .expect("KEEP > 0");
-        if closer(&miss, &self.misses[farthest]) {
-            self.misses[farthest] = miss;
+        if same < KEEP {
+            self.misses.push(miss);
+        } else if let Some(f) = farthest
+            && Miss::closer_first(&miss, &self.misses[f]).is_lt()
+        {
+            self.misses[f] = miss;
         }
     }
 }
@@ -238,6 +272,7 @@ pub(crate) fn resolve(
         replicas: spec.replicas.max(1),
         cpu_cores: spec.resources.cpu_cores,
         memory_mib: spec.resources.memory_mib,
+        storage_mib: spec.resources.storage_mib,
         allowed,
         data_allowed,
         tiers,
@@ -256,12 +291,16 @@ pub(crate) fn resolve(
     })
 }
 
-/// Depths of the per-candidate checks, for ranking near misses.
-const DEPTH_ONLINE: u8 = 1;
-const DEPTH_CERT: u8 = 2;
-const DEPTH_LATENCY: u8 = 3;
-const DEPTH_QUOTA: u8 = 4;
-pub(crate) const DEPTH_CAPACITY: u8 = 5;
+/// Depths of the checks, for ranking near misses: a site stopped by a later check came closer.
+/// Residency and hardware are index-level filters; their near misses are sites that fail that
+/// one filter and pass every other (see `explain::near_misses`).
+pub(crate) const DEPTH_RESIDENCY: u8 = 0;
+pub(crate) const DEPTH_HARDWARE: u8 = 1;
+const DEPTH_ONLINE: u8 = 2;
+const DEPTH_CERT: u8 = 3;
+pub(crate) const DEPTH_LATENCY: u8 = 4;
+const DEPTH_QUOTA: u8 = 5;
+pub(crate) const DEPTH_CAPACITY: u8 = 6;
 
 /// Steps 1 and 2 of the module docs: the index filters, then the per-site checks.
 pub(crate) fn filter(
@@ -276,6 +315,7 @@ pub(crate) fn filter(
         ..Filtered::default()
     };
     let key = r.need.key();
+    let storage = r.storage_mib > 0;
     // Country-level filters and hardware, counted from the per-country totals.
     let mut index_passing = 0u32;
     for (c, per_tier) in fleet.country_tier_sites.iter().enumerate() {
@@ -294,14 +334,14 @@ pub(crate) fn filter(
                 out.reject(RejectReason::Tier, n);
                 continue;
             }
-            let with_hw = fleet.sites_with(key, c, t);
-            out.reject(RejectReason::Capacity, n - with_hw);
+            let with_hw = fleet.sites_with(key, storage, c, t);
+            out.reject(RejectReason::Hardware, n - with_hw);
             index_passing += with_hw;
         }
     }
     let passes_index = |s: u32| {
         let site = &fleet.hot[s as usize];
-        site.has(key)
+        site.has_all(key, storage)
             && r.tiers[usize::from(site.tier)]
             && r.allowed.contains(site.country)
             && r.data_allowed.contains(site.country)
@@ -346,13 +386,60 @@ pub(crate) fn filter(
                 }
                 if let Some(list) = fleet.lists.get(&(key, c, t as u8)) {
                     for &s in list {
-                        visit(s, None, &mut out);
+                        // Sites without a storage array were counted under hardware.
+                        if !storage || fleet.hot[s as usize].keys & STORAGE_BIT != 0 {
+                            visit(s, None, &mut out);
+                        }
                     }
                 }
             }
         }
     }
     out
+}
+
+/// Whether `s` passes the per-site checks that do not depend on bookings: online,
+/// certifications and latency from every `from` region (for explanations).
+pub(crate) fn passes_site_checks(fleet: &FleetIndex, r: &Resolved, s: u32) -> bool {
+    let site = &fleet.hot[s as usize];
+    fleet.online[s as usize]
+        && site.certs & r.certs == r.certs
+        && r.latency
+            .as_ref()
+            .is_none_or(|(regions, max)| regions.iter().all(|&rg| fleet.rtt.get(rg, s) <= *max))
+}
+
+/// The index-level filter `s` fails when it fails exactly one (residency, dataset residency,
+/// tier, or hardware: GPU kind or storage array); `None` when it fails none or several.
+pub(crate) fn only_index_failure(fleet: &FleetIndex, r: &Resolved, s: u32) -> Option<RejectReason> {
+    let site = &fleet.hot[s as usize];
+    let checks = [
+        (r.allowed.contains(site.country), RejectReason::Residency),
+        (
+            r.data_allowed.contains(site.country),
+            RejectReason::DatasetResidency,
+        ),
+        (r.tiers[usize::from(site.tier)], RejectReason::Tier),
+        (
+            site.has_all(r.need.key(), r.storage_mib > 0),
+            RejectReason::Hardware,
+        ),
+    ];
+    let mut failed = checks.iter().filter(|(ok, _)| !ok);
+    match (failed.next(), failed.next()) {
+        (Some((_, reason)), None) => Some(*reason),
+        _ => None,
+    }
+}
+
+/// How many more replicas of `r` the storage array of `site` can hold for the whole window
+/// (`u32::MAX` when `r` needs no storage).
+pub(crate) fn storage_room(fleet: &FleetIndex, r: &Resolved, site: u32) -> u32 {
+    if r.storage_mib == 0 {
+        return u32::MAX;
+    }
+    let free = fleet.sites[site as usize].storage.free(&r.span);
+    (free / r.storage_mib).min(u64::from(u32::MAX)) as u32
 }
 
 /// The per-site checks; `known_rtt` is the worst RTT when the caller already has it.
@@ -438,12 +525,29 @@ pub(crate) fn total(w: &ScoreWeights, c: &Candidate, packing: f64) -> f64 {
 }
 
 /// The best slot for one replica at `site` (best fit: highest packing, then server, GPU and
-/// placement order), considering bookings already made.
+/// placement order), considering bookings already made: on a server that is not drained, with
+/// room on the site's storage array when the replica needs storage.
 pub(crate) fn find_slot(
     fleet: &FleetIndex,
     r: &Resolved,
     site: u32,
     free: &mut Vec<u16>,
+) -> Option<Slot> {
+    if storage_room(fleet, r, site) == 0 {
+        return None;
+    }
+    find_server_slot(fleet, r, site, free, false)
+}
+
+/// [`find_slot`] on the servers alone (storage not considered), drained servers included
+/// when `with_drained` (to explain a miss).
+#[inline]
+pub(crate) fn find_server_slot(
+    fleet: &FleetIndex,
+    r: &Resolved,
+    site: u32,
+    free: &mut Vec<u16>,
+    with_drained: bool,
 ) -> Option<Slot> {
     let mut best: Option<Slot> = None;
     let better =
@@ -453,7 +557,10 @@ pub(crate) fn find_slot(
             continue;
         }
         let server = &fleet.servers[sv as usize];
-        if server.cpu_cores < r.cpu_cores || server.memory_mib < r.memory_mib {
+        if (server.drained && !with_drained)
+            || server.cpu_cores < r.cpu_cores
+            || server.memory_mib < r.memory_mib
+        {
             continue;
         }
         match r.need {
@@ -528,26 +635,51 @@ pub(crate) fn find_slot(
     best
 }
 
-/// Books a slot for `owner`; returns the (server, GPU) cells touched, for undo.
+/// Books a slot for `owner`, and `storage_mib` on the slot's site's storage array; records
+/// what it touched in `holds`, for undo.
 pub(crate) fn book(
     fleet: &mut FleetIndex,
     slot: &Slot,
     owner: u32,
     span: Span,
-    holds: &mut Vec<(u32, u16)>,
+    storage_mib: u64,
+    holds: &mut Holds,
 ) {
     let server = &mut fleet.servers[slot.server as usize];
+    let site = server.site;
     for &(g, hold) in &slot.gpus {
         server.book(g, Booking { owner, span, hold });
-        holds.push((slot.server, g));
+        holds.gpus.push((slot.server, g));
     }
     fleet.raise_fill(slot.server);
+    holds.sites.push(site);
+    book_storage(fleet, site, owner, span, storage_mib);
 }
 
-/// Removes every booking of `owner` from the given cells.
-pub(crate) fn unbook(fleet: &mut FleetIndex, owner: u32, holds: &[(u32, u16)]) {
+/// Books `mib` on `site`'s storage array for `owner` (nothing when `mib` is 0).
+pub(crate) fn book_storage(fleet: &mut FleetIndex, site: u32, owner: u32, span: Span, mib: u64) {
+    if mib > 0 {
+        fleet.sites[site as usize]
+            .storage
+            .bookings
+            .push(StorageBooking { owner, span, mib });
+    }
+}
+
+/// Removes every volume of `owner` from the storage arrays of `sites`.
+pub(crate) fn unbook_storage(fleet: &mut FleetIndex, owner: u32, sites: &[u32]) {
+    for &site in sites {
+        let array = &mut fleet.sites[site as usize].storage;
+        if !array.bookings.is_empty() {
+            array.release(owner);
+        }
+    }
+}
+
+/// Removes every booking of `owner` from the given cells and storage arrays.
+pub(crate) fn unbook(fleet: &mut FleetIndex, owner: u32, holds: &Holds) {
     let mut sites: Vec<u32> = Vec::new();
-    for &(sv, g) in holds {
+    for &(sv, g) in &holds.gpus {
         let server = &mut fleet.servers[sv as usize];
         server.release(g, owner);
         if !sites.contains(&server.site) {
@@ -557,6 +689,7 @@ pub(crate) fn unbook(fleet: &mut FleetIndex, owner: u32, holds: &[(u32, u16)]) {
     for site in sites {
         fleet.refresh_fill(site);
     }
+    unbook_storage(fleet, owner, &holds.sites);
 }
 
 /// The highest packing a new slot for `r` at `site` could reach (see `FleetIndex::fill`).

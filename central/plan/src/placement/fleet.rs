@@ -1,5 +1,6 @@
-//! The planner's indexed copy of the fleet: sites, servers with GPU calendars, the RTT table,
-//! datasets and the per-(hardware, country, tier) site lists the filters walk.
+//! The planner's indexed copy of the fleet: sites with their storage arrays, servers with GPU
+//! calendars (and whether they are drained), the RTT table, datasets and the
+//! per-(hardware, country, tier) site lists the filters walk.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +10,7 @@ use meridian_common::model::{
 };
 
 use super::PlacementError;
-use super::capacity::ServerCell;
+use super::capacity::{ServerCell, StorageCell};
 use super::latency::{LatencyModel, RttTable};
 use super::snapshot::FleetSnapshot;
 
@@ -28,6 +29,10 @@ pub(crate) const MODELS: [GpuModel; 8] = [
 /// Hardware keys: `2 * model + mig` for GPUs, and one for "any site" (no accelerator).
 pub(crate) const KEYS: usize = MODELS.len() * 2 + 1;
 pub(crate) const NO_GPU_KEY: u8 = (MODELS.len() * 2) as u8;
+/// The bit of [`HotSite::keys`] that says the site has a storage array (the hardware keys use
+/// the low bits).
+pub(crate) const STORAGE_BIT: u32 = 1 << 31;
+const _: () = assert!(KEYS < 31, "hardware keys and the storage bit share one u32");
 
 pub(crate) fn model_index(model: GpuModel) -> usize {
     MODELS
@@ -81,8 +86,10 @@ impl CountrySet {
 pub(crate) struct SiteCell {
     pub id: SiteId,
     pub servers: Vec<u32>,
-    /// Usable GPUs per hardware key (for the no-GPU key: 1).
+    /// Usable GPUs per hardware key (for the no-GPU key: the number of servers).
     pub capacity: [u32; KEYS],
+    /// The storage array and the volumes booked on it.
+    pub storage: StorageCell,
 }
 
 /// What every filter reads of a site, packed in 16 bytes so a scan over thousands of sites
@@ -90,7 +97,8 @@ pub(crate) struct SiteCell {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HotSite {
     pub price: u64,
-    /// Hardware keys with at least one usable GPU, as bits.
+    /// Hardware keys with at least one usable GPU, as bits, and [`STORAGE_BIT`] when the site
+    /// has a storage array.
     pub keys: u32,
     pub country: u16,
     pub tier: u8,
@@ -100,6 +108,12 @@ pub(crate) struct HotSite {
 impl HotSite {
     pub fn has(&self, key: u8) -> bool {
         self.keys & (1 << key) != 0
+    }
+
+    /// Whether the site has hardware `key` and, when `storage` is asked for, a storage array.
+    pub fn has_all(&self, key: u8, storage: bool) -> bool {
+        let want = (1 << key) | if storage { STORAGE_BIT } else { 0 };
+        self.keys & want == want
     }
 }
 
@@ -122,6 +136,8 @@ pub(crate) struct FleetIndex {
     pub servers: Vec<ServerCell>,
     pub server_ix: HashMap<ServerId, u32>,
     pub region_ix: HashMap<RegionId, u32>,
+    /// Region IDs by index.
+    pub region_ids: Vec<RegionId>,
     pub rtt: RttTable,
     pub countries: Vec<Jurisdiction>,
     /// Sites per (country, tier).
@@ -130,6 +146,8 @@ pub(crate) struct FleetIndex {
     pub lists: BTreeMap<(u8, u16, u8), Vec<u32>>,
     /// The lengths of `lists`, flat: `[(key * countries + country) * 2 + tier]`.
     pub list_len: Vec<u32>,
+    /// The same, counting only sites with a storage array.
+    pub list_len_storage: Vec<u32>,
     /// Datasets by tenant, then ID (dataset IDs are scoped per tenant).
     pub datasets: HashMap<TenantId, HashMap<DatasetId, DatasetCell>>,
     pub max_price: u64,
@@ -193,16 +211,18 @@ impl FleetIndex {
             }
             let country = country_of(site.country);
             country_tier_sites[usize::from(country)][tier_index(site.tier)] += 1;
-            let mut capacity = [0u32; KEYS];
-            capacity[usize::from(NO_GPU_KEY)] = 1;
             sites.push(SiteCell {
                 id: site.id.clone(),
                 servers: Vec::new(),
-                capacity,
+                capacity: [0u32; KEYS],
+                storage: StorageCell {
+                    total: site.storage_mib,
+                    bookings: Vec::new(),
+                },
             });
             hot.push(HotSite {
                 price: site.price_per_gpu_hour,
-                keys: 0,
+                keys: if site.storage_mib > 0 { STORAGE_BIT } else { 0 },
                 country,
                 tier: tier_index(site.tier) as u8,
                 certs: site.certifications.iter().fold(0, |m, c| m | cert_bit(*c)),
@@ -224,13 +244,22 @@ impl FleetIndex {
             if server_ix.insert(server.id.clone(), at).is_some() {
                 return Err(bad(format!("server {} appears twice", server.id)));
             }
-            let cell = ServerCell::from_model(server, site);
+            let mut cell = ServerCell::from_model(server, site);
+            cell.drained = snapshot.drained.contains(&server.id);
             let site_cell = &mut sites[site as usize];
+            site_cell.capacity[usize::from(NO_GPU_KEY)] += 1;
             for gpu in cell.gpus.iter().filter(|g| g.usable) {
                 site_cell.capacity[usize::from(hardware_key(gpu.model, gpu.mig))] += 1;
             }
             site_cell.servers.push(at);
             servers.push(cell);
+        }
+        if let Some(unknown) = snapshot
+            .drained
+            .iter()
+            .find(|s| !server_ix.contains_key(*s))
+        {
+            return Err(bad(format!("drained server {unknown} does not exist")));
         }
         let mut lists: BTreeMap<(u8, u16, u8), Vec<u32>> = BTreeMap::new();
         for (i, site) in sites.iter().enumerate() {
@@ -246,9 +275,15 @@ impl FleetIndex {
             }
         }
         let mut list_len = vec![0u32; KEYS * countries.len() * 2];
+        let mut list_len_storage = vec![0u32; KEYS * countries.len() * 2];
         for ((key, country, tier), list) in &lists {
-            list_len[(usize::from(*key) * countries.len() + usize::from(*country)) * 2
-                + usize::from(*tier)] = list.len() as u32;
+            let at = (usize::from(*key) * countries.len() + usize::from(*country)) * 2
+                + usize::from(*tier);
+            list_len[at] = list.len() as u32;
+            list_len_storage[at] = list
+                .iter()
+                .filter(|s| hot[**s as usize].keys & STORAGE_BIT != 0)
+                .count() as u32;
         }
         let mut region_ix = HashMap::with_capacity(snapshot.regions.len());
         for (i, region) in snapshot.regions.iter().enumerate() {
@@ -301,11 +336,13 @@ impl FleetIndex {
             servers,
             server_ix,
             region_ix,
+            region_ids: snapshot.regions.iter().map(|r| r.id.clone()).collect(),
             rtt,
             countries,
             country_tier_sites,
             lists,
             list_len,
+            list_len_storage,
             datasets,
             max_price,
             fill,
@@ -334,9 +371,15 @@ impl FleetIndex {
         self.fill[site as usize] = fill;
     }
 
-    /// How many sites of `country` and `tier` have hardware `key`.
-    pub fn sites_with(&self, key: u8, country: u16, tier: usize) -> u32 {
-        self.list_len[(usize::from(key) * self.countries.len() + usize::from(country)) * 2 + tier]
+    /// How many sites of `country` and `tier` have hardware `key` (and, with `storage`, a
+    /// storage array).
+    pub fn sites_with(&self, key: u8, storage: bool, country: u16, tier: usize) -> u32 {
+        let at = (usize::from(key) * self.countries.len() + usize::from(country)) * 2 + tier;
+        if storage {
+            self.list_len_storage[at]
+        } else {
+            self.list_len[at]
+        }
     }
 
     /// The country indices a residency rule allows.

@@ -8,7 +8,8 @@
 //!
 //! The table keeps one RTT per (region, site) and, per region, the sites sorted by RTT, so the
 //! sites within `max_rtt_ms` of a region are a prefix found by binary search: a latency
-//! constraint never scans the fleet.
+//! constraint never scans the fleet. It also remembers which pairs were measured, and can give
+//! the distance estimate of any pair, so explanations say which of the two a decision used.
 
 use meridian_common::model::GeoPoint;
 
@@ -48,6 +49,13 @@ pub(crate) struct RttTable {
     rtt: Vec<f32>,
     /// Per region: `(rtt, site)` ascending by RTT then site.
     sorted: Vec<Vec<(f32, u32)>>,
+    /// Which pairs (`region * sites + site`) were measured, one bit each; empty until the
+    /// first measurement.
+    measured: Vec<u64>,
+    /// What the estimates are computed from, to give an estimate where a measurement won.
+    model: LatencyModel,
+    region_points: Vec<GeoPoint>,
+    site_points: Vec<GeoPoint>,
 }
 
 impl RttTable {
@@ -74,17 +82,41 @@ impl RttTable {
             sites: sites.len(),
             rtt,
             sorted,
+            measured: Vec::new(),
+            model: *model,
+            region_points: regions.to_vec(),
+            site_points: sites.to_vec(),
         }
     }
 
-    /// The RTT between `region` and `site`, in ms.
+    /// The RTT between `region` and `site`, in ms: the measured one where there is one.
     pub fn get(&self, region: u32, site: u32) -> f32 {
         self.rtt[region as usize * self.sites + site as usize]
+    }
+
+    /// Whether the RTT between `region` and `site` was measured (else it is the estimate).
+    pub fn is_measured(&self, region: u32, site: u32) -> bool {
+        let slot = region as usize * self.sites + site as usize;
+        self.measured
+            .get(slot / 64)
+            .is_some_and(|bits| bits & (1 << (slot % 64)) != 0)
+    }
+
+    /// The distance estimate between `region` and `site`, in ms, measured or not.
+    pub fn estimate_of(&self, region: u32, site: u32) -> f32 {
+        self.model.estimate_rtt_ms(
+            &self.region_points[region as usize],
+            &self.site_points[site as usize],
+        ) as f32
     }
 
     /// Replaces an estimate (or an older measurement) with a measured RTT.
     pub fn set_measured(&mut self, region: u32, site: u32, rtt_ms: f32) {
         let slot = region as usize * self.sites + site as usize;
+        if self.measured.is_empty() {
+            self.measured = vec![0; self.rtt.len().div_ceil(64)];
+        }
+        self.measured[slot / 64] |= 1 << (slot % 64);
         let old = self.rtt[slot];
         self.rtt[slot] = rtt_ms;
         let order = &mut self.sorted[region as usize];
@@ -146,6 +178,11 @@ mod tests {
         let near: Vec<u32> = t.within(0, 5.0).iter().map(|e| e.1).collect();
         assert_eq!(near, [0, 3, 1]);
         assert_eq!(t.get(0, 1), 3.0);
+        assert!(t.is_measured(0, 1) && !t.is_measured(0, 3));
+        // The estimate stays available next to the measurement.
+        let berlin = m.estimate_rtt_ms(&regions[0], &sites[1]) as f32;
+        assert_eq!(t.estimate_of(0, 1), berlin);
+        assert!(berlin > 10.0);
         // And measured far away: out again.
         t.set_measured(0, 0, 90.0);
         let near: Vec<u32> = t.within(0, 5.0).iter().map(|e| e.1).collect();

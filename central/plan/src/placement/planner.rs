@@ -8,7 +8,7 @@ use meridian_common::model::{
 };
 
 use super::capacity::{Booking, Hold, Span, mig_mask};
-use super::decide::{self, Candidate, Filtered, Need, Resolved, Slot};
+use super::decide::{self, Candidate, Filtered, Holds, Need, Resolved, Slot};
 use super::explain;
 use super::fleet::FleetIndex;
 use super::quota::{self, Usage};
@@ -27,7 +27,9 @@ struct TenantCell {
 struct Committed {
     owner: u32,
     tenant: meridian_common::ids::TenantId,
-    holds: Vec<(u32, u16)>,
+    holds: Holds,
+    /// The window it holds capacity in.
+    span: Span,
 }
 
 /// The placement engine over one fleet. Pure: every method is synchronous and depends only on
@@ -51,11 +53,31 @@ pub struct Planner {
 const EXAMINED: u8 = 1;
 const NO_CAPACITY: u8 = 2;
 
-/// A candidate's best reachable score, ordered best first, then earlier candidate first.
+/// A candidate's best reachable score, ordered best first, then lower site ID first (equal
+/// scores go to the lower site ID, whatever order the filters found the sites in).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Bound {
     value: f64,
-    index: usize,
+    /// The site ID's index (high half) and the candidate's index (low half): one word, so
+    /// the heap's elements stay 16 bytes.
+    key: u64,
+}
+
+impl Bound {
+    fn new(value: f64, site: u32, index: usize) -> Bound {
+        Bound {
+            value,
+            key: (u64::from(site) << 32) | index as u64,
+        }
+    }
+
+    fn site(&self) -> u32 {
+        (self.key >> 32) as u32
+    }
+
+    fn index(&self) -> usize {
+        (self.key & u64::from(u32::MAX)) as usize
+    }
 }
 
 impl Eq for Bound {}
@@ -70,7 +92,7 @@ impl Ord for Bound {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.value
             .total_cmp(&other.value)
-            .then_with(|| other.index.cmp(&self.index))
+            .then_with(|| other.key.cmp(&self.key))
     }
 }
 
@@ -166,6 +188,31 @@ impl Planner {
         decide::unbook(&mut self.fleet, c.owner, &c.holds);
         if let Some(t) = self.tenants.get_mut(&c.tenant) {
             t.usages.retain(|u| u.owner != c.owner);
+        }
+        true
+    }
+
+    /// Re-books the storage of a committed workload: `storage_mib` per replica (its spec's
+    /// `resources.storage_mib`) on each replica's site, for the placement's window, and in its
+    /// tenant's storage usage. A [`Placement`] does not say how much storage its replicas hold,
+    /// so a planner rebuilt from placements ([`Planner::new`]) holds none until this is called
+    /// for each of them. Replaces what was booked for it before; never refused for lack of
+    /// room (the volumes exist, even where an array has since shrunk). Returns whether
+    /// `workload` is placed (nothing is booked when it is not).
+    pub fn rebook_storage(&mut self, workload: &WorkloadId, storage_mib: u64) -> bool {
+        let Some(c) = self.committed.get_mut(workload) else {
+            return false;
+        };
+        let (owner, span) = (c.owner, c.span);
+        decide::unbook_storage(&mut self.fleet, owner, &c.holds.sites);
+        for &site in &c.holds.sites {
+            decide::book_storage(&mut self.fleet, site, owner, span, storage_mib);
+        }
+        let total = storage_mib.saturating_mul(c.holds.sites.len() as u64);
+        if let Some(t) = self.tenants.get_mut(&c.tenant)
+            && let Some(u) = t.usages.iter_mut().find(|u| u.owner == owner)
+        {
+            u.storage_mib = total;
         }
         true
     }
@@ -271,7 +318,7 @@ impl Planner {
         let mut filtered = decide::filter(&self.fleet, &r, allowance.as_ref(), reuse);
         let owner = self.next_owner;
         self.next_owner = self.next_owner.wrapping_add(1).max(1);
-        let mut holds = Vec::new();
+        let mut holds = Holds::default();
         let outcome = if r.colocate {
             self.assign_colocated(&r, &mut filtered, owner, &mut holds)
         } else if r.replicas > 1 {
@@ -298,11 +345,7 @@ impl Planner {
             decide::unbook(&mut self.fleet, owner, &holds);
             let feasible = filtered.feasible;
             filtered.reject(RejectReason::Quota, feasible);
-            let reason = format!(
-                "tenant quota for {}: {} in use during the window, this needs {}, the limit is {}",
-                exceeded.what, exceeded.peak, exceeded.adding, exceeded.limit
-            );
-            return Ok(self.unplaceable(request, &r, filtered, reason));
+            return Ok(self.unplaceable(request, &r, filtered, exceeded.to_string()));
         }
         let placement = self.placement(request, &r, &filtered, &chosen, now);
         self.candidates = std::mem::take(&mut filtered.candidates);
@@ -318,6 +361,7 @@ impl Planner {
                     owner,
                     tenant: request.tenant.clone(),
                     holds,
+                    span: r.span,
                 },
             );
         } else {
@@ -332,7 +376,7 @@ impl Planner {
         r: &Resolved,
         filtered: &mut Filtered,
         owner: u32,
-        holds: &mut Vec<(u32, u16)>,
+        holds: &mut Holds,
         budget: Option<&quota::SiteBudget>,
     ) -> Result<Vec<Chosen>, String> {
         // (site, replicas there): a handful of entries, a linear scan beats hashing.
@@ -345,7 +389,7 @@ impl Planner {
         for replica in 0..r.replicas {
             let remaining = r.replicas - replica;
             let must_be_new = r.min_sites.saturating_sub(per_site.len() as u32) >= remaining;
-            let mut best: Option<(Chosen, usize)> = None;
+            let mut best: Option<Chosen> = None;
             let mut blocked_by_spread = 0;
             let mut blocked_by_quota = 0;
             let spent = budget.map_or(Some(0), |b| {
@@ -361,19 +405,25 @@ impl Planner {
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| flags[*i] & NO_CAPACITY == 0)
-                    .map(|(i, c)| Bound {
-                        value: decide::total(
-                            &r.weights,
-                            c,
-                            decide::packing_bound(&self.fleet, r, c.site),
-                        ),
-                        index: i,
+                    .map(|(i, c)| {
+                        Bound::new(
+                            decide::total(
+                                &r.weights,
+                                c,
+                                decide::packing_bound(&self.fleet, r, c.site),
+                            ),
+                            c.site,
+                            i,
+                        )
                     }),
             );
             let mut order = BinaryHeap::from(bounds);
-            while let Some(Bound { value, index: i }) = order.pop() {
-                if let Some((b, bi)) = &best
-                    && (value < b.score || (value == b.score && i > *bi))
+            while let Some(bound) = order.pop() {
+                let (value, i) = (bound.value, bound.index());
+                // Equal scores go to the lower site ID: a bound equal to the best found only
+                // helps at a lower site.
+                if let Some(b) = &best
+                    && (value < b.score || (value == b.score && bound.site() > b.candidate.site))
                 {
                     break;
                 }
@@ -399,23 +449,18 @@ impl Planner {
                     continue;
                 };
                 let score = decide::total(&r.weights, c, slot.packing);
-                // Ties go to the earlier candidate (site order within the scan).
-                if best
-                    .as_ref()
-                    .is_none_or(|(b, bi)| score > b.score || (score == b.score && i < *bi))
-                {
-                    best = Some((
-                        Chosen {
-                            candidate: *c,
-                            slot,
-                            score,
-                        },
-                        i,
-                    ));
+                // Ties go to the lower site ID (within a site, find_slot already chose).
+                if best.as_ref().is_none_or(|b| {
+                    score > b.score || (score == b.score && c.site < b.candidate.site)
+                }) {
+                    best = Some(Chosen {
+                        candidate: *c,
+                        slot,
+                        score,
+                    });
                 }
             }
             self.order = order.into_vec();
-            let best = best.map(|(chosen, _)| chosen);
             let Some(pick) = best else {
                 let capacity = flags.iter().filter(|f| **f & NO_CAPACITY != 0).count() as u32;
                 let fits = filtered.candidates.len() as u32 - capacity;
@@ -457,6 +502,8 @@ impl Planner {
                         "only {replica} of {} replicas fit: no other site that meets the constraints has capacity for the whole window",
                         r.replicas
                     )
+                } else if let Some(reason) = too_few_with_hardware(r, filtered) {
+                    reason
                 } else {
                     format!(
                         "only {replica} of {} replicas fit within the spread rules ({blocked_by_spread} sites blocked by spread)",
@@ -464,7 +511,14 @@ impl Planner {
                     )
                 });
             };
-            decide::book(&mut self.fleet, &pick.slot, owner, r.span, holds);
+            decide::book(
+                &mut self.fleet,
+                &pick.slot,
+                owner,
+                r.span,
+                r.storage_mib,
+                holds,
+            );
             match per_site.iter_mut().find(|(s, _)| *s == pick.candidate.site) {
                 Some((_, n)) => *n += 1,
                 None => per_site.push((pick.candidate.site, 1)),
@@ -492,7 +546,7 @@ impl Planner {
         r: &Resolved,
         filtered: &mut Filtered,
         owner: u32,
-        holds: &mut Vec<(u32, u16)>,
+        holds: &mut Holds,
         budget: Option<&quota::SiteBudget>,
     ) -> Option<Vec<Chosen>> {
         let wanted = (4 * r.replicas as usize).max(16);
@@ -500,32 +554,43 @@ impl Planner {
             .candidates
             .iter()
             .enumerate()
-            .map(|(i, c)| Bound {
-                value: decide::total(&r.weights, c, decide::packing_bound(&self.fleet, r, c.site)),
-                index: i,
+            .map(|(i, c)| {
+                Bound::new(
+                    decide::total(&r.weights, c, decide::packing_bound(&self.fleet, r, c.site)),
+                    c.site,
+                    i,
+                )
             })
             .collect();
         let k_max = r.replicas.min(r.max_per_site);
         let mut picked = Vec::with_capacity(wanted);
         let mut full = 0u32;
         while picked.len() < wanted
-            && let Some(Bound { index, .. }) = order.pop()
+            && let Some(bound) = order.pop()
         {
-            let c = filtered.candidates[index];
-            let units = replicas::units(&self.fleet, r, c.site, &mut self.free);
+            let c = filtered.candidates[bound.index()];
+            let room = decide::storage_room(&self.fleet, r, c.site);
+            let units = if room == 0 {
+                Vec::new()
+            } else {
+                replicas::units(&self.fleet, r, c.site, &mut self.free)
+            };
             if units.is_empty() {
                 full += 1;
                 continue;
             }
-            picked.push((c, replicas::site_table(units, k_max)));
+            picked.push((c, replicas::site_table(units, k_max.min(room))));
         }
+        // Site ID order, so that equal totals go to the lower site IDs (see `replicas`).
+        let mut by_site: Vec<&(Candidate, replicas::SiteTable)> = picked.iter().collect();
+        by_site.sort_unstable_by_key(|(c, _)| c.site);
         let w = &r.weights;
         let sum = w.latency + w.data + w.price + w.packing;
         let site_part =
             |c: &Candidate| (w.latency * c.latency + w.data * c.data + w.price * c.price) / sum;
-        let counts = replicas::across_sites(r, &picked, site_part, w.packing / sum, budget)?;
+        let counts = replicas::across_sites(r, &by_site, site_part, w.packing / sum, budget)?;
         let mut chosen = Vec::with_capacity(r.replicas as usize);
-        for ((candidate, table), k) in picked.iter().zip(counts) {
+        for (&(candidate, table), k) in by_site.iter().zip(counts) {
             if k == 0 {
                 continue;
             }
@@ -533,7 +598,7 @@ impl Planner {
                 for j in 1..=*n {
                     let slot = replicas::slot_on(&self.fleet, r, unit, j, &mut self.free)
                         .expect("the unit had room for this replica a moment ago");
-                    decide::book(&mut self.fleet, &slot, owner, r.span, holds);
+                    decide::book(&mut self.fleet, &slot, owner, r.span, r.storage_mib, holds);
                     let score = decide::total(w, candidate, slot.packing);
                     chosen.push(Chosen {
                         candidate: *candidate,
@@ -550,28 +615,39 @@ impl Planner {
     }
 
     /// All replicas on one site: the site whose best split of every replica over its servers
-    /// scores highest (ties: the earlier candidate).
+    /// scores highest (ties: the lower site ID).
     fn assign_colocated(
         &mut self,
         r: &Resolved,
         filtered: &mut Filtered,
         owner: u32,
-        holds: &mut Vec<(u32, u16)>,
+        holds: &mut Holds,
     ) -> Result<Vec<Chosen>, String> {
         let w = r.weights;
         let sum = w.latency + w.data + w.price + w.packing;
         let mut best: Option<(f64, Candidate, replicas::SiteTable)> = None;
         let (mut capacity, mut partial) = (0u32, 0u32);
         for c in filtered.candidates.clone() {
-            let units = replicas::units(&self.fleet, r, c.site, &mut self.free);
+            let room = decide::storage_room(&self.fleet, r, c.site);
+            let units = if room == 0 {
+                Vec::new()
+            } else {
+                replicas::units(&self.fleet, r, c.site, &mut self.free)
+            };
             if units.is_empty() {
                 capacity += 1;
+                filtered.miss(decide::Miss {
+                    depth: decide::DEPTH_CAPACITY,
+                    site: c.site,
+                    reason: RejectReason::Capacity,
+                    value: 0.0,
+                });
                 continue;
             }
-            let table = replicas::site_table(units, r.replicas);
-            let Some(pack) = table.best[r.replicas as usize] else {
+            let table = replicas::site_table(units, r.replicas.min(room));
+            let Some(&Some(pack)) = table.best.get(r.replicas as usize) else {
                 partial += 1;
-                let most = (0..=r.replicas as usize)
+                let most = (0..table.best.len())
                     .rev()
                     .find(|&k| table.best[k].is_some())
                     .unwrap_or(0);
@@ -585,7 +661,10 @@ impl Planner {
             };
             let site_part = (w.latency * c.latency + w.data * c.data + w.price * c.price) / sum;
             let mean = site_part + w.packing / sum * pack / f64::from(r.replicas);
-            if best.as_ref().is_none_or(|(b, _, _)| mean > *b) {
+            if best
+                .as_ref()
+                .is_none_or(|(b, bc, _)| mean > *b || (mean == *b && c.site < bc.site))
+            {
                 best = Some((mean, c, table));
             }
         }
@@ -604,7 +683,7 @@ impl Planner {
             for j in 1..=*n {
                 let slot = replicas::slot_on(&self.fleet, r, unit, j, &mut self.free)
                     .expect("the site had room for every replica a moment ago");
-                decide::book(&mut self.fleet, &slot, owner, r.span, holds);
+                decide::book(&mut self.fleet, &slot, owner, r.span, r.storage_mib, holds);
                 let score = decide::total(&w, &c, slot.packing);
                 chosen.push(Chosen {
                     candidate: c,
@@ -632,6 +711,7 @@ impl Planner {
             model,
             gpus,
             mig_slices,
+            storage_mib: r.storage_mib.saturating_mul(u64::from(r.replicas)),
             sites: chosen
                 .iter()
                 .map(|c| c.candidate.site)
@@ -747,7 +827,7 @@ impl Planner {
                 end: i64::MAX,
             },
         };
-        let mut holds = Vec::new();
+        let mut holds = Holds::default();
         let (mut model, mut gpus, mut mig_slices) = (None, 0u32, 0u32);
         let mut sites = BTreeSet::new();
         for a in &p.assignments {
@@ -760,6 +840,7 @@ impl Planner {
                 .get(&a.server)
                 .ok_or_else(|| bad("names an unknown server"))?;
             sites.insert(self.fleet.servers[sv as usize].site);
+            holds.sites.push(self.fleet.servers[sv as usize].site);
             let server = &self.fleet.servers[sv as usize];
             let position = |index: u32| {
                 server
@@ -813,7 +894,7 @@ impl Planner {
             let server = &mut self.fleet.servers[sv as usize];
             for (g, hold) in slot_gpus {
                 server.book(g, Booking { owner, span, hold });
-                holds.push((sv, g));
+                holds.gpus.push((sv, g));
             }
             self.fleet.raise_fill(sv);
         }
@@ -824,6 +905,7 @@ impl Planner {
                 model,
                 gpus,
                 mig_slices,
+                storage_mib: 0,
                 sites,
             });
         }
@@ -833,8 +915,47 @@ impl Planner {
                 owner,
                 tenant: p.tenant.clone(),
                 holds,
+                span,
             },
         );
         Ok(())
     }
+}
+
+/// When replicas fail to spread because too few sites have the hardware at all (fewer
+/// candidates than the sites the replicas need, and some sites rejected for hardware), the
+/// reason says so instead of blaming the spread rule.
+fn too_few_with_hardware(r: &Resolved, filtered: &Filtered) -> Option<String> {
+    let lacking = filtered
+        .rejections
+        .get(&RejectReason::Hardware)
+        .copied()
+        .unwrap_or(0);
+    let needed = r.min_sites.max(r.replicas.div_ceil(r.max_per_site.max(1)));
+    let have = filtered.candidates.len() as u32;
+    if lacking == 0 || have >= needed {
+        return None;
+    }
+    let sites = |n: u32| {
+        if n == 1 {
+            "1 site".to_owned()
+        } else {
+            format!("{n} sites")
+        }
+    };
+    let has = |n: u32| if n == 1 { "has" } else { "have" };
+    let mut hardware = r.need.hardware();
+    if r.storage_mib > 0 {
+        hardware.push_str(" and a storage array");
+    }
+    Some(format!(
+        "too few sites have the hardware ({hardware}): {} replicas need at least {}, only {} that {} the other constraints {} it ({} {} none)",
+        r.replicas,
+        sites(needed),
+        sites(have),
+        if have == 1 { "meets" } else { "meet" },
+        has(have),
+        sites(lacking),
+        has(lacking),
+    ))
 }

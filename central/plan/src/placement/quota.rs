@@ -1,7 +1,7 @@
 //! Tenant quotas over time: a tenant's usage is the sum of its placements whose windows
 //! overlap; a new placement fits when the peak over its window, plus itself, stays within
-//! every quota (whole GPUs per model, MIG compute slices, concurrent reservations, and
-//! distinct sites occupied at any one instant).
+//! every quota (whole GPUs per model, MIG compute slices, storage in MiB, concurrent
+//! reservations, and distinct sites occupied at any one instant).
 
 use std::collections::BTreeSet;
 
@@ -17,6 +17,8 @@ pub(crate) struct Usage {
     pub model: Option<GpuModel>,
     pub gpus: u32,
     pub mig_slices: u32,
+    /// Storage over all replicas, in MiB.
+    pub storage_mib: u64,
     pub sites: BTreeSet<u32>,
 }
 
@@ -27,6 +29,21 @@ pub(crate) struct QuotaExceeded {
     pub peak: u64,
     pub adding: u64,
     pub limit: u64,
+    /// The unit the numbers are in, with its leading space (`" MiB"`), or empty for counts.
+    pub unit: &'static str,
+}
+
+impl std::fmt::Display for QuotaExceeded {
+    /// `tenant quota for storage: 800 MiB in use during the window, this needs 400 MiB, the
+    /// limit is 1000 MiB`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let u = self.unit;
+        write!(
+            f,
+            "tenant quota for {}: {}{u} in use during the window, this needs {}{u}, the limit is {}{u}",
+            self.what, self.peak, self.adding, self.limit
+        )
+    }
 }
 
 /// The peak of `amount` over the usages overlapping `span` (a sweep over start/end events).
@@ -52,17 +69,21 @@ fn peak(usages: &[Usage], span: &Span, amount: impl Fn(&Usage) -> u64) -> u64 {
 
 /// Checks a new usage against the tenant's quotas and existing usages.
 pub(crate) fn check(quotas: &Quotas, usages: &[Usage], new: &Usage) -> Result<(), QuotaExceeded> {
-    let exceeded = |what: String, peak: u64, adding: u64, limit: u64| {
-        if peak + adding > limit {
+    let exceeded_in = |what: String, peak: u64, adding: u64, limit: u64, unit| {
+        if peak.saturating_add(adding) > limit {
             Err(QuotaExceeded {
                 what,
                 peak,
                 adding,
                 limit,
+                unit,
             })
         } else {
             Ok(())
         }
+    };
+    let exceeded = |what: String, peak: u64, adding: u64, limit: u64| {
+        exceeded_in(what, peak, adding, limit, "")
     };
     if let Some(model) = new.model
         && new.gpus > 0
@@ -89,6 +110,16 @@ pub(crate) fn check(quotas: &Quotas, usages: &[Usage], new: &Usage) -> Result<()
             used,
             u64::from(new.mig_slices),
             u64::from(quotas.mig_slices),
+        )?;
+    }
+    if new.storage_mib > 0 {
+        let used = peak(usages, &new.span, |u| u.storage_mib);
+        exceeded_in(
+            "storage".into(),
+            used,
+            new.storage_mib,
+            quotas.storage_mib,
+            " MiB",
         )?;
     }
     let concurrent = peak(usages, &new.span, |_| 1);
@@ -267,6 +298,7 @@ mod tests {
             model: Some(GpuModel::H100_80GB),
             gpus,
             mig_slices: 0,
+            storage_mib: 0,
             sites: [site].into(),
         }
     }
@@ -312,6 +344,33 @@ mod tests {
         q.concurrent_reservations = 1;
         assert!(check(&q, &existing, &usage(2, 5, 10, 1, 0)).is_err());
         assert!(check(&q, &existing, &usage(2, 10, 20, 1, 0)).is_ok());
+    }
+
+    #[test]
+    fn storage_is_a_quota_over_the_window_in_mib() {
+        let mut q = quotas(64);
+        q.storage_mib = 1000;
+        let with = |owner, start, end, mib| {
+            let mut u = usage(owner, start, end, 0, 0);
+            u.model = None;
+            u.storage_mib = mib;
+            u
+        };
+        let existing = [with(1, 0, 100, 600), with(2, 100, 200, 600)];
+        assert!(check(&q, &existing, &with(3, 0, 200, 400)).is_ok());
+        let err = check(&q, &existing, &with(3, 50, 150, 500)).unwrap_err();
+        assert_eq!(
+            (err.what.as_str(), err.peak, err.adding, err.limit),
+            ("storage", 600, 500, 1000)
+        );
+        assert_eq!(
+            err.to_string(),
+            "tenant quota for storage: 600 MiB in use during the window, this needs 500 MiB, \
+             the limit is 1000 MiB"
+        );
+        // A workload without storage is not held to the storage quota.
+        q.storage_mib = 0;
+        assert!(check(&q, &existing, &with(3, 0, 200, 0)).is_ok());
     }
 
     #[test]

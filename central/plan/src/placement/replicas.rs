@@ -10,7 +10,11 @@
 //!    knapsack; identical units are grouped);
 //! 2. across sites, the best total for `R` replicas with at most `max_per_site` per site,
 //!    at least `min_sites` sites, and, where the tenant's site quota binds, at most as many
-//!    sites beyond those it already holds as the quota leaves.
+//!    sites beyond those it already holds as the quota leaves. A site whose storage array has
+//!    room for fewer replicas than that takes at most as many as it has room for.
+//!
+//! Sites enter step 2 in site ID order, and a later site replaces an earlier choice only when
+//! it scores strictly higher, so equal totals go to the lower site IDs.
 //!
 //! The search runs over the candidate sites with the highest score bounds (at least 16, and
 //! four per replica), which on small fleets is every site, so the result is exact there;
@@ -51,7 +55,8 @@ impl Unit {
     }
 }
 
-/// The units of `site` that can take at least one replica of `r`, with how many each takes.
+/// The units of `site` that can take at least one replica of `r`, with how many each takes
+/// (drained servers take none; the site's storage array is the caller's to bound).
 pub(crate) fn units(fleet: &FleetIndex, r: &Resolved, site: u32, free: &mut Vec<u16>) -> Vec<Unit> {
     let mut out = Vec::new();
     for &sv in &fleet.sites[site as usize].servers {
@@ -59,7 +64,7 @@ pub(crate) fn units(fleet: &FleetIndex, r: &Resolved, site: u32, free: &mut Vec<
             continue;
         }
         let server = &fleet.servers[sv as usize];
-        if server.cpu_cores < r.cpu_cores || server.memory_mib < r.memory_mib {
+        if server.drained || server.cpu_cores < r.cpu_cores || server.memory_mib < r.memory_mib {
             continue;
         }
         match r.need {
@@ -193,7 +198,7 @@ pub(crate) fn site_table(all: Vec<Unit>, k_max: u32) -> SiteTable {
 /// within the tenant's site quota at every instant where it binds.
 pub(crate) fn across_sites(
     r: &Resolved,
-    sites: &[(Candidate, SiteTable)],
+    sites: &[&(Candidate, SiteTable)],
     site_part: impl Fn(&Candidate) -> f64,
     b: f64,
     budget: Option<&SiteBudget>,
@@ -212,7 +217,7 @@ pub(crate) fn across_sites(
     dp[at(0, 0, 0)] = Some(0.0);
     let none = (0u32, usize::MAX);
     let mut choice = vec![vec![none; states]; sites.len()];
-    for (s, (candidate, table)) in sites.iter().enumerate() {
+    for (s, &(candidate, table)) in sites.iter().enumerate() {
         let a = site_part(candidate);
         let mut next = dp.clone();
         for j in 0..=replicas {
