@@ -34,6 +34,47 @@ pub struct CentralConfig {
     pub telemetry: TelemetryConfig,
     /// The `[dns]` table: endpoint names published in a zone (absent: none).
     pub dns: Option<DnsConfig>,
+    /// The `[placement]` table: what the planner takes from the sites.
+    pub placement: PlacementConfig,
+}
+
+/// The `[placement]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacementConfig {
+    /// A site's measured RTT to a region is used instead of the distance estimate while it is
+    /// at most this old, seconds; an older one is ignored (the estimate is used).
+    pub rtt_max_age_s: u64,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        PlacementConfig { rtt_max_age_s: 600 }
+    }
+}
+
+/// Bounds of `placement.rtt_max_age_s`: ten seconds to a week.
+const RTT_MAX_AGE_S: std::ops::RangeInclusive<u64> = 10..=7 * 24 * 3600;
+
+impl PlacementConfig {
+    fn check(&self) -> Result<(), ConfigError> {
+        if !RTT_MAX_AGE_S.contains(&self.rtt_max_age_s) {
+            return Err(ConfigError::invalid(
+                "placement.rtt_max_age_s",
+                format!(
+                    "must be {} to {} seconds (agents probe every 30 s by default)",
+                    RTT_MAX_AGE_S.start(),
+                    RTT_MAX_AGE_S.end()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The age past which a measured RTT is ignored.
+    pub fn rtt_max_age(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.rtt_max_age_s)
+    }
 }
 
 impl Default for CentralConfig {
@@ -46,6 +87,7 @@ impl Default for CentralConfig {
             networks: NetworkPools::default(),
             telemetry: TelemetryConfig::default(),
             dns: None,
+            placement: PlacementConfig::default(),
         }
     }
 }
@@ -67,6 +109,7 @@ impl Validate for CentralConfig {
         if let Some(dns) = &self.dns {
             dns.settings()?;
         }
+        self.placement.check()?;
         Ok(())
     }
 }
@@ -107,6 +150,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.store_dir(), PathBuf::from("/var/lib/meridian/store"));
         assert!(!c.store.group_commit);
+    }
+
+    #[test]
+    fn the_rtt_max_age_is_read_and_bounded() {
+        assert_eq!(CentralConfig::default().placement.rtt_max_age_s, 600);
+        let c = load(&[("MERIDIAN_CENTRAL_PLACEMENT__RTT_MAX_AGE_S", "120")]).unwrap();
+        assert_eq!(
+            c.placement.rtt_max_age(),
+            std::time::Duration::from_secs(120)
+        );
+        for bad in ["0", "9", "604801"] {
+            let e = load(&[("MERIDIAN_CENTRAL_PLACEMENT__RTT_MAX_AGE_S", bad)]).unwrap_err();
+            assert!(
+                e.to_string().contains("placement.rtt_max_age_s"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     /// A `[dns]` table from a file (with a secret file beside it), plus `vars`.

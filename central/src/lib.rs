@@ -24,6 +24,7 @@ pub mod lifecycle;
 pub mod offline;
 pub mod publisher;
 pub mod server;
+pub mod server_actions;
 pub mod services;
 pub mod sites;
 pub mod tokens;

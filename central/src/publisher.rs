@@ -234,7 +234,9 @@ impl Publisher {
         );
         for site in tables.sites().list_all(None, page).await? {
             let previous = intents.remove(&site.id);
+            let actions = crate::server_actions::pending(tables, &site.id).await?;
             loaded.add_site(
+                actions,
                 site.clone(),
                 servers.remove(&site.id).unwrap_or_default(),
                 previous,
@@ -394,7 +396,8 @@ impl Publisher {
                         ),
                 );
             }
-            loaded.add_site(site.record, servers, previous);
+            let actions = crate::server_actions::pending(tables, &site.record.id).await?;
+            loaded.add_site(actions, site.record, servers, previous);
             for v in list_versioned(&claims, Some(&NetworkClaim::public_of(site_id)), page).await? {
                 loaded.add_claim(v);
             }
@@ -696,6 +699,7 @@ impl Loaded {
 
     fn add_site(
         &mut self,
+        actions: Vec<meridian_common::model::ServerAction>,
         site: meridian_common::model::Site,
         servers: Vec<meridian_common::model::Server>,
         previous: Option<Versioned<SiteIntent>>,
@@ -709,6 +713,7 @@ impl Loaded {
                 site,
                 servers,
                 previous: previous.map(|v| v.record),
+                actions,
             },
         );
     }

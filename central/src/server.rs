@@ -131,6 +131,7 @@ impl Central {
         })
         .await?;
         let lifecycle_handle = LifecycleHandle::new(PlannerConfig::default());
+        lifecycle_handle.set_rtt_max_age(config.placement.rtt_max_age());
         let publisher = Publisher::new(config.networks.clone())?;
         let lifecycle = Lifecycle::start(
             tables.clone(),

@@ -95,8 +95,15 @@ pub async fn drive(
     ));
     fleet.submit(&mix, progress).await?;
     fleet.wait_settled(limit, progress).await?;
-    fleet.summary().await
+    progress.line("rebooting one server per emulated site through the API (once per request)");
+    let actions = fleet.reboot_servers(DEMO_REBOOTS, limit, progress).await?;
+    let mut summary = fleet.summary().await?;
+    summary.server_actions = Some(actions);
+    Ok(summary)
 }
+
+/// Emulated sites whose first server the demo reboots.
+pub const DEMO_REBOOTS: usize = 4;
 
 /// How long shutting down may take before the binary gives up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

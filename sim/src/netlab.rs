@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Each agent manages its site's two servers (Redfish BMC emulators without GPUs, cabled to
-//! the switch's `bond1`/`bond2`), the switch (NVUE emulator) and the gateway node, and both
+//! the switch's `bond1`/`bond2`), the switch (NVUE emulator), the site's storage array (an
+//! ONTAP REST emulator with a 1 TiB aggregate) and the gateway node, and both
 //! servers are `[[host_network]]` container hosts whose uplink is `eth0`. A replica of tenant
 //! `t` on server `s` lives in namespace `mt-<s>-<t>`, made by the agent. Agents reach central
 //! through a [`FaultProxy`], so a site can be cut off. The site's tunnel endpoint is the first
@@ -32,6 +33,7 @@ use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_common::model::{Server, Site};
 use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
+use meridian_emulators::ontap::{OntapEmulator, OntapEmulatorConfig};
 use meridian_emulators::proxy::FaultProxy;
 use meridian_emulators::redfish::{BmcEmulator, BmcProfile, RunningBmc};
 use meridian_testkit::netns::{Namespaces, ns_ok, veth};
@@ -44,6 +46,8 @@ pub const SITES: [&str; 2] = ["lab-1", "lab-2"];
 pub const SERVERS: [[&str; 2]; 2] = [["lab1-a", "lab1-b"], ["lab2-a", "lab2-b"]];
 /// Each site's gateway range; its first host address is the gateway's own.
 pub const GATEWAY_RANGES: [&str; 2] = ["203.0.113.0/28", "203.0.113.16/28"];
+/// Each site's storage array, MiB (the emulated aggregate's size).
+pub const SITE_STORAGE_MIB: u64 = 1024 * 1024;
 
 /// Where the lab finds its binaries and what central is told beyond the lab's own settings.
 #[derive(Debug, Clone)]
@@ -83,6 +87,8 @@ pub struct LabSite {
     /// The gateway's own (tunnel endpoint, egress) address.
     pub endpoint: Ipv4Addr,
     pub agent_log: PathBuf,
+    /// The agent's configuration file.
+    pub agent_config: PathBuf,
 }
 
 /// The running lab; see the module documentation.
@@ -101,8 +107,12 @@ pub struct NetLab {
     ca: PathBuf,
     central: Option<Reaped>,
     agents: Vec<Option<Reaped>>,
+    agent_bin: PathBuf,
     _switches: Vec<NvueEmulator>,
-    _bmcs: Vec<RunningBmc>,
+    /// Every server's BMC emulator, by server ID.
+    pub bmcs: Vec<(String, RunningBmc)>,
+    /// Each site's storage array, in site order.
+    pub arrays: Vec<OntapEmulator>,
 }
 
 impl std::fmt::Debug for NetLab {
@@ -116,7 +126,7 @@ impl std::fmt::Debug for NetLab {
 
 fn site_record(id: &str, range: &str) -> Result<Site, LabError> {
     toml::from_str(&format!(
-        "id = \"{id}\"\nname = \"{id}\"\ntier = \"edge\"\nlocation = {{ lat = 50.11, lon = 8.68 }}\ncountry = \"DE\"\npools = [\"default\"]\ngateway_range = \"{range}\"\nprice_per_gpu_hour = 1000000\nstate = \"online\"\n"
+        "id = \"{id}\"\nname = \"{id}\"\ntier = \"edge\"\nlocation = {{ lat = 50.11, lon = 8.68 }}\ncountry = \"DE\"\npools = [\"default\"]\ngateway_range = \"{range}\"\nprice_per_gpu_hour = 1000000\nstate = \"online\"\nstorage_mib = {SITE_STORAGE_MIB}\n"
     ))
     .map_err(|e| LabError::Setup(format!("site {id}: {e}")))
 }
@@ -186,8 +196,10 @@ impl NetLab {
             ca,
             central: Some(central),
             agents: Vec::new(),
+            agent_bin: cfg.agent_bin.clone(),
             _switches: Vec::new(),
-            _bmcs: Vec::new(),
+            bmcs: Vec::new(),
+            arrays: Vec::new(),
             dir,
         };
         for i in 0..SITES.len() {
@@ -234,6 +246,20 @@ impl NetLab {
         .map_err(|e| setup("the NVUE emulator")(e.to_string()))?
         .with_namespace(sw.clone(), leaf_vtep, &[gw_under]);
         let defaults = NvueEmulatorConfig::default();
+        let array = OntapEmulator::start(OntapEmulatorConfig {
+            aggregate_size: SITE_STORAGE_MIB << 20,
+            ..OntapEmulatorConfig::default()
+        })
+        .map_err(|e| setup("the ONTAP emulator")(e.to_string()))?;
+        let storage = array.config();
+        let storage_toml = format!(
+            "[storage]\nurl = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\nsvm = \"{}\"\naggregate = \"{}\"\n\n",
+            array.url(),
+            storage.username,
+            storage.password,
+            storage.svm,
+            storage.aggregate
+        );
 
         let mut servers = Vec::new();
         let mut server_toml = String::new();
@@ -252,7 +278,7 @@ impl NetLab {
                 k + 1,
                 k + 1
             ));
-            self._bmcs.push(bmc);
+            self.bmcs.push((server.to_string(), bmc));
             servers.push((server.to_string(), host));
         }
 
@@ -289,7 +315,7 @@ impl NetLab {
         std::fs::write(&boot, text).map_err(|e| setup("the bootstrap")(e.to_string()))?;
 
         let config = format!(
-            "data_dir = \"{data}\"\nbootstrap_file = \"{boot}\"\nbind = \"127.0.0.1:0\"\nheartbeat_interval_ms = 300\n\n[reconciler]\nresync_ms = 1000\n\n{server_toml}[[switches]]\nname = \"leaf{n}\"\nnvue_url = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\nvtep = \"{leaf_vtep}\"\nasn = {asn}\nprivate_range = \"10.0.0.0/8\"\n\n[gateway]\nwan_interface = \"wan0\"\nwan_next_hop = \"{inet_side}\"\negress_address = \"{endpoint}\"\npublic_range = \"{range}\"\nunderlay_address = \"{gw_under}\"\nnetns = \"{gw}\"\n",
+            "data_dir = \"{data}\"\nbootstrap_file = \"{boot}\"\nbind = \"127.0.0.1:0\"\nheartbeat_interval_ms = 300\n\n[reconciler]\nresync_ms = 1000\n\n{storage_toml}{server_toml}[[switches]]\nname = \"leaf{n}\"\nnvue_url = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\nvtep = \"{leaf_vtep}\"\nasn = {asn}\nprivate_range = \"10.0.0.0/8\"\n\n[gateway]\nwan_interface = \"wan0\"\nwan_next_hop = \"{inet_side}\"\negress_address = \"{endpoint}\"\npublic_range = \"{range}\"\nunderlay_address = \"{gw_under}\"\nnetns = \"{gw}\"\n",
             data = self.dir.path().join(format!("agent-{n}")).display(),
             boot = boot.display(),
             url = switch.url(),
@@ -301,21 +327,10 @@ impl NetLab {
         std::fs::write(&config_path, config)
             .map_err(|e| setup("the agent config")(e.to_string()))?;
         let agent_log = self.dir.path().join(format!("agent-{n}.log"));
-        let agent = Reaped(
-            clean(Command::new(agent_bin))
-                .arg("--config")
-                .arg(&config_path)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(&agent_log)
-                        .map_err(|e| setup("the agent's log")(e.to_string()))?,
-                )
-                .spawn()
-                .map_err(|e| setup("meridian-agent")(e.to_string()))?,
-        );
+        let agent = spawn_agent(agent_bin, &config_path, &agent_log, false)?;
         self.agents.push(Some(agent));
         self._switches.push(switch);
+        self.arrays.push(array);
         self.sites.push(LabSite {
             id: id.to_owned(),
             gateway: gw,
@@ -323,8 +338,32 @@ impl NetLab {
             servers,
             endpoint,
             agent_log,
+            agent_config: config_path,
         });
         Ok(())
+    }
+
+    /// Kills site `i`'s agent with SIGKILL (no shutdown of any kind).
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut a) = self.agents[i].take() {
+            let _ = a.0.kill();
+            let _ = a.0.wait();
+        }
+    }
+
+    /// Starts site `i`'s agent again on its data directory (after [`NetLab::kill_agent`]);
+    /// its log is appended to.
+    pub fn restart_agent(&mut self, i: usize) -> Result<(), LabError> {
+        self.kill_agent(i);
+        let site = &self.sites[i];
+        let agent = spawn_agent(&self.agent_bin, &site.agent_config, &site.agent_log, true)?;
+        self.agents[i] = Some(agent);
+        Ok(())
+    }
+
+    /// The BMC emulator of `server`.
+    pub fn bmc(&self, server: &str) -> Option<&RunningBmc> {
+        self.bmcs.iter().find(|(s, _)| s == server).map(|(_, b)| b)
     }
 
     /// Runs the CLI as `token`; its standard output.
@@ -377,11 +416,16 @@ impl NetLab {
     }
 
     /// Creates tenant `id` (through the CLI, as the provider admin) with an admin user and a
-    /// token; returns the token.
+    /// token, and a storage quota of 1 TiB; returns the token.
     pub fn tenant(&self, id: &str) -> Result<String, LabError> {
+        self.tenant_with_storage(id, 1024 * 1024)
+    }
+
+    /// [`NetLab::tenant`] with a storage quota of `storage_mib`.
+    pub fn tenant_with_storage(&self, id: &str, storage_mib: u64) -> Result<String, LabError> {
         let yaml = self.file(
             &format!("tenant-{id}.yaml"),
-            &format!("id: {id}\nname: {id}\nquotas:\n  gpus_per_model: {{H100-80GB: 8}}\n  mig_slices: 0\n  concurrent_reservations: 10\n  sites: 4\nresidency: []\nweights: {{latency: 25, data: 25, price: 25, packing: 25}}\nmax_priority: 10\n"),
+            &format!("id: {id}\nname: {id}\nquotas:\n  gpus_per_model: {{H100-80GB: 8}}\n  mig_slices: 0\n  concurrent_reservations: 10\n  sites: 4\n  storage_mib: {storage_mib}\nresidency: []\nweights: {{latency: 25, data: 25, price: 25, packing: 25}}\nmax_priority: 10\n"),
         );
         self.cli(&self.admin, &["tenant", "create", "-f", &yaml])?;
         let user = format!("{id}-admin");
@@ -582,7 +626,30 @@ pub fn start_central(
     })
 }
 
-fn wait_for_log(path: &Path, needle: &str) -> Result<(), LabError> {
+/// Starts `meridian-agent` with `config`, its standard error to `log` (appended to, or made
+/// anew).
+fn spawn_agent(bin: &Path, config: &Path, log: &Path, append: bool) -> Result<Reaped, LabError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .open(log)
+        .map_err(|e| setup("the agent's log")(e.to_string()))?;
+    Ok(Reaped(
+        clean(Command::new(bin))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| setup("meridian-agent")(e.to_string()))?,
+    ))
+}
+
+/// Waits until the file at `path` holds `needle` (60 s at most).
+pub fn wait_for_log(path: &Path, needle: &str) -> Result<(), LabError> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {

@@ -234,6 +234,23 @@ async fn call(c: &mut Clients, rpc: Rpc, ids: &Ids, tenant: &str) -> Code {
                 })
                 .await,
         ),
+        Rpc::RequestServerAction => code(
+            c.fleet
+                .request_server_action(proto::RequestServerActionRequest {
+                    site: ids.site.clone(),
+                    server: "no-such-server".into(),
+                    op: proto::ServerOp::Reboot as i32,
+                })
+                .await,
+        ),
+        Rpc::ListServerActions => code(
+            c.fleet
+                .list_server_actions(proto::ListServerActionsRequest {
+                    site: ids.site.clone(),
+                    server: String::new(),
+                })
+                .await,
+        ),
         Rpc::CreateRegion => code(
             c.fleet
                 .create_region(proto::CreateRegionRequest { region: None })

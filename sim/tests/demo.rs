@@ -143,6 +143,35 @@ async fn the_demo_enrols_every_site_and_settles_every_workload() {
         "no active workload landed on emulated hardware"
     );
 
+    // The operator reboots the demo asked for were each carried out once, and every placed
+    // workload with storage has its volume on its hardware site's array.
+    let actions = summary
+        .server_actions
+        .clone()
+        .expect("the demo reboots servers");
+    assert!(actions.requested > 0, "{summary}");
+    assert_eq!(actions.done, actions.requested, "{summary}");
+    assert!(actions.failed.is_empty(), "{summary}");
+    let mut wanted = BTreeSet::new();
+    for p in &placements {
+        let Some(w) = workloads.iter().find(|w| w.id == p.workload) else {
+            continue;
+        };
+        for a in &p.assignments {
+            let on_hardware = fleet
+                .fleet()
+                .sites
+                .iter()
+                .position(|s| s.id == a.site)
+                .is_some_and(|i| fleet.hardware(i).is_some());
+            if w.spec.resources.storage_mib > 0 && on_hardware {
+                wanted.insert((a.site.clone(), w.id.clone()));
+            }
+        }
+    }
+    assert!(!wanted.is_empty(), "no workload with storage on hardware");
+    assert_eq!(summary.volumes, wanted.len(), "{summary}");
+
     // Every DPU is in DPU mode (a quarter started in NIC mode and were switched), and each
     // hardware site's switch carries a VRF per tenant network of its intent and the bond of
     // every server an active workload holds whole (MIG servers of several tenants join none).
@@ -254,6 +283,8 @@ fn the_binary_prints_a_summary_and_names_bad_flags() {
         "2 with emulated hardware, 8 servers",
         "DPUs                8/8 in DPU mode (2 started in NIC mode, switched by the agent)",
         "leaf switches       2 carrying",
+        "storage arrays      ",
+        "server actions      2/2 reboots done once",
         "GPU utilisation",
         "placements by constraint kind",
         "intent-to-applied   p50",

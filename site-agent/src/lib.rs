@@ -8,6 +8,8 @@
 //! servers, [`reconciler::RecordingReconciler`] (records what it would apply).
 //! The device drivers the reconciler drives are the async traits of `meridian-drivers`; the
 //! agent builds them from its configuration in one place ([`wiring`]).
+//! In the background it also measures its round trip to the user regions its configuration
+//! lists and reports them ([`probe`]).
 //!
 //! Stands alone: among Meridian's crates it depends on `meridian-common`, `meridian-proto`,
 //! `meridian-channel` and `meridian-drivers` only, and never on central, its store or its planner, not even in its
@@ -15,6 +17,7 @@
 
 pub mod config;
 pub mod enroll;
+pub mod probe;
 pub mod reconcile;
 pub mod reconciler;
 pub mod session;
@@ -122,6 +125,7 @@ pub struct Agent {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     reconcile_task: Option<tokio::task::JoinHandle<()>>,
+    probe_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -181,6 +185,16 @@ impl Agent {
             report_buffer_max: config.report_buffer_max,
             stop: stop_rx.clone(),
         });
+        // RTT probes of the configured regions, in the background until the agent stops.
+        let probe_task = probe::start(
+            &config.probe,
+            AgentLink {
+                store: store.clone(),
+                reports_ready: Arc::clone(&reports_ready),
+                report_buffer_max: config.report_buffer_max,
+                stop: stop_rx.clone(),
+            },
+        );
         // The intent held stays in force across restarts: hand it to the reconciler again
         // (reconciling is idempotent).
         if background.is_none()
@@ -219,6 +233,7 @@ impl Agent {
             stop,
             task,
             reconcile_task,
+            probe_task,
         })
     }
 
@@ -285,6 +300,9 @@ impl Agent {
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.task).await;
         if let Some(task) = self.reconcile_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        }
+        if let Some(task) = self.probe_task {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
         }
         if !self.inner.owns_endpoint {

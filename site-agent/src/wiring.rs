@@ -16,17 +16,19 @@ use meridian_drivers::dpu::{BfbImage, BlueFieldDpu, DpuMode};
 use meridian_drivers::gpu::{GpuInventory, NvmlInventory};
 use meridian_drivers::http_client::TlsTrust;
 use meridian_drivers::nvue::{NvueClient, NvueConfig};
+use meridian_drivers::storage::{OntapArray, OntapConfig};
 use meridian_drivers::{NetlinkHost, NftGateway};
 
 use crate::config::{
     Access, AgentConfig, DpuModeConfig, GatewayConfig, GpuInventoryKind, HostNetworkConfig,
-    ReconcilerConfig, ServerConfig, SwitchConfig, read_file,
+    ReconcilerConfig, ServerConfig, StorageConfig, SwitchConfig, read_file,
 };
 use crate::reconcile::desired::{BfbWant, DpuWant};
 use crate::reconcile::fabric::{ManagedSwitch, SwitchLayout};
 use crate::reconcile::gateway::{GatewayLayout, ManagedGateway};
 use crate::reconcile::host::ManagedHost;
 use crate::reconcile::server::ManagedDpu;
+use crate::reconcile::storage::ManagedStorage;
 use crate::reconcile::{
     RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig, SystemClock,
 };
@@ -35,7 +37,11 @@ use crate::reconcile::{
 /// the chosen GPU driver and NVUE switch drivers; `None` when neither servers nor switches
 /// are configured.
 pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, ConfigError> {
-    if config.servers.is_empty() && config.switches.is_empty() && config.gateway.is_none() {
+    if config.servers.is_empty()
+        && config.switches.is_empty()
+        && config.gateway.is_none()
+        && config.storage.is_none()
+    {
         return Ok(None);
     }
     let r = &config.reconciler;
@@ -115,10 +121,34 @@ pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, C
         .enumerate()
         .map(|(i, h)| host(i, h))
         .collect::<Result<Vec<_>, _>>()?;
+    let storage = config.storage.as_ref().map(|s| storage(s, r)).transpose()?;
     Ok(Some(
         SiteReconciler::with_resources(specs, switches, gateway, settings, Arc::new(SystemClock))
-            .with_hosts(hosts),
+            .with_hosts(hosts)
+            .with_storage(storage),
     ))
+}
+
+/// The storage array's ONTAP driver (reads the credential and CA files).
+fn storage(s: &StorageConfig, r: &ReconcilerConfig) -> Result<ManagedStorage, ConfigError> {
+    let key = |k: &str| format!("storage.{k}");
+    let access = s.access();
+    let (username, password) = access.credentials(&key)?;
+    let mut cfg = OntapConfig::new(
+        s.url.clone(),
+        username,
+        password,
+        s.svm.clone(),
+        s.aggregate.clone(),
+    );
+    cfg.tls_roots = access.roots(&key)?.unwrap_or_default();
+    cfg.request_timeout = Duration::from_millis(r.bmc_request_timeout_ms);
+    cfg.job_timeout = Duration::from_millis(r.bmc_operation_timeout_ms);
+    let array =
+        OntapArray::new(cfg).map_err(|e| ConfigError::invalid(key("url"), e.to_string()))?;
+    Ok(ManagedStorage {
+        array: Arc::new(array),
+    })
 }
 
 /// The Redfish driver's settings (reads the credential and CA files).

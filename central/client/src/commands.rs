@@ -10,7 +10,7 @@ use meridian_proto::v1 as proto;
 use serde_json::{Value, json};
 
 use super::client::Clients;
-use super::output::{Format, print, time};
+use super::output::{Format, measured_rtts, path_rtt, print, time};
 use super::{CliError, spec};
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +292,7 @@ pub async fn dispatch(
         C::User(cmd) => user(&mut c, format, cmd).await,
         C::Token(cmd) => token(&mut c, format, cmd).await,
         C::Site(cmd) => site(&mut c, format, cmd).await,
+        C::Server(cmd) => super::server_cmd::server(&mut c, format, cmd).await,
         C::Region(cmd) => region(&mut c, format, cmd).await,
         C::Dataset(cmd) => dataset(&mut c, format, cmd).await,
     }
@@ -610,6 +611,11 @@ async fn tenant(c: &mut Clients, format: Format, cmd: TenantCommand) -> Result<(
                     used.sites.to_string(),
                     limits.sites.to_string(),
                 ],
+                vec![
+                    "storage_mib".into(),
+                    used.storage_mib.to_string(),
+                    limits.storage_mib.to_string(),
+                ],
             ];
             let mut models: std::collections::BTreeSet<&String> =
                 limits.gpus_per_model.keys().collect();
@@ -782,7 +788,7 @@ async fn token(c: &mut Clients, format: Format, cmd: TokenCommand) -> Result<(),
 }
 
 async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), CliError> {
-    let headers = ["ID", "NAME", "TIER", "COUNTRY", "STATE"];
+    let headers = ["ID", "NAME", "TIER", "COUNTRY", "STATE", "STORAGE GIB"];
     let row = |s: &Site| {
         vec![
             s.id.to_string(),
@@ -790,6 +796,7 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
             to_json(&s.tier).as_str().unwrap_or("").to_owned(),
             s.country.to_string(),
             to_json(&s.state).as_str().unwrap_or("").to_owned(),
+            (s.storage_mib / 1024).to_string(),
         ]
     };
     match cmd {
@@ -851,7 +858,12 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                 .await?
                 .into_inner();
             let d = r.drift.unwrap_or_default();
-            let v = json!({"site": d.site, "desired_generation": d.desired_generation, "acknowledged_generation": d.acknowledged_generation, "applied_generation": d.applied_generation, "last_seen_at": d.last_seen_at, "failure_reason": d.failure_reason});
+            let rtts: Vec<Value> = d
+                .measured_rtts
+                .iter()
+                .map(|m| json!({"region": m.region, "rtt_ms": m.rtt_ms, "measured_at": m.measured_at_ms}))
+                .collect();
+            let v = json!({"site": d.site, "desired_generation": d.desired_generation, "acknowledged_generation": d.acknowledged_generation, "applied_generation": d.applied_generation, "last_seen_at": d.last_seen_at, "failure_reason": d.failure_reason, "path_rtt_us": d.path_rtt_us, "measured_rtts": rtts});
             print(
                 format,
                 &v,
@@ -861,6 +873,8 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                     "ACKED",
                     "APPLIED",
                     "LAST SEEN",
+                    "PATH RTT",
+                    "MEASURED RTT",
                     "FAILURE",
                 ],
                 &[vec![
@@ -869,6 +883,8 @@ async fn site(c: &mut Clients, format: Format, cmd: SiteCommand) -> Result<(), C
                     d.acknowledged_generation.to_string(),
                     d.applied_generation.to_string(),
                     time(d.last_seen_at),
+                    path_rtt(d.path_rtt_us),
+                    measured_rtts(&d.measured_rtts),
                     d.failure_reason.clone(),
                 ]],
             );

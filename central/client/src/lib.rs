@@ -20,6 +20,7 @@
 mod client;
 mod commands;
 mod output;
+mod server_cmd;
 pub mod spec;
 
 use std::path::PathBuf;
@@ -121,6 +122,9 @@ pub enum Command {
     /// Sites, drift, revocation, bootstrap tokens.
     #[command(subcommand)]
     Site(commands::SiteCommand),
+    /// Servers: show, drain, undrain, reboot, power-cycle, reprovision, actions.
+    #[command(subcommand)]
+    Server(server_cmd::ServerCommand),
     /// Regions.
     #[command(subcommand)]
     Region(commands::RegionCommand),

@@ -64,6 +64,25 @@ pub fn time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// A QUIC path RTT in microseconds as milliseconds (`0.4 ms`), or `-` for 0 (never recorded).
+pub fn path_rtt(us: u64) -> String {
+    if us == 0 {
+        return "-".into();
+    }
+    format!("{:.1} ms", us as f64 / 1000.0)
+}
+
+/// A site's measured RTTs per region (`paris 30 ms, berlin 5 ms`), or `-` for none.
+pub fn measured_rtts(rtts: &[meridian_proto::v1::MeasuredRttRecord]) -> String {
+    if rtts.is_empty() {
+        return "-".into();
+    }
+    rtts.iter()
+        .map(|m| format!("{} {} ms", m.region, m.rtt_ms))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +99,23 @@ mod tests {
         assert_eq!(t, "ID        STATE\nwl-1      active\nwl-12345  pending\n");
         assert_eq!(time(0), "-");
         assert_eq!(time(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn rtts_render() {
+        assert_eq!(path_rtt(0), "-");
+        assert_eq!(path_rtt(430), "0.4 ms");
+        assert_eq!(path_rtt(31_250), "31.2 ms");
+        assert_eq!(measured_rtts(&[]), "-");
+        let m = |region: &str, rtt_ms| meridian_proto::v1::MeasuredRttRecord {
+            site: "edge-1".into(),
+            region: region.into(),
+            rtt_ms,
+            measured_at_ms: 1,
+        };
+        assert_eq!(
+            measured_rtts(&[m("berlin", 5), m("paris", 30)]),
+            "berlin 5 ms, paris 30 ms"
+        );
     }
 }

@@ -11,6 +11,10 @@
 //! Observed state rides in the same transaction: an `Inventory` report replaces the site's
 //! servers in `servers/{site}/` (servers no longer reported are removed), and a `ServerState`
 //! report updates one server's state. Ingest is the only writer of observed state.
+//!
+//! Measured RTTs too: the newest `Rtt` report per region of a batch rewrites the site's
+//! `rtts/{site}/{region}` record ([`super::rtts`]), which the planner uses while it is fresh.
+//! The channel record written with the batch also carries the session's current QUIC path RTT.
 
 use meridian_common::channel::session::central::ReportWrite;
 use meridian_common::ids::SiteId;
@@ -48,14 +52,30 @@ pub async fn store(
     write: ReportWrite,
     channel: &mut SiteChannel,
     channel_rev: &mut Option<Revision>,
+    path_rtt_us: Option<u64>,
 ) -> Result<(), IngestError> {
-    let observed = observed_ops(shared, site, write.reports.iter().map(|r| &r.report)).await?;
+    let mut observed = observed_ops(shared, site, write.reports.iter().map(|r| &r.report)).await?;
+    observed.extend(
+        super::rtts::ops(site, write.reports.iter().map(|r| &r.report))
+            .map_err(|e| IngestError::Protocol(e.to_string()))?,
+    );
+    observed.extend(
+        super::action_reports::ops(
+            &shared.tables,
+            site,
+            write.reports.iter().map(|r| &r.report),
+        )
+        .await?,
+    );
     let store = shared.tables.store();
     let key = state::site_key(site);
     let mut next = channel.clone();
     next.report_high_water = write.high_water;
     next.reports_dropped = next.reports_dropped.max(write.dropped);
     next.last_seen_ms = shared.clock.now().as_millis();
+    if let Some(us) = path_rtt_us {
+        next.path_rtt_us = us;
+    }
     let mut txn = Txn::new().when(match channel_rev {
         Some(rev) => Compare::ModRevision(key.clone(), *rev),
         None => Compare::Absent(key.clone()),

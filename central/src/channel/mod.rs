@@ -13,10 +13,12 @@
 //!
 //! The protocol is documented in `docs/agent-channel.md`.
 
+mod action_reports;
 mod distributor;
 mod enroll;
 mod ingest;
 mod limits;
+pub(crate) mod rtts;
 mod session;
 mod state;
 mod tls;

@@ -532,7 +532,9 @@ impl Session<'_> {
                     tracing::info!(%site, held = %hello.held, applied = %hello.applied, acked = %hello.acked, "session open");
                     let cert_not_after = self.cert_not_after.as_millis();
                     let last_seen = self.shared.clock.now().as_millis();
+                    let path_rtt_us = self.path_rtt_us();
                     self.update_channel(|c| {
+                        c.path_rtt_us = path_rtt_us;
                         let mut acked = acked_of(c);
                         acked.hello(hello.held, hello.applied);
                         set_acked(c, acked);
@@ -554,6 +556,12 @@ impl Session<'_> {
                         sent_at: self.shared.clock.now().as_millis(),
                     }))
                     .await?;
+                    // The path RTT is written with every report batch; between batches only
+                    // a change worth showing costs a write.
+                    let path_rtt_us = self.path_rtt_us();
+                    if path_rtt_changed(self.channel.path_rtt_us, path_rtt_us) {
+                        self.update_channel(|c| c.path_rtt_us = path_rtt_us).await?;
+                    }
                     None
                 }
                 CentralAction::ReadIntent => {
@@ -587,12 +595,14 @@ impl Session<'_> {
                     None
                 }
                 CentralAction::StoreReports(write) => {
+                    let path_rtt_us = self.path_rtt_us();
                     super::ingest::store(
                         self.shared,
                         &self.site,
                         write,
                         &mut self.channel,
                         &mut self.channel_rev,
+                        Some(path_rtt_us),
                     )
                     .await?;
                     Some(CentralEvent::ReportsStored)
@@ -618,6 +628,13 @@ impl Session<'_> {
             }
         }
         Ok(false)
+    }
+
+    /// The connection's current QUIC path RTT estimate, microseconds (at least 1).
+    fn path_rtt_us(&self) -> u64 {
+        u64::try_from(self.connection.rtt().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     async fn send(&mut self, kind: CentralKind) -> Result<(), SessionError> {
@@ -696,6 +713,13 @@ impl Session<'_> {
     }
 }
 
+/// Whether a path RTT moved far enough from the recorded one to be written between report
+/// batches: by more than 1 ms and more than a fifth, or never recorded.
+fn path_rtt_changed(recorded_us: u64, now_us: u64) -> bool {
+    let diff = recorded_us.abs_diff(now_us);
+    recorded_us == 0 || (diff > 1_000 && diff * 5 > recorded_us)
+}
+
 /// The acknowledged generations of a channel record.
 fn acked_of(c: &SiteChannel) -> Acked {
     Acked {
@@ -709,4 +733,18 @@ fn set_acked(c: &mut SiteChannel, acked: Acked) {
     c.received_generation = acked.received;
     c.applied_generation = acked.applied;
     c.failed_generation = acked.failed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_rtt_changed;
+
+    #[test]
+    fn only_a_path_rtt_change_worth_showing_is_written_between_batches() {
+        assert!(path_rtt_changed(0, 300), "never recorded");
+        assert!(!path_rtt_changed(300, 900), "under 1 ms apart");
+        assert!(!path_rtt_changed(40_000, 41_500), "under a fifth apart");
+        assert!(path_rtt_changed(5_000, 30_000));
+        assert!(path_rtt_changed(30_000, 5_000));
+    }
 }

@@ -156,6 +156,8 @@ impl FleetService for Fleet {
                 applied_generation: d.applied.get(),
                 last_seen_at: d.last_seen.as_millis(),
                 failure_reason: d.failure_reason.unwrap_or_default(),
+                path_rtt_us: d.path_rtt_us,
+                measured_rtts: d.measured_rtts,
             }),
         }))
     }
@@ -202,9 +204,42 @@ impl FleetService for Fleet {
         let call = self.0.admit(&caller, Rpc::GetServer).await?;
         let r = request.get_ref();
         let server = self.0.get_server(call, &r.site, &r.id).await?;
+        let (drain, actions) = self
+            .0
+            .server_actions_and_drain(&server.site, &server.id)
+            .await?;
         Ok(Response::new(proto::GetServerResponse {
             server: Some(server.into()),
+            drain: Some(drain),
+            actions,
         }))
+    }
+
+    async fn request_server_action(
+        &self,
+        request: Request<proto::RequestServerActionRequest>,
+    ) -> Result<Response<proto::RequestServerActionResponse>, Status> {
+        let caller = authenticate(&self.0, &request).await?;
+        let call = self.0.admit(&caller, Rpc::RequestServerAction).await?;
+        let r = request.get_ref();
+        let action = self
+            .0
+            .request_server_action(call, &r.site, &r.server, r.op)
+            .await?;
+        Ok(Response::new(proto::RequestServerActionResponse {
+            action: Some(action),
+        }))
+    }
+
+    async fn list_server_actions(
+        &self,
+        request: Request<proto::ListServerActionsRequest>,
+    ) -> Result<Response<proto::ListServerActionsResponse>, Status> {
+        let caller = authenticate(&self.0, &request).await?;
+        let call = self.0.admit(&caller, Rpc::ListServerActions).await?;
+        let r = request.get_ref();
+        let actions = self.0.list_server_actions(call, &r.site, &r.server).await?;
+        Ok(Response::new(proto::ListServerActionsResponse { actions }))
     }
 
     async fn create_region(

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meridian_common::ids::{SiteId, TenantId, Timestamp, WorkloadId};
+use meridian_common::ids::{RegionId, SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{Placement, ReservationState, Site, Tenant, Workload};
 use meridian_store::tables::Record;
 use tokio::sync::Notify;
@@ -41,7 +41,7 @@ use meridian_plan::placement::{
     Decision, FleetSnapshot, PlacementError, PlacementRequest, Planner, PlannerConfig,
 };
 use meridian_store::Tables;
-use meridian_store::schema::{DIRTY_PREFIX, workload_dirty_marker};
+use meridian_store::schema::{DIRTY_PREFIX, SITE_DIRTY_PREFIX, workload_dirty_marker};
 use meridian_store::tables::{Table, TableError, Versioned};
 use meridian_store::{Compare, Op, RangeRequest, Revision, StoreError, Txn};
 
@@ -94,7 +94,26 @@ struct Shared {
     config: PlannerConfig,
     wake: Notify,
     fleet_dirty: AtomicBool,
+    /// Measured RTTs older than this are ignored (`placement.rtt_max_age_s`), ms.
+    rtt_max_age_ms: AtomicU64,
+    /// The measured RTTs the planner was built with.
+    rtts: Mutex<RttView>,
 }
+
+/// The measured RTTs in the planner, so a new measurement rebuilds it only when it matters.
+#[derive(Debug, Default)]
+struct RttView {
+    /// Per (site, region), the RTT in use, ms.
+    measured: std::collections::HashMap<(SiteId, RegionId), u32>,
+    /// The sites and regions the planner knows (a measurement of others is not used).
+    sites: std::collections::HashSet<SiteId>,
+    regions: std::collections::HashSet<RegionId>,
+    /// When the first of them goes stale.
+    expires: Option<Timestamp>,
+}
+
+/// A new measurement closer than this to the one in use does not rebuild the planner, ms.
+const RTT_CHANGE_MS: u32 = 1;
 
 /// What the API uses of the lifecycle: dry runs on the live planner, and nudges.
 #[derive(Debug, Clone)]
@@ -111,7 +130,40 @@ impl LifecycleHandle {
             config,
             wake: Notify::new(),
             fleet_dirty: AtomicBool::new(true),
+            rtt_max_age_ms: AtomicU64::new(600_000),
+            rtts: Mutex::new(RttView::default()),
         }))
+    }
+
+    /// Sets the age past which a measured RTT is ignored (`placement.rtt_max_age_s`).
+    pub fn set_rtt_max_age(&self, max_age: Duration) {
+        let ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+        self.0.rtt_max_age_ms.store(ms, Ordering::Release);
+        self.fleet_changed();
+    }
+
+    /// A site's agent measured an RTT (a `rtts/` record was written): rebuild the planner
+    /// when the measurement differs from the one in use by more than [`RTT_CHANGE_MS`], or
+    /// none was in use (new, or the last one went stale), for a site and region it knows.
+    fn rtt_measured(&self, raw: &[u8]) {
+        let Ok(r) = <meridian_proto::v1::MeasuredRttRecord as Record>::decode(raw) else {
+            return;
+        };
+        let (Ok(site), Ok(region)) = (SiteId::parse(&r.site), RegionId::parse(&r.region)) else {
+            return;
+        };
+        let matters = {
+            let view = self.0.rtts.lock().unwrap_or_else(|p| p.into_inner());
+            view.sites.contains(&site)
+                && view.regions.contains(&region)
+                && view
+                    .measured
+                    .get(&(site, region))
+                    .is_none_or(|used| used.abs_diff(r.rtt_ms) > RTT_CHANGE_MS)
+        };
+        if matters {
+            self.fleet_changed();
+        }
     }
 
     /// The planner, for a change (dry-run copies are refreshed before their next use).
@@ -221,6 +273,14 @@ impl Lifecycle {
             handle.clone(),
             stop_rx.clone(),
             |handle, _| handle.fleet_changed(),
+        ));
+        // Agents' RTT measurements: rebuild when one changes what the planner uses.
+        tasks.spawn(watch_prefix(
+            tables.clone(),
+            "rtts/",
+            handle.clone(),
+            stop_rx.clone(),
+            |handle, value| handle.rtt_measured(value),
         ));
         tasks.spawn(watch_prefix(
             tables,
@@ -361,21 +421,71 @@ impl Runner {
     /// Rebuilds the planner from the tables.
     pub async fn rebuild(&self) -> Result<(), LifecycleError> {
         let t = &self.tables;
+        let sites = t.sites().list_all(None, 1000).await?;
+        let regions = t.regions().list_all(None, 1000).await?;
+        // Measured RTTs while fresh; a stale one leaves the planner its estimate.
+        let (rtts, expires) = crate::channel::rtts::fresh(
+            t,
+            &sites.iter().map(|s| &s.id).collect(),
+            &regions.iter().map(|r| &r.id).collect(),
+            self.clock.now(),
+            self.handle.0.rtt_max_age_ms.load(Ordering::Acquire),
+        )
+        .await?;
+        let view = RttView {
+            measured: rtts
+                .iter()
+                .map(|m| ((m.site.clone(), m.region.clone()), m.rtt_ms as u32))
+                .collect(),
+            sites: sites.iter().map(|s| s.id.clone()).collect(),
+            regions: regions.iter().map(|r| r.id.clone()).collect(),
+            expires,
+        };
+        let servers = t.servers().list_all(None, 1000).await?;
+        // A drain of a server no longer in the inventory has nothing to keep off.
+        let drained = t
+            .drains()
+            .list_all(None, 1000)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                servers
+                    .iter()
+                    .any(|s| s.site.as_str() == d.site && s.id.as_str() == d.server)
+            })
+            .filter_map(|d| meridian_common::ids::ServerId::parse(&d.server).ok())
+            .collect();
+        // A placement does not say what storage its replicas hold: their specs do.
+        let storage: Vec<(WorkloadId, u64)> = t
+            .workloads()
+            .list_all(None, 1000)
+            .await?
+            .into_iter()
+            .filter(|w| w.spec.resources.storage_mib > 0 && !w.state.is_terminal())
+            .map(|w| (w.id, w.spec.resources.storage_mib))
+            .collect();
         let snapshot = FleetSnapshot {
-            sites: t.sites().list_all(None, 1000).await?,
-            servers: t.servers().list_all(None, 1000).await?,
-            regions: t.regions().list_all(None, 1000).await?,
-            rtts: Vec::new(),
+            sites,
+            servers,
+            regions,
+            rtts,
             datasets: t.datasets().list_all(None, 1000).await?,
             tenants: t.tenants().list_all(None, 1000).await?,
             placements: t.placements().list_all(None, 1000).await?,
-            drained: Default::default(),
+            drained,
         };
         let config = self.handle.0.config.clone();
-        let planner = tokio::task::spawn_blocking(move || Planner::new(&snapshot, config))
-            .await
-            .map_err(|e| LifecycleError::Task(e.to_string()))??;
+        let planner = tokio::task::spawn_blocking(move || {
+            let mut planner = Planner::new(&snapshot, config)?;
+            for (workload, mib) in &storage {
+                planner.rebook_storage(workload, *mib);
+            }
+            Ok::<_, meridian_plan::placement::PlacementError>(planner)
+        })
+        .await
+        .map_err(|e| LifecycleError::Task(e.to_string()))??;
         *self.handle.planner() = Some(planner);
+        *self.handle.0.rtts.lock().unwrap_or_else(|p| p.into_inner()) = view;
         *self.last_rebuild.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(std::time::Instant::now());
         Ok(())
@@ -398,6 +508,18 @@ impl Runner {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .is_none_or(|t| t.elapsed() >= REBUILD_GAP);
+        // A measured RTT in use went stale: the planner must fall back to its estimate.
+        let expired = self
+            .handle
+            .0
+            .rtts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .expires
+            .is_some_and(|at| at <= now);
+        if expired {
+            self.handle.0.fleet_dirty.store(true, Ordering::Release);
+        }
         let stale = (due && self.handle.0.fleet_dirty.swap(false, Ordering::AcqRel))
             || self.handle.planner_read().is_none();
         if stale && let Err(e) = self.rebuild().await {
@@ -459,7 +581,7 @@ impl Runner {
     /// change meanwhile.
     async fn publish_dirty(&self, now: Timestamp) -> Result<(), LifecycleError> {
         let store = self.tables.store();
-        let marks = store
+        let mut marks = store
             .range(RangeRequest {
                 prefix: DIRTY_PREFIX.as_bytes().to_vec(),
                 start_after: None,
@@ -467,10 +589,26 @@ impl Runner {
             })
             .await
             .map_err(TableError::from)?;
-        if marks.kvs.is_empty() {
+        let site_marks = store
+            .range(RangeRequest {
+                prefix: SITE_DIRTY_PREFIX.as_bytes().to_vec(),
+                start_after: None,
+                limit: 0,
+            })
+            .await
+            .map_err(TableError::from)?;
+        if marks.kvs.is_empty() && site_marks.kvs.is_empty() {
             return Ok(());
         }
         let mut changes = Changes::default();
+        for kv in &site_marks.kvs {
+            if let Some(site) = std::str::from_utf8(&kv.key[SITE_DIRTY_PREFIX.len()..])
+                .ok()
+                .and_then(|s| SiteId::parse(s).ok())
+            {
+                changes.sites.insert(site);
+            }
+        }
         for kv in &marks.kvs {
             let Ok(path) = std::str::from_utf8(&kv.key[DIRTY_PREFIX.len()..]) else {
                 continue;
@@ -503,6 +641,7 @@ impl Runner {
                     .await?;
             }
         }
+        marks.kvs.extend(site_marks.kvs);
         for kv in marks.kvs {
             let txn = Txn::new()
                 .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))

@@ -120,6 +120,8 @@ rpcs! {
     GetSiteDrift = "FleetService" "GetSiteDrift", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
     ListServers = "FleetService" "ListServers", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
     GetServer = "FleetService" "GetServer", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    RequestServerAction = "FleetService" "RequestServerAction", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    ListServerActions = "FleetService" "ListServerActions", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
     CreateRegion = "FleetService" "CreateRegion", mutating: true, roles: [ProviderAdmin, SiteOperator];
     ListRegions = "FleetService" "ListRegions", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
     CreateDataset = "FleetService" "CreateDataset", mutating: true, roles: [ProviderAdmin, TenantAdmin, TenantMember];
@@ -174,7 +176,7 @@ mod tests {
                 rpc.name()
             );
         }
-        assert_eq!(Rpc::ALL.len(), 36);
+        assert_eq!(Rpc::ALL.len(), 38);
     }
 
     #[test]
@@ -195,6 +197,7 @@ mod tests {
             Rpc::GetSite,
             Rpc::GetSiteDrift,
             Rpc::GetServer,
+            Rpc::ListServerActions,
         ] {
             assert!(!allowed(Role::Viewer, true, rpc), "{}", rpc.name());
             assert!(allowed(Role::Viewer, false, rpc), "{}", rpc.name());

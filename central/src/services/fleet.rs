@@ -16,13 +16,14 @@ use super::{Call, Services, acting_tenant, tenant_filter};
 use crate::tokens::{NewToken, TokenError};
 
 /// Site fields an operator may update.
-pub const SITE_FIELDS: [&str; 6] = [
+pub const SITE_FIELDS: [&str; 7] = [
     "name",
     "location",
     "certifications",
     "pools",
     "gateway_range",
     "price_per_gpu_hour",
+    "storage_mib",
 ];
 
 /// How far a site's agent is behind central.
@@ -40,6 +41,10 @@ pub struct SiteDrift {
     pub last_seen: Timestamp,
     /// Why the newest failed generation failed, when it is newer than the applied one.
     pub failure_reason: Option<String>,
+    /// The QUIC path RTT of its agent's session as last recorded, microseconds (0: never).
+    pub path_rtt_us: u64,
+    /// The latest RTT its agent measured to each region it probes.
+    pub measured_rtts: Vec<proto::MeasuredRttRecord>,
 }
 
 /// A new bootstrap token and the site's bootstrap file (which holds its secret).
@@ -175,6 +180,7 @@ impl Services {
                 "pools" => merged.pools = wire.pools.clone(),
                 "gateway_range" => merged.gateway_range = wire.gateway_range.clone(),
                 "price_per_gpu_hour" => merged.price_per_gpu_hour = wire.price_per_gpu_hour,
+                "storage_mib" => merged.storage_mib = wire.storage_mib,
                 _ => unreachable!("checked above"),
             }
         }
@@ -234,6 +240,8 @@ impl Services {
             last_seen: Timestamp::from_millis(channel.last_seen_ms),
             failure_reason: (channel.failed_generation > channel.applied_generation)
                 .then_some(channel.failed_reason),
+            path_rtt_us: channel.path_rtt_us,
+            measured_rtts: crate::channel::rtts::of_site(&self.tables, &site.id).await?,
             site: site.id,
         })
     }

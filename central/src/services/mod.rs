@@ -22,6 +22,7 @@
 //! watches per tenant, page sizes. See `docs/api.md`.
 
 pub mod access;
+pub mod actions;
 pub mod auth;
 mod config;
 pub mod error;

@@ -534,6 +534,9 @@ impl Services {
             }
             for a in &p.assignments {
                 sites.insert(a.site.clone());
+                used.storage_mib = used
+                    .storage_mib
+                    .saturating_add(w.spec.resources.storage_mib);
                 match w.spec.resources.accelerator {
                     Accelerator::WholeGpus { model, count } => {
                         *used.gpus_per_model.entry(model).or_default() += count;

@@ -23,8 +23,13 @@
 //! | `channel/auth/` | site | [`SiteAuth`] (`SiteAuthRecord`): certificate epoch, revoked |
 //! | `channel/sites/` | site | [`SiteChannel`] (`SiteChannelRecord`): acked/applied generations, report high-water, last seen |
 //! | `reports/` | site/sequence (20 digits) | `SiteReport` |
+//! | `rtts/` | site/region | [`proto::MeasuredRttRecord`]: the latest RTT the site's agent measured to the region |
+//! | `actions/` | site/request (20 digits) | [`proto::ServerActionRecord`]: an operator's server action and how far it got |
+//! | `drains/` | site/server | [`proto::ServerDrainRecord`]: the server takes no new placement |
+//! | `counters/server-actions` | (one key) | the last server-action request ID handed out |
 //! | `audit-head` | (one key) | the hash of the newest audit record |
 //! | `lifecycle/dirty/` | tenant[/workload] | (empty): the tenant's intents need publishing |
+//! | `lifecycle/dirty-sites/` | site | (empty): the site's intent needs publishing (its server actions changed) |
 //! | `dns/published/` | DNS name | JSON: the A records central published there, confirmed or not (`meridian_central::dns::published`) |
 //!
 //! Older centrals stored the two channel records as JSON; they still decode (and are
@@ -173,6 +178,32 @@ wire_record!(proto::ApiTokenRecord, "tokens/api", |r| r
     .map_or_else(String::new, |t| t.id.clone()));
 wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
 wire_record!(proto::User, "users", |r| r.id.clone());
+wire_record!(proto::ServerActionRecord, "actions", |r| {
+    if r.site.is_empty() || r.request == 0 {
+        String::new()
+    } else {
+        format!("{}/{}", r.site, AuditSeq(r.request).path())
+    }
+});
+wire_record!(proto::ServerDrainRecord, "drains", |r| {
+    if r.site.is_empty() || r.server.is_empty() {
+        String::new()
+    } else {
+        format!("{}/{}", r.site, r.server)
+    }
+});
+
+/// The counter of server-action request IDs (the last one handed out, 8 bytes big-endian).
+pub const ACTION_COUNTER_KEY: &[u8] = b"counters/server-actions";
+wire_record!(
+    proto::MeasuredRttRecord,
+    "rtts",
+    |r| if r.site.is_empty() || r.region.is_empty() {
+        String::new()
+    } else {
+        format!("{}/{}", r.site, r.region)
+    }
+);
 
 /// Which tenant owns a workload, so an ID alone finds the record (`index/workloads/{id}`).
 /// Workload IDs are assigned by central, so one ID names one workload.
@@ -300,6 +331,17 @@ pub fn workload_dirty_marker(tenant: &TenantId, workload: &WorkloadId) -> Op {
     }
 }
 
+/// Prefix of the lifecycle's markers of sites whose intent needs publishing.
+pub const SITE_DIRTY_PREFIX: &str = "lifecycle/dirty-sites/";
+
+/// The marker that has the compiler publish `site` (its server actions changed).
+pub fn site_dirty_marker(site: &SiteId) -> Op {
+    Op::Put {
+        key: format!("{SITE_DIRTY_PREFIX}{site}").into_bytes(),
+        value: Vec::new(),
+    }
+}
+
 /// Prefix of the channel's auth records.
 pub const AUTH_PREFIX: &str = "channel/auth/";
 /// Prefix of the channel's per-site records.
@@ -337,6 +379,10 @@ pub struct SiteChannel {
     pub last_seen_ms: i64,
     /// Expiry of the certificate the site last presented, unix millis.
     pub cert_not_after_ms: i64,
+    /// The QUIC path RTT of the site's session as central last recorded it, microseconds
+    /// (0: never recorded).
+    #[serde(default)]
+    pub path_rtt_us: u64,
 }
 
 /// A record the channel keeps per site under its own key (not a [`Table`]: the site is the
@@ -390,6 +436,7 @@ impl SiteRecord for SiteChannel {
             reports_dropped: self.reports_dropped,
             last_seen_ms: self.last_seen_ms,
             cert_not_after_ms: self.cert_not_after_ms,
+            path_rtt_us: self.path_rtt_us,
         }
         .encode_to_vec()
     }
@@ -404,6 +451,7 @@ impl SiteRecord for SiteChannel {
             reports_dropped: r.reports_dropped,
             last_seen_ms: r.last_seen_ms,
             cert_not_after_ms: r.cert_not_after_ms,
+            path_rtt_us: r.path_rtt_us,
         })
     }
 }
@@ -529,6 +577,18 @@ impl Tables {
     pub fn audit(&self) -> Table<proto::AuditRecord> {
         self.table()
     }
+    /// Operators' server-action requests, per site.
+    pub fn actions(&self) -> Table<proto::ServerActionRecord> {
+        self.table()
+    }
+    /// Drained servers, per site.
+    pub fn drains(&self) -> Table<proto::ServerDrainRecord> {
+        self.table()
+    }
+    /// The latest RTT per (site, region) the sites' agents measured.
+    pub fn rtts(&self) -> Table<proto::MeasuredRttRecord> {
+        self.table()
+    }
     /// The tenants holding a dataset with ID `id` (dataset IDs are scoped per tenant).
     pub async fn dataset_holders(&self, id: &DatasetId) -> Result<Vec<TenantId>, TableError> {
         Ok(self
@@ -594,6 +654,7 @@ mod tests {
             reports_dropped: 3,
             last_seen_ms: 1_700_000_000_000,
             cert_not_after_ms: 1_700_086_400_000,
+            path_rtt_us: 1_250,
         };
         let key = site_key(&SiteId::parse("edge-1").unwrap());
         assert_eq!(

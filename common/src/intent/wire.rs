@@ -550,17 +550,18 @@ mod tests {
                     PowerAction::Cycle,
                     PowerAction::Reboot
                 ])
-                    .prop_map(ServerActionKind::Power),
+                .prop_map(ServerActionKind::Power),
                 ".{0,30}".prop_map(|image| ServerActionKind::Provision { image }),
                 Just(ServerActionKind::Clean),
             ];
-            let action = (typed::<ServerId>(), action_kind, 1u64..).prop_map(
-                |(server, action, request)| ServerAction {
-                    server,
-                    action,
-                    request: request.into(),
-                },
-            );
+            let action =
+                (typed::<ServerId>(), action_kind, 1u64..).prop_map(|(server, action, request)| {
+                    ServerAction {
+                        server,
+                        action,
+                        request: request.into(),
+                    }
+                });
             let pool = (typed::<ServerId>(), typed::<PoolId>())
                 .prop_map(|(server, pool)| PoolAssignment { server, pool });
             (

@@ -10,6 +10,7 @@
 //! realises state on the kernel, on the agent's driver types; never on central.
 
 pub mod faults;
+mod http_thread;
 pub mod nvml;
 pub mod nvue;
 pub mod ontap;

@@ -20,6 +20,7 @@ use meridian_agent::reconcile::desired::DpuWant;
 use meridian_agent::reconcile::fabric::DEFAULT_L3_VNI_BASE;
 use meridian_agent::reconcile::gateway::{GatewayLayout, ManagedGateway};
 use meridian_agent::reconcile::server::ManagedDpu;
+use meridian_agent::reconcile::storage::ManagedStorage;
 use meridian_agent::reconcile::{
     ManagedSwitch, RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig,
     SwitchLayout, SystemClock,
@@ -30,11 +31,13 @@ use meridian_drivers::dpu::{BlueFieldDpu, DpuMode as WantedMode};
 use meridian_drivers::gateway::DEFAULT_TABLE;
 use meridian_drivers::gpu::GpuInventory;
 use meridian_drivers::nvue::{NvueClient, NvueConfig};
+use meridian_drivers::storage::{OntapArray, OntapConfig};
 use meridian_drivers::{NetlinkHost, NftGateway, WanGateway};
 use serde_json::Value;
 
 use meridian_emulators::nvml::{FakeGpu, FakeNvml};
 use meridian_emulators::nvue::{NvueEmulator, NvueEmulatorConfig};
+use meridian_emulators::ontap::{OntapEmulator, OntapEmulatorConfig};
 use meridian_emulators::redfish::{BmcEmulator, BmcEmulatorError, BmcProfile, DpuMode, RunningBmc};
 
 /// How long the emulated BMCs take per power phase (real ones: tens of seconds).
@@ -53,6 +56,8 @@ pub enum HardwareError {
     Bmc(#[from] BmcEmulatorError),
     #[error("cannot start the NVUE switch emulator")]
     Switch(#[source] std::io::Error),
+    #[error("cannot start the ONTAP storage emulator")]
+    Storage(#[source] std::io::Error),
     #[error("cannot make the site's gateway namespace: {0}")]
     Gateway(String),
 }
@@ -85,6 +90,8 @@ pub enum ReconcilerError {
     Dpu(#[from] meridian_drivers::dpu::DpuError),
     #[error("NVUE driver")]
     Switch(#[from] meridian_drivers::FabricError),
+    #[error("ONTAP driver")]
+    Storage(#[from] meridian_drivers::StorageError),
 }
 
 /// One emulated server.
@@ -111,6 +118,8 @@ pub struct SiteHardware {
     pub vtep: Ipv4Addr,
     /// The site's gateway node, in a network namespace of its own (only when run as root).
     pub gateway: Option<GatewayNode>,
+    /// The site's storage array (tenant volumes), sized as the site's record says.
+    pub array: OntapEmulator,
 }
 
 /// A site's gateway node emulated by a network namespace of its own: a `wan0` holding
@@ -252,7 +261,14 @@ impl SiteHardware {
         gpu_serial: &mut u32,
         site_number: usize,
         gateway: Option<(String, Ipv4Net)>,
+        storage_mib: u64,
     ) -> Result<SiteHardware, HardwareError> {
+        let array = OntapEmulator::start(OntapEmulatorConfig {
+            aggregate_size: storage_mib.saturating_mul(1 << 20),
+            job_delay: Duration::from_millis(5),
+            ..OntapEmulatorConfig::default()
+        })
+        .map_err(HardwareError::Storage)?;
         let switch = NvueEmulator::start(NvueEmulatorConfig {
             step_delay: SWITCH_STEP_DELAY,
             ..NvueEmulatorConfig::default()
@@ -311,6 +327,7 @@ impl SiteHardware {
             switch,
             vtep,
             gateway,
+            array,
         })
     }
 
@@ -401,13 +418,22 @@ impl SiteHardware {
             power_poll: Duration::from_millis(50),
             transition_timeout: Duration::from_secs(60),
         };
+        let a = self.array.config();
+        let mut ontap =
+            OntapConfig::new(self.array.url(), a.username, a.password, a.svm, a.aggregate);
+        ontap.job_poll = Duration::from_millis(10);
+        ontap.request_timeout = Duration::from_secs(10);
+        let storage = ManagedStorage {
+            array: Arc::new(OntapArray::new(ontap)?),
+        };
         Ok(SiteReconciler::with_resources(
             specs,
             vec![switch],
             self.gateway.as_ref().map(GatewayNode::managed),
             config,
             Arc::new(SystemClock),
-        ))
+        )
+        .with_storage(Some(storage)))
     }
 
     /// GPUs of these servers.

@@ -59,11 +59,14 @@
 //! - [`SimFleet::restart_central`] stops central and opens it again on the same directory and
 //!   ports (the agents reconnect by themselves); [`SimFleet::shutdown`] stops everything.
 
+mod actions;
 pub mod agents;
 pub mod gateway;
 pub mod hardware;
 mod progress;
 mod summary;
+
+pub use actions::ActionsView;
 pub mod workloads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -404,7 +407,14 @@ impl SimFleet {
                 .then(|| (gateway::netns_name(n), fleet.sites[*i].gateway_range));
             hardware.insert(
                 *i,
-                SiteHardware::start(&servers, &mut gpu_serial, n, gateway).await?,
+                SiteHardware::start(
+                    &servers,
+                    &mut gpu_serial,
+                    n,
+                    gateway,
+                    fleet.sites[*i].storage_mib,
+                )
+                .await?,
             );
             progress.bar(
                 "emulating hardware",
@@ -907,6 +917,8 @@ impl SimFleet {
             gateways,
             endpoints_published,
             gateways_skipped: self.gateways_skipped.clone(),
+            volumes: self.volumes_on_arrays(),
+            server_actions: None,
             workloads_by_state,
             failed,
             gpus_by_tier,

@@ -62,6 +62,10 @@ pub struct SimSummary {
     pub endpoints_published: usize,
     /// Why there are no gateway nodes (`None`: there are).
     pub gateways_skipped: Option<String>,
+    /// Tenant volumes on the emulated sites' storage arrays (made by the agents).
+    pub volumes: usize,
+    /// The operator server actions the run asked for and how they ended (`None`: none).
+    pub server_actions: Option<super::actions::ActionsView>,
     /// Submitted workloads by state name (`active`, `approved`, `failed`, ...).
     pub workloads_by_state: BTreeMap<String, usize>,
     /// Failed workloads: (name, reason).
@@ -138,6 +142,21 @@ impl fmt::Display for SimSummary {
                     self.gateways, self.endpoints_published
                 )?,
                 Some(why) => writeln!(f, "  site gateways       skipped ({why})")?,
+            }
+            writeln!(
+                f,
+                "  storage arrays      {} tenant volumes created (ONTAP emulators, one per site)",
+                self.volumes
+            )?;
+        }
+        if let Some(a) = &self.server_actions {
+            writeln!(
+                f,
+                "  server actions      {}/{} reboots done once through the API",
+                a.done, a.requested,
+            )?;
+            for (server, why) in &a.failed {
+                writeln!(f, "    failed {server}: {why}")?;
             }
         }
         let states: Vec<String> = self

@@ -162,7 +162,12 @@ fn spec(
             accelerator,
             cpu_cores,
             memory_mib: memory_gib * 1024,
-            storage_mib: 0,
+            // An inference endpoint keeps its model weights on a volume at its site.
+            storage_mib: if kind == WorkloadKind::InferenceEndpoint {
+                20 * 1024
+            } else {
+                0
+            },
         },
         replicas,
         constraints,

@@ -9,6 +9,7 @@
 //! - [`observe`]: what central stored about a site (state, applied generation, reports);
 //! - [`processes`]: the real binaries as processes (found or built), clean environments,
 //!   free ports, log lines, clean stops;
+//! - [`echo`]: a UDP echo responder for the agents' RTT probes;
 //! - [`wait`]: polling with a deadline that names what it waited for;
 //! - [`netns`]: network namespaces, veth pairs and commands in them, for kernel tests;
 //! - [`dns`]: a real BIND 9 serving one zone that a TSIG key may update, and `dig`.
@@ -20,6 +21,7 @@
 pub mod agents;
 pub mod central;
 pub mod dns;
+pub mod echo;
 pub mod enrol;
 pub mod fixtures;
 pub mod images;

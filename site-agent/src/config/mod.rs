@@ -3,10 +3,14 @@
 
 mod gateway;
 mod host_network;
+mod probe;
+mod storage;
 mod switch;
 
 pub use gateway::GatewayConfig;
 pub use host_network::HostNetworkConfig;
+pub use probe::{ProbeConfig, ProbeKind, parse_target};
+pub use storage::StorageConfig;
 pub use switch::{SwitchConfig, SwitchPortConfig};
 
 use std::collections::BTreeSet;
@@ -61,6 +65,11 @@ pub struct AgentConfig {
     pub host_network: Vec<HostNetworkConfig>,
     /// The reconcile loop's timing and bounds.
     pub reconciler: ReconcilerConfig,
+    /// The user regions the agent measures its RTT to (`[[probe]]`); none: it measures none.
+    pub probe: Vec<ProbeConfig>,
+    /// The site's storage array, on which the reconciler keeps the intent's tenant volumes.
+    /// None: volumes in the intent are not the agent's to make.
+    pub storage: Option<StorageConfig>,
 }
 
 /// Which GPU driver reports and partitions a server's GPUs.
@@ -387,6 +396,8 @@ impl Default for AgentConfig {
             gateway: None,
             host_network: Vec::new(),
             reconciler: ReconcilerConfig::default(),
+            probe: Vec::new(),
+            storage: None,
         }
     }
 }
@@ -468,6 +479,10 @@ impl Validate for AgentConfig {
             g.validate(&self.switches)?;
         }
         host_network::validate(&self.host_network, &self.servers)?;
+        probe::validate(&self.probe)?;
+        if let Some(s) = &self.storage {
+            storage::validate(s)?;
+        }
         let r = &self.reconciler;
         for (k, v, min) in [
             ("reconciler.resync_ms", r.resync_ms, 100),

@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use meridian_common::ids::{Generation, ServerId, TenantId, TimeWindow, Timestamp, WorkloadId};
-use meridian_common::model::{Allocation, AllocationMode, GpuSlot, SiteIntent};
+use meridian_common::ids::{
+    Generation, RequestId, ServerId, TenantId, TimeWindow, Timestamp, WorkloadId,
+};
+use meridian_common::model::{Allocation, AllocationMode, GpuSlot, ServerActionKind, SiteIntent};
 
 use meridian_drivers::dpu::{BfbImage, DpuMode};
 
@@ -24,6 +26,14 @@ pub struct WantedAllocation {
     /// Its GPU shares on this server, in intent order.
     pub slots: Vec<GpuSlot>,
     pub window: Option<TimeWindow>,
+}
+
+/// An operator's request on this server, carried in the intent until the agent reports it
+/// final (done or failed); the agent carries out each request at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedAction {
+    pub request: RequestId,
+    pub kind: ServerActionKind,
 }
 
 /// What the site asks of a server's DPU (agent configuration, not the intent): the mode it
@@ -60,6 +70,8 @@ pub struct ServerWant {
     pub next_change: Option<Timestamp>,
     /// What the server's DPU must run (`None`: no DPU managed).
     pub dpu: Option<DpuWant>,
+    /// The operator's requests on this server, lowest request number first.
+    pub actions: Vec<WantedAction>,
 }
 
 impl ServerWant {
@@ -74,7 +86,13 @@ impl ServerWant {
             ended: Vec::new(),
             next_change: None,
             dpu: None,
+            actions: Vec::new(),
         }
+    }
+
+    /// Whether the intent still carries `request` for this server.
+    pub fn wants_action(&self, request: RequestId) -> bool {
+        self.actions.iter().any(|a| a.request == request)
     }
 
     /// Whether the workload appears in the intent for this server at all.
@@ -94,6 +112,17 @@ pub fn server_want(intent: Option<&SiteIntent>, server: &ServerId, now: Timestam
         return want;
     };
     want.generation = intent.generation;
+    want.actions = intent
+        .server_actions
+        .iter()
+        .filter(|a| &a.server == server)
+        .map(|a| WantedAction {
+            request: a.request,
+            kind: a.action.clone(),
+        })
+        .collect();
+    want.actions.sort_by_key(|a| a.request);
+    want.actions.dedup_by_key(|a| a.request);
     let mut grouped: BTreeMap<WorkloadId, WantedAllocation> = BTreeMap::new();
     for a in intent.allocations.iter().filter(|a| &a.server == server) {
         let entry = grouped

@@ -43,6 +43,7 @@ pub mod resource;
 pub mod server;
 pub mod site;
 pub mod status;
+pub mod storage;
 pub mod switch;
 
 use std::time::Duration;
@@ -132,6 +133,13 @@ pub enum ReconcileError {
     /// The intent cannot be put on a container/VM host as configured.
     #[error("host layout")]
     HostLayout(#[from] host::HostWantError),
+    /// The site's storage array refused or did not answer.
+    #[error("{step}: storage array operation failed")]
+    Storage {
+        step: &'static str,
+        #[source]
+        source: meridian_drivers::StorageError,
+    },
     /// The agent's database failed (not counted against the server).
     #[error("agent database")]
     Store(#[from] AgentStoreError),
@@ -169,6 +177,7 @@ impl ReconcileError {
                 use meridian_drivers::GatewayError as G;
                 matches!(source, G::Nft { .. } | G::Parse(_))
             }
+            ReconcileError::Storage { source, .. } => source.is_transient(),
             ReconcileError::Unexpected { .. } => true,
             ReconcileError::Store(_) => true,
         }

@@ -15,19 +15,27 @@
 //! - **Clean** (no allocation left, the boot image changes, or an Available server drifted):
 //!   destroy every MIG device, MIG mode off (mode, reset), power off, eject the media, clear the
 //!   boot override; then `Available`, each torn-down allocation `Ended`.
+//! - **Operator requests** (`server_actions`, [`action_step`]): before the lifecycle, one at a
+//!   time, lowest request number first: `BeginAction` (recorded `Started`, reported running,
+//!   nothing asked of the device), `IssueAction` (recorded `Issuing` before the BMC is asked
+//!   once, `Issued` after it took the call; a reprovision is `-> Cleaning` and `Issued` in one
+//!   commit), then the effect awaited and `EndAction` (done or failed, kept as the "done for
+//!   request N" record). An `Issuing` request is never asked again: it is finished from what
+//!   the device shows, else failed as not confirmed (at most once).
 //! - **Notes**: where the device already shows what the record lacks (a step ran, its commit
 //!   did not: a crash), the step is a [`Note`]: record and report it, do nothing to the device.
 
 use std::collections::BTreeSet;
 
-use meridian_common::ids::{Generation, WorkloadId};
+use meridian_common::ids::{Generation, RequestId, WorkloadId};
 use meridian_common::model::{
-    AllocationStatus, GpuSlot, MigGeometry, MigInstance, Server, ServerState,
+    AllocationStatus, GpuSlot, MigGeometry, MigInstance, PowerAction as Power, Server,
+    ServerActionKind, ServerState,
 };
 
 use super::desired::{ServerWant, WantedAllocation, slot_key};
 use super::device::{Device, mig_profile_of};
-use super::record::{BootedWith, MigClaim, ServerRecord};
+use super::record::{ActionStage, BootedWith, MigClaim, ServerRecord};
 use meridian_drivers::bmc::{BootOverrideEnabled, BootTarget, PowerState};
 use meridian_drivers::dpu::{BfbImage, DpuMode};
 
@@ -101,6 +109,28 @@ pub enum Step {
     MarkAvailable,
     /// `-> Allocated`; allocations in force `Applied`, removed ones `Ended`.
     MarkAllocated,
+    /// Record an operator request `Started` and report it running; nothing is asked of the
+    /// device (that is [`Step::IssueAction`], committed after this).
+    BeginAction {
+        request: RequestId,
+        kind: ServerActionKind,
+        /// Whether the server is on now (`None`: neither on nor off), recorded to tell later
+        /// from the device whether an unconfirmed power request happened.
+        was_on: Option<bool>,
+    },
+    /// Carry out a started request once: record it `Issuing`, ask the BMC, record it `Issued`.
+    /// A reprovision asks nothing of the device: `-> Cleaning` and `Issued` in one commit.
+    IssueAction {
+        request: RequestId,
+        kind: ServerActionKind,
+    },
+    /// Record and report a request final (`done`, else failed) with `detail`.
+    EndAction {
+        request: RequestId,
+        kind: ServerActionKind,
+        done: bool,
+        detail: String,
+    },
     /// Nothing to do.
     Converged,
 }
@@ -138,6 +168,11 @@ pub enum Note {
     },
     MigVanished {
         key: String,
+    },
+    /// An `Issuing` request's power transition is under way: the BMC took the call (only the
+    /// agent changes a server's power, and a request begins only with none under way).
+    ActionUnderWay {
+        request: RequestId,
     },
 }
 
@@ -242,13 +277,13 @@ pub fn plan(want: &ServerWant, rec: &ServerRecord, dev: Option<&Device>, gpu_dri
     match &rec.state {
         ServerState::Discovered => return Step::Discover,
         ServerState::Inspecting => return Step::Inspect,
-        ServerState::Failed { .. } => {
+        ServerState::Failed { reason } => {
             return if want.generation > rec.failed_generation {
                 Step::Retry {
                     generation: want.generation,
                 }
             } else {
-                Step::Converged
+                fail_actions(want, rec, reason).unwrap_or(Step::Converged)
             };
         }
         ServerState::Available | ServerState::Allocated | ServerState::Cleaning => {}
@@ -261,6 +296,207 @@ pub fn plan(want: &ServerWant, rec: &ServerRecord, dev: Option<&Device>, gpu_dri
         // can be decided.
         return Step::Converged;
     };
+    let rest = || lifecycle(want, rec, dev, inventory, gpu_driver);
+    action_step(want, rec, dev, &rest).unwrap_or_else(rest)
+}
+
+/// What a request does, for reports.
+pub fn action_name(kind: &ServerActionKind) -> String {
+    match kind {
+        ServerActionKind::Power(Power::On) => "power on".to_owned(),
+        ServerActionKind::Power(Power::Off) => "power off".to_owned(),
+        ServerActionKind::Power(Power::Reboot) => "reboot".to_owned(),
+        ServerActionKind::Power(Power::Cycle) => "power cycle".to_owned(),
+        ServerActionKind::Clean => "reprovision (re-image and clean)".to_owned(),
+        ServerActionKind::Provision { image } => format!("provision {image}"),
+    }
+}
+
+/// Why a `Provision { image }` request is failed rather than carried out.
+pub const PROVISION_UNSUPPORTED: &str = "provisioning an image on request is not supported: \
+    the agent boots images only for allocations (an available server is kept off and empty, \
+    so a one-off boot would be cleaned away at once); allocate the server with the image, \
+    or use reprovision to re-image it for its allocations";
+
+/// Why an `Issuing` request the device shows no sign of is failed.
+pub const NOT_CONFIRMED: &str = "the agent stopped (or lost the BMC's answer) between \
+    recording the request and confirming it, and the server shows no sign of it; not \
+    repeated, as each request is carried out at most once";
+
+/// The next step of the operator's requests, if one is due; `None`: the lifecycle's turn
+/// (no request due, or a reprovision waiting for the cleaning it started).
+///
+/// Unfinished records come first (one request at a time), then the lowest-numbered wanted
+/// request without a record. A request never begins during a power transition.
+pub fn action_step(
+    want: &ServerWant,
+    rec: &ServerRecord,
+    dev: &Device,
+    lifecycle: &dyn Fn() -> Step,
+) -> Option<Step> {
+    if let Some((&request, a)) = rec.actions.iter().find(|(_, a)| !a.phase.is_final()) {
+        let end = |done: bool, detail: String| Step::EndAction {
+            request,
+            kind: a.kind.clone(),
+            done,
+            detail,
+        };
+        let issue = || Step::IssueAction {
+            request,
+            kind: a.kind.clone(),
+        };
+        return Some(match (&a.kind, a.phase) {
+            (ServerActionKind::Provision { .. }, _) => end(false, PROVISION_UNSUPPORTED.into()),
+            (_, ActionStage::Started) if !want.wants_action(request) => end(
+                false,
+                "withdrawn from the intent before it was carried out".into(),
+            ),
+            (_, ActionStage::Started) if dev.in_transition() => Step::WaitPower,
+            (_, ActionStage::Started) => issue(),
+            // A reprovision's issue is one commit with no device call: nothing to confirm.
+            (ServerActionKind::Clean, ActionStage::Issuing) => issue(),
+            (ServerActionKind::Clean, _) if rec.state == ServerState::Cleaning => return None,
+            (ServerActionKind::Clean, _) => match lifecycle() {
+                Step::Converged => end(
+                    true,
+                    format!(
+                        "re-imaged and cleaned; the server is {} again",
+                        state_name(&rec.state)
+                    ),
+                ),
+                step => step,
+            },
+            (ServerActionKind::Power(_), ActionStage::Issuing) if dev.in_transition() => {
+                Step::Note(Note::ActionUnderWay { request })
+            }
+            (ServerActionKind::Power(p), ActionStage::Issuing) => {
+                let (done, detail) = unconfirmed(*p, a.was_on, &dev.power);
+                end(done, detail)
+            }
+            (ServerActionKind::Power(_), _) if dev.in_transition() => Step::WaitPower,
+            (ServerActionKind::Power(p), _) => {
+                if dev.power == final_power(*p) {
+                    end(true, power_done(*p, a.was_on).into())
+                } else {
+                    end(
+                        false,
+                        format!(
+                            "the BMC took the request, but the server is {} (expected {})",
+                            dev.power,
+                            final_power(*p)
+                        ),
+                    )
+                }
+            }
+        });
+    }
+    let next = want
+        .actions
+        .iter()
+        .find(|w| !rec.actions.contains_key(&w.request))?;
+    Some(match &next.kind {
+        ServerActionKind::Provision { .. } => Step::EndAction {
+            request: next.request,
+            kind: next.kind.clone(),
+            done: false,
+            detail: PROVISION_UNSUPPORTED.into(),
+        },
+        _ if dev.in_transition() => Step::WaitPower,
+        kind => Step::BeginAction {
+            request: next.request,
+            kind: kind.clone(),
+            was_on: match dev.power {
+                PowerState::On => Some(true),
+                PowerState::Off => Some(false),
+                _ => None,
+            },
+        },
+    })
+}
+
+/// A failed server's unfinished requests (recorded, or wanted and not begun) fail with it.
+fn fail_actions(want: &ServerWant, rec: &ServerRecord, reason: &str) -> Option<Step> {
+    let recorded = rec
+        .actions
+        .iter()
+        .find(|(_, a)| !a.phase.is_final())
+        .map(|(r, a)| (*r, a.kind.clone()));
+    let wanted = || {
+        want.actions
+            .iter()
+            .find(|w| !rec.actions.contains_key(&w.request))
+            .map(|w| (w.request, w.kind.clone()))
+    };
+    let (request, kind) = recorded.or_else(wanted)?;
+    Some(Step::EndAction {
+        request,
+        kind,
+        done: false,
+        detail: format!("server {} failed: {reason}", want.server),
+    })
+}
+
+/// The power state a power request ends in.
+pub fn final_power(p: Power) -> PowerState {
+    match p {
+        Power::Off => PowerState::Off,
+        Power::On | Power::Cycle | Power::Reboot => PowerState::On,
+    }
+}
+
+fn power_done(p: Power, was_on: Option<bool>) -> &'static str {
+    match (p, was_on) {
+        (Power::On, Some(true)) => "the server was already on",
+        (Power::Off, Some(false)) => "the server was already off",
+        (Power::On, _) => "powered on",
+        (Power::Off, _) => "powered off",
+        (Power::Reboot | Power::Cycle, Some(false)) => "the server was off: powered on",
+        (Power::Reboot, _) => "restarted",
+        (Power::Cycle, _) => "power-cycled",
+    }
+}
+
+/// An `Issuing` power request with no transition under way: done when the device shows its
+/// effect (the wanted power state, reached from the other one for a restart), else failed as
+/// not confirmed. Never asked again.
+fn unconfirmed(p: Power, was_on: Option<bool>, power: &PowerState) -> (bool, String) {
+    let shown = match p {
+        Power::On | Power::Off => *power == final_power(p),
+        // A restart of a server that was on leaves it on: nothing to tell it by.
+        Power::Reboot | Power::Cycle => was_on == Some(false) && *power == PowerState::On,
+    };
+    if shown {
+        (
+            true,
+            format!(
+                "{} (found after the agent stopped before confirming; not repeated)",
+                power_done(p, was_on)
+            ),
+        )
+    } else {
+        (false, NOT_CONFIRMED.to_owned())
+    }
+}
+
+fn state_name(state: &ServerState) -> &'static str {
+    match state {
+        ServerState::Allocated => "allocated",
+        ServerState::Available => "available",
+        ServerState::Cleaning => "cleaning",
+        ServerState::Discovered => "discovered",
+        ServerState::Inspecting => "inspecting",
+        ServerState::Failed { .. } => "failed",
+    }
+}
+
+/// The lifecycle's next step (allocation, cleaning, notes) for a server past inspection.
+fn lifecycle(
+    want: &ServerWant,
+    rec: &ServerRecord,
+    dev: &Device,
+    inventory: &Server,
+    gpu_driver: bool,
+) -> Step {
     let a = assess(want, inventory, gpu_driver);
     if let Some(note) = bookkeeping(want, rec, &a) {
         return Step::Note(note);
@@ -700,6 +936,7 @@ pub fn mig_instances(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::record::ActionStage;
     use meridian_common::ids::{ServerId, SiteId, TenantId, Timestamp};
     use meridian_common::model::{
         AllocationMode, BmcEndpoint, BmcVendor, Gpu, GpuHealth, GpuModel, MigConfig, MigProfile,
@@ -1234,5 +1471,260 @@ mod tests {
         let rec = record(ServerState::Cleaning);
         assert_eq!(plan(&idle, &rec, Some(&old), true), install);
         assert_eq!(plan(&idle, &rec, Some(&good), true), Step::MarkAvailable);
+    }
+
+    fn with_actions(mut w: ServerWant, actions: &[(u64, ServerActionKind)]) -> ServerWant {
+        w.actions = actions
+            .iter()
+            .map(|(r, k)| crate::reconcile::desired::WantedAction {
+                request: RequestId::new(*r),
+                kind: k.clone(),
+            })
+            .collect();
+        w
+    }
+
+    fn recorded(rec: &mut ServerRecord, r: u64, kind: ServerActionKind, phase: ActionStage) {
+        rec.actions.insert(
+            RequestId::new(r),
+            crate::reconcile::record::ActionRecord {
+                kind,
+                phase,
+                detail: String::new(),
+                started_at: Timestamp::from_millis(0),
+                was_on: Some(true),
+            },
+        );
+    }
+
+    const REBOOT: ServerActionKind = ServerActionKind::Power(Power::Reboot);
+
+    fn plain(power: PowerState) -> Device {
+        device(
+            power,
+            false,
+            None,
+            &[(false, false, &[]), (false, false, &[])],
+        )
+    }
+
+    fn ends(step: &Step) -> Option<(u64, bool, String)> {
+        match step {
+            Step::EndAction {
+                request,
+                done,
+                detail,
+                ..
+            } => Some((request.get(), *done, detail.clone())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_power_request_is_begun_issued_awaited_and_done_once() {
+        let w = with_actions(want(vec![]), &[(7, REBOOT)]);
+        let mut rec = record(ServerState::Available);
+        let on = plain(PowerState::On);
+        // Begin: recorded (with the power seen) before anything is asked of the device.
+        assert_eq!(
+            plan(&w, &rec, Some(&on), true),
+            Step::BeginAction {
+                request: RequestId::new(7),
+                kind: REBOOT,
+                was_on: Some(true)
+            }
+        );
+        // Never begun during a power transition.
+        assert_eq!(
+            plan(&w, &rec, Some(&plain(PowerState::PoweringOn)), true),
+            Step::WaitPower
+        );
+        recorded(&mut rec, 7, REBOOT, ActionStage::Started);
+        assert_eq!(
+            plan(&w, &rec, Some(&on), true),
+            Step::IssueAction {
+                request: RequestId::new(7),
+                kind: REBOOT
+            }
+        );
+        // Issued: the transition is waited out, then the request is done.
+        recorded(&mut rec, 7, REBOOT, ActionStage::Issued);
+        assert_eq!(
+            plan(&w, &rec, Some(&plain(PowerState::PoweringOff)), true),
+            Step::WaitPower
+        );
+        assert_eq!(
+            ends(&plan(&w, &rec, Some(&on), true)),
+            Some((7, true, "restarted".to_owned()))
+        );
+        // Issued but the server did not come back on: failed with what it is.
+        let (_, done, why) = ends(&plan(&w, &rec, Some(&plain(PowerState::Off)), true)).unwrap();
+        assert!(!done && why.contains("server is Off"), "{why}");
+        // Done: the re-applied intent (or a newer one still carrying it) does nothing more;
+        // the lifecycle has its turn (an available server found on is cleaned).
+        recorded(&mut rec, 7, REBOOT, ActionStage::Done);
+        assert!(matches!(
+            plan(&w, &rec, Some(&on), true),
+            Step::BeginCleaning { .. }
+        ));
+        assert_eq!(
+            plan(&w, &rec, Some(&plain(PowerState::Off)), true),
+            Step::Converged
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_request_is_never_issued_again() {
+        let w = with_actions(want(vec![]), &[(7, REBOOT)]);
+        let mut rec = record(ServerState::Available);
+        // The agent stopped after recording `Issuing` (before or after the BMC took it).
+        recorded(&mut rec, 7, REBOOT, ActionStage::Issuing);
+        // A transition under way proves it was taken: noted, then awaited.
+        assert_eq!(
+            plan(&w, &rec, Some(&plain(PowerState::PoweringOff)), true),
+            Step::Note(Note::ActionUnderWay {
+                request: RequestId::new(7)
+            })
+        );
+        // On as before: nothing tells whether it happened; failed, not repeated.
+        let step = plan(&w, &rec, Some(&plain(PowerState::On)), true);
+        assert_eq!(ends(&step), Some((7, false, NOT_CONFIRMED.to_owned())));
+        // A restart of a server that was off, found on: done.
+        rec.actions.get_mut(&RequestId::new(7)).unwrap().was_on = Some(false);
+        let (_, done, why) = ends(&plan(&w, &rec, Some(&plain(PowerState::On)), true)).unwrap();
+        assert!(done && why.contains("not repeated"), "{why}");
+        // A power off found off: done; found on: failed.
+        let off = ServerActionKind::Power(Power::Off);
+        let w = with_actions(want(vec![]), &[(8, off.clone())]);
+        let mut rec = record(ServerState::Available);
+        recorded(&mut rec, 8, off, ActionStage::Issuing);
+        assert!(
+            ends(&plan(&w, &rec, Some(&plain(PowerState::Off)), true))
+                .unwrap()
+                .1
+        );
+        assert!(
+            !ends(&plan(&w, &rec, Some(&plain(PowerState::On)), true))
+                .unwrap()
+                .1
+        );
+    }
+
+    #[test]
+    fn requests_go_one_at_a_time_in_request_order() {
+        let cycle = ServerActionKind::Power(Power::Cycle);
+        let w = with_actions(want(vec![]), &[(8, REBOOT), (9, cycle.clone())]);
+        let mut rec = record(ServerState::Available);
+        let on = plain(PowerState::On);
+        assert!(matches!(
+            plan(&w, &rec, Some(&on), true),
+            Step::BeginAction { request, .. } if request.get() == 8
+        ));
+        recorded(&mut rec, 8, REBOOT, ActionStage::Started);
+        assert!(matches!(
+            plan(&w, &rec, Some(&on), true),
+            Step::IssueAction { request, .. } if request.get() == 8
+        ));
+        recorded(&mut rec, 8, REBOOT, ActionStage::Done);
+        assert!(matches!(
+            plan(&w, &rec, Some(&on), true),
+            Step::BeginAction { request, kind, .. } if request.get() == 9 && kind == cycle
+        ));
+        // An unfinished request is finished even once the intent dropped it...
+        recorded(&mut rec, 8, REBOOT, ActionStage::Issued);
+        let w2 = with_actions(want(vec![]), &[(9, cycle.clone())]);
+        assert_eq!(ends(&plan(&w2, &rec, Some(&on), true)).unwrap().0, 8);
+        // ...but one not yet asked of the device is withdrawn.
+        recorded(&mut rec, 8, REBOOT, ActionStage::Started);
+        let (r, done, why) = ends(&plan(&w2, &rec, Some(&on), true)).unwrap();
+        assert!(r == 8 && !done && why.contains("withdrawn"), "{why}");
+    }
+
+    #[test]
+    fn reprovision_goes_through_cleaning_and_back_to_the_allocations() {
+        let clean = ServerActionKind::Clean;
+        let w = with_actions(
+            want(vec![alloc(
+                "a",
+                vec![GpuSlot::WholeGpus { indices: vec![0] }],
+                Some(IMG),
+            )]),
+            &[(5, clean.clone())],
+        );
+        let mut rec = record(ServerState::Allocated);
+        applied(&mut rec, "a");
+        rec.allocations
+            .get_mut(&WorkloadId::parse("a").unwrap())
+            .unwrap()
+            .status = AllocationStatus::Applied;
+        rec.media = Some(IMG.into());
+        rec.booted = Some(BootedWith::Image(IMG.into()));
+        let no_mig: &[(bool, bool, &[&str])] = &[(false, false, &[]), (false, false, &[])];
+        let running = device(PowerState::On, false, Some(IMG), no_mig);
+        assert!(matches!(
+            plan(&w, &rec, Some(&running), true),
+            Step::BeginAction { request, .. } if request.get() == 5
+        ));
+        recorded(&mut rec, 5, clean.clone(), ActionStage::Started);
+        assert_eq!(
+            plan(&w, &rec, Some(&running), true),
+            Step::IssueAction {
+                request: RequestId::new(5),
+                kind: clean.clone()
+            }
+        );
+        // Issued (with `-> Cleaning` in the same commit): the cleaning path runs.
+        recorded(&mut rec, 5, clean.clone(), ActionStage::Issued);
+        rec.state = ServerState::Cleaning;
+        assert_eq!(plan(&w, &rec, Some(&running), true), Step::PowerOff);
+        // Available again: the allocation is put in place again before the request is done.
+        rec.state = ServerState::Available;
+        rec.media = None;
+        rec.booted = None;
+        let clean_dev = device(PowerState::Off, false, None, no_mig);
+        assert_eq!(
+            plan(&w, &rec, Some(&clean_dev), true),
+            Step::InsertMedia { image: IMG.into() }
+        );
+        // Back where the intent wants it: done.
+        rec.state = ServerState::Allocated;
+        rec.media = Some(IMG.into());
+        rec.booted = Some(BootedWith::Image(IMG.into()));
+        let (r, done, why) = ends(&plan(&w, &rec, Some(&running), true)).unwrap();
+        assert!(r == 5 && done && why.contains("allocated"), "{why}");
+        // With no allocation in force it is done once the server is available.
+        let idle = with_actions(want(vec![]), &[(5, clean.clone())]);
+        let mut rec = record(ServerState::Available);
+        recorded(&mut rec, 5, clean, ActionStage::Issued);
+        let (_, done, why) = ends(&plan(&idle, &rec, Some(&clean_dev), true)).unwrap();
+        assert!(done && why.contains("available"), "{why}");
+    }
+
+    #[test]
+    fn provisioning_on_request_is_refused_and_a_failed_server_fails_its_requests() {
+        let prov = ServerActionKind::Provision {
+            image: "http://img/x.iso".into(),
+        };
+        let w = with_actions(want(vec![]), &[(3, prov), (4, REBOOT)]);
+        let rec = record(ServerState::Available);
+        let step = plan(&w, &rec, Some(&plain(PowerState::Off)), true);
+        assert_eq!(
+            ends(&step),
+            Some((3, false, PROVISION_UNSUPPORTED.to_owned()))
+        );
+        // A failed server: its requests fail with the reason (same generation)...
+        let mut rec = record(ServerState::Failed {
+            reason: "BMC gone".into(),
+        });
+        rec.failed_generation = Generation::new(1);
+        recorded(&mut rec, 4, REBOOT, ActionStage::Issued);
+        let (r, done, why) = ends(&plan(&w, &rec, None, true)).unwrap();
+        assert!(r == 4 && !done && why.contains("BMC gone"), "{why}");
+        recorded(&mut rec, 4, REBOOT, ActionStage::Failed);
+        assert_eq!(ends(&plan(&w, &rec, None, true)).unwrap().0, 3);
+        // ...while a newer generation retries the server first.
+        let mut newer = w.clone();
+        newer.generation = Generation::new(2);
+        assert!(matches!(plan(&newer, &rec, None, true), Step::Retry { .. }));
     }
 }

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use meridian_common::ids::{Generation, ServerId, TenantId, WorkloadId};
-use meridian_common::model::{AllocationStatus, Server, ServerState};
+use meridian_common::ids::{Generation, RequestId, ServerId, TenantId, Timestamp, WorkloadId};
+use meridian_common::model::{AllocationStatus, Server, ServerActionKind, ServerState};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{AgentStore, AgentStoreError};
@@ -41,6 +41,69 @@ pub struct AllocRecord {
     pub status: AllocationStatus,
 }
 
+/// How far an operator's request on the server got, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionStage {
+    /// Recorded and reported running; nothing asked of the device yet (it may be asked).
+    Started,
+    /// Recorded just before the device was asked: whether the BMC took the call is not
+    /// confirmed. Never asked again: after a restart (or an unclear error) the request is
+    /// finished from what the device shows, else failed as not confirmed.
+    Issuing,
+    /// The device took the call (confirmed); what is left is waiting for its effect.
+    Issued,
+    /// Done (final).
+    Done,
+    /// Gave up (final); never retried for this request.
+    Failed,
+}
+
+impl ActionStage {
+    /// Done or failed.
+    pub fn is_final(self) -> bool {
+        matches!(self, ActionStage::Done | ActionStage::Failed)
+    }
+}
+
+/// An operator's request on the server: the durable "done for request N" record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub kind: ServerActionKind,
+    pub phase: ActionStage,
+    /// The step under way, what was done, or why it failed (as last reported).
+    pub detail: String,
+    /// When the agent began it (the injected clock).
+    pub started_at: Timestamp,
+    /// Whether the server was on when the request began (`None`: neither on nor off), to
+    /// tell from the device whether an unconfirmed power request happened.
+    #[serde(default)]
+    pub was_on: Option<bool>,
+}
+
+/// How many final requests are kept beyond those the intent still carries: enough that a
+/// re-applied (or late) intent never repeats a request, bounded so the record stays small.
+pub const KEEP_FINAL_ACTIONS: usize = 64;
+
+/// Forgets final requests the intent no longer carries, except the newest
+/// [`KEEP_FINAL_ACTIONS`] final ones. Unfinished requests are always kept.
+pub fn prune_actions(
+    actions: &mut BTreeMap<RequestId, ActionRecord>,
+    wanted: impl Fn(RequestId) -> bool,
+) {
+    let finals: Vec<RequestId> = actions
+        .iter()
+        .filter(|(_, a)| a.phase.is_final())
+        .map(|(r, _)| *r)
+        .collect();
+    let keep_from = finals.len().saturating_sub(KEEP_FINAL_ACTIONS);
+    for r in &finals[..keep_from] {
+        if !wanted(*r) {
+            actions.remove(r);
+        }
+    }
+}
+
 /// One server's progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerRecord {
@@ -68,6 +131,10 @@ pub struct ServerRecord {
     pub last_error: Option<String>,
     /// The generation in force when the server failed; a newer one retries it.
     pub failed_generation: Generation,
+    /// Operator requests on this server, by request number (final ones kept, bounded by
+    /// [`prune_actions`], so a re-applied intent never repeats them).
+    #[serde(default)]
+    pub actions: BTreeMap<RequestId, ActionRecord>,
 }
 
 impl Default for ServerRecord {
@@ -85,6 +152,7 @@ impl Default for ServerRecord {
             permanent_failure: false,
             last_error: None,
             failed_generation: Generation::new(0),
+            actions: BTreeMap::new(),
         }
     }
 }
@@ -111,4 +179,50 @@ pub fn entry(server: &ServerId, record: &ServerRecord) -> (Vec<u8>, Option<Vec<u
         key(server),
         Some(serde_json::to_vec(record).expect("plain record serialises")),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_common::model::PowerAction;
+
+    fn action(phase: ActionStage) -> ActionRecord {
+        ActionRecord {
+            kind: ServerActionKind::Power(PowerAction::Reboot),
+            phase,
+            detail: String::new(),
+            started_at: Timestamp::from_millis(1),
+            was_on: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_record_without_actions_still_reads_and_actions_round_trip() {
+        // A record written before server actions existed.
+        let mut old = serde_json::to_value(ServerRecord::default()).unwrap();
+        old.as_object_mut().unwrap().remove("actions");
+        let rec: ServerRecord = serde_json::from_value(old).unwrap();
+        assert!(rec.actions.is_empty());
+        let mut rec = ServerRecord::default();
+        rec.actions
+            .insert(RequestId::new(7), action(ActionStage::Issuing));
+        let raw = serde_json::to_vec(&rec).unwrap();
+        assert_eq!(serde_json::from_slice::<ServerRecord>(&raw).unwrap(), rec);
+    }
+
+    #[test]
+    fn pruning_keeps_unfinished_wanted_and_the_newest_final_requests() {
+        let mut actions = BTreeMap::new();
+        for r in 1..=100 {
+            actions.insert(RequestId::new(r), action(ActionStage::Done));
+        }
+        actions.insert(RequestId::new(3), action(ActionStage::Issued));
+        // Request 5 is still in the intent.
+        prune_actions(&mut actions, |r| r == RequestId::new(5));
+        let kept: Vec<u64> = actions.keys().map(|r| r.get()).collect();
+        assert_eq!(kept.len(), 2 + KEEP_FINAL_ACTIONS);
+        assert!(kept.contains(&3) && kept.contains(&5) && kept.contains(&100));
+        assert!(!kept.contains(&4) && !kept.contains(&36));
+        assert!(kept.contains(&37));
+    }
 }

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use meridian_common::ids::RequestId;
 use meridian_common::ids::{ServerId, SiteId, Timestamp, WorkloadId};
 use meridian_common::model::{
-    AllocationStatus, ReportBody, Server, ServerState, Severity, SiteIntent,
+    ActionPhase, AllocationStatus, ReportBody, Server, ServerActionKind, ServerState, Severity,
+    SiteIntent,
 };
 use tokio::sync::Notify;
 
 use super::clock::Clock;
 use super::desired::{self, DpuWant, ServerWant, WantedAllocation};
 use super::device::{self, Device, DpuSeen};
-use super::plan::{self, Note, Step, describe};
-use super::record::{self, AllocRecord, MigClaim, ServerRecord};
+use super::plan::{self, Note, Step, action_name, describe};
+use super::record::{self, ActionRecord, ActionStage, AllocRecord, MigClaim, ServerRecord};
 use super::resource::{Cx, Resource};
 use super::status::ServerStatus;
 use super::{Action, ReconcileError, RetryPolicy, Verdict, error_policy};
@@ -182,14 +184,27 @@ impl Resource for ServerInstance {
                 },
             )
             .collect();
+        let mut actions: std::collections::BTreeMap<RequestId, String> = rec
+            .actions
+            .iter()
+            .filter(|(_, a)| !a.phase.is_final())
+            .map(|(r, a)| (*r, format!("{}: {}", action_name(&a.kind), a.detail)))
+            .collect();
+        for w in &want.actions {
+            if !rec.actions.contains_key(&w.request) {
+                actions.insert(w.request, format!("{}: requested", action_name(&w.kind)));
+            }
+        }
         let status = ServerStatus {
             generation: want.generation,
             at: want.now,
             state: rec.state.clone(),
             converged: action == Action::AwaitChange
-                && !matches!(rec.state, ServerState::Failed { .. }),
+                && !matches!(rec.state, ServerState::Failed { .. })
+                && actions.is_empty(),
             blocking_failure,
             rejected,
+            actions,
             reconciles: self.reconciles,
         };
         let id = self.spec.id.clone();
@@ -331,6 +346,10 @@ pub async fn take_step(
             return Ok(Action::AwaitChange);
         }
         Step::WaitPower => return wait_transition(ctx).await,
+        Step::IssueAction {
+            request,
+            kind: ServerActionKind::Power(p),
+        } => return issue_power(request, p, observed, ctx).await,
         _ => {}
     }
     tracing::debug!(server = %ctx.server, ?step, "reconcile step");
@@ -376,6 +395,162 @@ async fn wait_transition(ctx: &ServerCtx<'_>) -> Result<Action, ReconcileError> 
             });
         }
     }
+}
+
+/// Carries out a started power request once: records it `Issuing` (with its report) before
+/// the BMC is asked, then `Issued` once the BMC took the call and the power state reached the
+/// request's end. If the BMC *refused* the reset (an error status answering the reset POST,
+/// or no reset type for it, and the power state unchanged), nothing happened: the request is
+/// recorded `Started` again and the error goes through the error policy, so it is asked again
+/// after the back-off. On any other error whether it happened is unknown: the request stays
+/// `Issuing`, and the next pass finishes it from what the device shows or fails it as not
+/// confirmed; it is never asked again.
+async fn issue_power(
+    request: RequestId,
+    power: meridian_common::model::PowerAction,
+    observed: &Observed,
+    ctx: &ServerCtx<'_>,
+) -> Result<Action, ReconcileError> {
+    use meridian_common::model::PowerAction as P;
+    const STEP: &str = "server action";
+    let bmc = &ctx.drivers.bmc;
+    let mut rec = observed.record.clone();
+    let Some(was_on) = rec.actions.get(&request).map(|a| a.was_on) else {
+        return Err(ReconcileError::Unexpected {
+            step: STEP,
+            detail: format!("request {request} is not recorded as started"),
+        });
+    };
+    // The BMC answers before anything is recorded as asked (an error here is retried).
+    bmc.power_state().await.map_err(bmc_step(STEP))?;
+    let driver_action = match power {
+        P::On => PowerAction::On,
+        P::Off => PowerAction::ForceOff,
+        P::Reboot => PowerAction::ForceRestart,
+        P::Cycle => PowerAction::PowerCycle,
+    };
+    let name = action_name(&ServerActionKind::Power(power));
+    let detail = format!("asking the BMC to {name} ({driver_action:?})");
+    set_action(&mut rec, request, ActionStage::Issuing, &detail);
+    commit(
+        ctx,
+        &rec,
+        vec![action_report(
+            ctx.server,
+            request,
+            ActionPhase::Running,
+            detail,
+        )],
+    )?;
+    match bmc.power(driver_action).await {
+        Ok(state) => {
+            let detail = format!("the BMC took the request; the server is {state}");
+            set_action(&mut rec, request, ActionStage::Issued, &detail);
+            clear_failures(&mut rec);
+            let reports = vec![
+                event(
+                    ctx.server,
+                    Severity::Info,
+                    format!("request {request} ({name}): {detail}"),
+                ),
+                action_report(ctx.server, request, ActionPhase::Running, detail),
+            ];
+            commit(ctx, &rec, reports)?;
+            Ok(Action::RequeueAfter(Duration::ZERO))
+        }
+        Err(e) => {
+            let refused = matches!(&e, BmcError::Unsupported { .. } | BmcError::Config(_))
+                || matches!(&e, BmcError::Http { method, url, .. }
+                    if method.eq_ignore_ascii_case("POST") && url.contains("ComputerSystem.Reset"));
+            let unchanged = refused
+                && match bmc.power_state().await {
+                    Ok(meridian_drivers::bmc::PowerState::On) => was_on == Some(true),
+                    Ok(meridian_drivers::bmc::PowerState::Off) => was_on == Some(false),
+                    _ => false,
+                };
+            if unchanged {
+                let detail = format!(
+                    "the BMC refused the request ({}); nothing happened, it will be asked again",
+                    meridian_common::telemetry::error_chain(&e)
+                );
+                set_action(&mut rec, request, ActionStage::Started, &detail);
+                commit(
+                    ctx,
+                    &rec,
+                    vec![action_report(
+                        ctx.server,
+                        request,
+                        ActionPhase::Running,
+                        detail,
+                    )],
+                )?;
+            }
+            Err(bmc_step(STEP)(e))
+        }
+    }
+}
+
+fn set_action(rec: &mut ServerRecord, request: RequestId, phase: ActionStage, detail: &str) {
+    if let Some(a) = rec.actions.get_mut(&request) {
+        a.phase = phase;
+        a.detail = detail.to_owned();
+    }
+}
+
+fn action_report(
+    server: &ServerId,
+    request: RequestId,
+    phase: ActionPhase,
+    detail: String,
+) -> ReportBody {
+    ReportBody::ServerAction {
+        request,
+        server: server.clone(),
+        phase,
+        detail,
+    }
+}
+
+/// Records `request` final and returns its reports; forgets old final requests the intent no
+/// longer carries ([`record::prune_actions`]).
+fn end_action(
+    want: &ServerWant,
+    rec: &mut ServerRecord,
+    id: &ServerId,
+    now: Timestamp,
+    (request, kind): (RequestId, &ServerActionKind),
+    done: bool,
+    detail: &str,
+) -> Vec<ReportBody> {
+    let phase = if done {
+        ActionStage::Done
+    } else {
+        ActionStage::Failed
+    };
+    let a = rec.actions.entry(request).or_insert_with(|| ActionRecord {
+        kind: kind.clone(),
+        phase,
+        detail: String::new(),
+        started_at: now,
+        was_on: None,
+    });
+    a.phase = phase;
+    a.detail = detail.to_owned();
+    record::prune_actions(&mut rec.actions, |r| want.wants_action(r));
+    let name = action_name(kind);
+    let (severity, verb, report_phase) = if done {
+        (Severity::Info, "done", ActionPhase::Done)
+    } else {
+        (Severity::Warning, "failed", ActionPhase::Failed)
+    };
+    vec![
+        event(
+            id,
+            severity,
+            format!("request {request} ({name}) {verb}: {detail}"),
+        ),
+        action_report(id, request, report_phase, detail.to_owned()),
+    ]
 }
 
 fn clear_failures(rec: &mut ServerRecord) {
@@ -459,6 +634,30 @@ pub fn handle_failure(
                     state: r.status.clone(),
                 });
                 rec.allocations.insert(w, r);
+            }
+            let mut unfinished: Vec<(RequestId, ServerActionKind)> = rec
+                .actions
+                .iter()
+                .filter(|(_, a)| !a.phase.is_final())
+                .map(|(r, a)| (*r, a.kind.clone()))
+                .collect();
+            unfinished.extend(
+                want.actions
+                    .iter()
+                    .filter(|w| !rec.actions.contains_key(&w.request))
+                    .map(|w| (w.request, w.kind.clone())),
+            );
+            let detail = format!("server {} failed: {reason}", ctx.server);
+            for (request, kind) in unfinished {
+                reports.extend(end_action(
+                    want,
+                    &mut rec,
+                    ctx.server,
+                    ctx.clock.now(),
+                    (request, &kind),
+                    false,
+                    &detail,
+                ));
             }
             reports.push(server_state(ctx.server, &state));
             commit(ctx, &rec, reports)?;
@@ -739,6 +938,58 @@ async fn execute(
             reports.push(server_state(id, &rec.state));
         }
         Step::Note(note) => note_step(note, want, rec, id, &mut reports),
+        Step::BeginAction {
+            request,
+            kind,
+            was_on,
+        } => {
+            let name = action_name(kind);
+            let detail = format!("{name} started");
+            rec.actions.insert(
+                *request,
+                ActionRecord {
+                    kind: kind.clone(),
+                    phase: ActionStage::Started,
+                    detail: detail.clone(),
+                    started_at: ctx.clock.now(),
+                    was_on: *was_on,
+                },
+            );
+            reports.push(info(format!("request {request}: {detail}")));
+            reports.push(action_report(id, *request, ActionPhase::Running, detail));
+        }
+        Step::IssueAction { request, kind } => {
+            // Power requests are taken in `issue_power`; a reprovision asks nothing of the
+            // device: the server goes through cleaning, then back to what the intent wants.
+            if *kind != ServerActionKind::Clean {
+                return Err(ReconcileError::Unexpected {
+                    step: "server action",
+                    detail: format!("request {request}: {} cannot be issued", action_name(kind)),
+                });
+            }
+            let detail = "cleaning (MIG torn down, powered off, media ejected, boot override \
+                          cleared), then the allocations in force are put in place again"
+                .to_owned();
+            set_action(rec, *request, ActionStage::Issued, &detail);
+            rec.state = ServerState::Cleaning;
+            reports.push(info(format!("cleaning: request {request}: reprovision")));
+            reports.push(server_state(id, &rec.state));
+            reports.push(action_report(id, *request, ActionPhase::Running, detail));
+        }
+        Step::EndAction {
+            request,
+            kind,
+            done,
+            detail,
+        } => reports.extend(end_action(
+            want,
+            rec,
+            id,
+            ctx.clock.now(),
+            (*request, kind),
+            *done,
+            detail,
+        )),
         Step::BeginCleaning { why } => {
             rec.state = ServerState::Cleaning;
             reports.push(info(format!("cleaning: {why}")));
@@ -1089,6 +1340,14 @@ fn note_step(
                 claim.gpu, claim.uuid, claim.profile, claim.workload
             )));
             rec.mig.insert(key.clone(), claim.clone());
+        }
+        Note::ActionUnderWay { request } => {
+            let detail = "found under way after the agent stopped before confirming it (the BMC \
+                          took the request; not repeated); waiting for it to end"
+                .to_owned();
+            set_action(rec, *request, ActionStage::Issued, &detail);
+            reports.push(info(format!("request {request}: {detail}")));
+            reports.push(action_report(id, *request, ActionPhase::Running, detail));
         }
         Note::MigVanished { key } => {
             if let Some(c) = rec.mig.remove(key) {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use meridian_common::ids::ServerId;
-use meridian_common::model::{AllocationStatus, ReportBody, Severity, SiteIntent};
+use meridian_common::model::{ActionPhase, AllocationStatus, ReportBody, Severity, SiteIntent};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -37,6 +37,7 @@ use super::gateway::{GatewayInstance, ManagedGateway};
 use super::host::{HostInstance, ManagedHost};
 use super::resource::{self, Env, commit_site_reports};
 use super::server::{InventoryBook, ServerInstance, ServerSpec};
+use super::storage::{ManagedStorage, StorageInstance};
 use super::switch::SwitchInstance;
 use crate::reconciler::{AgentLink, ApplyError, Background, Convergence, Reconciler};
 
@@ -48,6 +49,7 @@ struct Shared {
     switches: Vec<ManagedSwitch>,
     gateway: Option<ManagedGateway>,
     hosts: Vec<ManagedHost>,
+    storage: Option<ManagedStorage>,
     outcomes: watch::Sender<Option<Convergence>>,
     started: AtomicBool,
     book: Arc<InventoryBook>,
@@ -113,6 +115,7 @@ impl SiteReconciler {
                 switches,
                 gateway,
                 hosts: Vec::new(),
+                storage: None,
                 outcomes: watch::Sender::new(None),
                 started: AtomicBool::new(false),
                 book: Arc::new(book),
@@ -126,6 +129,15 @@ impl SiteReconciler {
         Arc::get_mut(&mut self.shared)
             .expect("hosts are added before the reconciler is shared")
             .hosts = hosts;
+        self
+    }
+
+    /// Also keeps the site's storage array (tenant volumes). Before [`start`](Self::start)
+    /// only, like [`with_hosts`](Self::with_hosts).
+    pub fn with_storage(mut self, storage: Option<ManagedStorage>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("the array is added before the reconciler is shared")
+            .storage = storage;
         self
     }
 
@@ -217,6 +229,11 @@ async fn run(shared: Arc<Shared>, link: AgentLink) {
         let (shared, link) = (Arc::clone(&shared), link.clone());
         workers.spawn(async move { resource::worker(host, &shared.env, link).await });
     }
+    if let Some(storage) = &shared.storage {
+        let storage = StorageInstance::new(storage.clone());
+        let (shared, link) = (Arc::clone(&shared), link.clone());
+        workers.spawn(async move { resource::worker(storage, &shared.env, link).await });
+    }
     coordinate(&shared, &link).await;
     // Stopping: the workers see the same stop signal.
     while workers.join_next().await.is_some() {}
@@ -255,14 +272,22 @@ fn managed(shared: &Shared, id: &ServerId) -> bool {
 fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Convergence> {
     let g = intent.generation;
     let settled = s.servers.len() == shared.servers.len()
-        && s.servers
-            .values()
-            .all(|v| v.generation == g && (v.converged || v.blocking_failure.is_some()))
+        // (An operator request not yet final keeps its server unconverged.)
+        && s.servers.values().all(|v| {
+            v.generation == g
+                && (v.converged || v.blocking_failure.is_some())
+                && v.actions.is_empty()
+        })
         && s.switches.len() == shared.switches.len()
         && s.switches
             .values()
             .all(|v| v.generation == g && (v.converged || v.failure.is_some()))
         && match (&shared.gateway, &s.gateway) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(v)) => v.generation == g && (v.converged || v.failure.is_some()),
+        }
+        && match (&shared.storage, &s.storage) {
             (None, _) => true,
             (Some(_), None) => false,
             (Some(_), Some(v)) => v.generation == g && (v.converged || v.failure.is_some()),
@@ -296,6 +321,9 @@ fn conclude(shared: &Shared, intent: &SiteIntent, s: &SiteStatus) -> Option<Conv
     }
     if let Some(why) = s.gateway.as_ref().and_then(|v| v.failure.as_ref()) {
         reasons.push(format!("the gateway failed: {why}"));
+    }
+    if let Some(why) = s.storage.as_ref().and_then(|v| v.failure.as_ref()) {
+        reasons.push(format!("the storage array failed: {why}"));
     }
     for (server, v) in &s.hosts {
         if let Some(why) = &v.failure {
@@ -345,10 +373,16 @@ fn announce(shared: &Shared, link: &AgentLink, outcome: Convergence) {
 
 const UNMANAGED_KEY: &[u8] = b"site/unmanaged-reported";
 
-/// Reports allocations on servers this agent does not manage as failed, once per generation.
+/// Reports allocations (and operator requests) on servers this agent does not manage as
+/// failed, once per generation.
 fn report_unmanaged(shared: &Shared, link: &AgentLink, intent: &SiteIntent) {
     let list = desired::unmanaged(intent, &|id| managed(shared, id));
-    if list.is_empty() {
+    let actions: Vec<_> = intent
+        .server_actions
+        .iter()
+        .filter(|a| !managed(shared, &a.server))
+        .collect();
+    if list.is_empty() && actions.is_empty() {
         return;
     }
     let done = link
@@ -376,6 +410,19 @@ fn report_unmanaged(shared: &Shared, link: &AgentLink, intent: &SiteIntent) {
             workload: a.workload.clone(),
             server: a.server.clone(),
             state: AllocationStatus::Failed { reason },
+        });
+    }
+    // Requests on servers this agent does not manage are final at once (failed), so central
+    // stops sending them.
+    for a in actions {
+        reports.push(ReportBody::ServerAction {
+            request: a.request,
+            server: a.server.clone(),
+            phase: ActionPhase::Failed,
+            detail: format!(
+                "server {} is not managed by this agent (not in its [[servers]])",
+                a.server
+            ),
         });
     }
     let done = (

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use meridian_common::ids::{Generation, ServerId, Timestamp};
+use meridian_common::ids::{Generation, RequestId, ServerId, Timestamp};
 use meridian_common::model::ServerState;
 
 /// One server as its worker last left it.
@@ -20,6 +20,9 @@ pub struct ServerStatus {
     pub blocking_failure: Option<String>,
     /// Allocations of the intent that cannot be put in place on it, with why.
     pub rejected: Vec<String>,
+    /// Operator requests not finished yet (requested, or under way), with what they are at;
+    /// the server is not converged while any is.
+    pub actions: BTreeMap<RequestId, String>,
     /// Reconciles done.
     pub reconciles: u64,
 }
@@ -50,6 +53,8 @@ pub struct SiteStatus {
     pub gateway: Option<GatewayStatus>,
     /// The container/VM hosts, by server.
     pub hosts: BTreeMap<ServerId, GatewayStatus>,
+    /// The storage array, when the agent manages one.
+    pub storage: Option<GatewayStatus>,
 }
 
 impl SiteStatus {
@@ -61,6 +66,7 @@ impl SiteStatus {
                 s.generation == generation
                     && s.at >= at
                     && (s.converged || s.blocking_failure.is_some())
+                    && s.actions.is_empty()
             })
     }
 }

@@ -31,15 +31,16 @@
 //! exposed port of each replica gets a public endpoint on the site's gateway, whose backend is
 //! that address and the exposed port. A workload with storage gets one volume per site, named
 //! after the workload, of its per-replica storage times its replicas there. Pool assignments
-//! come from the site's inventory.
+//! come from the site's inventory. Server actions are the operators' requests still to be
+//! carried out at the site ([`SiteInput::actions`]), in request order.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_common::ids::{Generation, Name, ServerId, SiteId, TenantId, Timestamp, WorkloadId};
 use meridian_common::model::{
     Allocation, AllocationMode, Assignment, Exposure, Ipv4Net, Placement, PoolAssignment,
-    ReservationState, Server, Site, SiteIntent, StorageVolume, Tenant, TenantNetworkIntent,
-    TenantPeer, Workload, WorkloadKind,
+    ReservationState, Server, ServerAction, Site, SiteIntent, StorageVolume, Tenant,
+    TenantNetworkIntent, TenantPeer, Workload, WorkloadKind,
 };
 use meridian_common::validate::{ValidationError, validate_site_intent};
 
@@ -65,6 +66,9 @@ pub struct SiteInput {
     pub servers: Vec<Server>,
     /// The intent published last, if any.
     pub previous: Option<SiteIntent>,
+    /// Operators' server actions still to be carried out by the site's agent (any order; the
+    /// intent lists them by request).
+    pub actions: Vec<ServerAction>,
 }
 
 /// Everything the compiler reads.
@@ -518,7 +522,12 @@ impl SiteContent {
             allocations: self.allocations,
             exposures: self.exposures,
             volumes,
-            server_actions: Vec::new(),
+            server_actions: {
+                let mut actions = site.actions.clone();
+                actions.sort_by_key(|a| a.request);
+                actions.dedup_by_key(|a| a.request);
+                actions
+            },
             pools,
         }
     }

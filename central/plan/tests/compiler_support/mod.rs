@@ -189,6 +189,7 @@ impl Fleet {
                         .cloned()
                         .collect(),
                     previous: previous.iter().find(|i| i.site == s.id).cloned(),
+                    actions: Vec::new(),
                 },
             );
         }

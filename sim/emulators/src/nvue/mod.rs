@@ -31,20 +31,16 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::http_thread::HttpThread;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
 
 mod realise;
 mod schema;
@@ -158,18 +154,13 @@ fn lock(s: &Shared) -> MutexGuard<'_, State> {
 /// A running NVUE emulator; stopped when dropped.
 #[derive(Debug)]
 pub struct NvueEmulator {
-    addr: SocketAddr,
+    http: HttpThread,
     state: Shared,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl NvueEmulator {
     /// Starts an emulated switch with an empty configuration on `127.0.0.1:0`.
     pub fn start(cfg: NvueEmulatorConfig) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let state: Shared = Arc::new(Mutex::new(State {
             cfg,
             applied: json!({}),
@@ -183,55 +174,18 @@ impl NvueEmulator {
             kernel: None,
             realisations: Vec::new(),
         }));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let served = state.clone();
-        let thread = std::thread::Builder::new()
-            .name("nvue-emulator".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "NVUE emulator cannot listen");
-                            return;
-                        }
-                    };
-                    loop {
-                        tokio::select! {
-                            _ = &mut stopped => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let st = served.clone();
-                                tokio::spawn(async move {
-                                    let svc = service_fn(move |req| handle(st.clone(), req));
-                                    let _ = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), svc)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })?;
-        Ok(Self {
-            addr,
-            state,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let http = HttpThread::start("nvue-emulator", state.clone(), |_| async {}, handle)?;
+        Ok(Self { http, state })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.http.addr())
     }
 
     /// The applied configuration.
@@ -303,17 +257,6 @@ impl NvueEmulator {
     /// queue up: each fails one more apply).
     pub fn fail_next_apply(&self, issue: impl Into<String>) {
         lock(&self.state).fail_next.push_back(issue.into());
-    }
-}
-
-impl Drop for NvueEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

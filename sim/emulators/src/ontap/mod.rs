@@ -58,21 +58,18 @@ mod records;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::faults::{Faults, path_matches};
+use crate::http_thread::HttpThread;
 
 pub use crate::faults::{Fault, FaultId};
 
@@ -345,18 +342,13 @@ impl Shared {
 /// A running ONTAP emulator; stopped when dropped.
 #[derive(Debug)]
 pub struct OntapEmulator {
-    addr: SocketAddr,
+    http: HttpThread,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl OntapEmulator {
     /// Starts an emulated array with no volumes on `127.0.0.1:0`.
     pub fn start(cfg: OntapEmulatorConfig) -> std::io::Result<Self> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let mut state = State {
             cfg,
             svm_uuid: String::new(),
@@ -389,56 +381,18 @@ impl OntapEmulator {
             wake: Notify::new(),
             faults: Faults::new(),
         });
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop, mut stopped) = oneshot::channel::<()>();
-        let served = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("ontap-emulator".into())
-            .spawn(move || {
-                rt.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(error = %e, "ONTAP emulator cannot listen");
-                            return;
-                        }
-                    };
-                    tokio::spawn(jobs::worker(served.clone()));
-                    loop {
-                        tokio::select! {
-                            _ = &mut stopped => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let sh = served.clone();
-                                tokio::spawn(async move {
-                                    let svc = service_fn(move |req| handle(sh.clone(), req));
-                                    let _ = http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), svc)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })?;
-        Ok(Self {
-            addr,
-            shared,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        let http = HttpThread::start("ontap-emulator", shared.clone(), jobs::worker, handle)?;
+        Ok(Self { http, shared })
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
     }
 
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.http.addr())
     }
 
     /// The configuration it runs with.
@@ -603,17 +557,6 @@ impl OntapEmulator {
         }
         v.used = after;
         Ok(after)
-    }
-}
-
-impl Drop for OntapEmulator {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
