@@ -19,7 +19,7 @@ pub enum ServerCommand {
     Drain { site: String, server: String },
     /// The server takes placements again.
     Undrain { site: String, server: String },
-    /// Restart the server (graceful where the BMC offers it).
+    /// Restart the server now (Redfish ForceRestart).
     Reboot { site: String, server: String },
     /// Power the server off, then on.
     PowerCycle { site: String, server: String },

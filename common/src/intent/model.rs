@@ -152,7 +152,7 @@ pub enum PowerAction {
     Off,
     /// Power cycle.
     Cycle,
-    /// Restart through the operating system (graceful where the BMC offers it).
+    /// Restart now (Redfish `ForceRestart`; from off, a plain power-on).
     Reboot,
 }
 
