@@ -107,6 +107,8 @@ fn lists_the_three_services_and_their_methods() {
             "GetSiteDrift",
             "ListServers",
             "GetServer",
+            "RequestServerAction",
+            "ListServerActions",
             "CreateRegion",
             "ListRegions",
             "CreateDataset",

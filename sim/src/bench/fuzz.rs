@@ -1085,9 +1085,9 @@ mod seeds {
             ],
             "volumes": [{"tenant": "acme", "name": "weights", "size_mib": 512000}],
             "server_actions": [
-                {"server": "srv-4", "action": {"power": "cycle"}},
-                {"server": "srv-3", "action": {"provision": {"image": "https://images.example.net/ubuntu.iso"}}},
-                {"server": "srv-5", "action": "clean"}
+                {"server": "srv-4", "action": {"power": "cycle"}, "request": 1},
+                {"server": "srv-3", "action": {"provision": {"image": "https://images.example.net/ubuntu.iso"}}, "request": 2},
+                {"server": "srv-5", "action": "clean", "request": 3}
             ],
             "pools": [{"server": "srv-6", "pool": "spare"}]
         }))
