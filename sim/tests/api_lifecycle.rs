@@ -145,20 +145,7 @@ async fn quotas_hold_under_concurrency_and_the_lifecycle_survives_a_restart() {
     }
 
     // Restart central on the same store.
-    let TestApi {
-        central, dir, ca, ..
-    } = api;
-    central.shutdown().await;
-    let central = Central::open(api_support::config(dir.path()))
-        .await
-        .unwrap();
-    let api = TestApi {
-        endpoint: format!("https://{}", central.api().local_addr()),
-        central,
-        dir,
-        ca,
-        admin: String::new(),
-    };
+    let api = api.restart().await;
     let mut c = api.clients(&dev).await;
     for (id, site) in approved.iter().zip(&sites) {
         assert_eq!(

@@ -7,8 +7,6 @@ mod api_support;
 
 use std::time::{Duration, Instant};
 
-use api_support::TestApi;
-use meridian_central::server::Central;
 use meridian_proto::v1 as proto;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -91,24 +89,7 @@ async fn the_storage_quota_counts_volumes_and_survives_a_restart() {
     assert_eq!(used_storage(&mut admin).await, (60 * 1024, 100 * 1024));
 
     // Restart central on the same store: the rebuilt planner still holds the 60 GiB.
-    let TestApi {
-        central,
-        dir,
-        ca,
-        admin: secret,
-        ..
-    } = api;
-    central.shutdown().await;
-    let central = Central::open(api_support::config(dir.path()))
-        .await
-        .unwrap();
-    let api = TestApi {
-        endpoint: format!("https://{}", central.api().local_addr()),
-        central,
-        dir,
-        ca,
-        admin: secret,
-    };
+    let api = api.restart().await;
     let mut admin = api.clients(&api.admin).await;
     let second = place(&mut admin, spec("more", 60)).await;
     assert_eq!(

@@ -81,6 +81,27 @@ pub async fn start(sites: usize, tweak: impl FnOnce(&mut CentralConfig)) -> Test
 }
 
 impl TestApi {
+    /// Stops central and opens it again on the same store (new API port; the admin token
+    /// stays valid).
+    pub async fn restart(self) -> TestApi {
+        let TestApi {
+            central,
+            dir,
+            ca,
+            admin,
+            ..
+        } = self;
+        central.shutdown().await;
+        let central = Central::open(config(dir.path())).await.unwrap();
+        TestApi {
+            endpoint: format!("https://{}", central.api().local_addr()),
+            central,
+            dir,
+            ca,
+            admin,
+        }
+    }
+
     /// Clients authenticated with `token`.
     pub async fn clients(&self, token: &str) -> Clients {
         Target {
