@@ -232,9 +232,10 @@ impl Publisher {
             NetworkState::new(Coverage::all()),
             ReleaseScope::Everything,
         );
+        let mut pending = crate::server_actions::pending_by_site(tables).await?;
         for site in tables.sites().list_all(None, page).await? {
             let previous = intents.remove(&site.id);
-            let actions = crate::server_actions::pending(tables, &site.id).await?;
+            let actions = pending.remove(&site.id).unwrap_or_default();
             loaded.add_site(
                 actions,
                 site.clone(),

@@ -70,3 +70,20 @@ pub async fn pending(tables: &Tables, site: &SiteId) -> Result<Vec<ServerAction>
         .filter_map(intent_action)
         .collect())
 }
+
+/// [`pending`] for every site, in one read of the table (a full publish).
+pub async fn pending_by_site(
+    tables: &Tables,
+) -> Result<std::collections::BTreeMap<SiteId, Vec<ServerAction>>, TableError> {
+    let mut out: std::collections::BTreeMap<SiteId, Vec<ServerAction>> = Default::default();
+    for r in tables.actions().list_all(None, 1000).await? {
+        if let (true, Some(action), Ok(site)) = (
+            pending_at_agent(&r),
+            intent_action(&r),
+            SiteId::parse(&r.site),
+        ) {
+            out.entry(site).or_default().push(action);
+        }
+    }
+    Ok(out)
+}
