@@ -15,6 +15,9 @@ DEBIAN_NEEDS=(
   "etcd:etcd-server"          # etcd 3.4, the B2 baseline (sim/tests/bench_etcd.rs)
   "named:bind9"               # the zone's server for endpoint names (sim/tests/dns_updates.rs, api_dns.rs)
   "dig:bind9-dnsutils"
+  "chromium:chromium"         # headless browser of the console's end-to-end test (sim/tests/console_browser.rs)
+  "chromedriver:chromium-driver"
+  "npm:npm"                   # installs axe-core for that test (sim/tests/browser)
 )
 
 missing=()
@@ -46,6 +49,17 @@ done
 if [ ${#pip_missing[@]} -gt 0 ]; then
   echo "==> installing Python test peers: ${pip_missing[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${pip_missing[@]}"
+fi
+
+# axe-core for the console's accessibility checks (sim/tests/console_browser.rs), as pinned by
+# sim/tests/browser/package-lock.json: installed again only when it is missing or the lock changed.
+browser_dir=sim/tests/browser
+lock_sum=$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$browser_dir/node_modules/axe-core/axe.min.js" ] \
+  || [ "$(cat "$browser_dir/node_modules/.lock-sha256" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "==> npm ci --prefix $browser_dir"
+  npm ci --prefix "$browser_dir" --no-audit --no-fund
+  echo "$lock_sum" >"$browser_dir/node_modules/.lock-sha256"
 fi
 
 for component in rustfmt clippy; do

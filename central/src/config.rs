@@ -8,6 +8,7 @@ use meridian_common::telemetry::TelemetryConfig;
 use serde::Deserialize;
 
 use crate::channel::ChannelConfig;
+use crate::console::ConsoleConfig;
 use crate::dns::DnsConfig;
 use crate::services::ApiConfig;
 use meridian_plan::networks::NetworkPools;
@@ -36,6 +37,8 @@ pub struct CentralConfig {
     pub dns: Option<DnsConfig>,
     /// The `[placement]` table: what the planner takes from the sites.
     pub placement: PlacementConfig,
+    /// The `[console]` table: the operator console's HTTPS listener and sessions.
+    pub console: ConsoleConfig,
 }
 
 /// The `[placement]` table.
@@ -88,6 +91,7 @@ impl Default for CentralConfig {
             telemetry: TelemetryConfig::default(),
             dns: None,
             placement: PlacementConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -110,6 +114,7 @@ impl Validate for CentralConfig {
             dns.settings()?;
         }
         self.placement.check()?;
+        self.console.check()?;
         Ok(())
     }
 }

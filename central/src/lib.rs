@@ -18,6 +18,7 @@ pub mod ca;
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dns;
 pub mod grpc;
 pub mod lifecycle;

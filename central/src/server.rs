@@ -11,7 +11,9 @@ use crate::ca::{CaError, CertificateAuthority};
 use crate::channel::{Channel, ChannelError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CentralConfig;
+use crate::console::{Console, ConsoleError};
 use crate::dns::{DnsPublisher, Updater};
+use crate::grpc::ServerIdentity;
 use crate::grpc::{Api, ApiStartError};
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
 use crate::publisher::{CompileError, Publisher};
@@ -54,6 +56,9 @@ pub enum CentralError {
     /// The gRPC API could not start.
     #[error("cannot start the gRPC API")]
     Api(#[from] ApiStartError),
+    /// The operator console could not start.
+    #[error("cannot start the operator console")]
+    Console(#[from] ConsoleError),
     /// The `[dns]` table is unusable (its secret file changed since it was checked).
     #[error("bad [dns] configuration")]
     Dns(#[source] meridian_common::config::ConfigError),
@@ -72,6 +77,7 @@ pub struct Central {
     lifecycle: Lifecycle,
     lifecycle_handle: LifecycleHandle,
     api: Api,
+    console: Option<Console>,
     dns: Option<DnsPublisher>,
 }
 
@@ -147,7 +153,7 @@ impl Central {
         let services = Arc::new(Services::new(ServiceParts {
             config: config.api.clone(),
             dns_zone,
-            tables,
+            tables: tables.clone(),
             audit,
             lifecycle: lifecycle_handle.clone(),
             tokens,
@@ -156,11 +162,28 @@ impl Central {
             clock: Arc::clone(&clock),
             channel_addresses: channel.advertised(),
         }));
-        let api = Api::start(services, &ca, clock.now()).await?;
+        let identity = ServerIdentity::issue(&ca, clock.now(), &config.api.tls_names)
+            .map_err(ApiStartError::Certificate)?;
+        let console = if config.console.enabled {
+            Some(
+                Console::start(
+                    &config.console,
+                    Arc::clone(&services),
+                    tables,
+                    identity.chain.clone(),
+                    identity.key.clone_key(),
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let api = Api::start(services, &identity).await?;
         tracing::info!(
             ca_fingerprint = %hex::encode(ca.fingerprint()),
             channel = %channel.local_addr(),
             api = %api.local_addr(),
+            console = %console.as_ref().map_or_else(|| "off".to_owned(), Console::url),
             "central is up"
         );
         Ok(Central {
@@ -171,6 +194,7 @@ impl Central {
             lifecycle,
             lifecycle_handle,
             api,
+            console,
             dns,
         })
     }
@@ -205,6 +229,11 @@ impl Central {
         &self.api
     }
 
+    /// The operator console, unless `console.enabled` is off.
+    pub fn console(&self) -> Option<&Console> {
+        self.console.as_ref()
+    }
+
     /// The reservation lifecycle (dry runs, nudges).
     pub fn lifecycle(&self) -> &LifecycleHandle {
         &self.lifecycle_handle
@@ -216,6 +245,9 @@ impl Central {
     /// the endpoint name publisher stops at once (an update cut short is sent again at the
     /// next start).
     pub async fn shutdown(self) {
+        if let Some(console) = self.console {
+            console.shutdown().await;
+        }
         self.api.shutdown().await;
         self.lifecycle.shutdown().await;
         if let Some(dns) = self.dns {

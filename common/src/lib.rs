@@ -46,6 +46,7 @@ pub mod role;
 pub mod stdout;
 pub mod telemetry;
 pub mod validate;
+pub mod yaml;
 
 mod check;
 mod claim;

@@ -131,6 +131,7 @@ fn lists_the_three_services_and_their_methods() {
             "CreateUser",
             "ListUsers",
             "DeleteUser",
+            "SetUserPassword",
             "CreateApiToken",
             "ListApiTokens",
             "RevokeApiToken",

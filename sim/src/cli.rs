@@ -100,7 +100,7 @@ enum ScenarioCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Every benchmark of TARGETS.md (B1-B10, B13, R9, R10): one table, results.json and SVG plots.
+    /// Every benchmark of TARGETS.md (B1-B11, B13, R9, R10): one table, results.json and SVG plots.
     All {
         /// The benchmark fleet: 10,000 sites and agents, 1e7 fuzz executions per target.
         #[arg(long, conflicts_with = "tiny")]
@@ -195,6 +195,31 @@ enum BenchCommand {
         /// on 2 cores, not throughput).
         #[arg(long, default_value_t = 8)]
         in_flight: usize,
+    },
+    /// B11: the operator console: GET /fleet render time and page size, then site state
+    /// changes fanned out to concurrent live-update (SSE) streams.
+    Console {
+        /// 10,000 sites instead of 1,000.
+        #[arg(long)]
+        full: bool,
+        /// Sites in the generated fleet (instead of 1,000 or 10,000).
+        #[arg(long)]
+        sites: Option<usize>,
+        /// Measured renders of the fleet page (kept-alive connection, then fresh ones).
+        #[arg(long, default_value_t = 50)]
+        renders: usize,
+        /// Concurrent /fleet/events streams, each its own HTTPS connection.
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        /// Sites whose state changes (at most the fleet's sites).
+        #[arg(long, default_value_t = 1_000)]
+        changes: usize,
+        /// Changed sites per store transaction.
+        #[arg(long, default_value_t = crate::bench::CHANGE_TXN_INTENTS)]
+        per_txn: usize,
+        /// Seed of the fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// B2, B3, B4, B7: the agent channel with N simulated agents (1,000; 10,000 with --full).
     Channel {
@@ -322,6 +347,42 @@ pub async fn run() -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "meridian-sim bench api: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Console {
+                    full,
+                    sites,
+                    renders,
+                    streams,
+                    changes,
+                    per_txn,
+                    seed,
+                },
+        } => {
+            use crate::bench::console::{self, ConsoleBenchOptions};
+            let defaults = ConsoleBenchOptions::new(full);
+            let options = ConsoleBenchOptions {
+                sites: sites.unwrap_or(defaults.sites).max(1),
+                renders: renders.max(1),
+                streams: streams.max(1),
+                changes: changes.max(1),
+                per_txn: per_txn.clamp(1, meridian_store::MAX_TXN_OPS),
+                seed,
+            };
+            match console::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench console: {}",
                         telemetry::error_chain(e.as_ref())
                     );
                     ExitCode::FAILURE
@@ -639,6 +700,19 @@ async fn run_demo(options: &DemoOptions, exit: bool) -> ExitCode {
         }
     }
     if !exit && !stop && code == ExitCode::SUCCESS {
+        let console = match (fleet.console_url(), fleet.console_password().await) {
+            (Some(url), Ok(password)) => format!(
+                "\nThe operator console: {url} (its certificate is from central's CA, \
+                 MERIDIAN_CA below; tell the browser to trust it or accept it once). Log in as \
+                 user admin with password {password} (shown once), or with the API token.\n"
+            ),
+            (Some(url), Err(e)) => format!(
+                "\nThe operator console: {url}; log in with the API token (no password set: {}).\n",
+                telemetry::error_chain(&e)
+            ),
+            (None, _) => String::new(),
+        };
+        print!("{console}");
         let (rate, burst) = fleet.use_documented_rate_limit();
         println!(
             "\ncentral is running (store in {}); press Ctrl-C to stop. The API is back on the \

@@ -156,6 +156,7 @@ impl NetLab {
             };
             c.channel.listen = "127.0.0.1:0".parse().expect("an address");
             c.api.listen = "127.0.0.1:0".parse().expect("an address");
+            c.console.listen = "127.0.0.1:0".parse().expect("an address");
             let central = Central::open(c)
                 .await
                 .map_err(|e| setup("central's store")(e.to_string()))?;
@@ -579,6 +580,10 @@ pub fn start_central(
         (
             "MERIDIAN_CENTRAL_API__LISTEN".into(),
             format!("127.0.0.1:{tcp}"),
+        ),
+        (
+            "MERIDIAN_CENTRAL_CONSOLE__LISTEN".into(),
+            format!("127.0.0.1:{}", free_port(false)),
         ),
         (
             "MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS".into(),

@@ -149,6 +149,14 @@ async fn call(c: &mut Clients, rpc: Rpc, ids: &Ids, tenant: &str) -> Code {
                 })
                 .await,
         ),
+        Rpc::SetUserPassword => code(
+            c.tenants
+                .set_user_password(proto::SetUserPasswordRequest {
+                    user: "no-such-user".into(),
+                    password: "a long enough password".into(),
+                })
+                .await,
+        ),
         Rpc::CreateApiToken => code(
             c.tenants
                 .create_api_token(proto::CreateApiTokenRequest {
@@ -518,7 +526,7 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                 format!("{kind}-{:012x}", i)
             }
         };
-        let kind = rng.random_range(0..16);
+        let kind = rng.random_range(0..17);
         let (name, status) = match kind {
             0 => (
                 "GetWorkload",
@@ -689,13 +697,24 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                     .await
                     .map(|_| ()),
             ),
-            _ => (
+            15 => (
                 "ListUsers",
                 globex
                     .tenants
                     .list_users(proto::ListUsersRequest {
                         tenant: pick(ACME, "tenant"),
                         ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+            _ => (
+                "SetUserPassword",
+                globex
+                    .tenants
+                    .set_user_password(proto::SetUserPasswordRequest {
+                        user: pick(&ids.user, "user"),
+                        password: "a long enough password".into(),
                     })
                     .await
                     .map(|_| ()),
@@ -736,6 +755,7 @@ async fn snapshot(api: &TestApi) -> Vec<(Vec<u8>, Vec<u8>)> {
         "datasets/acme/",
         "tenants/acme",
         "users/",
+        "passwords/",
         "tokens/api/",
     ] {
         let r = store

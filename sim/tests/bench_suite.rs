@@ -1,10 +1,12 @@
 //! `meridian-sim bench all --tiny`: the whole suite at smoke-test sizes, through the real
 //! binary (the channel benchmark runs its agents in a child process of that binary). Checks
 //! that every TARGETS.md id has a row with a verdict, that results.json, results.md and the
-//! plots are written, and that every plot is well-formed SVG with data in it.
+//! plots are written, and that every plot is well-formed SVG with data in it. B11 (the
+//! console) also runs on its own at a tiny size, its counts checked.
 
 use std::process::Command;
 
+use meridian_sim::bench::console::{ConsoleBenchOptions, run_blocking};
 use meridian_sim::bench::results::{SuiteResults, Verdict};
 use meridian_sim::bench::suite::{PLOT_FILES, ROW_IDS};
 use meridian_sim::bench::svg::{series_lines, well_formed};
@@ -59,6 +61,23 @@ fn the_tiny_suite_writes_every_row_and_every_plot() {
     assert_eq!(
         results.rows.iter().find(|r| r.id == "B10").unwrap().verdict,
         Verdict::NotBuilt
+    );
+    // B11 ran: render time, page weight and the live-update fan-out, every change delivered.
+    let b11: Vec<_> = results.rows.iter().filter(|r| r.id == "B11").collect();
+    assert_eq!(b11.len(), 4, "{b11:?}");
+    assert!(
+        b11.iter()
+            .all(|r| matches!(r.verdict, Verdict::Pass | Verdict::Miss) && r.value.is_some()),
+        "{b11:?}"
+    );
+    assert!(
+        b11.iter()
+            .filter(|r| r.figure.starts_with("live updates"))
+            .all(|r| r
+                .note
+                .as_deref()
+                .is_some_and(|n| !n.contains("streams received every change"))),
+        "{b11:?}"
     );
     // Every fuzz target ran its executions without a finding.
     let fuzz: Vec<_> = results.rows.iter().filter(|r| r.id == "R10").collect();
@@ -163,4 +182,29 @@ fn unknown_ids_are_refused_before_anything_runs() {
     assert_eq!(run.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&run.stderr).contains("B42"));
     assert!(!out.path().join("results.json").exists());
+}
+
+#[test]
+fn the_console_benchmark_delivers_every_change_to_every_stream() {
+    let options = ConsoleBenchOptions {
+        sites: 50,
+        renders: 5,
+        streams: 5,
+        changes: 20,
+        per_txn: 8,
+        seed: 7,
+    };
+    let r = run_blocking(&options).unwrap();
+    assert_eq!(r.sites, 50);
+    assert!(r.page_bytes > 0);
+    assert_eq!(r.renders.len(), 5);
+    assert_eq!(r.fresh_renders.len(), 5);
+    assert_eq!((r.streams, r.changes), (5, 20));
+    // Every stream got every change, exactly once each, and none fell behind.
+    assert_eq!(r.complete, 5, "{r}");
+    assert_eq!(r.stream_done.len(), 5, "{r}");
+    assert_eq!(r.delivery.len(), 5 * 20, "{r}");
+    assert_eq!(r.delivered, 5 * 20, "{r}");
+    assert_eq!(r.reloads, 0, "{r}");
+    assert!(r.all_delivered());
 }

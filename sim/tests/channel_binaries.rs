@@ -19,7 +19,8 @@ fn central_cmd(data: &Path, port: u16) -> Command {
             format!("127.0.0.1:{port}"),
         )
         .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "2000")
-        .env("MERIDIAN_CENTRAL_API__LISTEN", "127.0.0.1:0");
+        .env("MERIDIAN_CENTRAL_API__LISTEN", "127.0.0.1:0")
+        .env("MERIDIAN_CENTRAL_CONSOLE__LISTEN", "127.0.0.1:0");
     c
 }
 

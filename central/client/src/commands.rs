@@ -89,6 +89,15 @@ pub enum UserCommand {
     Delete {
         id: String,
     },
+    /// Sets a user's console password, read from a file (never from an argument).
+    SetPassword {
+        /// The user (`name@tenant`; a tenant's callers may give their users' plain names).
+        id: String,
+        /// The file whose first line is the password (`-`: stdin); its trailing newline is
+        /// dropped. At least 12 characters.
+        #[arg(long, value_name = "PATH")]
+        password_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -704,8 +713,56 @@ async fn user(c: &mut Clients, format: Format, cmd: UserCommand) -> Result<(), C
                 .await?;
             print(format, &json!({"deleted": id}), &["DELETED"], &[vec![id]]);
         }
+        UserCommand::SetPassword { id, password_file } => {
+            let password = read_password(&password_file)?;
+            c.tenants
+                .set_user_password(proto::SetUserPasswordRequest {
+                    user: id.clone(),
+                    password,
+                })
+                .await?;
+            print(
+                format,
+                &json!({"user": id, "password": "set"}),
+                &["USER", "PASSWORD"],
+                &[vec![id, "set".into()]],
+            );
+        }
     }
     Ok(())
+}
+
+/// Most bytes of a password file read (the server takes passwords of at most 1024 bytes).
+const MAX_PASSWORD_FILE_BYTES: u64 = 64 * 1024;
+
+/// The password on the first line of `path` (`-`: stdin), without its line ending. Errors
+/// name `--password-file`, never the password.
+fn read_password(path: &std::path::Path) -> Result<String, CliError> {
+    use std::io::{BufRead, BufReader, Read};
+    let bad = |m: String| CliError::usage(format!("--password-file {}: {m}", path.display()));
+    let mut line = Vec::new();
+    let read = if path == std::path::Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(MAX_PASSWORD_FILE_BYTES)
+            .read_until(b'\n', &mut line)
+    } else {
+        std::fs::File::open(path).and_then(|f| {
+            BufReader::new(f.take(MAX_PASSWORD_FILE_BYTES)).read_until(b'\n', &mut line)
+        })
+    };
+    read.map_err(|e| bad(format!("cannot read it: {e}")))?;
+    first_line(&line).map_err(|m| bad(m.into()))
+}
+
+/// The first line of `raw` without its `\n` or `\r\n`.
+fn first_line(raw: &[u8]) -> Result<String, &'static str> {
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err("the first line is empty; write the password there");
+    }
+    String::from_utf8(line.to_vec()).map_err(|_| "the password is not UTF-8 text")
 }
 
 fn token_json(t: &proto::ApiToken) -> Value {
@@ -1099,4 +1156,39 @@ async fn dataset(c: &mut Clients, format: Format, cmd: DatasetCommand) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_file_gives_its_first_line_without_the_line_ending() {
+        assert_eq!(
+            first_line(b"correct horse battery\n").unwrap(),
+            "correct horse battery"
+        );
+        assert_eq!(
+            first_line(b"no newline at all").unwrap(),
+            "no newline at all"
+        );
+        assert_eq!(first_line(b"dos line\r\nsecond\n").unwrap(), "dos line");
+        // Spaces are the password's own.
+        assert_eq!(first_line(b"  spaced  \n").unwrap(), "  spaced  ");
+        assert!(first_line(b"").is_err());
+        assert!(first_line(b"\nsecond line\n").is_err());
+        assert!(first_line(b"\xff\xfe password\n").is_err());
+    }
+
+    #[test]
+    fn a_missing_password_file_is_named_by_its_flag() {
+        let e = read_password(std::path::Path::new("/nonexistent/meridian-password")).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(
+            e.message
+                .starts_with("--password-file /nonexistent/meridian-password: cannot read it"),
+            "{}",
+            e.message
+        );
+    }
 }

@@ -12,6 +12,7 @@ mod auth;
 mod fleet;
 mod placement;
 mod server;
+pub use server::ServerIdentity;
 mod status;
 mod tenants;
 

@@ -32,6 +32,32 @@ pub enum ApiStartError {
     Server(String),
 }
 
+/// Central's server certificate chain and key, issued once at start by its CA for the API and
+/// the console alike.
+#[derive(Debug)]
+pub struct ServerIdentity {
+    pub chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl ServerIdentity {
+    /// A certificate naming localhost, 127.0.0.1, ::1 and `names`, from `ca` at `now`.
+    pub fn issue(
+        ca: &crate::ca::CertificateAuthority,
+        now: meridian_common::ids::Timestamp,
+        names: &[String],
+    ) -> Result<Self, crate::ca::CaError> {
+        let mut all = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        all.extend(names.iter().cloned());
+        let (chain, key) = ca.issue_server_cert_for(now, &all)?;
+        Ok(ServerIdentity { chain, key })
+    }
+}
+
 /// The running API.
 #[derive(Debug)]
 pub struct Api {
@@ -81,8 +107,7 @@ impl Api {
     /// Binds the services' `api.listen` and serves them until [`Api::shutdown`].
     pub async fn start(
         services: Arc<Services>,
-        ca: &crate::ca::CertificateAuthority,
-        now: meridian_common::ids::Timestamp,
+        identity: &ServerIdentity,
     ) -> Result<Api, ApiStartError> {
         let config = services.config().clone();
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -102,15 +127,12 @@ impl Api {
             .max_concurrent_streams(Some(config.max_streams_per_connection))
             .http2_keepalive_interval(Some(Duration::from_secs(30)));
         if config.tls {
-            let mut names = vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-            ];
-            names.extend(config.tls_names.iter().cloned());
-            let (chain, key) = ca.issue_server_cert_for(now, &names)?;
-            let cert_pem: String = chain.iter().map(|c| pem("CERTIFICATE", c)).collect();
-            let key_pem = pem("PRIVATE KEY", key.secret_der());
+            let cert_pem: String = identity
+                .chain
+                .iter()
+                .map(|c| pem("CERTIFICATE", c))
+                .collect();
+            let key_pem = pem("PRIVATE KEY", identity.key.secret_der());
             builder = builder
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem)))
                 .map_err(|e| ApiStartError::Server(e.to_string()))?;

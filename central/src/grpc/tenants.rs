@@ -149,6 +149,17 @@ impl TenantService for Tenants {
         Ok(Response::new(proto::DeleteUserResponse {}))
     }
 
+    async fn set_user_password(
+        &self,
+        request: Request<proto::SetUserPasswordRequest>,
+    ) -> Result<Response<proto::SetUserPasswordResponse>, Status> {
+        let caller = authenticate(&self.0, &request).await?;
+        let call = self.0.admit(&caller, Rpc::SetUserPassword).await?;
+        let r = request.get_ref();
+        self.0.set_user_password(call, &r.user, &r.password).await?;
+        Ok(Response::new(proto::SetUserPasswordResponse {}))
+    }
+
     async fn create_api_token(
         &self,
         request: Request<proto::CreateApiTokenRequest>,

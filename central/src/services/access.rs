@@ -14,13 +14,19 @@ pub use meridian_common::role::Role;
 pub struct Caller {
     /// The user the token belongs to.
     pub user: UserId,
-    /// The token used.
+    /// The token used; [`PASSWORD_LOGIN_TOKEN`] for a caller that logged in with a password
+    /// ([`Services::authenticate_password`](super::Services::authenticate_password)).
     pub token: TokenId,
     /// The user's tenant; `None` for provider users.
     pub tenant: Option<TenantId>,
     /// The token's role.
     pub role: Role,
 }
+
+/// The token ID of a caller that logged in with its password rather than an API token. It is
+/// a valid [`TokenId`] that no API token has (theirs are `tok-` and 12 hex digits), so it can
+/// never name, revoke or be mistaken for a real token.
+pub const PASSWORD_LOGIN_TOKEN: &str = "password";
 
 /// Which tenants' objects a caller can see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +113,7 @@ rpcs! {
     CreateUser = "TenantService" "CreateUser", mutating: true, roles: [ProviderAdmin, TenantAdmin];
     ListUsers = "TenantService" "ListUsers", mutating: false, roles: [ProviderAdmin, TenantAdmin];
     DeleteUser = "TenantService" "DeleteUser", mutating: true, roles: [ProviderAdmin, TenantAdmin];
+    SetUserPassword = "TenantService" "SetUserPassword", mutating: true, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
     CreateApiToken = "TenantService" "CreateApiToken", mutating: true, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
     ListApiTokens = "TenantService" "ListApiTokens", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
     RevokeApiToken = "TenantService" "RevokeApiToken", mutating: true, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
@@ -163,7 +170,13 @@ mod tests {
         let mut names = std::collections::BTreeSet::new();
         for &rpc in Rpc::ALL {
             assert!(names.insert(rpc.name()), "{} twice", rpc.name());
-            if rpc.mutating() && rpc != Rpc::CreateApiToken && rpc != Rpc::RevokeApiToken {
+            // A viewer manages its own credentials: tokens and its password.
+            if rpc.mutating()
+                && !matches!(
+                    rpc,
+                    Rpc::CreateApiToken | Rpc::RevokeApiToken | Rpc::SetUserPassword
+                )
+            {
                 assert!(
                     !allowed(Role::Viewer, false, rpc),
                     "viewer may {}",
@@ -176,7 +189,7 @@ mod tests {
                 rpc.name()
             );
         }
-        assert_eq!(Rpc::ALL.len(), 38);
+        assert_eq!(Rpc::ALL.len(), 39);
     }
 
     #[test]

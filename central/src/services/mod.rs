@@ -18,8 +18,13 @@
 //!    end that cannot even convert a request's input ends the call with [`Call::refuse`],
 //!    which audits the same way.
 //!
-//! Limits: a per-tenant rate, a per-address budget of failed authentications, concurrent
-//! watches per tenant, page sizes. See `docs/api.md`.
+//! A console logs users in with their passwords instead of a bearer secret:
+//! [`Services::authenticate_password`] gives the same [`Caller`] (its token is
+//! [`access::PASSWORD_LOGIN_TOKEN`]), after the same per-address budget and a per-user one
+//! (see [`passwords`]).
+//!
+//! Limits: a per-tenant rate, a per-address budget of failed authentications, a per-user
+//! budget of failed logins, concurrent watches per tenant, page sizes. See `docs/api.md`.
 
 pub mod access;
 pub mod actions;
@@ -27,7 +32,9 @@ pub mod auth;
 mod config;
 pub mod error;
 pub mod fleet;
+pub mod overview;
 pub mod pages;
+pub mod passwords;
 pub mod placement;
 pub mod ratelimit;
 pub mod tenants;
@@ -40,12 +47,13 @@ use std::time::Instant;
 use meridian_common::ids::TenantId;
 use meridian_store::Tables;
 
-pub use access::{Caller, Role, Rpc, Scope};
+pub use access::{Caller, PASSWORD_LOGIN_TOKEN, Role, Rpc, Scope};
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use pages::PageRequest;
 
-use crate::audit::{AuditEntry, Auditor, Outcome};
+pub use crate::audit::Outcome;
+use crate::audit::{AuditEntry, Auditor};
 use crate::ca::CertificateAuthority;
 use crate::clock::Clock;
 use crate::lifecycle::LifecycleHandle;
@@ -80,6 +88,7 @@ pub struct Services {
     limiter: ratelimit::RateLimiter,
     auth_limiter: ratelimit::RateLimiter,
     auth_failures: ratelimit::AuthFailures,
+    logins: passwords::Logins,
     lifecycle: LifecycleHandle,
     tokens: Tokens,
     sites: Sites,
@@ -118,6 +127,7 @@ impl Services {
                 config.auth_failure_burst,
             ),
             auth_failures: ratelimit::AuthFailures::default(),
+            logins: passwords::Logins::new(),
             auth: auth::Authenticator::new(tables.clone()),
             config,
             dns_zone,
@@ -131,6 +141,11 @@ impl Services {
             channel_addresses,
             watches: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Central's clock now.
+    pub fn now(&self) -> meridian_common::ids::Timestamp {
+        self.clock.now()
     }
 
     /// The `[api]` configuration the services run with.
@@ -244,12 +259,39 @@ impl Services {
         outcome: Outcome,
         detail: &str,
     ) -> Result<(), ApiError> {
-        let actor = caller.actor();
+        self.append_audit(&caller.actor(), rpc.name(), object, outcome, detail)
+            .await
+    }
+
+    /// Appends an audit record of something `caller` did outside the RPCs (a front end's own
+    /// actions: a console's logout, say): `action` as `Front/Action` (`Console/Logout`),
+    /// `object` as `kind/id`. `detail` must hold no secret. `AuditUnavailable` when the log
+    /// cannot take it.
+    pub async fn audit_event(
+        &self,
+        caller: &Caller,
+        action: &str,
+        object: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<(), ApiError> {
+        self.append_audit(&caller.actor(), action, object, outcome, detail)
+            .await
+    }
+
+    async fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        outcome: Outcome,
+        detail: &str,
+    ) -> Result<(), ApiError> {
         self.audit
             .append(
                 AuditEntry {
-                    actor: &actor,
-                    action: rpc.name(),
+                    actor,
+                    action,
                     object,
                     outcome,
                     detail,

@@ -32,7 +32,7 @@ const PROVIDER_FIELDS: [&str; 5] = ["name", "quotas", "residency", "weights", "m
 const TENANT_FIELDS: [&str; 2] = ["residency", "weights"];
 
 /// A user ID as a caller names it: a tenant's caller may leave out its own tenant.
-fn scoped_user_id(caller: &Caller, id: &str) -> Result<UserId, ApiError> {
+pub(super) fn scoped_user_id(caller: &Caller, id: &str) -> Result<UserId, ApiError> {
     let invalid = |e: meridian_common::ids::IdError| ApiError::invalid("user", e.to_string());
     match &caller.tenant {
         Some(own) if !id.contains('@') => UserId::scoped(id, Some(own)).map_err(invalid),
@@ -40,7 +40,7 @@ fn scoped_user_id(caller: &Caller, id: &str) -> Result<UserId, ApiError> {
     }
 }
 
-fn is_admin_of(caller: &Caller, tenant: Option<&TenantId>) -> bool {
+pub(super) fn is_admin_of(caller: &Caller, tenant: Option<&TenantId>) -> bool {
     match caller.role {
         Role::ProviderAdmin => true,
         Role::TenantAdmin => caller.tenant.as_ref() == tenant,
@@ -268,7 +268,7 @@ impl Services {
             .collect())
     }
 
-    /// Revokes every token of `user` and deletes it.
+    /// Revokes every token of `user` and deletes it with its password, in one transaction.
     async fn remove_user(&self, user: &proto::User) -> Result<(), ApiError> {
         let tokens = self.tables.api_tokens().list_all(None, 1000).await?;
         for mut record in tokens {
@@ -280,10 +280,12 @@ impl Services {
                 self.tables.api_tokens().upsert(&record).await?;
             }
         }
-        self.tables
-            .users()
-            .delete(&KeyPath(user.id.clone()), None)
-            .await?;
+        let mut txn = meridian_store::Txn::new();
+        txn.success
+            .extend(Table::<proto::User>::delete_ops(&user.id));
+        txn.success
+            .extend(Table::<proto::PasswordRecord>::delete_ops(&user.id));
+        self.tables.store().txn(txn).await?;
         if let Ok(id) = UserId::parse(&user.id) {
             self.auth.forget_user(&id);
         }
@@ -293,22 +295,30 @@ impl Services {
     /// A user the caller may see (`NotFound` otherwise). A tenant's caller may name its
     /// tenant's users by their plain name (`bob` for `bob@acme`).
     async fn visible_user(&self, caller: &Caller, id: &str) -> Result<proto::User, ApiError> {
+        Ok(self.visible_user_at(caller, id).await?.0)
+    }
+
+    /// [`Services::visible_user`] with the revision it was read at.
+    pub(super) async fn visible_user_at(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(proto::User, meridian_store::Revision), ApiError> {
         let parsed = scoped_user_id(caller, id)?;
         let user = self
             .tables
             .users()
             .get(&KeyPath(parsed.to_string()))
             .await?
-            .map(|v| v.record)
             .ok_or_else(|| ApiError::not_found("user", &parsed))?;
         let visible = match caller.scope() {
             Scope::All => true,
-            Scope::Tenant(t) => user.tenant == t.as_str(),
+            Scope::Tenant(t) => user.record.tenant == t.as_str(),
         };
         if !visible {
             return Err(ApiError::not_found("user", &parsed));
         }
-        Ok(user)
+        Ok((user.record, user.revision))
     }
 
     /// Creates a user. User IDs are scoped per tenant: a tenant's user `bob` is `bob@tenant`.

@@ -16,6 +16,7 @@
 //! | `tokens/bootstrap/` | token | [`proto::BootstrapTokenRecord`] |
 //! | `tokens/api/` | token | [`proto::ApiTokenRecord`] |
 //! | `users/` | user | [`proto::User`] |
+//! | `passwords/` | user | [`proto::PasswordRecord`]: the user's console password as an argon2id PHC string |
 //! | `index/workloads/` | workload | [`WorkloadIndex`] (its tenant) |
 //! | `index/datasets/` | dataset/tenant | [`DatasetIndex`] (one per tenant holding the ID) |
 //! | `audit/` | sequence (20 digits) | [`proto::AuditRecord`] |
@@ -178,6 +179,7 @@ wire_record!(proto::ApiTokenRecord, "tokens/api", |r| r
     .map_or_else(String::new, |t| t.id.clone()));
 wire_record!(proto::AuditRecord, "audit", |r| AuditSeq(r.seq).path());
 wire_record!(proto::User, "users", |r| r.id.clone());
+wire_record!(proto::PasswordRecord, "passwords", |r| r.user.clone());
 wire_record!(proto::ServerActionRecord, "actions", |r| {
     if r.site.is_empty() || r.request == 0 {
         String::new()
@@ -566,6 +568,10 @@ impl Tables {
         self.table()
     }
     pub fn users(&self) -> Table<proto::User> {
+        self.table()
+    }
+    /// Users' console passwords (hashes only), one per user, keyed by user ID.
+    pub fn passwords(&self) -> Table<proto::PasswordRecord> {
         self.table()
     }
     pub fn workload_index(&self) -> Table<WorkloadIndex> {

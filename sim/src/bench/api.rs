@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_client::{Clients, Target};
-use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -88,6 +87,7 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
     };
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
+    config.console.listen = "127.0.0.1:0".parse()?;
     // One load generator speaks for every tenant: lift the per-tenant limit out of the way.
     config.api.rate_per_second = 1e9;
     config.api.rate_burst = 1e9;
@@ -95,19 +95,7 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
     let central = Central::open(config).await?;
     eprintln!("B9: loading a {}-site fleet ...", options.sites);
     let fleet = fleet::generate(&FleetSpec::with_sites(42, options.sites));
-    let t = central.tables();
-    t.regions().create_many(&fleet.regions, 256).await?;
-    t.sites().create_many(&fleet.sites, 256).await?;
-    t.servers().create_many(&fleet.servers, 256).await?;
-    central.lifecycle().fleet_changed();
-    let admin = meridian_central::accounts::bootstrap_admin(
-        &t,
-        &UserId::parse("admin")?,
-        Duration::from_secs(3600),
-        meridian_central::clock::now(),
-    )
-    .await?
-    .secret;
+    let admin = fleet::load_with_admin(&central, &fleet).await?;
     let endpoint = format!("https://{}", central.api().local_addr());
     let ca = dir.path().join("ca").join("ca.crt");
     let target = |token: &str| Target {

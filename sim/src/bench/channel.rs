@@ -431,6 +431,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     let mut config = config;
     config.channel.listen = listen;
     config.api.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.console.listen = "127.0.0.1:0".parse().expect("valid address");
     // The old endpoint lets go of the port once its last connection is dropped.
     let reopen = Instant::now();
     let central = loop {

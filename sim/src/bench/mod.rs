@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod channel;
+pub mod console;
 pub mod endpoint;
 pub mod etcd;
 pub mod fuzz;

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_client::{Clients, Target};
-use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 
 use super::percentile;
@@ -128,23 +127,12 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
     };
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
+    config.console.listen = "127.0.0.1:0".parse()?;
     config.api.rate_per_second = LIMIT;
     config.api.rate_burst = LIMIT;
     let central = Central::open(config).await?;
     let fleet = fleet::generate(&FleetSpec::with_sites(42, 20));
-    let t = central.tables();
-    t.sites().create_many(&fleet.sites, 256).await?;
-    t.servers().create_many(&fleet.servers, 256).await?;
-    t.regions().create_many(&fleet.regions, 256).await?;
-    central.lifecycle().fleet_changed();
-    let admin = meridian_central::accounts::bootstrap_admin(
-        &t,
-        &UserId::parse("admin")?,
-        Duration::from_secs(3600),
-        meridian_central::clock::now(),
-    )
-    .await?
-    .secret;
+    let admin = fleet::load_with_admin(&central, &fleet).await?;
     let ca = dir.path().join("ca").join("ca.crt");
     let endpoint = format!("https://{}", central.api().local_addr());
     let target = |token: &str| Target {

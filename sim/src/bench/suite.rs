@@ -3,7 +3,7 @@
 //!
 //! The benchmarks run one after another in this process, each as its own command runs it
 //! (`bench channel`, `bench ingest`, `bench resync`, `bench placement`, `bench api`,
-//! `bench fuzz`, and B6 through the same measurement as `cargo bench --bench store_commit`),
+//! `bench console`, `bench fuzz`, and B6 through the same measurement as `cargo bench --bench store_commit`),
 //! printing their own tables as they go. The channel benchmark runs first, so its memory
 //! figure (B4, this process's RSS growth) is not disturbed by what the others allocated.
 //! After each benchmark `results.json` is rewritten, so a run cut short keeps what it
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use meridian_store::commit_rate as commit;
 
 use super::channel::{self, ChannelBenchOptions, ChannelBenchReport};
+use super::console::{self, ConsoleBenchOptions, ConsoleBenchReport};
 use super::etcd::{self, EtcdBenchOptions, EtcdBenchReport, EtcdMissing};
 use super::fuzz::{self, FuzzOptions, FuzzReport};
 use super::harness::BoxError;
@@ -30,7 +31,8 @@ use crate::simfleet::Progress;
 
 /// Every TARGETS.md id the suite reports a row for.
 pub const ROW_IDS: &[&str] = &[
-    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B13", "R9", "R10", "CAL",
+    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B13", "R9", "R10",
+    "CAL",
 ];
 
 /// Plot files the suite writes when it has their data.
@@ -70,6 +72,8 @@ pub struct Plan {
     pub placement_spread_sites: usize,
     pub placement_workloads: usize,
     pub api: api::ApiBenchOptions,
+    /// B11: the console's fleet page and live-update fan-out.
+    pub console: ConsoleBenchOptions,
     pub fuzz: FuzzOptions,
     /// R10's required executions per target in this mode.
     pub fuzz_required: u64,
@@ -121,6 +125,14 @@ impl Plan {
                     tenants: 2,
                     workloads: 4,
                 },
+                console: ConsoleBenchOptions {
+                    sites: 50,
+                    renders: 5,
+                    streams: 5,
+                    changes: 20,
+                    per_txn: 8,
+                    seed,
+                },
                 fuzz: FuzzOptions {
                     seed,
                     ..FuzzOptions::new(300)
@@ -146,6 +158,10 @@ impl Plan {
                 placement_spread_sites: 10_000,
                 placement_workloads: 20_000,
                 api: api::ApiBenchOptions::new(false),
+                console: ConsoleBenchOptions {
+                    seed,
+                    ..ConsoleBenchOptions::new(false)
+                },
                 // About half a minute in a release build: the quick run meets R10's count too.
                 fuzz: FuzzOptions {
                     seed,
@@ -167,6 +183,10 @@ impl Plan {
                 placement_spread_sites: 10_000,
                 placement_workloads: 20_000,
                 api: api::ApiBenchOptions::new(true),
+                console: ConsoleBenchOptions {
+                    seed,
+                    ..ConsoleBenchOptions::new(true)
+                },
                 fuzz: FuzzOptions {
                     seed,
                     ..FuzzOptions::new(10_000_000)
@@ -413,6 +433,20 @@ pub async fn run(opts: &SuiteOptions) -> Result<(SuiteResults, bool), BoxError> 
         run.save();
     } else {
         run.skipped(&["R9"], "not selected (--only)");
+    }
+
+    if run.wants(&["B11"]) {
+        eprintln!("\n== B11: operator console ==");
+        match console::run(&plan.console).await {
+            Ok(r) => {
+                println!("{r}");
+                console_rows(&mut run, &r);
+            }
+            Err(e) => run.failed("bench console", &["B11"], e.as_ref()),
+        }
+        run.save();
+    } else {
+        run.skipped(&["B11"], "not selected (--only)");
     }
 
     run.results.rows.push(Row::not_built(
@@ -1258,6 +1292,124 @@ fn api_rows(run: &mut Run<'_>, plan: &Plan, r: &api::ApiBenchReport) {
     }
 }
 
+/// B11: the fleet page's render time and weight, and the live-update fan-out.
+fn console_rows(run: &mut Run<'_>, r: &ConsoleBenchReport) {
+    let sites = r.sites;
+    let at_scale = |note: String| {
+        let s = scale(sites, 10_000);
+        if s.is_empty() {
+            note
+        } else {
+            format!("{s}; {note}")
+        }
+    };
+    let rows = &mut run.results.rows;
+    let p99 = percentile(&r.renders, 0.99);
+    rows.push(
+        Row::check(
+            "B11",
+            format!(
+                "console fleet page, GET /fleet to the full answer ({sites} sites, {} renders): p99",
+                r.renders.len()
+            ),
+            ms(p99),
+            "ms",
+            console::spread_ms(&r.renders),
+            "p99 <= 1 s",
+            Bound::AtMost(1_000.0),
+        )
+        .baseline(format!(
+            "fresh TCP + TLS handshake per request: {}",
+            console::spread_ms(&r.fresh_renders)
+        ))
+        .note(at_scale(
+            "HTTPS on loopback over one kept-alive HTTP/1.1 connection (hyper's http1 client over \
+             tokio-rustls), logged in with an API token; the client runs on its own runtime"
+                .into(),
+        )),
+    );
+    rows.push(
+        Row::check(
+            "B11",
+            format!("console fleet page weight ({sites} sites)"),
+            r.page_bytes as f64,
+            "B",
+            format!(
+                "{} B ({:.1} KiB)",
+                r.page_bytes,
+                r.page_bytes as f64 / 1024.0
+            ),
+            "<= 1 MB",
+            Bound::AtMost(1_000_000.0),
+        )
+        .note(at_scale(
+            "uncompressed HTML as sent: every site on the inline SVG map, the first 50 rows of the list"
+                .into(),
+        )),
+    );
+    let done = |q: f64| {
+        if r.stream_done.is_empty() {
+            0.0
+        } else {
+            ms(percentile(&r.stream_done, q))
+        }
+    };
+    let expected = (r.streams * r.changes) as u64;
+    let mut fanout = Row::check(
+        "B11",
+        format!(
+            "live updates: {} site state changes to {} SSE streams, until every stream has all: max",
+            r.changes, r.streams
+        ),
+        ms(r.total),
+        "ms",
+        format!(
+            "per stream min {:.1} ms, median {:.1} ms, max {:.1} ms; {} of {expected} events, {:.0} events/s",
+            done(0.0),
+            done(0.5),
+            done(1.0),
+            r.delivered,
+            r.events_per_second()
+        ),
+        "a site state change on screen <= 2 s over SSE",
+        Bound::AtMost(2_000.0),
+    )
+    .note(format!(
+        "from the first write: the changes in transactions of {}, one after another, all committed in {:.1} ms; \
+         each stream its own HTTPS connection, all connected and past a probe event before the writes",
+        r.per_txn,
+        ms(r.written)
+    ));
+    let mut latency = Row::check(
+        "B11",
+        "live updates: one site's state change, write to event received on a stream: p99",
+        if r.delivery.is_empty() {
+            ms(r.total)
+        } else {
+            ms(percentile(&r.delivery, 0.99))
+        },
+        "ms",
+        console::spread_ms(&r.delivery),
+        "a site state change on screen <= 2 s over SSE",
+        Bound::AtMost(2_000.0),
+    )
+    .note(
+        "from the start of the change's transaction to the event read by the client, over every \
+         change and stream; the browser's script applying it is not included",
+    );
+    if !r.all_delivered() {
+        for row in [&mut fanout, &mut latency] {
+            row.verdict = super::results::Verdict::Miss;
+            row.note = Some(format!(
+                "{}/{} streams received every change; {} reload events",
+                r.complete, r.streams, r.reloads
+            ));
+        }
+    }
+    rows.push(fanout);
+    rows.push(latency);
+}
+
 /// B13's figures and targets, also for the rows of a run that cannot measure them.
 const B13_FIGURES: [(&str, &str); 2] = [
     (
@@ -1453,7 +1605,10 @@ mod tests {
         assert!(full.placement_sizes.contains(&10_000));
         assert!(full.fuzz.executions >= 1_000_000);
         assert_eq!(full.resync.generations, 1_000);
+        assert_eq!(full.console.sites, 10_000);
         let quick = Plan::of(Mode::Quick, 1);
+        assert_eq!(quick.console.sites, 1_000);
+        assert_eq!((quick.console.streams, quick.console.changes), (100, 1_000));
         assert_eq!(quick.resync.generations, 1_000);
         assert!(Plan::of(Mode::Tiny, 1).channel.agents < 100);
     }

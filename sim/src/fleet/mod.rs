@@ -23,11 +23,14 @@ mod datasets;
 mod draw;
 mod fingerprint;
 pub mod geography;
+mod load;
 mod regions;
 mod servers;
 mod sites;
 mod summary;
 mod tenants;
+
+pub use load::load_with_admin;
 
 pub use summary::FleetSummary;
 

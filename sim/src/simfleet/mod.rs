@@ -317,6 +317,7 @@ impl SimFleet {
         };
         config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
         config.api.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.console.listen = "127.0.0.1:0".parse().expect("valid address");
         // One client submits for many tenants.
         config.channel.disconnect_after_ms = options.disconnect_after_ms;
         config.channel.idle_timeout_ms = 60_000;
@@ -326,6 +327,9 @@ impl SimFleet {
         // Restarts reuse the ports the first start got.
         config.channel.listen = central.channel().local_addr();
         config.api.listen = central.api().local_addr();
+        if let Some(console) = central.console() {
+            config.console.listen = console.local_addr();
+        }
         let tables = central.tables();
         if !tables.sites().list(None, None, 1).await?.items.is_empty() {
             return Err(SimFleetError::NotEmpty);
@@ -550,6 +554,38 @@ impl SimFleet {
     /// The API's URL.
     pub fn api_endpoint(&self) -> String {
         format!("https://{}", self.config.api.listen)
+    }
+
+    /// The operator console's URL, when it is on.
+    pub fn console_url(&self) -> Option<String> {
+        self.config
+            .console
+            .enabled
+            .then(|| format!("https://{}/", self.config.console.listen))
+    }
+
+    /// Gives the provider admin (`admin`) a fresh random console password, set through the
+    /// API like any operator's, and returns it (shown once, by the demo).
+    pub async fn console_password(&self) -> Result<String, SimFleetError> {
+        use rand::Rng;
+        let password: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(20)
+            .map(char::from)
+            .collect();
+        let mut clients = self.clients(&self.admin).await?;
+        clients
+            .tenants
+            .set_user_password(proto::SetUserPasswordRequest {
+                user: "admin".into(),
+                password: password.clone(),
+            })
+            .await
+            .map_err(|status| SimFleetError::Api {
+                what: "the admin's console password".into(),
+                status,
+            })?;
+        Ok(password)
     }
 
     /// Central's CA certificate (PEM), which the API's certificate chains to.

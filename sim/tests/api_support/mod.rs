@@ -3,12 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_client::{Clients, Target};
-use meridian_common::ids::UserId;
 use meridian_proto::v1 as proto;
 use meridian_sim::fleet::{self, FleetSpec};
 
@@ -43,6 +41,7 @@ pub fn config(dir: &std::path::Path) -> CentralConfig {
     };
     c.channel.listen = "127.0.0.1:0".parse().unwrap();
     c.api.listen = "127.0.0.1:0".parse().unwrap();
+    c.console.listen = "127.0.0.1:0".parse().unwrap();
     c
 }
 
@@ -54,20 +53,7 @@ pub async fn start(sites: usize, tweak: impl FnOnce(&mut CentralConfig)) -> Test
     tweak(&mut c);
     let central = Central::open(c).await.unwrap();
     let fleet = fleet::generate(&FleetSpec::with_sites(42, sites));
-    let t = central.tables();
-    t.regions().create_many(&fleet.regions, 256).await.unwrap();
-    t.sites().create_many(&fleet.sites, 256).await.unwrap();
-    t.servers().create_many(&fleet.servers, 256).await.unwrap();
-    central.lifecycle().fleet_changed();
-    let admin = meridian_central::accounts::bootstrap_admin(
-        &t,
-        &UserId::parse("admin").unwrap(),
-        Duration::from_secs(3600),
-        meridian_central::clock::now(),
-    )
-    .await
-    .unwrap()
-    .secret;
+    let admin = fleet::load_with_admin(&central, &fleet).await.unwrap();
     let ca = dir.path().join("ca").join("ca.crt");
     assert!(ca.exists(), "central writes its CA to {}", ca.display());
     let endpoint = format!("https://{}", central.api().local_addr());
@@ -100,6 +86,35 @@ impl TestApi {
             ca,
             admin,
         }
+    }
+
+    /// Sets `user`'s console password as the provider admin; panics unless it is taken.
+    pub async fn set_password(&self, user: &str, password: &str) {
+        let mut admin = self.clients(&self.admin).await;
+        admin
+            .tenants
+            .set_user_password(proto::SetUserPasswordRequest {
+                user: user.into(),
+                password: password.into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// How many bootstrap tokens `site` has (used, expired and revoked ones included).
+    pub async fn bootstrap_tokens(&self, site: &str) -> usize {
+        let mut admin = self.clients(&self.admin).await;
+        admin
+            .fleet
+            .list_bootstrap_tokens(proto::ListBootstrapTokensRequest {
+                site: site.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tokens
+            .len()
     }
 
     /// Clients authenticated with `token`.

@@ -156,6 +156,7 @@ impl World {
             };
             config.channel.listen = "127.0.0.1:0".parse().unwrap();
             config.api.listen = "127.0.0.1:0".parse().unwrap();
+            config.console.listen = "127.0.0.1:0".parse().unwrap();
             let central = Central::open(config).await.unwrap();
             let t = central.tables();
             t.regions().create_many(&fleet.regions, 64).await.unwrap();
