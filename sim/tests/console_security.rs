@@ -91,6 +91,15 @@ async fn sessions_csrf_scoping_and_bad_input() {
         assert!(page.body.contains("<title>"), "{path} has a title");
     }
 
+    let page = admin.get(&format!("/utilisation?site={site}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("GPUs held on site {site}")),
+        "{}",
+        page.body
+    );
+    assert_eq!(admin.get("/utilisation?site=nowhere").await.status, 404);
+
     // CSRF: no token, a wrong token -> 403 and no bootstrap token created.
     let before = api.bootstrap_tokens(&site).await;
     let path = format!("/sites/{site}/bootstrap-tokens");

@@ -243,6 +243,18 @@ impl Services {
             .collect())
     }
 
+    /// The audit records about `object` (`workload/wl-...`), oldest first. Admitted as
+    /// `ListSites`, like the whole log.
+    pub async fn audit_of(
+        &self,
+        _call: Call<'_>,
+        object: &str,
+    ) -> Result<Vec<proto::AuditRecord>, ApiError> {
+        let records =
+            crate::audit::list_records::<proto::AuditRecord>(&self.tables, "audit/").await?;
+        Ok(records.into_iter().filter(|r| r.object == object).collect())
+    }
+
     /// The audit log, newest first, with the chain's verdict. Admitted as `ListSites`: the
     /// provider users who may see the fleet (no tenant role may).
     pub async fn audit_log(

@@ -19,10 +19,11 @@ use crate::services::overview::SiteRow;
 /// Hours charted back from now.
 const HOURS: i64 = 48;
 
-/// GPUs held at `t` by `placements`, per tier of the sites they are on.
+/// GPUs held at `t` by `placements`, per series: `series` names the series a site's GPUs
+/// count in (`None`: not charted).
 fn held_at(
     placements: &[Placement],
-    tiers: &BTreeMap<&str, String>,
+    series: &dyn Fn(&str) -> Option<String>,
     t: Timestamp,
 ) -> BTreeMap<String, u32> {
     let mut out = BTreeMap::new();
@@ -32,11 +33,9 @@ fn held_at(
             continue;
         }
         for a in &p.assignments {
-            let tier = tiers
-                .get(a.site.as_str())
-                .cloned()
-                .unwrap_or_else(|| "unknown".into());
-            *out.entry(tier).or_default() += a.slot.gpu_indices().len() as u32;
+            if let Some(name) = series(a.site.as_str()) {
+                *out.entry(name).or_default() += a.slot.gpu_indices().len() as u32;
+            }
         }
     }
     out
@@ -98,7 +97,7 @@ fn site_table(id: &str, caption: &str, rows: &[&SiteRow]) -> maud::Markup {
             table {
                 thead { tr { th scope="col" { "Site" } th scope="col" { "Tier" } th.num scope="col" { "GPUs held" } th.num scope="col" { "Share" } } }
                 tbody { @for r in rows { tr {
-                    td { a href={ "/sites/" (r.site.id) } { (r.site.id) } } td { (name(&r.site.tier)) }
+                    td { a href={ "/sites/" (r.site.id) } { (r.site.id) } " " a href={ "/utilisation?site=" (r.site.id) } aria-label={ "utilisation chart of " (r.site.id) } { "chart" } } td { (name(&r.site.tier)) }
                     td.num { (r.held) "/" (r.gpus) } td.num { (format!("{:.0} %", 100.0 * r.held as f64 / r.gpus.max(1) as f64)) }
                 } } }
             }
@@ -106,8 +105,18 @@ fn site_table(id: &str, caption: &str, rows: &[&SiteRow]) -> maud::Markup {
     }
 }
 
-/// `GET /utilisation`.
-pub async fn page(State(state): State<Console>, user: User) -> PageResult {
+/// The utilisation page's filter.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Filter {
+    site: Option<String>,
+}
+
+/// `GET /utilisation`: per tier, or for one site with `?site=`.
+pub async fn page(
+    State(state): State<Console>,
+    user: User,
+    axum::extract::Query(filter): axum::extract::Query<Filter>,
+) -> PageResult {
     let s = &state.services;
     let overview = s
         .fleet_overview(s.admit(user.caller(), Rpc::ListSites).await?)
@@ -120,21 +129,39 @@ pub async fn page(State(state): State<Console>, user: User) -> PageResult {
         .iter()
         .map(|r| (r.site.id.as_str(), name(&r.site.tier)))
         .collect();
+    let site = crate::console::pages::filled(&filter.site).map(str::to_owned);
+    if let Some(id) = &site
+        && !tiers.contains_key(id.as_str())
+    {
+        return Err(crate::services::ApiError::not_found("site", id).into());
+    }
+    let names: Vec<String> = match &site {
+        Some(id) => vec![id.clone()],
+        None => vec!["core".to_owned(), "edge".to_owned()],
+    };
+    let group = |s: &str| match &site {
+        Some(id) => (id == s).then(|| id.clone()),
+        None => Some(tiers.get(s).cloned().unwrap_or_else(|| "unknown".into())),
+    };
     let now = s.now().as_millis();
     let mut series: BTreeMap<String, Vec<(i64, u32)>> = BTreeMap::new();
     for h in -HOURS..=0 {
         let held = held_at(
             &placements,
-            &tiers,
+            &group,
             Timestamp::from_millis(now + h * 3_600_000),
         );
-        for tier in ["core", "edge"] {
+        for name in &names {
             series
-                .entry(tier.to_owned())
+                .entry(name.clone())
                 .or_default()
-                .push((h, held.get(tier).copied().unwrap_or(0)));
+                .push((h, held.get(name).copied().unwrap_or(0)));
         }
     }
+    let what = match &site {
+        Some(id) => format!("GPUs held on site {id}"),
+        None => "GPUs held per tier".to_owned(),
+    };
     let mut with_gpus: Vec<&SiteRow> = overview.sites.iter().filter(|r| r.gpus > 0).collect();
     with_gpus.sort_by(|a, b| {
         (b.held as f64 / b.gpus as f64)
@@ -150,9 +177,13 @@ pub async fn page(State(state): State<Console>, user: User) -> PageResult {
     let body = html! {
         p { "Allocated now: " strong { (held) " of " (total) " GPUs" } " (" (format!("{:.1} %", 100.0 * held as f64 / total.max(1) as f64)) "). "
             "History comes from the placements central holds: a deleted workload's past use is not charted." }
+        form.filters method="get" action="/utilisation" {
+            label for="u-site" { "One site (empty: per tier)" input id="u-site" name="site" type="text" value=(site.as_deref().unwrap_or("")); }
+            button type="submit" { "Show" }
+        }
         figure {
-            div role="img" aria-label="GPUs held per tier over the last 48 hours" { (PreEscaped(chart(&series))) }
-            figcaption { "GPUs held per tier, hourly, over the last " (HOURS) " hours." }
+            div role="img" aria-label={ (what) " over the last " (HOURS) " hours" } { (PreEscaped(chart(&series))) }
+            figcaption { (what) ", hourly, over the last " (HOURS) " hours." }
         }
         div.cards {
             (site_table("busiest", "Busiest sites", &busiest))

@@ -112,6 +112,12 @@ pub async fn page(State(state): State<Console>, user: User, Path(id): Path<Strin
         .get_workload(s.admit(user.caller(), Rpc::GetWorkload).await?, &id)
         .await?;
     let w = &view.workload;
+    let trail = if user.caller().may_call(Rpc::ListSites) {
+        let call = s.admit(user.caller(), Rpc::ListSites).await?;
+        s.audit_of(call, &format!("workload/{}", w.id)).await?
+    } else {
+        Vec::new()
+    };
     let body = html! {
         table { tbody {
             tr { th scope="row" { "Tenant" } td { a href={ "/tenants/" (w.tenant) } { (w.tenant) } } }
@@ -124,6 +130,7 @@ pub async fn page(State(state): State<Console>, user: User, Path(id): Path<Strin
         h2 { "History" }
         ol {
             li { (time(w.created_at)) ": created" }
+            @for r in &trail { li { (time(Timestamp::from_millis(r.at))) ": " (r.action) " by " (r.actor) @if !r.detail.is_empty() { " (" (r.detail) ")" } } }
             @if let Some(p) = &view.placement { li { (time(p.decided_at)) ": placed on " (p.assignments.iter().map(|a| a.site.to_string()).collect::<Vec<_>>().join(", ")) } }
             li { "now: " (w.state) }
         }
