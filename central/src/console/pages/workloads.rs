@@ -293,7 +293,7 @@ pub async fn calendar(
             @for d in 0..=(days + 1) {
                 @let t = from + i64::from(d) * 86_400_000;
                 line x1=(x(t)) x2=(x(t)) y1="0" y2=(height) stroke="#c8c8c8" {}
-                text x=(x(t) + 2.0) y="12" { "+" (i64::from(d) - 1) "d" }
+                @if d <= days { text x=(x(t) + 2.0) y="12" { (match i64::from(d) - 1 { -1 => "-1d".to_owned(), 0 => "now".to_owned(), n => format!("+{n}d") }) } }
             }
             line x1=(x(now)) x2=(x(now)) y1="0" y2=(height) stroke="#b3261e" {}
             @for (i, p) in placements.iter().enumerate() {
