@@ -40,6 +40,7 @@
 pub mod channel;
 pub mod config;
 pub mod convert;
+pub mod economics;
 pub mod ids;
 pub mod model;
 pub mod role;

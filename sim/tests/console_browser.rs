@@ -685,7 +685,7 @@ async fn console_in_a_browser() {
     b.shot("07b-what-if-error.png").await;
 
     // 6. Every other page.
-    let pages: [(&str, String, String, &str); 7] = [
+    let pages: [(&str, String, String, &str); 8] = [
         (
             "tenants",
             "/tenants".into(),
@@ -722,6 +722,12 @@ async fn console_in_a_browser() {
             "/utilisation".into(),
             "Utilisation".into(),
             "10-utilisation.png",
+        ),
+        (
+            "cost",
+            "/cost".into(),
+            "Cost per million tokens".into(),
+            "13-cost.png",
         ),
     ];
     for (name, path, title, shot) in &pages {

@@ -100,6 +100,26 @@ async fn sessions_csrf_scoping_and_bad_input() {
     );
     assert_eq!(admin.get("/utilisation?site=nowhere").await.status, 404);
 
+    // The cost calculator: the worked example of docs/economics.md by default; a bad input is
+    // named.
+    let page = admin.get("/cost").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("10977.24"), "yearly cost: {}", page.body);
+    assert!(
+        page.body.contains("0.1656"),
+        "cost per million at 70 %: {}",
+        page.body
+    );
+    assert!(page.body.contains("23.2 %"), "break-even: {}", page.body);
+    assert!(page.body.contains("over-provisioned"), "{}", page.body);
+    let page = admin.get("/cost?capex=lots&pue=0.5").await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(
+        page.body.contains("capex: must be a number"),
+        "{}",
+        page.body
+    );
+
     // CSRF: no token, a wrong token -> 403 and no bootstrap token created.
     let before = api.bootstrap_tokens(&site).await;
     let path = format!("/sites/{site}/bootstrap-tokens");

@@ -7,7 +7,7 @@ use super::web::User;
 use crate::services::Rpc;
 
 /// The navigation's entries: path, label, and the RPC whose right shows it.
-const NAV: [(&str, &str, Rpc); 7] = [
+const NAV: [(&str, &str, Rpc); 8] = [
     ("/fleet", "Fleet", Rpc::ListSites),
     ("/tenants", "Tenants", Rpc::ListTenants),
     ("/workloads", "Workloads", Rpc::ListWorkloads),
@@ -15,6 +15,7 @@ const NAV: [(&str, &str, Rpc); 7] = [
     ("/what-if", "What-if", Rpc::DryRun),
     ("/audit", "Audit", Rpc::ListSites),
     ("/utilisation", "Utilisation", Rpc::ListSites),
+    ("/cost", "Cost", Rpc::ListSites),
 ];
 
 /// Where a user lands after login: the first page their role may read.

@@ -91,6 +91,7 @@ pub fn router(state: web::Console) -> Router {
         .route("/reservations", get(pages::workloads::calendar))
         .route("/audit", get(pages::audit::page))
         .route("/utilisation", get(pages::utilisation::page))
+        .route("/cost", get(pages::cost::page))
         .route("/assets/{name}", get(assets::asset))
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(assets::security_headers))

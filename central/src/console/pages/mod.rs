@@ -1,6 +1,7 @@
 //! The console's pages, one module per area.
 
 pub mod audit;
+pub mod cost;
 pub mod fleet;
 pub mod login;
 pub mod site;
