@@ -355,6 +355,7 @@ fn agent_messages_round_trip() {
                 102,
                 site_report::Body::Inventory(Inventory {
                     servers: vec![server()],
+                    pending: vec!["srv-9".into()],
                 }),
             ),
             report(

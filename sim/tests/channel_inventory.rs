@@ -57,6 +57,7 @@ async fn inventory_and_server_state_reports_become_central_servers() {
     agent
         .report(ReportBody::Inventory {
             servers: vec![server("edge-inv", "srv-a"), server("edge-inv", "srv-b")],
+            pending: vec![],
         })
         .unwrap();
     wait_for("two servers", LIMIT, || async {
@@ -86,10 +87,60 @@ async fn inventory_and_server_state_reports_become_central_servers() {
     agent
         .report(ReportBody::Inventory {
             servers: vec![server("edge-inv", "srv-b"), server("edge-inv", "srv-c")],
+            pending: vec![],
         })
         .unwrap();
     wait_for("srv-a gone, srv-c added", LIMIT, || async {
         ids(tables.servers().list_all(Some(&site), 100).await.unwrap()) == ["srv-b", "srv-c"]
+    })
+    .await;
+
+    // A server the agent manages but has not inspected yet (an operator registered it at
+    // central first) is kept while the inventory names it pending, and removed once named in
+    // neither list.
+    tables
+        .servers()
+        .create(&server("edge-inv", "srv-d"))
+        .await
+        .unwrap();
+    agent
+        .report(ReportBody::Inventory {
+            servers: vec![server("edge-inv", "srv-b")],
+            pending: vec![
+                ServerId::parse("srv-c").unwrap(),
+                ServerId::parse("srv-d").unwrap(),
+            ],
+        })
+        .unwrap();
+    agent
+        .report(ReportBody::ServerState {
+            server: ServerId::parse("srv-b").unwrap(),
+            state: ServerState::Cleaning,
+        })
+        .unwrap();
+    // Reports are ingested in order: once srv-b is cleaning, the inventory before it was.
+    wait_for("srv-b cleaning", LIMIT, || async {
+        tables
+            .servers()
+            .get(&(&site, &ServerId::parse("srv-b").unwrap()))
+            .await
+            .unwrap()
+            .is_some_and(|v| v.record.state == ServerState::Cleaning)
+    })
+    .await;
+    assert_eq!(
+        ids(tables.servers().list_all(Some(&site), 100).await.unwrap()),
+        ["srv-b", "srv-c", "srv-d"],
+        "pending servers are kept"
+    );
+    agent
+        .report(ReportBody::Inventory {
+            servers: vec![server("edge-inv", "srv-b")],
+            pending: vec![],
+        })
+        .unwrap();
+    wait_for("srv-c and srv-d gone", LIMIT, || async {
+        ids(tables.servers().list_all(Some(&site), 100).await.unwrap()) == ["srv-b"]
     })
     .await;
     agent.shutdown().await;

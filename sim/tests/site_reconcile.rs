@@ -923,7 +923,7 @@ async fn the_agent_reports_the_generation_applied_by_the_reconciler_to_central()
         let r = stored_reports(&central, SITE).await;
         latest_alloc(&r, "train") == Some(AllocationStatus::Applied)
             && latest_state(&r, "srv-1") == Some(ServerState::Allocated)
-            && r.iter().any(|r| matches!(&r.body, ReportBody::Inventory { servers } if servers.len() == 1 && servers[0].gpus.len() == 4))
+            && r.iter().any(|r| matches!(&r.body, ReportBody::Inventory { servers, pending } if servers.len() == 1 && pending.is_empty() && servers[0].gpus.len() == 4))
     })
     .await;
 

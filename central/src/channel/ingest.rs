@@ -9,8 +9,10 @@
 //! not durable.
 //!
 //! Observed state rides in the same transaction: an `Inventory` report replaces the site's
-//! servers in `servers/{site}/` (servers no longer reported are removed), and a `ServerState`
-//! report updates one server's state. Ingest is the only writer of observed state.
+//! servers in `servers/{site}/` (the servers it names as pending — managed by the agent, not
+//! inspected yet — keep the record central has; servers in neither list are removed), and a
+//! `ServerState` report updates one server's state. Ingest is the only writer of observed
+//! state.
 //!
 //! Measured RTTs too: the newest `Rtt` report per region of a batch rewrites the site's
 //! `rtts/{site}/{region}` record ([`super::rtts`]), which the planner uses while it is fresh.
@@ -117,10 +119,15 @@ async fn observed_ops<'a>(
 
     // The newest state per server wins within a batch; an inventory resets the picture.
     let mut servers: Option<std::collections::BTreeMap<String, Server>> = None;
+    // Servers the newest inventory names as managed but not inspected yet: kept as they are.
+    let mut pending: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut states = Vec::new();
     for report in reports {
         match &report.body {
-            ReportBody::Inventory { servers: list } => {
+            ReportBody::Inventory {
+                servers: list,
+                pending: waiting,
+            } => {
                 let mut map = std::collections::BTreeMap::new();
                 for s in list {
                     if &s.site != site {
@@ -135,6 +142,7 @@ async fn observed_ops<'a>(
                     map.insert(s.id.to_string(), s.clone());
                 }
                 servers = Some(map);
+                pending = waiting.iter().map(ToString::to_string).collect();
                 states.clear();
             }
             ReportBody::ServerState { server, state } => {
@@ -154,6 +162,13 @@ async fn observed_ops<'a>(
         .map(|s| (s.id.to_string(), s))
         .collect();
     let mut next = servers.clone().unwrap_or_else(|| current.clone());
+    if servers.is_some() {
+        for id in &pending {
+            if let Some(s) = current.get(id) {
+                next.entry(id.clone()).or_insert_with(|| s.clone());
+            }
+        }
+    }
     for (server, state) in states {
         if let Some(s) = next.get_mut(server.as_str()) {
             s.state = state;

@@ -83,8 +83,11 @@ pub enum ReportBody {
     },
     /// The site's full hardware inventory.
     Inventory {
-        /// All servers.
+        /// Every server the agent has inspected.
         servers: Vec<Server>,
+        /// Servers the agent manages but has not inspected yet: central keeps its records of
+        /// them; a server in neither list is no longer the site's.
+        pending: Vec<ServerId>,
     },
     /// An allocation's state.
     AllocationState {
@@ -231,7 +234,10 @@ mod tests {
                 ResourceKey::Server(srv.clone()),
             ),
             (
-                ReportBody::Inventory { servers: vec![] },
+                ReportBody::Inventory {
+                    servers: vec![],
+                    pending: vec![],
+                },
                 ResourceKey::Inventory,
             ),
             (

@@ -34,8 +34,9 @@ impl From<ReportBody> for Body {
                     state: Some(state.into()),
                 })
             }
-            ReportBody::Inventory { servers } => Body::Inventory(proto::Inventory {
+            ReportBody::Inventory { servers, pending } => Body::Inventory(proto::Inventory {
                 servers: to_wire(servers),
+                pending: pending.into_iter().map(|s| s.to_string()).collect(),
             }),
             ReportBody::AllocationState {
                 workload,
@@ -102,6 +103,12 @@ impl TryFrom<Body> for ReportBody {
             },
             Body::Inventory(i) => Self::Inventory {
                 servers: list(i.servers, "inventory.servers")?,
+                pending: i
+                    .pending
+                    .iter()
+                    .enumerate()
+                    .map(|(n, s)| id(s).at(&format!("inventory.pending[{n}]")))
+                    .collect::<Result<_, _>>()?,
             },
             Body::AllocationState(a) => Self::AllocationState {
                 workload: id(&a.workload).at("allocation_state.workload")?,
@@ -313,6 +320,7 @@ mod tests {
             ),
         ];
         let inventory_report = report(ReportBody::Inventory {
+            pending: vec![],
             servers: vec![server(), bare_server()],
         });
         failures(inventory_report, cases);

@@ -431,6 +431,7 @@ pub(crate) fn report_bodies() -> Vec<ReportBody> {
         },
         ReportBody::Inventory {
             servers: vec![server(), bare_server()],
+            pending: vec![i("srv-9")],
         },
         ReportBody::AllocationState {
             workload: i("wl-1"),

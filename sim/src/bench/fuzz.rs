@@ -1108,6 +1108,7 @@ mod seeds {
             },
             ReportBody::Inventory {
                 servers: servers.to_vec(),
+                pending: vec![ServerId::parse("srv-9").expect("valid")],
             },
             ReportBody::AllocationState {
                 workload: meridian_common::ids::WorkloadId::parse("llama-eu").expect("valid"),

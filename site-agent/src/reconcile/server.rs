@@ -361,9 +361,8 @@ pub async fn take_step(
     let mut reports = execute(&step, want, &mut rec, ctx).await?;
     clear_failures(&mut rec);
     if guard.is_some() {
-        reports.push(ReportBody::Inventory {
-            servers: site_inventory(ctx, &rec)?,
-        });
+        let (servers, pending) = site_inventory(ctx, &rec)?;
+        reports.push(ReportBody::Inventory { servers, pending });
     }
     commit(ctx, &rec, reports)?;
     drop(guard);
@@ -688,20 +687,29 @@ fn commit(
 }
 
 /// Every inventoried server of the site, this one as it is about to be committed.
-fn site_inventory(ctx: &ServerCtx<'_>, mine: &ServerRecord) -> Result<Vec<Server>, ReconcileError> {
+/// The site's inventory: every server inspected so far, and the IDs of those not yet inspected
+/// (central keeps its records of them rather than dropping them).
+fn site_inventory(
+    ctx: &ServerCtx<'_>,
+    mine: &ServerRecord,
+) -> Result<(Vec<Server>, Vec<ServerId>), ReconcileError> {
     let mut out = Vec::new();
+    let mut pending = Vec::new();
     for id in &ctx.inventory.servers {
         let rec = if id == ctx.server {
             mine.clone()
         } else {
             record::load(ctx.store, id)?
         };
-        if let Some(mut s) = rec.inventory {
-            s.state = rec.state.clone();
-            out.push(s);
+        match rec.inventory {
+            Some(mut s) => {
+                s.state = rec.state.clone();
+                out.push(s);
+            }
+            None => pending.push(id.clone()),
         }
     }
-    Ok(out)
+    Ok((out, pending))
 }
 
 fn event(server: &ServerId, severity: Severity, message: String) -> ReportBody {

@@ -96,9 +96,14 @@ fn report_line(body: &ReportBody) -> (String, String) {
         ReportBody::ServerState { server, state } => {
             ("server state".into(), format!("{server}: {}", name(state)))
         }
-        ReportBody::Inventory { servers } => {
-            ("inventory".into(), format!("{} servers", servers.len()))
-        }
+        ReportBody::Inventory { servers, pending } => (
+            "inventory".into(),
+            format!(
+                "{} servers inspected, {} not yet",
+                servers.len(),
+                pending.len()
+            ),
+        ),
         ReportBody::AllocationState {
             workload,
             server,
