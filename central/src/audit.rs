@@ -149,6 +149,11 @@ impl Auditor {
 
     /// Checks the whole chain against itself and against the head record.
     pub async fn verify(&self) -> Result<Verdict, TableError> {
+        Ok(self.read_verified().await?.1)
+    }
+
+    /// Every record in chain order, with the chain's verdict (one read of the log).
+    pub async fn read_verified(&self) -> Result<(Vec<proto::AuditRecord>, Verdict), TableError> {
         let records = list_records::<proto::AuditRecord>(&self.tables, "audit/").await?;
         let head = self
             .tables
@@ -156,7 +161,8 @@ impl Auditor {
             .get(AUDIT_HEAD_KEY)
             .await?
             .map(|kv| kv.value);
-        Ok(verify_chain(&records, head.as_deref()))
+        let verdict = verify_chain(&records, head.as_deref());
+        Ok((records, verdict))
     }
 }
 

@@ -261,9 +261,7 @@ impl Services {
         &self,
         _call: Call<'_>,
     ) -> Result<(Vec<proto::AuditRecord>, crate::audit::Verdict), ApiError> {
-        let mut records =
-            crate::audit::list_records::<proto::AuditRecord>(&self.tables, "audit/").await?;
-        let verdict = self.audit.verify().await?;
+        let (mut records, verdict) = self.audit.read_verified().await?;
         records.reverse();
         Ok((records, verdict))
     }
