@@ -18,6 +18,7 @@ DEBIAN_NEEDS=(
   "chromium:chromium"         # headless browser of the console's end-to-end test (sim/tests/console_browser.rs)
   "chromedriver:chromium-driver"
   "npm:npm"                   # installs axe-core for that test (sim/tests/browser)
+  "prometheus:prometheus"     # scrapes central's and the agents' /metrics (sim/tests/metrics_prometheus.rs)
 )
 
 missing=()

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::channel::ChannelConfig;
 use crate::console::ConsoleConfig;
 use crate::dns::DnsConfig;
+use crate::metrics::MetricsConfig;
 use crate::services::ApiConfig;
 use meridian_plan::networks::NetworkPools;
 use meridian_store::StoreConfig;
@@ -39,6 +40,8 @@ pub struct CentralConfig {
     pub placement: PlacementConfig,
     /// The `[console]` table: the operator console's HTTPS listener and sessions.
     pub console: ConsoleConfig,
+    /// The `[metrics]` table: `/metrics` for Prometheus on its own plain-HTTP listener.
+    pub metrics: MetricsConfig,
 }
 
 /// The `[placement]` table.
@@ -92,6 +95,7 @@ impl Default for CentralConfig {
             dns: None,
             placement: PlacementConfig::default(),
             console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -115,6 +119,7 @@ impl Validate for CentralConfig {
         }
         self.placement.check()?;
         self.console.check()?;
+        self.metrics.check()?;
         Ok(())
     }
 }
@@ -155,6 +160,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.store_dir(), PathBuf::from("/var/lib/meridian/store"));
         assert!(!c.store.group_commit);
+        let c = load(&[
+            ("MERIDIAN_CENTRAL_METRICS__ENABLED", "false"),
+            ("MERIDIAN_CENTRAL_METRICS__LISTEN", "127.0.0.1:0"),
+        ])
+        .unwrap();
+        assert!(!c.metrics.enabled);
+        assert_eq!(c.metrics.listen.port(), 0);
     }
 
     #[test]
@@ -290,6 +302,17 @@ mod tests {
                 "xml",
                 "telemetry.format",
             ),
+            (
+                "MERIDIAN_CENTRAL_METRICS__LISTEN",
+                "nowhere",
+                "metrics.listen",
+            ),
+            (
+                "MERIDIAN_CENTRAL_METRICS__FLEET_CACHE_MS",
+                "1",
+                "metrics.fleet_cache_ms",
+            ),
+            ("MERIDIAN_CENTRAL_METRICS__PORT", "9464", "metrics.port"),
         ];
         for (var, value, key) in cases {
             match load(&[(var, value)]) {

@@ -4,8 +4,9 @@
 //! ([`grpc`]); the agent channel server ([`channel`]: enrolment, sessions, distributor, report
 //! ingest); the reservation [`lifecycle`] and the intent [`publisher`]; endpoint DNS names ([`dns`]); the certificate
 //! authority ([`ca`]), bootstrap and API tokens ([`tokens`], [`accounts`]), site revocation
-//! ([`sites`]), the hash-chained [`audit`] log, time ([`clock`]) and the operator's offline
-//! commands ([`offline`]). Binary: `meridian-central`.
+//! ([`sites`]), the hash-chained [`audit`] log, time ([`clock`]), Prometheus `/metrics`
+//! ([`metrics`]) and the operator's offline commands ([`offline`]). Binary:
+//! `meridian-central`.
 //!
 //! The pure planner and compiler are `meridian-plan`, the store and every stored record
 //! `meridian-store`, the QUIC/TLS plumbing shared with the agent `meridian-channel`, the CLI
@@ -22,6 +23,8 @@ pub mod console;
 pub mod dns;
 pub mod grpc;
 pub mod lifecycle;
+pub mod metering;
+pub mod metrics;
 pub mod offline;
 pub mod publisher;
 pub mod server;

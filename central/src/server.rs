@@ -16,6 +16,9 @@ use crate::dns::{DnsPublisher, Updater};
 use crate::grpc::ServerIdentity;
 use crate::grpc::{Api, ApiStartError};
 use crate::lifecycle::{Lifecycle, LifecycleHandle};
+use crate::metrics::serve::MetricsParts;
+use crate::metrics::store::TimedStore;
+use crate::metrics::{Metrics, MetricsError, MetricsServer};
 use crate::publisher::{CompileError, Publisher};
 use crate::services::{ServiceParts, Services};
 use crate::sites::Sites;
@@ -59,6 +62,9 @@ pub enum CentralError {
     /// The operator console could not start.
     #[error("cannot start the operator console")]
     Console(#[from] ConsoleError),
+    /// The metrics listener could not start.
+    #[error("cannot start the metrics listener")]
+    Metrics(#[from] MetricsError),
     /// The `[dns]` table is unusable (its secret file changed since it was checked).
     #[error("bad [dns] configuration")]
     Dns(#[source] meridian_common::config::ConfigError),
@@ -79,11 +85,23 @@ pub struct Central {
     api: Api,
     console: Option<Console>,
     dns: Option<DnsPublisher>,
+    metrics: Metrics,
+    metrics_server: Option<MetricsServer>,
 }
 
 impl Central {
-    /// Opens central's state and starts its components.
+    /// Opens central's state and starts its components, on the wall clock.
     pub async fn open(config: CentralConfig) -> Result<Central, CentralError> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Central::open`] on a clock of the caller's: a simulation runs central on the same
+    /// accelerated clock as its sites (certificates are still checked against the wall
+    /// clock, so a clock set before it fails enrolment).
+    pub async fn open_with_clock(
+        config: CentralConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Central, CentralError> {
         // The secret file is read again here (the binary checked it with the configuration;
         // a library caller may not have): nothing is opened before it is known to be good.
         let dns = match &config.dns {
@@ -101,7 +119,12 @@ impl Central {
         let path = config.store_dir();
         let store = SledStore::open(&path, &config.store)
             .map_err(|source| CentralError::Store { path, source })?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let metrics = Metrics::new();
+        // Every transaction of every part is timed (`meridian_store_commit_seconds`).
+        let store: Arc<dyn Store> = Arc::new(TimedStore::new(
+            Arc::new(store),
+            metrics.families().store_commit.clone(),
+        ));
         tracing::info!(
             data_dir = %config.data_dir.display(),
             revision = %store.revision(),
@@ -119,7 +142,6 @@ impl Central {
                 "stored records moved to this version's layout"
             );
         }
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let audit = Auditor::new(tables.clone());
         let tokens = Tokens::new(tables.clone(), audit.clone());
         let sites = Sites::new(tables.clone(), audit.clone());
@@ -134,6 +156,7 @@ impl Central {
             tokens: tokens.clone(),
             audit: audit.clone(),
             clock: Arc::clone(&clock),
+            metrics: metrics.clone(),
         })
         .await?;
         let lifecycle_handle = LifecycleHandle::new(PlannerConfig::default());
@@ -144,6 +167,7 @@ impl Central {
             lifecycle_handle.clone(),
             publisher,
             Arc::clone(&clock),
+            metrics.clone(),
         );
         // Endpoint names: a background task, started only with a [dns] table.
         let dns_zone = dns.as_ref().map(|(settings, _)| settings.zone.clone());
@@ -169,7 +193,7 @@ impl Central {
                 Console::start(
                     &config.console,
                     Arc::clone(&services),
-                    tables,
+                    tables.clone(),
                     identity.chain.clone(),
                     identity.key.clone_key(),
                 )
@@ -178,12 +202,29 @@ impl Central {
         } else {
             None
         };
-        let api = Api::start(services, &identity).await?;
+        let api = Api::start(services, &identity, &metrics).await?;
+        let metrics_server = if config.metrics.enabled {
+            Some(
+                MetricsServer::start(
+                    &config.metrics,
+                    MetricsParts {
+                        metrics: metrics.clone(),
+                        tables,
+                        clock: Arc::clone(&clock),
+                        sessions: Box::new(channel.sessions_reader()),
+                    },
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
         tracing::info!(
             ca_fingerprint = %hex::encode(ca.fingerprint()),
             channel = %channel.local_addr(),
             api = %api.local_addr(),
             console = %console.as_ref().map_or_else(|| "off".to_owned(), Console::url),
+            metrics = %metrics_server.as_ref().map_or_else(|| "off".to_owned(), MetricsServer::url),
             "central is up"
         );
         Ok(Central {
@@ -196,6 +237,8 @@ impl Central {
             api,
             console,
             dns,
+            metrics,
+            metrics_server,
         })
     }
 
@@ -234,6 +277,21 @@ impl Central {
         self.console.as_ref()
     }
 
+    /// What central records for `/metrics` (served or not).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The bound address of `/metrics`, unless `metrics.enabled` is off.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// `http://ADDR/metrics`, unless `metrics.enabled` is off.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics_server.as_ref().map(MetricsServer::url)
+    }
+
     /// The reservation lifecycle (dry runs, nudges).
     pub fn lifecycle(&self) -> &LifecycleHandle {
         &self.lifecycle_handle
@@ -245,6 +303,9 @@ impl Central {
     /// the endpoint name publisher stops at once (an update cut short is sent again at the
     /// next start).
     pub async fn shutdown(self) {
+        if let Some(metrics) = self.metrics_server {
+            metrics.shutdown().await;
+        }
         if let Some(console) = self.console {
             console.shutdown().await;
         }

@@ -11,7 +11,18 @@
 //!
 //! A year is 365.25 days. Money is in the provider's currency, as plain numbers.
 
+use std::collections::BTreeMap;
+
+use meridian_proto::v1 as proto;
+
+use crate::gpu::GpuModel;
 use crate::validate::Problem;
+use crate::wire::{ConvertError, ConvertProblem};
+
+/// Below this utilisation a fleet serving a demand is over-provisioned.
+pub const PROVISIONING_FLOOR: f64 = 0.5;
+/// Above this one it is under-provisioned.
+pub const PROVISIONING_CEILING: f64 = 0.85;
 
 /// Seconds in a (Julian) year.
 pub const SECONDS_PER_YEAR: f64 = 365.25 * 86_400.0;
@@ -229,6 +240,279 @@ pub fn curve(costs: &GpuCosts, throughput: &Throughput, points: usize) -> Vec<(f
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// The provider's inputs, as central stores them and the cost API and CLI take them.
+
+/// How fast one GPU of a model serves one model size (provider input).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelThroughput {
+    /// The GPU model.
+    pub gpu_model: GpuModel,
+    /// The served model's size, as the provider names it (`8b`, `70b`).
+    pub model_size: String,
+    /// Tokens per second per GPU at full load.
+    pub tokens_per_second: f64,
+}
+
+/// The utilisation assumed where nothing is measured, when the inputs do not say.
+pub const DEFAULT_ASSUMED_UTILISATION: f64 = 0.5;
+
+fn default_assumed_utilisation() -> f64 {
+    DEFAULT_ASSUMED_UTILISATION
+}
+
+/// The provider's cost inputs: yearly costs per GPU model, tokens/s per GPU model and model
+/// size, and cloud API prices per model size (optional). `meridian cost inputs set FILE`
+/// takes them as YAML or TOML:
+///
+/// ```yaml
+/// gpus:
+///   H100-80GB: {capex: 30000, amortisation_years: 4, redundancy: 0.1,
+///               maintenance_per_year: 1500, power_kw: 1.0, price_per_kwh: 0.10, pue: 1.4}
+/// throughput:
+///   - {gpu_model: H100-80GB, model_size: 70b, tokens_per_second: 3000}
+/// api_prices: {70b: 0.50}
+/// assumed_utilisation: 0.5
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostInputs {
+    /// Yearly cost inputs per GPU model.
+    pub gpus: BTreeMap<GpuModel, GpuCosts>,
+    /// Tokens/s per GPU model and model size.
+    #[serde(default)]
+    pub throughput: Vec<ModelThroughput>,
+    /// A cloud API's price per million tokens, per model size.
+    #[serde(default)]
+    pub api_prices: BTreeMap<String, f64>,
+    /// Utilisation assumed where nothing is measured (a fraction).
+    #[serde(default = "default_assumed_utilisation")]
+    pub assumed_utilisation: f64,
+}
+
+/// Whether a model size name is acceptable: 1 to 32 of `a-z`, `0-9`, `.`, `-`, `_`.
+fn check_model_size(problems: &mut Vec<Problem>, field: &str, size: &str) {
+    let ok = !size.is_empty()
+        && size.len() <= 32
+        && size
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !ok {
+        problems.push(Problem::new(
+            field,
+            "must be 1 to 32 of a-z, 0-9, '.', '-' and '_' (`8b`, `70b`)",
+        ));
+    }
+}
+
+impl CostInputs {
+    /// Every problem of the inputs, each naming its field (`gpus.H100-80GB.pue`,
+    /// `throughput[1].tokens_per_second`, `api_prices.70b`).
+    pub fn check(&self) -> Result<(), Vec<Problem>> {
+        let mut p = Vec::new();
+        for (model, costs) in &self.gpus {
+            if let Err(problems) = costs.check() {
+                p.extend(problems.into_iter().map(|x| {
+                    Problem::new(format!("gpus.{}.{}", model.as_str(), x.field), x.message)
+                }));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, t) in self.throughput.iter().enumerate() {
+            let at = |f: &str| format!("throughput[{i}].{f}");
+            check_model_size(&mut p, &at("model_size"), &t.model_size);
+            if !self.gpus.contains_key(&t.gpu_model) {
+                p.push(Problem::new(
+                    at("gpu_model"),
+                    format!("{} has no costs under gpus", t.gpu_model.as_str()),
+                ));
+            }
+            if !seen.insert((t.gpu_model, t.model_size.as_str())) {
+                p.push(Problem::new(
+                    at("model_size"),
+                    format!(
+                        "{} on {} is listed twice",
+                        t.model_size,
+                        t.gpu_model.as_str()
+                    ),
+                ));
+            }
+            let tp = Throughput {
+                tokens_per_second: t.tokens_per_second,
+            };
+            if let Err(x) = tp.check() {
+                p.push(Problem::new(at(&x.field), x.message));
+            }
+        }
+        for (size, price) in &self.api_prices {
+            let field = format!("api_prices.{size}");
+            check_model_size(&mut p, &field, size);
+            if !(price.is_finite() && *price > 0.0) {
+                p.push(Problem::new(field, "must be a price above 0"));
+            }
+        }
+        if let Err(x) = check_utilisation("assumed_utilisation", self.assumed_utilisation) {
+            p.push(x);
+        }
+        if p.is_empty() { Ok(()) } else { Err(p) }
+    }
+
+    /// The costs of a GPU model.
+    pub fn costs(&self, model: GpuModel) -> Option<&GpuCosts> {
+        self.gpus.get(&model)
+    }
+
+    /// Tokens/s of `model_size` on a GPU of `model`.
+    pub fn throughput(&self, model: GpuModel, model_size: &str) -> Option<Throughput> {
+        self.throughput
+            .iter()
+            .find(|t| t.gpu_model == model && t.model_size == model_size)
+            .map(|t| Throughput {
+                tokens_per_second: t.tokens_per_second,
+            })
+    }
+
+    /// The model sizes the inputs give a throughput for on `model`.
+    pub fn sizes(&self, model: GpuModel) -> Vec<&str> {
+        self.throughput
+            .iter()
+            .filter(|t| t.gpu_model == model)
+            .map(|t| t.model_size.as_str())
+            .collect()
+    }
+
+    /// The cloud API's price per million tokens of `model_size`, if set.
+    pub fn api_price(&self, model_size: &str) -> Option<f64> {
+        self.api_prices.get(model_size).copied()
+    }
+}
+
+impl From<GpuCosts> for proto::GpuCostInputs {
+    fn from(c: GpuCosts) -> Self {
+        Self {
+            capex: c.capex,
+            amortisation_years: c.amortisation_years,
+            redundancy: c.redundancy,
+            maintenance_per_year: c.maintenance_per_year,
+            power_kw: c.power_kw,
+            price_per_kwh: c.price_per_kwh,
+            pue: c.pue,
+        }
+    }
+}
+
+impl From<proto::GpuCostInputs> for GpuCosts {
+    fn from(c: proto::GpuCostInputs) -> Self {
+        Self {
+            capex: c.capex,
+            amortisation_years: c.amortisation_years,
+            redundancy: c.redundancy,
+            maintenance_per_year: c.maintenance_per_year,
+            power_kw: c.power_kw,
+            price_per_kwh: c.price_per_kwh,
+            pue: c.pue,
+        }
+    }
+}
+
+impl From<CostInputs> for proto::CostInputs {
+    fn from(c: CostInputs) -> Self {
+        Self {
+            gpus: c
+                .gpus
+                .into_iter()
+                .map(|(model, costs)| proto::GpuModelCosts {
+                    gpu_model: model.as_str().to_owned(),
+                    costs: Some(costs.into()),
+                })
+                .collect(),
+            throughput: c
+                .throughput
+                .into_iter()
+                .map(|t| proto::ModelThroughput {
+                    gpu_model: t.gpu_model.as_str().to_owned(),
+                    model_size: t.model_size,
+                    tokens_per_second: t.tokens_per_second,
+                })
+                .collect(),
+            api_prices: c
+                .api_prices
+                .into_iter()
+                .map(|(model_size, price_per_million)| proto::ApiPrice {
+                    model_size,
+                    price_per_million,
+                })
+                .collect(),
+            assumed_utilisation: c.assumed_utilisation,
+            updated_at_ms: 0,
+            updated_by: String::new(),
+        }
+    }
+}
+
+impl TryFrom<proto::CostInputs> for CostInputs {
+    type Error = ConvertError;
+
+    /// The structure only (models known, costs present, nothing twice); the values are
+    /// [`CostInputs::check`]'s.
+    fn try_from(c: proto::CostInputs) -> Result<Self, ConvertError> {
+        let model = |s: &str| {
+            GpuModel::parse(s)
+                .map_err(|e| ConvertError::new(ConvertProblem::Invalid(e.to_string())))
+        };
+        let mut gpus = BTreeMap::new();
+        for (i, g) in c.gpus.into_iter().enumerate() {
+            let m = model(&g.gpu_model).map_err(|e| e.at("gpu_model").at_index("gpus", i))?;
+            let costs = g
+                .costs
+                .ok_or_else(|| ConvertError::new(ConvertProblem::Missing))
+                .map_err(|e| e.at("costs").at_index("gpus", i))?;
+            if gpus.insert(m, costs.into()).is_some() {
+                return Err(ConvertError::new(ConvertProblem::Invalid(format!(
+                    "{} is listed twice",
+                    m.as_str()
+                )))
+                .at("gpu_model")
+                .at_index("gpus", i));
+            }
+        }
+        let throughput = c
+            .throughput
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Ok(ModelThroughput {
+                    gpu_model: model(&t.gpu_model)
+                        .map_err(|e| e.at("gpu_model").at_index("throughput", i))?,
+                    model_size: t.model_size,
+                    tokens_per_second: t.tokens_per_second,
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?;
+        let mut api_prices = BTreeMap::new();
+        for (i, p) in c.api_prices.into_iter().enumerate() {
+            if api_prices
+                .insert(p.model_size.clone(), p.price_per_million)
+                .is_some()
+            {
+                return Err(ConvertError::new(ConvertProblem::Invalid(format!(
+                    "{} is listed twice",
+                    p.model_size
+                )))
+                .at("model_size")
+                .at_index("api_prices", i));
+            }
+        }
+        Ok(Self {
+            gpus,
+            throughput,
+            api_prices,
+            assumed_utilisation: c.assumed_utilisation,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +639,72 @@ mod tests {
         assert!(check_utilisation("utilisation", 1.5).is_err());
         assert!(check_utilisation("utilisation", 0.0).is_err());
         assert!(check_utilisation("utilisation", 0.3).is_ok());
+    }
+
+    fn inputs() -> CostInputs {
+        crate::yaml::parse(
+            "gpus:\n  H100-80GB: {capex: 30000, amortisation_years: 4, redundancy: 0.1, \
+             maintenance_per_year: 1500, power_kw: 1.0, price_per_kwh: 0.10, pue: 1.4}\n\
+             throughput:\n  - {gpu_model: H100-80GB, model_size: 70b, tokens_per_second: 3000}\n\
+             api_prices: {70b: 0.5}\n",
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn provider_inputs_read_check_and_convert() {
+        let i = inputs();
+        assert_eq!(i.assumed_utilisation, DEFAULT_ASSUMED_UTILISATION);
+        i.check().unwrap();
+        let (c, t) = h100();
+        assert_eq!(i.costs(GpuModel::H100_80GB), Some(&c));
+        assert_eq!(i.throughput(GpuModel::H100_80GB, "70b"), Some(t));
+        assert_eq!(i.throughput(GpuModel::H100_80GB, "8b"), None);
+        assert_eq!(i.sizes(GpuModel::H100_80GB), ["70b"]);
+        assert_eq!(i.api_price("70b"), Some(0.5));
+        let wire = proto::CostInputs::from(i.clone());
+        assert_eq!(CostInputs::try_from(wire.clone()).unwrap(), i);
+        let mut twice = wire.clone();
+        twice.gpus.push(twice.gpus[0].clone());
+        let e = CostInputs::try_from(twice).unwrap_err();
+        assert_eq!(e.field, "gpus[1].gpu_model");
+        let mut unknown = wire;
+        unknown.throughput[0].gpu_model = "H900".into();
+        let e = CostInputs::try_from(unknown).unwrap_err();
+        assert_eq!(e.field, "throughput[0].gpu_model");
+    }
+
+    #[test]
+    fn bad_provider_inputs_name_every_field() {
+        let mut i = inputs();
+        i.gpus.get_mut(&GpuModel::H100_80GB).unwrap().pue = 0.5;
+        i.throughput.push(ModelThroughput {
+            gpu_model: GpuModel::L40S,
+            model_size: "70B".into(),
+            tokens_per_second: -1.0,
+        });
+        i.throughput.push(i.throughput[0].clone());
+        i.api_prices.insert("8b".into(), 0.0);
+        i.assumed_utilisation = 1.2;
+        let fields: Vec<String> = i
+            .check()
+            .unwrap_err()
+            .into_iter()
+            .map(|p| p.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "gpus.H100-80GB.pue",
+                "throughput[1].model_size",
+                "throughput[1].gpu_model",
+                "throughput[1].tokens_per_second",
+                "throughput[2].model_size",
+                "api_prices.8b",
+                "assumed_utilisation",
+            ]
+        );
     }
 
     #[test]

@@ -39,8 +39,10 @@ pub use crate::jurisdiction::{
 pub use crate::net::{Ipv4Net, NetError, Protocol};
 pub use crate::placement::{Assignment, GpuSlot, Placement, RejectReason, ScoreBreakdown};
 pub use crate::report::{
-    ActionPhase, AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport,
+    ActionPhase, AllocationPhaseKey, AllocationStatus, ReportBody, ResourceKey, Severity,
+    SiteReport,
 };
+pub use crate::report::{GpuUtilisation, MetricsPeriod};
 pub use crate::server::{BmcEndpoint, BmcVendor, Dpu, DpuMode, Server, ServerState};
 pub use crate::site::{Certification, GeoPoint, Site, SiteState, SiteTier};
 pub use crate::tenant::{Dataset, Quotas, Region, ScoreWeights, Tenant, TenantNetwork};

@@ -68,7 +68,24 @@ fn lists_the_three_services_and_their_methods() {
         .collect();
     assert_eq!(
         services,
-        BTreeSet::from(["FleetService", "PlacementService", "TenantService"])
+        BTreeSet::from([
+            "CostService",
+            "FleetService",
+            "PlacementService",
+            "TenantService",
+            "UsageService"
+        ])
+    );
+    assert_eq!(
+        method_names(service(&fds, "CostService")),
+        [
+            "SetCostInputs",
+            "GetCostInputs",
+            "GetEndpointCost",
+            "GetSiteCost",
+            "SizeFleet",
+            "GetBreakEven",
+        ]
     );
 
     let placement = service(&fds, "PlacementService");

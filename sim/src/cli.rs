@@ -221,6 +221,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Central's /metrics: the store read behind the fleet gauges, scrape time and size.
+    Metrics {
+        /// 10,000 sites instead of 1,000.
+        #[arg(long)]
+        full: bool,
+        /// Sites in the generated fleet (instead of 1,000 or 10,000).
+        #[arg(long)]
+        sites: Option<usize>,
+        /// Measured store reads and cached scrapes.
+        #[arg(long, default_value_t = 20)]
+        scrapes: usize,
+        /// Seed of the fleet.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// B2, B3, B4, B7: the agent channel with N simulated agents (1,000; 10,000 with --full).
     Channel {
         /// N = 10,000 simulated agents (unless --agents says otherwise).
@@ -347,6 +362,36 @@ pub async fn run() -> ExitCode {
                 Err(e) => {
                     eprintln!(
                         "meridian-sim bench api: {}",
+                        telemetry::error_chain(e.as_ref())
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            which:
+                BenchCommand::Metrics {
+                    full,
+                    sites,
+                    scrapes,
+                    seed,
+                },
+        } => {
+            use crate::bench::metrics::{self, MetricsBenchOptions};
+            let defaults = MetricsBenchOptions::new(full);
+            let options = MetricsBenchOptions {
+                sites: sites.unwrap_or(defaults.sites).max(1),
+                scrapes: scrapes.max(1),
+                seed,
+            };
+            match metrics::run(&options).await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "meridian-sim bench metrics: {}",
                         telemetry::error_chain(e.as_ref())
                     );
                     ExitCode::FAILURE
@@ -713,6 +758,11 @@ async fn run_demo(options: &DemoOptions, exit: bool) -> ExitCode {
             (None, _) => String::new(),
         };
         print!("{console}");
+        if let Some(url) = fleet.central_metrics_url() {
+            println!(
+                "Central's Prometheus metrics: {url} (plain HTTP; docs/metrics.md lists the series)."
+            );
+        }
         let (rate, burst) = fleet.use_documented_rate_limit();
         println!(
             "\ncentral is running (store in {}); press Ctrl-C to stop. The API is back on the \

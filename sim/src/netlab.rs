@@ -89,6 +89,8 @@ pub struct LabSite {
     pub agent_log: PathBuf,
     /// The agent's configuration file.
     pub agent_config: PathBuf,
+    /// Where the agent serves `/metrics` (a free port of 127.0.0.1).
+    pub metrics: SocketAddr,
 }
 
 /// The running lab; see the module documentation.
@@ -101,6 +103,8 @@ pub struct NetLab {
     /// The provider admin's token.
     pub admin: String,
     pub central_log: PathBuf,
+    /// Where central serves `/metrics`.
+    pub central_metrics: SocketAddr,
     pub proxy: FaultProxy,
     cli_bin: PathBuf,
     api: String,
@@ -157,6 +161,7 @@ impl NetLab {
             c.channel.listen = "127.0.0.1:0".parse().expect("an address");
             c.api.listen = "127.0.0.1:0".parse().expect("an address");
             c.console.listen = "127.0.0.1:0".parse().expect("an address");
+            c.metrics.listen = "127.0.0.1:0".parse().expect("an address");
             let central = Central::open(c)
                 .await
                 .map_err(|e| setup("central's store")(e.to_string()))?;
@@ -182,6 +187,7 @@ impl NetLab {
             dir.path().join("central.log"),
         )?;
         let (admin, central_log, udp, api, ca) = (c.admin, c.log, c.channel, c.api, c.ca);
+        let central_metrics = c.metrics;
         let central = c.process;
         let proxy = FaultProxy::new(udp, 7);
 
@@ -191,6 +197,7 @@ impl NetLab {
             sites: Vec::new(),
             admin,
             central_log,
+            central_metrics,
             proxy,
             cli_bin: cfg.cli_bin.clone(),
             api,
@@ -315,14 +322,16 @@ impl NetLab {
             .join("\n");
         std::fs::write(&boot, text).map_err(|e| setup("the bootstrap")(e.to_string()))?;
 
+        let metrics_port = free_port(false);
         let config = format!(
-            "data_dir = \"{data}\"\nbootstrap_file = \"{boot}\"\nbind = \"127.0.0.1:0\"\nheartbeat_interval_ms = 300\n\n[reconciler]\nresync_ms = 1000\n\n{storage_toml}{server_toml}[[switches]]\nname = \"leaf{n}\"\nnvue_url = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\nvtep = \"{leaf_vtep}\"\nasn = {asn}\nprivate_range = \"10.0.0.0/8\"\n\n[gateway]\nwan_interface = \"wan0\"\nwan_next_hop = \"{inet_side}\"\negress_address = \"{endpoint}\"\npublic_range = \"{range}\"\nunderlay_address = \"{gw_under}\"\nnetns = \"{gw}\"\n",
+            "data_dir = \"{data}\"\nbootstrap_file = \"{boot}\"\nbind = \"127.0.0.1:0\"\nheartbeat_interval_ms = 300\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[reconciler]\nresync_ms = 1000\n\n{storage_toml}{server_toml}[[switches]]\nname = \"leaf{n}\"\nnvue_url = \"{url}\"\nusername = \"{user}\"\npassword = \"{password}\"\nvtep = \"{leaf_vtep}\"\nasn = {asn}\nprivate_range = \"10.0.0.0/8\"\n\n[gateway]\nwan_interface = \"wan0\"\nwan_next_hop = \"{inet_side}\"\negress_address = \"{endpoint}\"\npublic_range = \"{range}\"\nunderlay_address = \"{gw_under}\"\nnetns = \"{gw}\"\n",
             data = self.dir.path().join(format!("agent-{n}")).display(),
             boot = boot.display(),
             url = switch.url(),
             user = defaults.username,
             password = defaults.password,
             asn = 65100 + n,
+            metrics = metrics_port,
         );
         let config_path = self.dir.path().join(format!("agent-{n}.toml"));
         std::fs::write(&config_path, config)
@@ -340,6 +349,7 @@ impl NetLab {
             endpoint,
             agent_log,
             agent_config: config_path,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
         });
         Ok(())
     }
@@ -556,6 +566,8 @@ pub struct CentralProcess {
     pub ca: PathBuf,
     /// The environment it was started with (for its offline subcommands).
     pub env: Vec<(String, String)>,
+    /// Where it serves `/metrics`.
+    pub metrics: SocketAddr,
 }
 
 /// Starts `meridian-central` (`bin`) on the store in `data` with the test settings (free
@@ -567,7 +579,7 @@ pub fn start_central(
     extra_env: &[(String, String)],
     log: PathBuf,
 ) -> Result<CentralProcess, LabError> {
-    let (udp, tcp) = (free_port(true), free_port(false));
+    let (udp, tcp, metrics) = (free_port(true), free_port(false), free_port(false));
     let mut env: Vec<(String, String)> = vec![
         (
             "MERIDIAN_CENTRAL_DATA_DIR".into(),
@@ -584,6 +596,10 @@ pub fn start_central(
         (
             "MERIDIAN_CENTRAL_CONSOLE__LISTEN".into(),
             format!("127.0.0.1:{}", free_port(false)),
+        ),
+        (
+            "MERIDIAN_CENTRAL_METRICS__LISTEN".into(),
+            format!("127.0.0.1:{metrics}"),
         ),
         (
             "MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS".into(),
@@ -628,6 +644,7 @@ pub fn start_central(
         api: format!("https://127.0.0.1:{tcp}"),
         ca: data.join("ca").join("ca.crt"),
         env,
+        metrics: SocketAddr::from(([127, 0, 0, 1], metrics)),
     })
 }
 

@@ -318,6 +318,70 @@ async fn call(c: &mut Clients, rpc: Rpc, ids: &Ids, tenant: &str) -> Code {
                 })
                 .await,
         ),
+        Rpc::ExportUsage => code(
+            c.usage
+                .export_usage(proto::ExportUsageRequest {
+                    from_ms: 1_800_000_000_000,
+                    to_ms: 1_800_003_600_000,
+                    tenant: t,
+                })
+                .await,
+        ),
+        Rpc::GetUsageTotals => code(
+            c.usage
+                .get_usage_totals(proto::GetUsageTotalsRequest {
+                    tenant: t,
+                    from_ms: 1_800_000_000_000,
+                    to_ms: 1_800_003_600_000,
+                })
+                .await,
+        ),
+        Rpc::SetCostInputs => code(
+            c.cost
+                .set_cost_inputs(proto::SetCostInputsRequest {
+                    inputs: Some(proto::CostInputs {
+                        assumed_utilisation: 0.5,
+                        ..Default::default()
+                    }),
+                })
+                .await,
+        ),
+        Rpc::GetCostInputs => code(c.cost.get_cost_inputs(proto::GetCostInputsRequest {}).await),
+        Rpc::GetEndpointCost => code(
+            c.cost
+                .get_endpoint_cost(proto::GetEndpointCostRequest {
+                    workload: ids.workload.clone(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        Rpc::GetSiteCost => code(
+            c.cost
+                .get_site_cost(proto::GetSiteCostRequest {
+                    site: ids.site.clone(),
+                    ..Default::default()
+                })
+                .await,
+        ),
+        Rpc::SizeFleet => code(
+            c.cost
+                .size_fleet(proto::SizeFleetRequest {
+                    gpu_model: "H100-80GB".into(),
+                    model_size: "70b".into(),
+                    demand_tokens_per_second: 1_000.0,
+                    ..Default::default()
+                })
+                .await,
+        ),
+        Rpc::GetBreakEven => code(
+            c.cost
+                .get_break_even(proto::GetBreakEvenRequest {
+                    gpu_model: "H100-80GB".into(),
+                    model_size: "70b".into(),
+                    api_price_per_million: Some(0.5),
+                })
+                .await,
+        ),
     }
 }
 
@@ -526,7 +590,7 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                 format!("{kind}-{:012x}", i)
             }
         };
-        let kind = rng.random_range(0..17);
+        let kind = rng.random_range(0..19);
         let (name, status) = match kind {
             0 => (
                 "GetWorkload",
@@ -693,6 +757,30 @@ async fn another_tenants_ids_are_answered_exactly_like_missing_ones() {
                             replicas: vec![],
                             residency: vec![],
                         }),
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+            16 => (
+                "ExportUsage",
+                globex
+                    .usage
+                    .export_usage(proto::ExportUsageRequest {
+                        tenant: pick(ACME, "tenant"),
+                        from_ms: 1_800_000_000_000,
+                        to_ms: 1_800_003_600_000,
+                    })
+                    .await
+                    .map(|_| ()),
+            ),
+            17 => (
+                "GetUsageTotals",
+                globex
+                    .usage
+                    .get_usage_totals(proto::GetUsageTotalsRequest {
+                        tenant: pick(ACME, "tenant"),
+                        from_ms: 1_800_000_000_000,
+                        to_ms: 1_800_003_600_000,
                     })
                     .await
                     .map(|_| ()),

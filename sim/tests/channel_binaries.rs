@@ -20,7 +20,8 @@ fn central_cmd(data: &Path, port: u16) -> Command {
         )
         .env("MERIDIAN_CENTRAL_CHANNEL__DISCONNECT_AFTER_MS", "2000")
         .env("MERIDIAN_CENTRAL_API__LISTEN", "127.0.0.1:0")
-        .env("MERIDIAN_CENTRAL_CONSOLE__LISTEN", "127.0.0.1:0");
+        .env("MERIDIAN_CENTRAL_CONSOLE__LISTEN", "127.0.0.1:0")
+        .env("MERIDIAN_CENTRAL_METRICS__LISTEN", "127.0.0.1:0");
     c
 }
 
@@ -31,6 +32,7 @@ fn agent(data: &Path, boot: &Path, log: &Path) -> Reaped {
         .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
         .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
         .env("MERIDIAN_AGENT_BACKOFF_MAX_MS", "500")
+        .env("MERIDIAN_AGENT_METRICS__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap());
     Reaped(c.spawn().unwrap())

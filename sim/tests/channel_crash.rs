@@ -332,6 +332,8 @@ fn child_agent() {
         let mut config = agents::config(&dir.join("agent"), &dir.join("bootstrap.toml"), 200);
         config.backoff_initial_ms = 20;
         config.backoff_max_ms = 100;
+        // Only the test's events are reported: no utilisation period ends in a child's life.
+        config.utilisation_report_interval_ms = 3_600_000;
         let agent = Agent::start(config, reconciler).await.unwrap();
         // Never killed before the identity is stored (enrolment spends the token).
         while agent.store().identity().unwrap().is_none() {

@@ -187,12 +187,11 @@ async fn partition_keeps_intent_buffers_reports_and_reconverges() {
         .await
         .unwrap();
     let rec = Arc::new(RecordingReconciler::default());
-    let agent = Agent::start(
-        agents::config(&dir.path().join("agent"), &boot, heartbeat_ms),
-        rec.clone(),
-    )
-    .await
-    .unwrap();
+    let mut config = agents::config(&dir.path().join("agent"), &boot, heartbeat_ms);
+    // The metrics counted below are the test's own: no utilisation period of the agent ends
+    // within the cut.
+    config.utilisation_report_interval_ms = 3_600_000;
+    let agent = Agent::start(config, rec.clone()).await.unwrap();
     central
         .tables()
         .intents()
@@ -226,6 +225,7 @@ async fn partition_keeps_intent_buffers_reports_and_reconverges() {
             .report(ReportBody::Metrics {
                 gpu_utilisation_pct: (n % 101) as f64,
                 power_watts: 100.0,
+                period: None,
             })
             .unwrap();
         if !saw_disconnected {

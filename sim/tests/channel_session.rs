@@ -162,6 +162,7 @@ async fn agent_restart_keeps_intent_and_reports_and_replaces_session() {
                 ReportBody::Metrics {
                     gpu_utilisation_pct: n as f64,
                     power_watts: 1.0,
+                    period: None,
                 },
                 1000,
             )

@@ -483,6 +483,7 @@ async fn console_in_a_browser() {
     let mut cfg = test_central::config(&data, "127.0.0.1:0".parse().unwrap(), Liveness::Quick);
     cfg.api.listen = "127.0.0.1:0".parse().unwrap();
     cfg.console.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
     cfg.api.rate_per_second = 100_000.0;
     let central = Central::open(cfg).await.unwrap();
     let generated = fleet::generate(&FleetSpec::with_sites(42, 20));
@@ -685,7 +686,7 @@ async fn console_in_a_browser() {
     b.shot("07b-what-if-error.png").await;
 
     // 6. Every other page.
-    let pages: [(&str, String, String, &str); 8] = [
+    let pages: [(&str, String, String, &str); 11] = [
         (
             "tenants",
             "/tenants".into(),
@@ -724,12 +725,27 @@ async fn console_in_a_browser() {
             "10-utilisation.png",
         ),
         (
+            "utilisation site",
+            format!("/utilisation?site={busy}"),
+            "Utilisation".into(),
+            "10b-utilisation-site.png",
+        ),
+        (
             "cost",
             "/cost".into(),
             "Cost per million tokens".into(),
             "13-cost.png",
         ),
+        ("usage", "/usage".into(), "Usage".into(), "14-usage.png"),
+        (
+            "usage by site",
+            "/usage?by=site&hours=48".into(),
+            "Usage".into(),
+            "14b-usage-by-site.png",
+        ),
     ];
+    metered_spans(&api, &workload, &busy).await;
+    busy_summaries(&api, &busy).await;
     for (name, path, title, shot) in &pages {
         b.goto(path).await;
         b.title_is(title).await;
@@ -815,4 +831,85 @@ async fn console_in_a_browser() {
     central.shutdown().await;
     drop(dir);
     println!("done in {:?}", started.elapsed());
+}
+
+/// Two metered spans of acme's workload at `site` (a closed one and one still running), as
+/// ingest records them from the site's reports, so the usage page has something to chart.
+async fn metered_spans(api: &api_support::TestApi, workload: &str, site: &str) {
+    use meridian_proto::v1 as proto;
+    let now = meridian_central::clock::now().as_millis();
+    let hour = 3_600_000;
+    for (start, end, gpus) in [
+        (now - 5 * hour, now - 2 * hour, 2.0),
+        (now - 3 * hour, 0, 1.0),
+    ] {
+        let record = proto::UsageIntervalRecord {
+            site: site.into(),
+            tenant: api_support::ACME.into(),
+            workload: workload.into(),
+            subject: format!("alloc/{workload}/srv-{start}"),
+            start_ms: start,
+            end_ms: end,
+            quantities: vec![proto::UsageQuantity {
+                resource: proto::UsageResource::Gpu as i32,
+                detail: "H100-80GB".into(),
+                amount: gpus,
+            }],
+        };
+        api.central
+            .tables()
+            .usage_intervals()
+            .upsert(&record)
+            .await
+            .unwrap();
+    }
+}
+
+/// The GPU utilisation summaries `site`'s agent would have reported over the last six hours
+/// (its GPUs 35 % busy), stored as ingest stores them, so the utilisation page charts busy
+/// beside allocated utilisation.
+async fn busy_summaries(api: &api_support::TestApi, site: &str) {
+    use meridian_common::ids::{Generation, Sequence, SiteId, Timestamp};
+    use meridian_common::model::{GpuUtilisation, MetricsPeriod, ReportBody, SiteReport};
+    let site = SiteId::parse(site).unwrap();
+    let tables = api.central.tables();
+    let servers = tables.servers().list_all(Some(&site), 100).await.unwrap();
+    let now = meridian_central::clock::now().as_millis();
+    let hours = 6;
+    let report = SiteReport {
+        site: site.clone(),
+        sequence: Sequence::new(1),
+        generation: Generation::new(1),
+        at: Timestamp::from_millis(now),
+        body: ReportBody::Metrics {
+            gpu_utilisation_pct: 35.0,
+            power_watts: 0.0,
+            period: Some(MetricsPeriod {
+                start: Timestamp::from_millis(now - hours * 3_600_000),
+                length_ms: hours as u64 * 3_600_000,
+                gpus: servers
+                    .iter()
+                    .flat_map(|s| s.gpus.iter().map(move |g| (s.id.clone(), g.index)))
+                    .map(|(server, gpu)| GpuUtilisation {
+                        server,
+                        gpu,
+                        mig_slot: None,
+                        samples: 720,
+                        busy_samples: 720,
+                        busy_pct: 35.0,
+                        memory_busy_pct: 12.0,
+                        memory_used_pct: 60.0,
+                    })
+                    .collect(),
+            }),
+        },
+    };
+    let ops = meridian_central::channel::utilisation::ops(&tables, &site, [report].iter())
+        .await
+        .unwrap();
+    let mut txn = meridian_store::Txn::new();
+    for op in ops {
+        txn = txn.then(op);
+    }
+    assert!(tables.store().txn(txn).await.unwrap().succeeded);
 }

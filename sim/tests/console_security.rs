@@ -94,7 +94,8 @@ async fn sessions_csrf_scoping_and_bad_input() {
     let page = admin.get(&format!("/utilisation?site={site}")).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
-        page.body.contains(&format!("GPUs held on site {site}")),
+        page.body
+            .contains(&format!("Allocated and busy utilisation of site {site}")),
         "{}",
         page.body
     );

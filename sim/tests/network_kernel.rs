@@ -536,8 +536,24 @@ fn tenants_are_isolated_on_the_real_kernel() {
         .expect("counters")
         .expect("the gateway's table is installed");
     println!("gateway counters: {counters:?}");
-    assert!(counters["tenant-a/llm-serve dnat tcp/8080"] >= 1);
-    assert!(counters["default drop"] >= 1);
+    assert!(counters.packets["tenant-a/llm-serve dnat tcp/8080"] >= 1);
+    assert!(counters.packets["default drop"] >= 1);
+    // Metering's egress: tenant A's answers to the internet left through the WAN, counted in
+    // bytes (at least the answer's body); tenant B sent nothing out.
+    let egress = |t: &str| {
+        counters
+            .egress_bytes
+            .get(&meridian_common::ids::TenantId::parse(t).unwrap())
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(
+        egress("tenant-a") >= body.len() as u64,
+        "tenant-a egress {} bytes, answer {} bytes",
+        egress("tenant-a"),
+        body.len()
+    );
+    assert_eq!(egress("tenant-b"), 0, "{counters:?}");
     println!(
         "internet -> {WAN_GW}:{PUBLIC_PORT}: published (DNAT to a@s2a); backend direct, tenant B, port 9090: closed"
     );

@@ -310,6 +310,7 @@ fn counters(nft: &NftGateway) -> BTreeMap<String, u64> {
     block(nft.counters())
         .expect("counters")
         .expect("the gateway's table is installed")
+        .packets
 }
 
 fn unchanged(reports: &[(String, ChangeReport)]) {

@@ -154,3 +154,21 @@ fn every_scenario_file_parses_and_a_bad_key_is_named() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metering_bills_what_ran_and_finalises_a_cut_off_hour_on_reconnect() {
+    let result = run("metering.toml", Overrides::default()).await;
+    let Outcome::Metering(o) = &result.outcome else {
+        panic!("{result}");
+    };
+    // Whole GPUs, a MIG slice and CPU cores, each equal to the scenario's recomputation.
+    let resources: std::collections::BTreeSet<&str> =
+        o.expected.keys().map(|k| k.1.as_str()).collect();
+    assert_eq!(
+        resources,
+        ["cpu_core", "gpu", "mig_slice"].into_iter().collect()
+    );
+    assert_eq!(o.expected, o.metered, "{result}");
+    assert!(o.during_cut.iter().any(|p| !p.is_final()), "{result}");
+    assert!(o.after.iter().all(|p| p.is_final()), "{result}");
+}

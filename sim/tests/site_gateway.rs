@@ -207,6 +207,41 @@ async fn the_gateway_follows_the_intent_on_the_kernel() {
         "the backend address is reachable from the internet"
     );
 
+    // Metering's egress: the answers acme's endpoint sent out of the WAN are counted from the
+    // gateway's per-tenant accounting rule and reported per hour, at a resync (300 ms here).
+    let egress = || -> u64 {
+        store
+            .pending(meridian_common::ids::Sequence::new(0), 100_000)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| meridian_common::model::SiteReport::try_from(r).ok())
+            .filter_map(|r| match r.body {
+                meridian_common::model::ReportBody::Egress { tenants, .. } => Some(tenants),
+                _ => None,
+            })
+            .flatten()
+            .filter(|(t, _)| t == &acme.tenant)
+            .map(|(_, bytes)| bytes)
+            .max()
+            .unwrap_or(0)
+    };
+    eventually("acme's egress is reported", || {
+        egress() >= "acme's model".len() as u64
+    })
+    .await;
+    assert!(
+        store
+            .pending(meridian_common::ids::Sequence::new(0), 100_000)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| meridian_common::model::SiteReport::try_from(r).ok())
+            .all(
+                |r| !matches!(&r.body, meridian_common::model::ReportBody::Egress { tenants, .. }
+                if tenants.iter().any(|(t, _)| t == &globex.tenant))
+            ),
+        "globex sent nothing out"
+    );
+
     // 2. globex leaves the intent: nothing of it is left on the gateway; acme is untouched.
     push(&intent(2, vec![acme.clone()], vec![exposure(PUBLIC)]));
     assert_eq!(

@@ -9,7 +9,8 @@
 //! The device drivers the reconciler drives are the async traits of `meridian-drivers`; the
 //! agent builds them from its configuration in one place ([`wiring`]).
 //! In the background it also measures its round trip to the user regions its configuration
-//! lists and reports them ([`probe`]).
+//! lists and reports them ([`probe`]), and reports its GPU utilisation per period
+//! ([`reconcile::utilisation`]; an agent without servers reports its periods with no GPUs).
 //!
 //! Stands alone: among Meridian's crates it depends on `meridian-common`, `meridian-proto`,
 //! `meridian-channel` and `meridian-drivers` only, and never on central, its store or its planner, not even in its
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod enroll;
+pub mod metrics;
 pub mod probe;
 pub mod reconcile;
 pub mod reconciler;
@@ -126,6 +128,7 @@ pub struct Agent {
     task: tokio::task::JoinHandle<()>,
     reconcile_task: Option<tokio::task::JoinHandle<()>>,
     probe_task: Option<tokio::task::JoinHandle<()>>,
+    utilisation_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -195,6 +198,20 @@ impl Agent {
                 stop: stop_rx.clone(),
             },
         );
+        // An agent that drives no hardware still reports its utilisation periods (with no
+        // GPUs), so central knows how far its reports reach; a background reconciler samples
+        // its servers' GPUs itself.
+        let utilisation_task = background.is_none().then(|| {
+            reconcile::utilisation::start_without_gpus(
+                AgentLink {
+                    store: store.clone(),
+                    reports_ready: Arc::clone(&reports_ready),
+                    report_buffer_max: config.report_buffer_max,
+                    stop: stop_rx.clone(),
+                },
+                config.utilisation(),
+            )
+        });
         // The intent held stays in force across restarts: hand it to the reconciler again
         // (reconciling is idempotent).
         if background.is_none()
@@ -234,6 +251,7 @@ impl Agent {
             task,
             reconcile_task,
             probe_task,
+            utilisation_task,
         })
     }
 
@@ -303,6 +321,9 @@ impl Agent {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
         }
         if let Some(task) = self.probe_task {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+        }
+        if let Some(task) = self.utilisation_task {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
         }
         if !self.inner.owns_endpoint {

@@ -125,7 +125,8 @@ pub fn site_reconciler(config: &AgentConfig) -> Result<Option<SiteReconciler>, C
     Ok(Some(
         SiteReconciler::with_resources(specs, switches, gateway, settings, Arc::new(SystemClock))
             .with_hosts(hosts)
-            .with_storage(storage),
+            .with_storage(storage)
+            .with_utilisation(config.utilisation()),
     ))
 }
 

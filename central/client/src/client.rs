@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+use meridian_proto::v1::cost_service_client::CostServiceClient;
 use meridian_proto::v1::fleet_service_client::FleetServiceClient;
 use meridian_proto::v1::placement_service_client::PlacementServiceClient;
 use meridian_proto::v1::tenant_service_client::TenantServiceClient;
+use meridian_proto::v1::usage_service_client::UsageServiceClient;
 use serde::Deserialize;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -129,7 +131,9 @@ impl Target {
         Ok(Clients {
             placement: PlacementServiceClient::with_interceptor(channel.clone(), auth.clone()),
             tenants: TenantServiceClient::with_interceptor(channel.clone(), auth.clone()),
-            fleet: FleetServiceClient::with_interceptor(channel, auth),
+            cost: CostServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            fleet: FleetServiceClient::with_interceptor(channel.clone(), auth.clone()),
+            usage: UsageServiceClient::with_interceptor(channel, auth),
         })
     }
 }
@@ -158,4 +162,6 @@ pub struct Clients {
     pub placement: PlacementServiceClient<Authed>,
     pub tenants: TenantServiceClient<Authed>,
     pub fleet: FleetServiceClient<Authed>,
+    pub cost: CostServiceClient<Authed>,
+    pub usage: UsageServiceClient<Authed>,
 }

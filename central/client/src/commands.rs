@@ -304,6 +304,8 @@ pub async fn dispatch(
         C::Server(cmd) => super::server_cmd::server(&mut c, format, cmd).await,
         C::Region(cmd) => region(&mut c, format, cmd).await,
         C::Dataset(cmd) => dataset(&mut c, format, cmd).await,
+        C::Cost(cmd) => super::cost_cmd::cost(&mut c, format, cmd).await,
+        C::Usage(cmd) => super::usage_cmd::usage(&mut c, format, cmd).await,
     }
 }
 

@@ -19,9 +19,11 @@
 
 mod client;
 mod commands;
+mod cost_cmd;
 mod output;
 mod server_cmd;
 pub mod spec;
+mod usage_cmd;
 
 use std::path::PathBuf;
 
@@ -131,6 +133,12 @@ pub enum Command {
     /// Datasets.
     #[command(subcommand)]
     Dataset(commands::DatasetCommand),
+    /// Cost of a million tokens: provider inputs, per endpoint, per site, sizing, break-even.
+    #[command(subcommand)]
+    Cost(cost_cmd::CostCommand),
+    /// Metered usage: billing export (CSV, JSON lines) and a tenant's totals.
+    #[command(subcommand)]
+    Usage(usage_cmd::UsageCommand),
 }
 
 /// Runs the command line; returns the exit code.

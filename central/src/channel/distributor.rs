@@ -2,16 +2,48 @@
 //! changed. The session reads the newest intent when it wakes, so any number of generations
 //! written while it was busy (or while the site was away) collapse into one snapshot of the
 //! newest. A site without a session gets its newest intent when it connects.
+//!
+//! Each write also starts the site's fan-out clock ([`crate::metrics::FanOut`]), before the
+//! session is woken, so the session's acknowledgement always finds it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shared;
 use meridian_store::schema::site_of;
-use meridian_store::{Revision, StoreError};
+use meridian_store::{EventKind, Revision, StoreError};
+use prost::Message;
 
 /// The table prefix the distributor watches.
 use meridian_store::schema::INTENTS_PREFIX;
+
+/// Only the generation of a stored intent (tag 2 of `SiteIntent`): the rest is skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+struct IntentGeneration {
+    #[prost(uint64, tag = "2")]
+    generation: u64,
+}
+
+/// Starts (or, for a deleted intent, drops) `site`'s fan-out clock.
+fn clock_write(
+    shared: &Shared,
+    site: &meridian_common::ids::SiteId,
+    event: &meridian_store::Event,
+) {
+    let fanout = shared.metrics.fanout();
+    match event.kind {
+        EventKind::Put => {
+            if let Ok(g) = IntentGeneration::decode(event.kv.value.as_slice()) {
+                fanout.written(
+                    site,
+                    meridian_common::ids::Generation::new(g.generation),
+                    std::time::Instant::now(),
+                );
+            }
+        }
+        EventKind::Delete => fanout.forget(site),
+    }
+}
 
 /// Runs until `stop`.
 pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -37,6 +69,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<boo
             match event {
                 Ok(event) => {
                     if let Some(site) = site_of(&event.kv.key, INTENTS_PREFIX) {
+                        clock_write(&shared, &site, &event);
                         shared.registry.wake(&site);
                     }
                 }

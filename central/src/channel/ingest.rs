@@ -14,6 +14,10 @@
 //! `ServerState` report updates one server's state. Ingest is the only writer of observed
 //! state.
 //!
+//! Usage too: allocations and volumes the reports say started or ended start or end metered
+//! spans, and the channel record keeps the newest observation time as the site's mark
+//! ([`crate::metering`]).
+//!
 //! Measured RTTs too: the newest `Rtt` report per region of a batch rewrites the site's
 //! `rtts/{site}/{region}` record ([`super::rtts`]), which the planner uses while it is fresh.
 //! The channel record written with the batch also carries the session's current QUIC path RTT.
@@ -62,6 +66,14 @@ pub async fn store(
             .map_err(|e| IngestError::Protocol(e.to_string()))?,
     );
     observed.extend(
+        super::utilisation::ops(
+            &shared.tables,
+            site,
+            write.reports.iter().map(|r| &r.report),
+        )
+        .await?,
+    );
+    observed.extend(
         super::action_reports::ops(
             &shared.tables,
             site,
@@ -69,9 +81,22 @@ pub async fn store(
         )
         .await?,
     );
+    let mut next = channel.clone();
+    if shared.config.metering {
+        let (usage, mark) = crate::metering::record::ops(
+            &shared.tables,
+            site,
+            channel.reports_through_ms,
+            write.reports.iter().map(|r| &r.report),
+        )
+        .await?;
+        observed.extend(usage);
+        next.reports_through_ms = mark;
+    } else if let Some(last) = write.reports.last() {
+        next.reports_through_ms = next.reports_through_ms.max(last.report.at.as_millis());
+    }
     let store = shared.tables.store();
     let key = state::site_key(site);
-    let mut next = channel.clone();
     next.report_high_water = write.high_water;
     next.reports_dropped = next.reports_dropped.max(write.dropped);
     next.last_seen_ms = shared.clock.now().as_millis();

@@ -22,6 +22,7 @@ pub(crate) mod rtts;
 mod session;
 mod state;
 mod tls;
+pub mod utilisation;
 
 pub use enroll::EnrollError;
 pub use limits::{BufferSizes, Counters};
@@ -83,6 +84,9 @@ pub struct ChannelConfig {
     pub max_pushes_in_flight: usize,
     /// A push unacknowledged this long stops counting against the window.
     pub push_ack_timeout_ms: u64,
+    /// Record usage (metering) from the sites' reports. Off only to measure what it costs
+    /// ingest (benchmark B14): with it off, nothing is billed.
+    pub metering: bool,
 }
 
 impl Default for ChannelConfig {
@@ -103,6 +107,7 @@ impl Default for ChannelConfig {
             udp_buffer_bytes: 8 * 1024 * 1024,
             max_pushes_in_flight: 512,
             push_ack_timeout_ms: 2_000,
+            metering: true,
         }
     }
 }
@@ -210,6 +215,8 @@ pub struct ChannelParts {
     pub tokens: Tokens,
     pub audit: Auditor,
     pub clock: Arc<dyn Clock>,
+    /// Where the fan-out clock and the report ingest latency are recorded.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What the channel's own tasks (accept loop, sessions, distributor, sweeper) share. Nothing
@@ -227,6 +234,7 @@ pub(crate) struct Shared {
     pub counters: limits::Counters,
     /// Permits for intent pushes in flight (`max_pushes_in_flight`).
     pub push_window: Arc<tokio::sync::Semaphore>,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A running channel endpoint.
@@ -250,6 +258,7 @@ impl Channel {
             tokens,
             audit,
             clock,
+            metrics,
         } = parts;
         let auth = AuthCache::default();
         let auth_from = auth.load(tables.store().as_ref()).await?;
@@ -288,6 +297,7 @@ impl Channel {
             registry: Registry::default(),
             counters: limits::Counters::default(),
             push_window: Arc::new(tokio::sync::Semaphore::new(config.max_pushes_in_flight)),
+            metrics,
             config,
         });
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -349,6 +359,13 @@ impl Channel {
     /// Sites with a live session.
     pub fn connected_sites(&self) -> usize {
         self.shared.registry.len()
+    }
+
+    /// [`Channel::connected_sites`] as a reader that does not borrow the channel (for
+    /// `/metrics`).
+    pub fn sessions_reader(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.registry.len()
     }
 
     /// Intent pushes sent and not yet acknowledged (nor timed out): the push window's use.

@@ -530,6 +530,11 @@ impl Session<'_> {
                     self.shared.registry.heard(site);
                     set_site_state(&self.shared.tables, site, SiteState::Online).await?;
                     tracing::info!(%site, held = %hello.held, applied = %hello.applied, acked = %hello.acked, "session open");
+                    self.shared.metrics.fanout().acknowledged(
+                        site,
+                        hello.held,
+                        std::time::Instant::now(),
+                    );
                     let cert_not_after = self.cert_not_after.as_millis();
                     let last_seen = self.shared.clock.now().as_millis();
                     let path_rtt_us = self.path_rtt_us();
@@ -584,6 +589,16 @@ impl Session<'_> {
                     None
                 }
                 CentralAction::RecordAck(ack) => {
+                    if matches!(
+                        ack.status,
+                        proto::IntentAckStatus::Received | proto::IntentAckStatus::Applied
+                    ) {
+                        self.shared.metrics.fanout().acknowledged(
+                            &self.site,
+                            ack.generation,
+                            std::time::Instant::now(),
+                        );
+                    }
                     self.update_channel(|c| {
                         let mut acked = acked_of(c);
                         if let Some(reason) = acked.apply(&ack) {
@@ -595,6 +610,7 @@ impl Session<'_> {
                     None
                 }
                 CentralAction::StoreReports(write) => {
+                    let received = std::time::Instant::now();
                     let path_rtt_us = self.path_rtt_us();
                     super::ingest::store(
                         self.shared,
@@ -605,6 +621,7 @@ impl Session<'_> {
                         Some(path_rtt_us),
                     )
                     .await?;
+                    self.shared.metrics.report_batch_stored(received.elapsed());
                     Some(CentralEvent::ReportsStored)
                 }
                 CentralAction::SignCertificate { csr_pem } => {

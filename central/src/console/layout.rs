@@ -7,7 +7,7 @@ use super::web::User;
 use crate::services::Rpc;
 
 /// The navigation's entries: path, label, and the RPC whose right shows it.
-const NAV: [(&str, &str, Rpc); 8] = [
+const NAV: [(&str, &str, Rpc); 9] = [
     ("/fleet", "Fleet", Rpc::ListSites),
     ("/tenants", "Tenants", Rpc::ListTenants),
     ("/workloads", "Workloads", Rpc::ListWorkloads),
@@ -15,6 +15,7 @@ const NAV: [(&str, &str, Rpc); 8] = [
     ("/what-if", "What-if", Rpc::DryRun),
     ("/audit", "Audit", Rpc::ListSites),
     ("/utilisation", "Utilisation", Rpc::ListSites),
+    ("/usage", "Usage", Rpc::ExportUsage),
     ("/cost", "Cost", Rpc::ListSites),
 ];
 

@@ -15,6 +15,7 @@
 //! [`Caller`]: crate::services::Caller
 
 mod assets;
+mod chart;
 pub mod config;
 pub mod events;
 mod layout;
@@ -92,6 +93,7 @@ pub fn router(state: web::Console) -> Router {
         .route("/audit", get(pages::audit::page))
         .route("/utilisation", get(pages::utilisation::page))
         .route("/cost", get(pages::cost::page))
+        .route("/usage", get(pages::usage::page))
         .route("/assets/{name}", get(assets::asset))
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(assets::security_headers))

@@ -1,5 +1,5 @@
-//! The tenant and operator gRPC API (tonic): `PlacementService`, `TenantService` and
-//! `FleetService` from `proto/meridian/v1`, with server reflection and health checks.
+//! The tenant and operator gRPC API (tonic): `PlacementService`, `TenantService`,
+//! `FleetService` and `UsageService` from `proto/meridian/v1`, with server reflection and health checks.
 //!
 //! Thin adapters over [`crate::services`]: each call reads its bearer token and source
 //! address ([`authenticate`]), is admitted by the services (rate, role), converts its
@@ -9,12 +9,14 @@
 //! connection, deadlines) are set in [`server`].
 
 mod auth;
+mod cost;
 mod fleet;
 mod placement;
 mod server;
 pub use server::ServerIdentity;
 mod status;
 mod tenants;
+mod usage;
 
 use std::sync::Arc;
 

@@ -4,17 +4,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meridian_proto::v1::cost_service_server::CostServiceServer;
 use meridian_proto::v1::fleet_service_server::FleetServiceServer;
 use meridian_proto::v1::placement_service_server::PlacementServiceServer;
 use meridian_proto::v1::tenant_service_server::TenantServiceServer;
+use meridian_proto::v1::usage_service_server::UsageServiceServer;
 use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::codegen::http;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use super::cost::Costs;
 use super::fleet::Fleet;
 use super::placement::Placements;
 use super::tenants::Tenants;
+use super::usage::Usage;
 use crate::services::Services;
 
 /// Why the API could not start.
@@ -104,10 +108,12 @@ fn oversize_is_exhausted<B>(mut response: http::Response<B>) -> http::Response<B
 }
 
 impl Api {
-    /// Binds the services' `api.listen` and serves them until [`Api::shutdown`].
+    /// Binds the services' `api.listen` and serves them until [`Api::shutdown`]; every call
+    /// is counted in `metrics` by method and status code.
     pub async fn start(
         services: Arc<Services>,
         identity: &ServerIdentity,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Api, ApiStartError> {
         let config = services.config().clone();
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -157,8 +163,18 @@ impl Api {
         health_reporter
             .set_serving::<FleetServiceServer<Fleet>>()
             .await;
+        health_reporter
+            .set_serving::<CostServiceServer<Costs>>()
+            .await;
+        health_reporter
+            .set_serving::<UsageServiceServer<Usage>>()
+            .await;
         let max = config.max_message_bytes;
+        // The counting layer is the outer one: it sees the status the client gets.
         let router = builder
+            .layer(crate::metrics::grpc::ApiMetricsLayer::new(
+                metrics.families().api_requests.clone(),
+            ))
             .layer(tower::util::MapResponseLayer::new(oversize_is_exhausted))
             .add_service(health)
             .add_service(reflection)
@@ -175,6 +191,16 @@ impl Api {
             )
             .add_service(
                 FleetServiceServer::new(Fleet(Arc::clone(&services)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                CostServiceServer::new(Costs(Arc::clone(&services)))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(max),
+            )
+            .add_service(
+                UsageServiceServer::new(Usage(Arc::clone(&services)))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(max),
             );

@@ -244,16 +244,18 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     /// Starts the reconciler and its watches; the compiler carves networks from `publisher`'s
-    /// pools.
+    /// pools. Placement decisions are counted in `metrics`.
     pub fn start(
         tables: Tables,
         handle: LifecycleHandle,
         publisher: Publisher,
         clock: Arc<dyn Clock>,
+        metrics: crate::metrics::Metrics,
     ) -> Lifecycle {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = JoinSet::new();
-        let reconciler = Runner::new(tables.clone(), handle.clone(), publisher, clock);
+        let reconciler =
+            Runner::new(tables.clone(), handle.clone(), publisher, clock).with_metrics(metrics);
         tasks.spawn(reconciler.run(stop_rx.clone()));
         tasks.spawn(watch_prefix(
             tables.clone(),
@@ -375,6 +377,7 @@ pub struct Runner {
     handle: LifecycleHandle,
     publisher: Arc<Publisher>,
     last_rebuild: Arc<Mutex<Option<std::time::Instant>>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Runner {
@@ -391,7 +394,14 @@ impl Runner {
             handle,
             publisher: Arc::new(publisher),
             last_rebuild: Arc::new(Mutex::new(None)),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Counts placement decisions in `metrics` (by default, in families nobody serves).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -719,6 +729,7 @@ impl Runner {
         let placement = match decision {
             Ok(Decision::Placed(p)) => p,
             Ok(Decision::Unplaceable(u)) => {
+                let reason = main_reason(&u.rejections);
                 if self
                     .transition(
                         &workload,
@@ -730,6 +741,7 @@ impl Runner {
                     .await?
                 {
                     summary.failed += 1;
+                    self.metrics.placement("unplaceable", reason);
                 }
                 return Ok(());
             }
@@ -745,6 +757,7 @@ impl Runner {
                     .await?
                 {
                     summary.failed += 1;
+                    self.metrics.placement("error", "invalid_request");
                 }
                 return Ok(());
             }
@@ -764,6 +777,7 @@ impl Runner {
             Ok(true) => {
                 summary.placed += 1;
                 summary.dirty_tenants.insert(workload.tenant.clone());
+                self.metrics.placement("placed", "none");
                 Ok(())
             }
             Ok(false) => {
@@ -854,5 +868,38 @@ fn moved(workload: &Workload, to: ReservationState) -> Option<Workload> {
             tracing::warn!(workload = %workload.id, error = %e, "lifecycle skipped a refused transition");
             None
         }
+    }
+}
+
+/// The `reason` label of an unplaceable workload: the reject reason that ruled out the most
+/// sites (the first in the reasons' order on a tie), `no_sites` when none was considered.
+fn main_reason(
+    rejections: &std::collections::BTreeMap<meridian_common::model::RejectReason, u32>,
+) -> String {
+    let mut best: Option<(&meridian_common::model::RejectReason, u32)> = None;
+    for (reason, &n) in rejections {
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((reason, n));
+        }
+    }
+    best.map_or_else(
+        || "no_sites".to_owned(),
+        |(r, _)| crate::metrics::label_of(r),
+    )
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::main_reason;
+    use meridian_common::model::RejectReason;
+
+    #[test]
+    fn the_reason_that_ruled_out_most_sites_names_an_unplaceable_workload() {
+        let mut r = std::collections::BTreeMap::new();
+        assert_eq!(main_reason(&r), "no_sites");
+        r.insert(RejectReason::Residency, 3);
+        r.insert(RejectReason::Capacity, 7);
+        r.insert(RejectReason::Quota, 7);
+        assert_eq!(main_reason(&r), "capacity");
     }
 }

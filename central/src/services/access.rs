@@ -138,6 +138,14 @@ rpcs! {
     CreateBootstrapToken = "FleetService" "CreateBootstrapToken", mutating: true, roles: [ProviderAdmin, SiteOperator];
     ListBootstrapTokens = "FleetService" "ListBootstrapTokens", mutating: false, roles: [ProviderAdmin, SiteOperator];
     RevokeBootstrapToken = "FleetService" "RevokeBootstrapToken", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    SetCostInputs = "CostService" "SetCostInputs", mutating: true, roles: [ProviderAdmin, SiteOperator];
+    GetCostInputs = "CostService" "GetCostInputs", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    GetEndpointCost = "CostService" "GetEndpointCost", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    GetSiteCost = "CostService" "GetSiteCost", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    SizeFleet = "CostService" "SizeFleet", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    GetBreakEven = "CostService" "GetBreakEven", mutating: false, roles: [ProviderAdmin, SiteOperator, Viewer];
+    ExportUsage = "UsageService" "ExportUsage", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
+    GetUsageTotals = "UsageService" "GetUsageTotals", mutating: false, roles: [ProviderAdmin, SiteOperator, TenantAdmin, TenantMember, Viewer];
 }
 
 /// Whether `role` may call `rpc` at all (the object check comes after), for a caller of a
@@ -189,7 +197,7 @@ mod tests {
                 rpc.name()
             );
         }
-        assert_eq!(Rpc::ALL.len(), 39);
+        assert_eq!(Rpc::ALL.len(), 47);
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod access;
 pub mod actions;
 pub mod auth;
 mod config;
+pub mod cost;
 pub mod error;
 pub mod fleet;
 pub mod overview;
@@ -38,6 +39,8 @@ pub mod passwords;
 pub mod placement;
 pub mod ratelimit;
 pub mod tenants;
+pub mod usage;
+pub mod utilisation;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -54,7 +54,7 @@ pub struct WorkloadPage {
 
 impl Services {
     /// A workload by id, if the caller may see it.
-    async fn find_workload(
+    pub(super) async fn find_workload(
         &self,
         caller: &Caller,
         id: &str,
@@ -320,7 +320,7 @@ impl Services {
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
     }
 
-    async fn placement_of(&self, w: &Workload) -> Result<Option<Placement>, ApiError> {
+    pub(super) async fn placement_of(&self, w: &Workload) -> Result<Option<Placement>, ApiError> {
         Ok(self
             .tables
             .placements()

@@ -24,7 +24,11 @@
 //! | `channel/auth/` | site | [`SiteAuth`] (`SiteAuthRecord`): certificate epoch, revoked |
 //! | `channel/sites/` | site | [`SiteChannel`] (`SiteChannelRecord`): acked/applied generations, report high-water, last seen |
 //! | `reports/` | site/sequence (20 digits) | `SiteReport` |
+//! | `usage/intervals/` | site/subject/start (20 digits) | [`proto::UsageIntervalRecord`]: one span of a tenant's metered use (an allocation or a volume) |
+//! | `usage/egress/` | site/tenant/period start (20 digits) | [`proto::UsageEgressRecord`]: bytes a tenant sent out of the site's WAN in one hour |
 //! | `rtts/` | site/region | [`proto::MeasuredRttRecord`]: the latest RTT the site's agent measured to the region |
+//! | `utilisation/` | hour start (20 digits)/site | [`proto::BusyUtilisationRecord`]: the site's busy GPU utilisation in the hour, per GPU, from its agent's summaries |
+//! | `cost/` | `inputs` (one key) | [`proto::CostInputs`]: the provider's cost inputs (GPU costs, throughput, API prices) |
 //! | `actions/` | site/request (20 digits) | [`proto::ServerActionRecord`]: an operator's server action and how far it got |
 //! | `drains/` | site/server | [`proto::ServerDrainRecord`]: the server takes no new placement |
 //! | `counters/server-actions` | (one key) | the last server-action request ID handed out |
@@ -207,6 +211,54 @@ wire_record!(
     }
 );
 
+wire_record!(
+    proto::UsageIntervalRecord,
+    "usage/intervals",
+    |r| if r.site.is_empty() || r.subject.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}/{}/{}",
+            r.site,
+            r.subject,
+            AuditSeq(r.start_ms.max(0) as u64).path()
+        )
+    }
+);
+
+wire_record!(
+    proto::BusyUtilisationRecord,
+    "utilisation",
+    |r| if r.site.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}/{}",
+            AuditSeq(r.hour_start_ms.max(0) as u64).path(),
+            r.site
+        )
+    }
+);
+
+/// The key path of the provider's cost inputs (`cost/inputs`).
+pub const COST_INPUTS_PATH: &str = "inputs";
+wire_record!(proto::CostInputs, "cost", |_r| COST_INPUTS_PATH.to_owned());
+
+wire_record!(
+    proto::UsageEgressRecord,
+    "usage/egress",
+    |r| if r.site.is_empty() || r.tenant.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{}/{}/{}",
+            r.site,
+            r.tenant,
+            AuditSeq(r.period_start_ms.max(0) as u64).path()
+        )
+    }
+);
+
 /// Which tenant owns a workload, so an ID alone finds the record (`index/workloads/{id}`).
 /// Workload IDs are assigned by central, so one ID names one workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -385,6 +437,10 @@ pub struct SiteChannel {
     /// (0: never recorded).
     #[serde(default)]
     pub path_rtt_us: u64,
+    /// The newest observation time among the site's stored reports (site clock), unix millis:
+    /// its reports are complete up to here (0: none yet). Metering's finality.
+    #[serde(default)]
+    pub reports_through_ms: i64,
 }
 
 /// A record the channel keeps per site under its own key (not a [`Table`]: the site is the
@@ -439,6 +495,7 @@ impl SiteRecord for SiteChannel {
             last_seen_ms: self.last_seen_ms,
             cert_not_after_ms: self.cert_not_after_ms,
             path_rtt_us: self.path_rtt_us,
+            reports_through_ms: self.reports_through_ms,
         }
         .encode_to_vec()
     }
@@ -454,6 +511,7 @@ impl SiteRecord for SiteChannel {
             last_seen_ms: r.last_seen_ms,
             cert_not_after_ms: r.cert_not_after_ms,
             path_rtt_us: r.path_rtt_us,
+            reports_through_ms: r.reports_through_ms,
         })
     }
 }
@@ -591,8 +649,25 @@ impl Tables {
     pub fn drains(&self) -> Table<proto::ServerDrainRecord> {
         self.table()
     }
+    /// Metered spans of use: a tenant's allocations and volumes at a site, from applied to
+    /// ended (`meridian_central::metering`).
+    pub fn usage_intervals(&self) -> Table<proto::UsageIntervalRecord> {
+        self.table()
+    }
+    /// Metered egress: bytes per (site, tenant, hour) as the sites' gateways counted them.
+    pub fn usage_egress(&self) -> Table<proto::UsageEgressRecord> {
+        self.table()
+    }
     /// The latest RTT per (site, region) the sites' agents measured.
     pub fn rtts(&self) -> Table<proto::MeasuredRttRecord> {
+        self.table()
+    }
+    /// Busy GPU utilisation per hour and site, from the agents' summaries.
+    pub fn busy_utilisation(&self) -> Table<proto::BusyUtilisationRecord> {
+        self.table()
+    }
+    /// The provider's cost inputs (one record, at [`COST_INPUTS_PATH`]).
+    pub fn cost_inputs(&self) -> Table<proto::CostInputs> {
         self.table()
     }
     /// The tenants holding a dataset with ID `id` (dataset IDs are scoped per tenant).
@@ -661,6 +736,7 @@ mod tests {
             last_seen_ms: 1_700_000_000_000,
             cert_not_after_ms: 1_700_086_400_000,
             path_rtt_us: 1_250,
+            reports_through_ms: 1_699_999_999_000,
         };
         let key = site_key(&SiteId::parse("edge-1").unwrap());
         assert_eq!(

@@ -4,4 +4,8 @@
 pub mod model;
 mod wire;
 
-pub use model::{ActionPhase, AllocationStatus, ReportBody, ResourceKey, Severity, SiteReport};
+pub use model::{
+    ActionPhase, AllocationPhaseKey, AllocationStatus, ReportBody, ResourceKey, Severity,
+    SiteReport,
+};
+pub use model::{GpuUtilisation, MetricsPeriod};

@@ -129,13 +129,102 @@ pub enum ReportBody {
         /// Why not, when not ready.
         detail: String,
     },
-    /// Site-wide metrics.
-    Metrics {
-        /// Mean GPU utilisation, percent.
-        gpu_utilisation_pct: f64,
-        /// Power draw in watts.
-        power_watts: f64,
+    /// Bytes tenants sent out of the WAN through the site's gateway in one period (a UTC
+    /// hour): the period's total so far; a newer report of the same period supersedes it.
+    Egress {
+        /// The period's start (a whole hour).
+        period_start: Timestamp,
+        /// Its length, ms.
+        period_ms: u64,
+        /// Bytes per tenant (tenants that sent nothing are left out).
+        tenants: Vec<(TenantId, u64)>,
     },
+    /// Site-wide metrics: the GPU utilisation sampled over one period, compacted.
+    Metrics {
+        /// Mean busy utilisation over the period's busy samples of every GPU, percent.
+        gpu_utilisation_pct: f64,
+        /// Power draw in watts (0: not measured).
+        power_watts: f64,
+        /// The period summarised, per GPU; `None` in reports of older agents (a bare sample).
+        #[serde(default)]
+        period: Option<MetricsPeriod>,
+    },
+}
+
+/// The period a [`ReportBody::Metrics`] summarises. Agents report one per period, at least
+/// every `utilisation_report_interval` of their clock, also when they have no GPUs (an empty
+/// list): central reads how far a site's reports reach from them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsPeriod {
+    /// When it started (agent clock).
+    pub start: Timestamp,
+    /// How long it lasted, ms.
+    pub length_ms: u64,
+    /// Per GPU and MIG device of the servers in service.
+    #[serde(default)]
+    pub gpus: Vec<GpuUtilisation>,
+}
+
+impl MetricsPeriod {
+    /// When it ended.
+    pub fn end(&self) -> Timestamp {
+        self.start
+            .saturating_add_millis(i64::try_from(self.length_ms).unwrap_or(i64::MAX))
+    }
+}
+
+/// One GPU's (or MIG device's) utilisation over a metrics period, from NVML samples.
+///
+/// **Busy utilisation** is NVML's GPU utilisation (the percentage of time a kernel ran)
+/// averaged over the samples; NVML gives none for a GPU in MIG mode or a MIG device
+/// (`nvmlDeviceGetUtilizationRates` answers `NOT_SUPPORTED`), so those have `busy_samples`
+/// 0 and only memory in use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuUtilisation {
+    /// The server.
+    pub server: ServerId,
+    /// The GPU's NVML index on the server.
+    pub gpu: u32,
+    /// The MIG device's NVML slot; `None` for the whole GPU.
+    #[serde(default)]
+    pub mig_slot: Option<u32>,
+    /// Samples taken.
+    pub samples: u32,
+    /// Samples with utilisation rates (at most `samples`).
+    pub busy_samples: u32,
+    /// Mean GPU utilisation over the busy samples, percent (0 without any).
+    pub busy_pct: f64,
+    /// Mean memory utilisation (time memory was read or written) over the busy samples,
+    /// percent.
+    pub memory_busy_pct: f64,
+    /// Mean framebuffer memory in use over all samples, percent of the total.
+    pub memory_used_pct: f64,
+}
+
+/// The phase part of an allocation's [`ResourceKey`]: a newer report supersedes an older
+/// one only within the same phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocationPhaseKey {
+    /// Known, not yet in place.
+    Pending,
+    /// In place and running: the start of its use.
+    Applied,
+    /// Ended or failed: the end of its use.
+    Stopped,
+}
+
+impl AllocationPhaseKey {
+    /// The phase a status belongs to.
+    pub fn of(status: &AllocationStatus) -> Self {
+        match status {
+            AllocationStatus::Pending => Self::Pending,
+            AllocationStatus::Applied => Self::Applied,
+            AllocationStatus::Ended | AllocationStatus::Failed { .. } => Self::Stopped,
+        }
+    }
 }
 
 /// What a state report is about; a newer report with the same key supersedes an older one.
@@ -146,12 +235,18 @@ pub enum ResourceKey {
     Server(ServerId),
     /// The site's inventory.
     Inventory,
-    /// One allocation (workload on server).
-    Allocation(WorkloadId, ServerId),
+    /// One allocation (workload on server) in one phase. The phase is part of the key so that
+    /// an allocation's start (applied) and its end (ended or failed) both reach central even
+    /// when the site was cut off in between: metering needs both times.
+    Allocation(WorkloadId, ServerId, AllocationPhaseKey),
     /// RTT to one region.
     Rtt(RegionId),
-    /// The site's metrics.
-    Metrics,
+    /// The site's metrics of the period starting at this time (0: a bare sample of an older
+    /// agent, which has no period): one summary per period survives in a buffer, and a newer
+    /// summary of the same period supersedes the older one.
+    Metrics(Timestamp),
+    /// One period's egress bytes (its start).
+    Egress(Timestamp),
     /// One server action request.
     ServerAction(RequestId),
     /// One tenant volume.
@@ -189,11 +284,22 @@ impl ReportBody {
             Self::ServerState { server, .. } => Some(ResourceKey::Server(server.clone())),
             Self::Inventory { .. } => Some(ResourceKey::Inventory),
             Self::AllocationState {
-                workload, server, ..
-            } => Some(ResourceKey::Allocation(workload.clone(), server.clone())),
+                workload,
+                server,
+                state,
+            } => Some(ResourceKey::Allocation(
+                workload.clone(),
+                server.clone(),
+                AllocationPhaseKey::of(state),
+            )),
             Self::Rtt { region, .. } => Some(ResourceKey::Rtt(region.clone())),
-            Self::Metrics { .. } => Some(ResourceKey::Metrics),
+            Self::Metrics { period, .. } => Some(ResourceKey::Metrics(
+                period
+                    .as_ref()
+                    .map_or(Timestamp::from_millis(0), |p| p.start),
+            )),
             Self::ServerAction { request, .. } => Some(ResourceKey::ServerAction(*request)),
+            Self::Egress { period_start, .. } => Some(ResourceKey::Egress(*period_start)),
             Self::Volume { tenant, name, .. } => {
                 Some(ResourceKey::Volume(tenant.clone(), name.clone()))
             }
@@ -246,7 +352,7 @@ mod tests {
                     server: srv.clone(),
                     state: AllocationStatus::Applied,
                 },
-                ResourceKey::Allocation(wl, srv.clone()),
+                ResourceKey::Allocation(wl, srv.clone(), AllocationPhaseKey::Applied),
             ),
             (
                 ReportBody::Rtt {
@@ -259,8 +365,21 @@ mod tests {
                 ReportBody::Metrics {
                     gpu_utilisation_pct: 50.0,
                     power_watts: 1e4,
+                    period: None,
                 },
-                ResourceKey::Metrics,
+                ResourceKey::Metrics(Timestamp::from_millis(0)),
+            ),
+            (
+                ReportBody::Metrics {
+                    gpu_utilisation_pct: 50.0,
+                    power_watts: 0.0,
+                    period: Some(MetricsPeriod {
+                        start: Timestamp::from_millis(60_000),
+                        length_ms: 60_000,
+                        gpus: vec![],
+                    }),
+                },
+                ResourceKey::Metrics(Timestamp::from_millis(60_000)),
             ),
             (
                 ReportBody::ServerAction {

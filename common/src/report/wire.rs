@@ -3,7 +3,9 @@
 use meridian_proto::v1 as proto;
 use proto::site_report::Body;
 
-use super::model::{ActionPhase, AllocationStatus, ReportBody, Severity, SiteReport};
+use super::model::{
+    ActionPhase, AllocationStatus, GpuUtilisation, MetricsPeriod, ReportBody, Severity, SiteReport,
+};
 use crate::ids::{Generation, RequestId, Sequence, Timestamp};
 use crate::wire::{
     AtField, ConvertError, ConvertProblem, enum_in, enum_out, failable_state, id, list, required,
@@ -54,10 +56,24 @@ impl From<ReportBody> for Body {
             ReportBody::Metrics {
                 gpu_utilisation_pct,
                 power_watts,
-            } => Body::Metrics(proto::Metrics {
-                gpu_utilisation_pct,
-                power_watts,
-            }),
+                period,
+            } => {
+                let (period_start_ms, period_ms, gpus) = match period {
+                    None => (0, 0, Vec::new()),
+                    Some(p) => (
+                        p.start.as_millis(),
+                        p.length_ms,
+                        p.gpus.into_iter().map(Into::into).collect(),
+                    ),
+                };
+                Body::Metrics(proto::Metrics {
+                    gpu_utilisation_pct,
+                    power_watts,
+                    period_start_ms,
+                    period_ms,
+                    gpus,
+                })
+            }
             ReportBody::ServerAction {
                 request,
                 server,
@@ -81,6 +97,21 @@ impl From<ReportBody> for Body {
                 size_mib,
                 ready,
                 detail,
+            }),
+            ReportBody::Egress {
+                period_start,
+                period_ms,
+                tenants,
+            } => Body::Egress(proto::EgressReport {
+                period_start_ms: period_start.as_millis(),
+                period_ms,
+                tenants: tenants
+                    .into_iter()
+                    .map(|(tenant, bytes)| proto::TenantBytes {
+                        tenant: tenant.into(),
+                        bytes,
+                    })
+                    .collect(),
             }),
         }
     }
@@ -123,6 +154,7 @@ impl TryFrom<Body> for ReportBody {
                 gpu_utilisation_pct: measure(m.gpu_utilisation_pct, 100.0)
                     .at("metrics.gpu_utilisation_pct")?,
                 power_watts: measure(m.power_watts, f64::MAX).at("metrics.power_watts")?,
+                period: metrics_period(m.period_start_ms, m.period_ms, m.gpus)?,
             },
             Body::ServerAction(a) => Self::ServerAction {
                 request: match a.request {
@@ -143,6 +175,112 @@ impl TryFrom<Body> for ReportBody {
                 ready: v.ready,
                 detail: v.detail,
             },
+            Body::Egress(e) => {
+                if e.period_ms == 0 || e.period_ms > MAX_METRICS_PERIOD_MS {
+                    return Err(ConvertError::from(ConvertProblem::Invalid(format!(
+                        "a period of {} ms: 1 ms to a day",
+                        e.period_ms
+                    ))))
+                    .at("egress.period_ms");
+                }
+                if e.period_start_ms <= 0 {
+                    return Err(ConvertError::from(ConvertProblem::Invalid(
+                        "the period's start is required".into(),
+                    )))
+                    .at("egress.period_start_ms");
+                }
+                Self::Egress {
+                    period_start: Timestamp::from_millis(e.period_start_ms),
+                    period_ms: e.period_ms,
+                    tenants: e
+                        .tenants
+                        .into_iter()
+                        .enumerate()
+                        .map(|(n, t)| {
+                            Ok((
+                                id(&t.tenant).at(&format!("egress.tenants[{n}].tenant"))?,
+                                t.bytes,
+                            ))
+                        })
+                        .collect::<Result<_, ConvertError>>()?,
+                }
+            }
+        })
+    }
+}
+
+/// The longest period a metrics summary may cover (a day): longer is a broken agent clock.
+const MAX_METRICS_PERIOD_MS: u64 = 86_400_000;
+
+/// The period of a metrics report: none for a bare sample of an older agent (start 0, no
+/// length, no GPUs).
+fn metrics_period(
+    start_ms: i64,
+    length_ms: u64,
+    gpus: Vec<proto::GpuUtilisation>,
+) -> Result<Option<MetricsPeriod>, ConvertError> {
+    if start_ms == 0 && length_ms == 0 && gpus.is_empty() {
+        return Ok(None);
+    }
+    if start_ms <= 0 {
+        return Err(ConvertProblem::Invalid(
+            "a period starts after the epoch (0 only in a report without a period)".into(),
+        ))
+        .at("metrics.period_start_ms");
+    }
+    if length_ms == 0 || length_ms > MAX_METRICS_PERIOD_MS {
+        return Err(ConvertProblem::Invalid(format!(
+            "{length_ms} is not a period length from 1 ms to {MAX_METRICS_PERIOD_MS} ms"
+        )))
+        .at("metrics.period_ms");
+    }
+    let gpus = gpus
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| GpuUtilisation::try_from(g).map_err(|e| e.at_index("metrics.gpus", i)))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(MetricsPeriod {
+        start: Timestamp::from_millis(start_ms),
+        length_ms,
+        gpus,
+    }))
+}
+
+impl From<GpuUtilisation> for proto::GpuUtilisation {
+    fn from(g: GpuUtilisation) -> Self {
+        Self {
+            server: g.server.into(),
+            gpu: g.gpu,
+            mig_slot: g.mig_slot,
+            samples: g.samples,
+            busy_samples: g.busy_samples,
+            busy_pct: g.busy_pct,
+            memory_busy_pct: g.memory_busy_pct,
+            memory_used_pct: g.memory_used_pct,
+        }
+    }
+}
+
+impl TryFrom<proto::GpuUtilisation> for GpuUtilisation {
+    type Error = ConvertError;
+
+    fn try_from(g: proto::GpuUtilisation) -> Result<Self, ConvertError> {
+        if g.busy_samples > g.samples {
+            return Err(ConvertProblem::Invalid(format!(
+                "{} busy samples of {} samples",
+                g.busy_samples, g.samples
+            )))
+            .at("busy_samples");
+        }
+        Ok(Self {
+            server: id(&g.server).at("server")?,
+            gpu: g.gpu,
+            mig_slot: g.mig_slot,
+            samples: g.samples,
+            busy_samples: g.busy_samples,
+            busy_pct: measure(g.busy_pct, 100.0).at("busy_pct")?,
+            memory_busy_pct: measure(g.memory_busy_pct, 100.0).at("memory_busy_pct")?,
+            memory_used_pct: measure(g.memory_used_pct, 100.0).at("memory_used_pct")?,
         })
     }
 }
@@ -193,6 +331,7 @@ impl TryFrom<proto::SiteReport> for SiteReport {
 #[cfg(test)]
 mod tests {
     use meridian_proto::v1 as proto;
+    use proto::site_report::Body;
 
     use crate::report::ReportBody;
     use crate::testkit::{Mutation, any_invalid, bare_server, failures, report, server};
@@ -201,7 +340,6 @@ mod tests {
     #[test]
     fn report_failures() {
         use ConvertProblem::*;
-        use proto::site_report::Body;
         fn inventory(r: &mut proto::SiteReport) -> &mut proto::Inventory {
             match r.body.as_mut() {
                 Some(Body::Inventory(i)) => i,
@@ -280,6 +418,7 @@ mod tests {
                     r.body = Some(Body::Metrics(proto::Metrics {
                         gpu_utilisation_pct: f64::NAN,
                         power_watts: 1.0,
+                        ..Default::default()
                     }))
                 },
                 "metrics.gpu_utilisation_pct",
@@ -291,6 +430,7 @@ mod tests {
                     r.body = Some(Body::Metrics(proto::Metrics {
                         gpu_utilisation_pct: 150.0,
                         power_watts: 1.0,
+                        ..Default::default()
                     }))
                 },
                 "metrics.gpu_utilisation_pct",
@@ -302,6 +442,7 @@ mod tests {
                     r.body = Some(Body::Metrics(proto::Metrics {
                         gpu_utilisation_pct: 50.0,
                         power_watts: -3.0,
+                        ..Default::default()
                     }))
                 },
                 "metrics.power_watts",
@@ -313,9 +454,56 @@ mod tests {
                     r.body = Some(Body::Metrics(proto::Metrics {
                         gpu_utilisation_pct: 50.0,
                         power_watts: f64::INFINITY,
+                        ..Default::default()
                     }))
                 },
                 "metrics.power_watts",
+                any_invalid(),
+            ),
+            (
+                "period without a start",
+                |r| r.body = Some(Body::Metrics(period(|m| m.period_start_ms = 0))),
+                "metrics.period_start_ms",
+                any_invalid(),
+            ),
+            (
+                "period of no length",
+                |r| r.body = Some(Body::Metrics(period(|m| m.period_ms = 0))),
+                "metrics.period_ms",
+                any_invalid(),
+            ),
+            (
+                "period over a day",
+                |r| r.body = Some(Body::Metrics(period(|m| m.period_ms = 86_400_001))),
+                "metrics.period_ms",
+                any_invalid(),
+            ),
+            (
+                "bad server of a GPU",
+                |r| r.body = Some(Body::Metrics(period(|m| m.gpus[1].server = "Srv 1".into()))),
+                "metrics.gpus[1].server",
+                any_invalid(),
+            ),
+            (
+                "busy over 100 %",
+                |r| r.body = Some(Body::Metrics(period(|m| m.gpus[0].busy_pct = 100.5))),
+                "metrics.gpus[0].busy_pct",
+                any_invalid(),
+            ),
+            (
+                "more busy samples than samples",
+                |r| r.body = Some(Body::Metrics(period(|m| m.gpus[0].busy_samples = 13))),
+                "metrics.gpus[0].busy_samples",
+                any_invalid(),
+            ),
+            (
+                "NaN memory in use",
+                |r| {
+                    r.body = Some(Body::Metrics(period(|m| {
+                        m.gpus[1].memory_used_pct = f64::NAN
+                    })))
+                },
+                "metrics.gpus[1].memory_used_pct",
                 any_invalid(),
             ),
         ];
@@ -324,5 +512,51 @@ mod tests {
             servers: vec![server(), bare_server()],
         });
         failures(inventory_report, cases);
+    }
+
+    /// A good metrics period (two GPUs, the second a MIG device), changed by `f`.
+    fn period(f: impl FnOnce(&mut proto::Metrics)) -> proto::Metrics {
+        let gpu = |gpu, mig_slot, busy_samples| proto::GpuUtilisation {
+            server: "srv-1".into(),
+            gpu,
+            mig_slot,
+            samples: 12,
+            busy_samples,
+            busy_pct: if busy_samples > 0 { 40.0 } else { 0.0 },
+            memory_busy_pct: if busy_samples > 0 { 10.0 } else { 0.0 },
+            memory_used_pct: 25.0,
+        };
+        let mut m = proto::Metrics {
+            gpu_utilisation_pct: 40.0,
+            power_watts: 0.0,
+            period_start_ms: 1_800_000_000_000,
+            period_ms: 60_000,
+            gpus: vec![gpu(0, None, 12), gpu(1, Some(3), 0)],
+        };
+        f(&mut m);
+        m
+    }
+
+    #[test]
+    fn metrics_periods_round_trip_and_bare_samples_have_none() {
+        let wire = period(|_| {});
+        let body = ReportBody::try_from(Body::Metrics(wire.clone())).unwrap();
+        let ReportBody::Metrics {
+            period: Some(p), ..
+        } = &body
+        else {
+            panic!("{body:?}")
+        };
+        assert_eq!(p.gpus.len(), 2);
+        assert_eq!(p.gpus[1].mig_slot, Some(3));
+        assert_eq!(p.end().as_millis(), 1_800_000_060_000);
+        assert_eq!(Body::from(body), Body::Metrics(wire));
+        let bare = ReportBody::try_from(Body::Metrics(proto::Metrics {
+            gpu_utilisation_pct: 12.0,
+            power_watts: 3.0,
+            ..Default::default()
+        }))
+        .unwrap();
+        assert!(matches!(bare, ReportBody::Metrics { period: None, .. }));
     }
 }

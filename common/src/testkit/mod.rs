@@ -452,6 +452,20 @@ pub(crate) fn report_bodies() -> Vec<ReportBody> {
         ReportBody::Metrics {
             gpu_utilisation_pct: 73.5,
             power_watts: 18_250.0,
+            period: Some(crate::report::MetricsPeriod {
+                start: Timestamp::from_millis(1_800_000_000_000),
+                length_ms: 60_000,
+                gpus: vec![crate::report::GpuUtilisation {
+                    server: i("srv-1"),
+                    gpu: 3,
+                    mig_slot: None,
+                    samples: 12,
+                    busy_samples: 12,
+                    busy_pct: 73.5,
+                    memory_busy_pct: 20.25,
+                    memory_used_pct: 50.0,
+                }],
+            }),
         },
     ]
 }

@@ -88,6 +88,7 @@ pub async fn run(options: &ApiBenchOptions) -> Result<ApiBenchReport, Box<dyn st
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
     config.console.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
     // One load generator speaks for every tenant: lift the per-tenant limit out of the way.
     config.api.rate_per_second = 1e9;
     config.api.rate_burst = 1e9;

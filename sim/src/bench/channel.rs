@@ -348,6 +348,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
             .env("MERIDIAN_AGENT_DATA_DIR", dir.join("b7-agent"))
             .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &b7_boot)
             .env("MERIDIAN_AGENT_TELEMETRY__FILTER", "warn")
+            .env("MERIDIAN_AGENT_METRICS__LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -432,6 +433,7 @@ pub async fn run(opts: &ChannelBenchOptions) -> Result<ChannelBenchReport, BoxEr
     config.channel.listen = listen;
     config.api.listen = "127.0.0.1:0".parse().expect("valid address");
     config.console.listen = "127.0.0.1:0".parse().expect("valid address");
+    config.metrics.listen = "127.0.0.1:0".parse().expect("valid address");
     // The old endpoint lets go of the port once its last connection is dropped.
     let reopen = Instant::now();
     let central = loop {

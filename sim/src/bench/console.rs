@@ -235,6 +235,7 @@ pub async fn run(options: &ConsoleBenchOptions) -> Result<ConsoleBenchReport, Bo
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
     config.console.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
     config.console.enabled = true;
     config.console.max_streams = config.console.max_streams.max(streams);
     // One client renders and streams for one user: lift the per-caller limit out of the way.

@@ -227,6 +227,7 @@ async fn fifty_tenants(
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
     config.console.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
     let central = Central::open(config).await?;
     let site = "sim-b13";
     meridian_testkit::enrol::add_site(&central, site).await?;

@@ -1124,6 +1124,7 @@ mod seeds {
             ReportBody::Metrics {
                 gpu_utilisation_pct: 71.25,
                 power_watts: 5_600.0,
+                period: None,
             },
         ];
         bodies

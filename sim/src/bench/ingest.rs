@@ -29,7 +29,7 @@ use meridian_central::server::Central;
 use meridian_common::channel::bootstrap::BootstrapFile;
 use meridian_common::channel::{CENTRAL_SERVER_NAME, frame};
 use meridian_common::ids::{Generation, Sequence, SiteId, Timestamp};
-use meridian_common::model::{ReportBody, Severity, SiteReport};
+use meridian_common::model::{AllocationStatus, ReportBody, Severity, SiteReport};
 use meridian_proto::v1 as proto;
 use prost::Message;
 
@@ -58,6 +58,9 @@ pub struct IngestBenchOptions {
     pub endpoints: usize,
     /// Reports per second the agents offer together in the paced phase.
     pub paced_rate: f64,
+    /// Central records usage from the reports (`channel.metering`); off only to measure what
+    /// accounting costs (B14).
+    pub metering: bool,
 }
 
 impl IngestBenchOptions {
@@ -70,6 +73,7 @@ impl IngestBenchOptions {
             seconds: if full { 15.0 } else { 5.0 },
             endpoints: 8,
             paced_rate: 50_000.0,
+            metering: true,
         }
     }
 }
@@ -228,11 +232,12 @@ struct AgentRun {
 pub async fn run(opts: &IngestBenchOptions) -> Result<IngestBenchReport, BoxError> {
     let n = opts.agents.max(1);
     let temp = tempfile::tempdir()?;
-    let config = test_central_config(
+    let mut config = test_central_config(
         &temp.path().join("central"),
         "127.0.0.1:0".parse()?,
         Liveness::Relaxed,
     );
+    config.channel.metering = opts.metering;
     let central = Arc::new(Central::open(config).await?);
     let addr = central.channel().local_addr();
     eprintln!("B5: central on {addr}; creating {n} sites and bootstrap tokens");
@@ -455,21 +460,31 @@ async fn open_session(
     Ok((identity, connection, send, recv))
 }
 
-/// A realistic mix: mostly metrics and events, some RTT measurements.
+/// A realistic mix: mostly metrics and events, some RTT measurements, and one allocation
+/// starting and one ending in every 16 reports (what metering reads).
 fn report_template(site: &SiteId, i: u64) -> proto::SiteReport {
-    let body = match i % 4 {
-        0 => ReportBody::Event {
+    let allocation = |state| ReportBody::AllocationState {
+        workload: meridian_common::ids::WorkloadId::parse(&format!("wl-{:012x}", i / 16))
+            .expect("valid"),
+        server: meridian_common::ids::ServerId::parse("srv-0001").expect("valid"),
+        state,
+    };
+    let body = match i % 16 {
+        4 => allocation(AllocationStatus::Applied),
+        12 => allocation(AllocationStatus::Ended),
+        k if k % 4 == 0 => ReportBody::Event {
             severity: Severity::Info,
             resource: format!("server/srv-{}", i % 4),
             message: "allocation applied".into(),
         },
-        1 => ReportBody::Rtt {
+        k if k % 4 == 1 => ReportBody::Rtt {
             region: meridian_common::ids::RegionId::parse("eu-frankfurt").expect("valid"),
             rtt_ms: 12,
         },
         _ => ReportBody::Metrics {
             gpu_utilisation_pct: 73.5,
             power_watts: 5_600.0,
+            period: None,
         },
     };
     SiteReport {

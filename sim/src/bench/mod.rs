@@ -3,6 +3,7 @@
 //! `meridian-sim bench all` ([`suite`]) runs them all and writes [`results`] as JSON plus
 //! [`svg`] plots.
 
+pub mod accounting;
 pub mod api;
 pub mod channel;
 pub mod console;
@@ -12,6 +13,7 @@ pub mod fuzz;
 mod harness;
 pub use harness::CHANGE_TXN_INTENTS;
 pub mod ingest;
+pub mod metrics;
 pub mod noisy;
 pub mod placement;
 pub mod results;

@@ -128,6 +128,7 @@ pub async fn run(seconds: u64) -> Result<NoisyReport, Box<dyn std::error::Error>
     config.channel.listen = "127.0.0.1:0".parse()?;
     config.api.listen = "127.0.0.1:0".parse()?;
     config.console.listen = "127.0.0.1:0".parse()?;
+    config.metrics.listen = "127.0.0.1:0".parse()?;
     config.api.rate_per_second = LIMIT;
     config.api.rate_burst = LIMIT;
     let central = Central::open(config).await?;

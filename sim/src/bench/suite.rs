@@ -15,12 +15,14 @@ use std::time::{Duration, Instant};
 
 use meridian_store::commit_rate as commit;
 
+use super::accounting::{self, AccountingReport};
 use super::channel::{self, ChannelBenchOptions, ChannelBenchReport};
 use super::console::{self, ConsoleBenchOptions, ConsoleBenchReport};
 use super::etcd::{self, EtcdBenchOptions, EtcdBenchReport, EtcdMissing};
 use super::fuzz::{self, FuzzOptions, FuzzReport};
 use super::harness::BoxError;
 use super::ingest::{self, IngestBenchOptions, IngestBenchReport};
+use super::metrics::{self as metrics_bench, MetricsBenchOptions, MetricsBenchReport};
 use super::placement::{self, PlacementBenchReport};
 use super::results::{Bound, Machine, Mode, PlotData, Row, Series, SuiteResults};
 use super::resync::{self, ResyncBenchOptions, ResyncBenchReport};
@@ -31,8 +33,8 @@ use crate::simfleet::Progress;
 
 /// Every TARGETS.md id the suite reports a row for.
 pub const ROW_IDS: &[&str] = &[
-    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B13", "R9", "R10",
-    "CAL",
+    "B1", "B1q", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B13", "B14", "R9",
+    "R10", "CAL",
 ];
 
 /// Plot files the suite writes when it has their data.
@@ -62,6 +64,8 @@ pub struct Plan {
     /// B2's baseline: etcd's watch fan-out to as many watchers as `channel` has agents.
     pub etcd: EtcdBenchOptions,
     pub ingest: IngestBenchOptions,
+    /// B14: pairs of B5 runs with usage accounting off and on.
+    pub accounting_rounds: usize,
     pub resync: ResyncBenchOptions,
     /// B6: runs, seconds per run, writers with group commit.
     pub store_runs: usize,
@@ -74,6 +78,8 @@ pub struct Plan {
     pub api: api::ApiBenchOptions,
     /// B11: the console's fleet page and live-update fan-out.
     pub console: ConsoleBenchOptions,
+    /// Central's `/metrics` at fleet scale.
+    pub metrics: MetricsBenchOptions,
     pub fuzz: FuzzOptions,
     /// R10's required executions per target in this mode.
     pub fuzz_required: u64,
@@ -105,7 +111,9 @@ impl Plan {
                     seconds: 0.5,
                     endpoints: 2,
                     paced_rate: 1_000.0,
+                    metering: true,
                 },
+                accounting_rounds: 1,
                 resync: ResyncBenchOptions {
                     generations: 50,
                     networks: 20,
@@ -124,6 +132,11 @@ impl Plan {
                     in_flight: 4,
                     tenants: 2,
                     workloads: 4,
+                },
+                metrics: MetricsBenchOptions {
+                    sites: 50,
+                    scrapes: 3,
+                    seed,
                 },
                 console: ConsoleBenchOptions {
                     sites: 50,
@@ -150,6 +163,7 @@ impl Plan {
                 channel: ChannelBenchOptions::new(1_000),
                 etcd: EtcdBenchOptions::new(1_000),
                 ingest: IngestBenchOptions::new(false),
+                accounting_rounds: 3,
                 resync: ResyncBenchOptions::default(),
                 store_runs: 3,
                 store_seconds: 1.0,
@@ -161,6 +175,10 @@ impl Plan {
                 console: ConsoleBenchOptions {
                     seed,
                     ..ConsoleBenchOptions::new(false)
+                },
+                metrics: MetricsBenchOptions {
+                    seed,
+                    ..MetricsBenchOptions::new(false)
                 },
                 // About half a minute in a release build: the quick run meets R10's count too.
                 fuzz: FuzzOptions {
@@ -175,6 +193,7 @@ impl Plan {
                 channel: ChannelBenchOptions::new(10_000),
                 etcd: EtcdBenchOptions::new(10_000),
                 ingest: IngestBenchOptions::new(true),
+                accounting_rounds: 3,
                 resync: ResyncBenchOptions::default(),
                 store_runs: 5,
                 store_seconds: 2.0,
@@ -186,6 +205,10 @@ impl Plan {
                 console: ConsoleBenchOptions {
                     seed,
                     ..ConsoleBenchOptions::new(true)
+                },
+                metrics: MetricsBenchOptions {
+                    seed,
+                    ..MetricsBenchOptions::new(true)
                 },
                 fuzz: FuzzOptions {
                     seed,
@@ -447,6 +470,29 @@ pub async fn run(opts: &SuiteOptions) -> Result<(SuiteResults, bool), BoxError> 
         run.save();
     } else {
         run.skipped(&["B11"], "not selected (--only)");
+    }
+
+    if run.wants(&["B14"]) {
+        eprintln!("\n== B14: usage accounting's cost at ingest ==");
+        match accounting::run(&plan.ingest, plan.accounting_rounds).await {
+            Ok(r) => {
+                println!("{r}");
+                accounting_rows(&mut run, &r);
+            }
+            Err(e) => run.failed("bench accounting", &["B14"], e.as_ref()),
+        }
+        run.save();
+        eprintln!("\n== B14: central's /metrics ==");
+        match metrics_bench::run(&plan.metrics).await {
+            Ok(r) => {
+                println!("{r}");
+                metrics_rows(&mut run, &r);
+            }
+            Err(e) => run.failed("bench metrics", &["B14"], e.as_ref()),
+        }
+        run.save();
+    } else {
+        run.skipped(&["B14"], "not selected (--only)");
     }
 
     run.results.rows.push(Row::not_built(
@@ -1290,6 +1336,99 @@ fn api_rows(run: &mut Run<'_>, plan: &Plan, r: &api::ApiBenchReport) {
         run.results.rows.push(rate);
         run.results.rows.push(p99);
     }
+}
+
+/// B14: ingest capacity with usage accounting over without it, and the paced p99 of each.
+fn accounting_rows(run: &mut Run<'_>, r: &AccountingReport) {
+    let (on, off) = r.p99_on_off();
+    let agents = r.on.first().map_or(0, |x| x.agents);
+    run.results.rows.push(
+        Row::check(
+            "B14",
+            format!("usage accounting at ingest: capacity on / off ({agents} agents, saturated)"),
+            r.capacity_ratio(),
+            "x",
+            format!(
+                "{:.3}; paced ack p99 median {on:.2} ms on, {off:.2} ms off",
+                r.capacity_ratio()
+            ),
+            ">= 0.90 (at most 10 % cost)",
+            Bound::AtLeast(0.90),
+        )
+        .baseline(format!(
+            "B5 with channel.metering = false, alternated in the same run ({} runs each)",
+            r.off.len()
+        ))
+        .note(
+            "1 allocation start and 1 end in every 16 reports; median of the runs, min/max printed \
+             by bench all",
+        ),
+    );
+}
+
+/// B14, central's `/metrics`: a scrape that computes the fleet gauges from the store (the
+/// worst case, once per cache period), a cached scrape, and the answer's size.
+fn metrics_rows(run: &mut Run<'_>, r: &MetricsBenchReport) {
+    let fleet = format!(
+        "{} sites, {} servers, {} GPUs, {} placements",
+        r.sites, r.servers, r.gpus, r.placements
+    );
+    let at_scale = |note: String| {
+        let s = scale(r.sites, 10_000);
+        if s.is_empty() {
+            note
+        } else {
+            format!("{s}; {note}")
+        }
+    };
+    let worst = r.computed.last().copied().unwrap_or_default().max(r.first);
+    let rows = &mut run.results.rows;
+    rows.push(
+        Row::check(
+            "B14",
+            format!(
+                "GET /metrics computing the fleet gauges from the store ({} sites): worst",
+                r.sites
+            ),
+            ms(worst),
+            "ms",
+            format!(
+                "computing {}; first scrape {:.1} ms",
+                metrics_bench::spread(&r.computed),
+                ms(r.first)
+            ),
+            "<= 1 s",
+            Bound::AtMost(1_000.0),
+        )
+        .note(at_scale(format!(
+            "{fleet}; at most once per metrics.fleet_cache_ms (5 s), whatever the scrape rate"
+        ))),
+    );
+    rows.push(Row::info(
+        "B14",
+        format!(
+            "GET /metrics, gauges cached ({} sites, {} scrapes): median",
+            r.sites,
+            r.cached.len()
+        ),
+        Some(ms(percentile(&r.cached, 0.5))),
+        "ms",
+        metrics_bench::spread(&r.cached),
+    ));
+    rows.push(
+        Row::check(
+            "B14",
+            format!("GET /metrics answer size ({} sites)", r.sites),
+            r.bytes as f64,
+            "B",
+            format!("{} B, {} samples", r.bytes, r.series),
+            "<= 10 MB",
+            Bound::AtMost(10_000_000.0),
+        )
+        .note(at_scale(
+            "label cardinality does not grow with sites".into(),
+        )),
+    );
 }
 
 /// B11: the fleet page's render time and weight, and the live-update fan-out.

@@ -10,6 +10,7 @@
 //! | `reconnect-storm` | [`reconnect_storm`] | restarts central under every connected site |
 //! | `reservation-calendar` | [`calendar`] | a week of overlapping reservations on core sites; utilisation |
 //! | `lose-half-servers` | [`lose_half`] | a cut-off site loses half its BMCs and reports it on reconnect |
+//! | `metering` | [`metering`] | reservations on a hand-moved clock, a site cut off for an hour; usage against a recomputation |
 //!
 //! [`load`] parses a file, [`run`] runs it with [`Overrides`] (a smaller fleet, accelerated
 //! time) and returns a [`ScenarioResult`]: the kind's typed outcome and its [`Check`]s.
@@ -17,6 +18,7 @@
 
 pub mod calendar;
 pub mod lose_half;
+pub mod metering;
 pub mod reconnect_storm;
 pub mod wan_outage;
 
@@ -39,6 +41,7 @@ pub enum Scenario {
     ReconnectStorm(reconnect_storm::Spec),
     ReservationCalendar(calendar::Spec),
     LoseHalfServers(lose_half::Spec),
+    Metering(metering::Spec),
 }
 
 impl Scenario {
@@ -49,6 +52,7 @@ impl Scenario {
             Scenario::ReconnectStorm(_) => "reconnect-storm",
             Scenario::ReservationCalendar(_) => "reservation-calendar",
             Scenario::LoseHalfServers(_) => "lose-half-servers",
+            Scenario::Metering(_) => "metering",
         }
     }
 }
@@ -139,6 +143,7 @@ pub enum Outcome {
     ReconnectStorm(reconnect_storm::Outcome),
     ReservationCalendar(calendar::Outcome),
     LoseHalfServers(lose_half::Outcome),
+    Metering(Box<metering::Outcome>),
 }
 
 /// What a scenario run found.
@@ -175,6 +180,7 @@ impl fmt::Display for ScenarioResult {
             Outcome::ReconnectStorm(o) => write!(f, "{o}")?,
             Outcome::ReservationCalendar(o) => write!(f, "{o}")?,
             Outcome::LoseHalfServers(o) => write!(f, "{o}")?,
+            Outcome::Metering(o) => write!(f, "{o}")?,
         }
         writeln!(f, "checks:")?;
         for c in &self.checks {
@@ -214,6 +220,10 @@ pub async fn run(
         Scenario::LoseHalfServers(s) => {
             let (o, c) = lose_half::run(s, overrides, progress).await?;
             (Outcome::LoseHalfServers(o), c)
+        }
+        Scenario::Metering(s) => {
+            let (o, c) = metering::run(s, overrides, progress).await?;
+            (Outcome::Metering(Box::new(o)), c)
         }
     };
     Ok(ScenarioResult {

@@ -22,8 +22,8 @@ use meridian_agent::reconcile::gateway::{GatewayLayout, ManagedGateway};
 use meridian_agent::reconcile::server::ManagedDpu;
 use meridian_agent::reconcile::storage::ManagedStorage;
 use meridian_agent::reconcile::{
-    ManagedSwitch, RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler, SiteReconcilerConfig,
-    SwitchLayout, SystemClock,
+    Clock, ManagedSwitch, RetryPolicy, ServerDrivers, ServerSpec, SiteReconciler,
+    SiteReconcilerConfig, SwitchLayout,
 };
 use meridian_common::model::{GpuModel, Ipv4Net, MigConfig, Server};
 use meridian_drivers::bmc::{RedfishBmc, RedfishConfig};
@@ -199,7 +199,9 @@ impl GatewayNode {
             .await
             .ok()
             .flatten()
-            .map_or(0, |c| c.keys().filter(|k| k.contains(" dnat ")).count())
+            .map_or(0, |c| {
+                c.packets.keys().filter(|k| k.contains(" dnat ")).count()
+            })
     }
 }
 
@@ -348,7 +350,11 @@ impl SiteHardware {
     /// server's emulated BMC, the real BlueField driver against its DPU's (wanting DPU mode),
     /// the fake NVML as the GPU driver and the real NVUE driver against the switch; converged
     /// servers and the switch are looked at again every `resync`.
-    pub fn reconciler(&self, resync: Duration) -> Result<SiteReconciler, ReconcilerError> {
+    pub fn reconciler(
+        &self,
+        resync: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<SiteReconciler, ReconcilerError> {
         let redfish = |bmc: &RunningBmc| {
             let (user, password) = bmc.credentials();
             let mut cfg = RedfishConfig::new(bmc.url(), user, password);
@@ -431,7 +437,7 @@ impl SiteHardware {
             vec![switch],
             self.gateway.as_ref().map(GatewayNode::managed),
             config,
-            Arc::new(SystemClock),
+            clock,
         )
         .with_storage(Some(storage)))
     }

@@ -61,6 +61,7 @@
 
 mod actions;
 pub mod agents;
+pub mod clock;
 pub mod gateway;
 pub mod hardware;
 mod progress;
@@ -75,6 +76,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meridian_agent::Agent;
+use meridian_agent::reconcile::ManualClock;
 use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
 use meridian_central::config::CentralConfig;
 use meridian_central::server::{Central, CentralError};
@@ -127,6 +129,13 @@ pub struct SimFleetOptions {
     /// own, kept by the agent's netlink and nftables drivers (needs root, `ip` and `nft`;
     /// without them the fleet runs without gateways and says why).
     pub gateways: bool,
+    /// One clock for central and the site reconcilers (scenarios that move time by hand);
+    /// `None`: the wall clock.
+    pub clock: Option<Arc<ManualClock>>,
+    /// Serve every agent's `/metrics` on a port of its own (any free port of 127.0.0.1;
+    /// [`SimFleet::agent_metrics_addr`]): for small fleets, in tests. Off, the in-process
+    /// agents serve nothing (central's `/metrics` is on either way).
+    pub agent_metrics: bool,
 }
 
 impl SimFleetOptions {
@@ -143,6 +152,8 @@ impl SimFleetOptions {
             disconnect_after_ms: 60_000,
             resync: Duration::from_secs(60),
             gateways: false,
+            clock: None,
+            agent_metrics: false,
         }
     }
 }
@@ -160,6 +171,8 @@ pub enum SimFleetError {
     TooMuchHardware { hardware: usize, servers: usize },
     #[error("cannot create a directory")]
     Dir(#[source] std::io::Error),
+    #[error("cannot serve an agent's /metrics")]
+    AgentMetrics(#[source] std::io::Error),
     #[error(
         "the data directory already holds a fleet; point --data-dir at an empty directory or remove it"
     )]
@@ -220,7 +233,19 @@ pub struct SimFleet {
     agents_started: Instant,
     /// Why the hardware sites have no gateway nodes (`None`: they have).
     gateways_skipped: Option<String>,
+    /// Central's clock (restarts reuse it).
+    clock: Arc<dyn meridian_central::clock::Clock>,
+    /// The agents' `/metrics` listeners, by site index (with `agent_metrics`).
+    agent_metrics: BTreeMap<usize, meridian_agent::metrics::MetricsServer>,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// The site reconcilers' clock: the fleet's own, or the wall clock.
+fn reconciler_clock(options: &SimFleetOptions) -> Arc<dyn meridian_agent::reconcile::Clock> {
+    match &options.clock {
+        Some(c) => Arc::clone(c) as _,
+        None => Arc::new(meridian_agent::reconcile::SystemClock),
+    }
 }
 
 /// Records per store transaction while loading the fleet.
@@ -318,17 +343,25 @@ impl SimFleet {
         config.channel.listen = "127.0.0.1:0".parse().expect("valid address");
         config.api.listen = "127.0.0.1:0".parse().expect("valid address");
         config.console.listen = "127.0.0.1:0".parse().expect("valid address");
+        config.metrics.listen = "127.0.0.1:0".parse().expect("valid address");
         // One client submits for many tenants.
         config.channel.disconnect_after_ms = options.disconnect_after_ms;
         config.channel.idle_timeout_ms = 60_000;
         config.api.rate_per_second = 1e6;
         config.api.rate_burst = 1e6;
-        let central = Central::open(config.clone()).await?;
+        let central_clock: Arc<dyn meridian_central::clock::Clock> = match &options.clock {
+            Some(c) => Arc::new(clock::SharedClock(Arc::clone(c))),
+            None => Arc::new(meridian_central::clock::SystemClock),
+        };
+        let central = Central::open_with_clock(config.clone(), Arc::clone(&central_clock)).await?;
         // Restarts reuse the ports the first start got.
         config.channel.listen = central.channel().local_addr();
         config.api.listen = central.api().local_addr();
         if let Some(console) = central.console() {
             config.console.listen = console.local_addr();
+        }
+        if let Some(metrics) = central.metrics_addr() {
+            config.metrics.listen = metrics;
         }
         let tables = central.tables();
         if !tables.sites().list(None, None, 1).await?.items.is_empty() {
@@ -442,6 +475,7 @@ impl SimFleet {
         let agents_started = Instant::now();
         let mut agents: Vec<Option<Agent>> = Vec::with_capacity(fleet.sites.len());
         let mut window = agents::EnrolWindow::default();
+        let mut agent_metrics = BTreeMap::new();
         for (i, site) in fleet.sites.iter().enumerate() {
             window
                 .room(i, |j| agents[j].as_ref().is_some_and(Agent::is_connected))
@@ -458,12 +492,28 @@ impl SimFleet {
             let file =
                 meridian_testkit::enrol::bootstrap_file(&central, &site.id, addresses).await?;
             std::fs::write(pool.bootstrap_path(i), file.render()).map_err(SimFleetError::Dir)?;
-            let reconciler: Arc<dyn Reconciler> = match hardware.get(&i) {
-                Some(hw) => Arc::new(hw.reconciler(options.resync)?),
+            let site_reconciler = match hardware.get(&i) {
+                Some(hw) => Some(hw.reconciler(options.resync, reconciler_clock(options))?),
+                None => None,
+            };
+            let reconciler: Arc<dyn Reconciler> = match &site_reconciler {
+                Some(r) => Arc::new(r.clone()),
                 None => Arc::new(RecordingReconciler::default()),
             };
             let config = pool.config(i, options.heartbeat_ms);
-            agents.push(Some(pool.start(i, config, reconciler).await?));
+            let agent = pool.start(i, config, reconciler).await?;
+            if options.agent_metrics {
+                let sources = meridian_agent::metrics::MetricsSources {
+                    store: agent.store().clone(),
+                    reconciler: site_reconciler,
+                };
+                let listen = "127.0.0.1:0".parse().expect("valid address");
+                let server = meridian_agent::metrics::MetricsServer::start(listen, sources)
+                    .await
+                    .map_err(SimFleetError::AgentMetrics)?;
+                agent_metrics.insert(i, server);
+            }
+            agents.push(Some(agent));
             if i % 64 == 63 || i + 1 == fleet.sites.len() {
                 progress.bar("starting agents", i + 1, fleet.sites.len(), "");
             }
@@ -488,8 +538,15 @@ impl SimFleet {
             converge_time: Duration::ZERO,
             agents_started,
             gateways_skipped,
+            clock: central_clock,
+            agent_metrics,
             _temp: temp,
         })
+    }
+
+    /// The API token of `tenant`'s admin user, once [`SimFleet::submit`] created the tenant.
+    pub fn tenant_token(&self, tenant: &str) -> Option<String> {
+        self.tokens.get(tenant).cloned()
     }
 
     /// The generated fleet.
@@ -554,6 +611,22 @@ impl SimFleet {
     /// The API's URL.
     pub fn api_endpoint(&self) -> String {
         format!("https://{}", self.config.api.listen)
+    }
+
+    /// Central's `/metrics` URL, when it is on.
+    pub fn central_metrics_url(&self) -> Option<String> {
+        self.config
+            .metrics
+            .enabled
+            .then(|| format!("http://{}/metrics", self.config.metrics.listen))
+    }
+
+    /// Where the agent of site `index` serves `/metrics` (with
+    /// [`SimFleetOptions::agent_metrics`]).
+    pub fn agent_metrics_addr(&self, index: usize) -> Option<std::net::SocketAddr> {
+        self.agent_metrics
+            .get(&index)
+            .map(meridian_agent::metrics::MetricsServer::local_addr)
     }
 
     /// The operator console's URL, when it is on.
@@ -995,7 +1068,7 @@ impl SimFleet {
         // The old endpoint lets go of its ports once its last connection is dropped.
         let reopen = Instant::now();
         let central = loop {
-            match Central::open(self.config.clone()).await {
+            match Central::open_with_clock(self.config.clone(), Arc::clone(&self.clock)).await {
                 Ok(c) => break c,
                 Err(e) if reopen.elapsed() < Duration::from_secs(30) => {
                     tracing::debug!(error = %e, "central cannot restart yet");
@@ -1015,6 +1088,9 @@ impl SimFleet {
     pub async fn shutdown(mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
+        }
+        for (_, metrics) in std::mem::take(&mut self.agent_metrics) {
+            metrics.shutdown().await;
         }
         let mut stopping = tokio::task::JoinSet::new();
         for agent in self.agents.iter_mut().filter_map(Option::take) {

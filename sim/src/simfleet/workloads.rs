@@ -226,6 +226,33 @@ pub fn gpu_workload(
     }
 }
 
+/// A VM reservation of one MIG instance of `profile` on a `model` GPU per replica, on sites
+/// of `tier` when given, in `window`.
+pub fn mig_workload(
+    tenant: TenantId,
+    name: String,
+    model: GpuModel,
+    profile: MigProfile,
+    tier: Option<SiteTier>,
+    window: TimeWindow,
+) -> PlannedWorkload {
+    PlannedWorkload {
+        tenant,
+        spec: spec(
+            name,
+            WorkloadKind::VirtualMachine,
+            Accelerator::Mig { model, profile },
+            (2, 8),
+            1,
+            Constraints {
+                tier,
+                ..Constraints::default()
+            },
+            Some(window),
+        ),
+    }
+}
+
 /// The GPU model (MIG off) most of `servers` have.
 pub fn main_model<'a>(servers: impl Iterator<Item = &'a Server>) -> Option<GpuModel> {
     let mut count: BTreeMap<GpuModel, usize> = BTreeMap::new();

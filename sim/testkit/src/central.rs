@@ -27,6 +27,7 @@ pub fn config(dir: &Path, listen: SocketAddr, liveness: Liveness) -> CentralConf
     c.channel.listen = listen;
     c.api.listen = "127.0.0.1:0".parse().expect("valid address");
     c.console.listen = "127.0.0.1:0".parse().expect("valid address");
+    c.metrics.listen = "127.0.0.1:0".parse().expect("valid address");
     match liveness {
         Liveness::Quick => {
             c.channel.disconnect_after_ms = 1_500;

@@ -42,6 +42,7 @@ pub fn config(dir: &std::path::Path) -> CentralConfig {
     c.channel.listen = "127.0.0.1:0".parse().unwrap();
     c.api.listen = "127.0.0.1:0".parse().unwrap();
     c.console.listen = "127.0.0.1:0".parse().unwrap();
+    c.metrics.listen = "127.0.0.1:0".parse().unwrap();
     c
 }
 

@@ -157,6 +157,7 @@ impl World {
             config.channel.listen = "127.0.0.1:0".parse().unwrap();
             config.api.listen = "127.0.0.1:0".parse().unwrap();
             config.console.listen = "127.0.0.1:0".parse().unwrap();
+            config.metrics.listen = "127.0.0.1:0".parse().unwrap();
             let central = Central::open(config).await.unwrap();
             let t = central.tables();
             t.regions().create_many(&fleet.regions, 64).await.unwrap();
@@ -233,6 +234,7 @@ impl World {
                 .env("MERIDIAN_AGENT_BOOTSTRAP_FILE", &boot)
                 .env("MERIDIAN_AGENT_BIND", "127.0.0.1:0")
                 .env("MERIDIAN_AGENT_HEARTBEAT_INTERVAL_MS", "300")
+                .env("MERIDIAN_AGENT_METRICS__LISTEN", "127.0.0.1:0")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&agent_log).unwrap())
                 .spawn()

@@ -7,7 +7,8 @@
 //!   DNAT to the backend.
 //! - `postrouting` (nat, prio 100): per tenant, `ip saddr <subnet> oifname <wan>` SNAT to the
 //!   site's egress address.
-//! - `forward_filter` (filter, policy **drop**): established/related; per exposure, new flows
+//! - `forward_filter` (filter, policy **drop**): per tenant, an accounting rule counting the
+//!   bytes its bridge sends out of the WAN (no verdict: metering's egress); established/related; per exposure, new flows
 //!   from the WAN to the backend only with `ct status dnat`; per tenant, its own bridge to the
 //!   WAN, and, with a site-to-site tunnel, its bridge to its tunnel `msx<vni>` and back; a
 //!   final counted drop. Nothing goes from one tenant bridge to another, nor from a tunnel to
@@ -102,6 +103,16 @@ pub enum GatewayError {
     /// The spec is inconsistent.
     #[error("invalid gateway spec: {0}")]
     Spec(String),
+}
+
+/// What a ruleset's counters say, since it was installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets by rule comment (`"tenant-a/web dnat tcp/443"`, `"tenant-a snat"`): each
+    /// published endpoint's use.
+    pub packets: BTreeMap<String, u64>,
+    /// Bytes each tenant sent out of the WAN (its connections and its endpoints' answers).
+    pub egress_bytes: BTreeMap<TenantId, u64>,
 }
 
 /// A tenant as the gateway sees it.
@@ -298,7 +309,7 @@ impl NftGateway {
 
 #[async_trait::async_trait]
 impl WanGateway for NftGateway {
-    async fn counters(&self) -> Result<Option<BTreeMap<String, u64>>, GatewayError> {
+    async fn counters(&self) -> Result<Option<Counters>, GatewayError> {
         let out = match self.list().await {
             Ok(out) => out,
             Err(GatewayError::Nft { stderr, .. })
@@ -432,25 +443,38 @@ fn prefix(net: &Ipv4Net) -> Expression<'static> {
     }
 }
 
-/// Packets per rule comment in a listing (rules sharing a comment add up).
-fn counters_by_comment(listing: &Nftables<'_>) -> BTreeMap<String, u64> {
-    let mut map = BTreeMap::new();
+/// The comment of a tenant's egress accounting rule.
+fn egress_comment(tenant: &TenantId) -> String {
+    format!("{tenant} egress bytes")
+}
+
+/// Packets per rule comment in a listing (rules sharing a comment add up), and bytes out of
+/// the WAN per tenant (its egress accounting rule).
+fn counters_by_comment(listing: &Nftables<'_>) -> Counters {
+    let mut out = Counters::default();
     for item in listing.objects.iter() {
         let NfObject::ListObject(NfListObject::Rule(rule)) = item else {
             continue;
         };
-        let packets = rule
+        let (packets, bytes) = rule
             .expr
             .iter()
             .find_map(|s| match s {
-                Statement::Counter(Counter::Anonymous(Some(c))) => c.packets,
+                Statement::Counter(Counter::Anonymous(Some(c))) => Some((c.packets, c.bytes)),
                 _ => None,
             })
-            .unwrap_or(0);
-        *map.entry(comment(rule).to_owned()).or_insert(0) +=
-            u64::try_from(packets).unwrap_or(u64::MAX);
+            .unwrap_or((None, None));
+        let wide = |n: Option<usize>| u64::try_from(n.unwrap_or(0)).unwrap_or(u64::MAX);
+        let name = comment(rule);
+        *out.packets.entry(name.to_owned()).or_insert(0) += wide(packets);
+        if let Some(tenant) = name
+            .strip_suffix(" egress bytes")
+            .and_then(|t| TenantId::parse(t).ok())
+        {
+            *out.egress_bytes.entry(tenant).or_insert(0) += wide(bytes);
+        }
     }
-    map
+    out
 }
 
 impl Ruleset {
@@ -568,6 +592,20 @@ impl Ruleset {
                         port: None,
                         flags: None,
                     })),
+                ],
+            ));
+        }
+        // Accounting first, before `established` accepts a flow's later packets: every packet
+        // from a tenant's bridge out of the WAN (its own connections and its endpoints'
+        // answers) counts towards the tenant's egress bytes. No verdict: the rules below decide.
+        for t in &tenants {
+            rs.rules.push(rule(
+                FORWARD,
+                egress_comment(&t.tenant),
+                vec![
+                    eq(meta(MetaKey::Iifname), text(&t.interface)),
+                    eq(meta(MetaKey::Oifname), text(&spec.wan)),
+                    counter(),
                 ],
             ));
         }
@@ -801,6 +839,7 @@ mod tests {
 {"chain": {"family": "ip", "table": "meridian_gw", "name": "input_filter", "handle": 4, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "prerouting", "handle": 5, "comment": "tenant-a/llm dnat tcp/443", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "203.0.113.10"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 443}}, {"counter": {"packets": 3, "bytes": 180}}, {"dnat": {"addr": "10.20.0.5", "port": 8443}}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 6, "comment": "tenant-a snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.20.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 17, "comment": "tenant-a egress bytes", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 5, "bytes": 3140}}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 7, "comment": "established", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 8, "comment": "tenant-a/llm published tcp/443", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.5"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 9, "comment": "tenant-a egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
@@ -821,6 +860,8 @@ mod tests {
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "prerouting", "handle": 5, "comment": "tenant-a/llm dnat tcp/443", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "203.0.113.10"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 443}}, {"counter": {"packets": 0, "bytes": 0}}, {"dnat": {"addr": "10.20.0.5", "port": 8443}}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 6, "comment": "tenant-a snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.20.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "postrouting", "handle": 7, "comment": "tenant-b snat", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "10.30.0.0", "len": 24}}}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "203.0.113.10"}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 30, "comment": "tenant-a egress bytes", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}]}},
+{"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 31, "comment": "tenant-b egress bytes", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10102"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 2, "bytes": 1500}}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 8, "comment": "established", "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 9, "comment": "tenant-a/llm published tcp/443", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "wan0"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.20.0.5"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
 {"rule": {"family": "ip", "table": "meridian_gw", "chain": "forward_filter", "handle": 10, "comment": "tenant-a egress", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}}, {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}},
@@ -846,15 +887,15 @@ mod tests {
         assert!(items[0]["add"]["table"].is_object());
         assert!(items[1]["delete"]["table"].is_object());
         assert!(items[2]["add"]["table"].is_object());
-        // Then the 4 chains and the 8 rules of one tenant with one exposure.
-        assert_eq!(items.len(), 3 + 4 + 8);
+        // Then the 4 chains and the 9 rules of one tenant with one exposure.
+        assert_eq!(items.len(), 3 + 4 + 9);
         assert_eq!(
             items[5]["add"]["chain"],
             json!({"family": "ip", "table": "gw", "name": "forward_filter", "type": "filter",
                 "hook": "forward", "prio": 0, "policy": "drop"})
         );
         let rules: Vec<&Value> = items.iter().filter_map(|i| i["add"].get("rule")).collect();
-        assert_eq!(rules.len(), 8);
+        assert_eq!(rules.len(), 9);
         assert_eq!(rules[0]["comment"], "tenant-a/llm dnat tcp/443");
         assert_eq!(
             rules[0]["expr"][2],
@@ -868,12 +909,22 @@ mod tests {
             rules[1]["expr"][0]["match"]["right"],
             json!({"prefix": {"addr": "10.20.0.0", "len": 24}})
         );
+        // The tenant's egress accounting: counted, no verdict.
+        assert_eq!(rules[2]["comment"], "tenant-a egress bytes");
         assert_eq!(
-            rules[3]["expr"][4],
+            rules[2]["expr"],
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "mbr10101"}},
+                {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "wan0"}},
+                {"counter": {"packets": 0, "bytes": 0}}
+            ])
+        );
+        assert_eq!(
+            rules[4]["expr"][4],
             json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}})
         );
         assert_eq!(
-            rules[5]["expr"],
+            rules[6]["expr"],
             json!([{"counter": {"packets": 0, "bytes": 0}}, {"drop": null}])
         );
     }
@@ -905,9 +956,13 @@ mod tests {
         none.tenants[0].tunnel = None;
         assert_ne!(installed, Ruleset::render(DEFAULT_TABLE, &none).unwrap());
         let counters = counters_by_comment(&serde_json::from_str(TUNNEL_LISTING).unwrap());
-        assert_eq!(counters["tunnel from elsewhere"], 1);
-        assert_eq!(counters["tenant-a to its other sites"], 4);
-        assert_eq!(counters["tunnel from 203.0.113.17"], 0);
+        assert_eq!(counters.packets["tunnel from elsewhere"], 1);
+        assert_eq!(counters.packets["tenant-a to its other sites"], 4);
+        assert_eq!(counters.packets["tunnel from 203.0.113.17"], 0);
+        assert_eq!(
+            counters.egress_bytes[&TenantId::parse("tenant-b").unwrap()],
+            1500
+        );
     }
 
     #[test]
@@ -923,6 +978,8 @@ mod tests {
         assert_eq!(
             comments(FORWARD),
             [
+                "tenant-a egress bytes",
+                "tenant-b egress bytes",
                 "established",
                 "tenant-a/llm published tcp/443",
                 "tenant-a egress",
@@ -1023,10 +1080,13 @@ mod tests {
     fn counts_packets_by_comment() {
         let listing: Nftables<'static> = serde_json::from_str(LISTING).unwrap();
         let counters = counters_by_comment(&listing);
-        assert_eq!(counters.len(), 8);
-        assert_eq!(counters["tenant-a/llm dnat tcp/443"], 3);
-        assert_eq!(counters["default drop"], 2);
-        assert_eq!(counters["tenant-a egress"], 0);
+        assert_eq!(counters.packets.len(), 9);
+        assert_eq!(counters.packets["tenant-a/llm dnat tcp/443"], 3);
+        assert_eq!(counters.packets["default drop"], 2);
+        assert_eq!(counters.packets["tenant-a egress"], 0);
+        // Bytes out of the WAN per tenant, from its accounting rule.
+        let a = TenantId::parse("tenant-a").unwrap();
+        assert_eq!(counters.egress_bytes, BTreeMap::from([(a, 3140)]));
     }
 
     #[test]

@@ -63,7 +63,9 @@ use async_trait::async_trait;
 
 pub use bmc::{Bmc, BmcError};
 pub use dpu::{Dpu, DpuError};
-pub use gateway::{GatewayError, GatewaySpec, GatewayTenant, NftGateway};
+pub use gateway::{
+    Counters as GatewayCounters, GatewayError, GatewaySpec, GatewayTenant, NftGateway,
+};
 pub use gpu::{GpuError, GpuInventory};
 pub use host::{HostNetworkError, HostNetworkSpec, HostPeer, HostTenant, NetlinkHost, RouterRole};
 pub use nvue::{FabricError, FabricSpec, FabricTenant};
@@ -119,11 +121,9 @@ pub trait WanGateway: Send + Sync + fmt::Debug {
     async fn apply(&self, desired: &GatewaySpec) -> Result<ChangeReport, GatewayError>;
     /// Removes the gateway's ruleset entirely.
     async fn remove(&self) -> Result<ChangeReport, GatewayError>;
-    /// Packet counts by rule comment (`"tenant-a/web dnat tcp/443"`, `"tenant-a snat"`), for
-    /// reporting each published endpoint's use; `None` when no ruleset is installed.
-    async fn counters(
-        &self,
-    ) -> Result<Option<std::collections::BTreeMap<String, u64>>, GatewayError>;
+    /// The ruleset's counters since it was installed (replacing the ruleset starts them from
+    /// zero); `None` when no ruleset is installed.
+    async fn counters(&self) -> Result<Option<gateway::Counters>, GatewayError>;
 }
 
 /// The switch fabric (leaf switches or DPUs speaking NVUE).

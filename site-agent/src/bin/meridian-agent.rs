@@ -1,5 +1,5 @@
 //! `meridian-agent`: the site agent. Parses its config, sets up telemetry, starts the library
-//! and waits for SIGINT or SIGTERM.
+//! and `/metrics` (`[metrics]`), and waits for SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use meridian_agent::Agent;
 use meridian_agent::config::{AgentConfig, ENV_PREFIX};
+use meridian_agent::metrics::{MetricsServer, MetricsSources};
 use meridian_agent::reconciler::{Reconciler, RecordingReconciler};
 use meridian_common::config::{EXIT_BAD_CONFIG, ProcessEnv};
 
@@ -51,6 +52,8 @@ async fn main() -> ExitCode {
         return ExitCode::from(EXIT_BAD_CONFIG as u8);
     }
     let stop = shutdown_signal();
+    let metrics_listen = config.metrics.address();
+    let metrics_reconciler = site.clone();
     // Without servers the agent drives no hardware: it keeps, acknowledges and records intents.
     let reconciler: Arc<dyn Reconciler> = match site {
         Some(site) => {
@@ -69,8 +72,28 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A metrics port that cannot be bound is logged, not fatal: the site stays managed.
+    let metrics = match metrics_listen {
+        Some(listen) => {
+            let sources = MetricsSources {
+                store: agent.store().clone(),
+                reconciler: metrics_reconciler,
+            };
+            match MetricsServer::start(listen, sources).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(%listen, error = %e, "cannot serve /metrics; running without it");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     stop.await;
     tracing::info!("shutting down");
+    if let Some(metrics) = metrics {
+        metrics.shutdown().await;
+    }
     agent.shutdown().await;
     ExitCode::SUCCESS
 }

@@ -3,12 +3,14 @@
 
 mod gateway;
 mod host_network;
+mod metrics;
 mod probe;
 mod storage;
 mod switch;
 
 pub use gateway::GatewayConfig;
 pub use host_network::HostNetworkConfig;
+pub use metrics::MetricsConfig;
 pub use probe::{ProbeConfig, ProbeKind, parse_target};
 pub use storage::StorageConfig;
 pub use switch::{SwitchConfig, SwitchPortConfig};
@@ -46,6 +48,12 @@ pub struct AgentConfig {
     pub backoff_max_ms: u64,
     /// Most reports the buffer holds; beyond it the oldest are dropped (and counted).
     pub report_buffer_max: usize,
+    /// A GPU utilisation summary (a metrics report) at least this often, also at a site
+    /// without GPUs: central reads how far the site's reports reach from them.
+    pub utilisation_report_interval_ms: u64,
+    /// NVML's utilisation rates and memory are sampled this often (and once more at the end
+    /// of each report interval).
+    pub utilisation_sample_interval_ms: u64,
     /// Most reports in one batch.
     pub report_batch_max: usize,
     /// Largest frame, bytes.
@@ -70,6 +78,8 @@ pub struct AgentConfig {
     /// The site's storage array, on which the reconciler keeps the intent's tenant volumes.
     /// None: volumes in the intent are not the agent's to make.
     pub storage: Option<StorageConfig>,
+    /// The `[metrics]` table: `/metrics` for Prometheus (served by the binary).
+    pub metrics: MetricsConfig,
 }
 
 /// Which GPU driver reports and partitions a server's GPUs.
@@ -388,6 +398,8 @@ impl Default for AgentConfig {
             backoff_initial_ms: 250,
             backoff_max_ms: 5_000,
             report_buffer_max: 100_000,
+            utilisation_report_interval_ms: 60_000,
+            utilisation_sample_interval_ms: 5_000,
             report_batch_max: 256,
             max_frame_bytes: meridian_common::channel::frame::DEFAULT_MAX_FRAME,
             telemetry: TelemetryConfig::default(),
@@ -398,6 +410,7 @@ impl Default for AgentConfig {
             reconciler: ReconcilerConfig::default(),
             probe: Vec::new(),
             storage: None,
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -429,6 +442,20 @@ impl Validate for AgentConfig {
             return Err(ConfigError::invalid(
                 "report_buffer_max",
                 "must be at least 16",
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&self.utilisation_report_interval_ms) {
+            return Err(ConfigError::invalid(
+                "utilisation_report_interval_ms",
+                "must be 1000 (a second) to 3600000 (an hour)",
+            ));
+        }
+        if !(100..=self.utilisation_report_interval_ms)
+            .contains(&self.utilisation_sample_interval_ms)
+        {
+            return Err(ConfigError::invalid(
+                "utilisation_sample_interval_ms",
+                "must be at least 100 and at most utilisation_report_interval_ms",
             ));
         }
         if !(1..=512).contains(&self.report_batch_max) {
@@ -523,6 +550,14 @@ impl Validate for AgentConfig {
 }
 
 impl AgentConfig {
+    /// How often GPU utilisation is sampled and reported.
+    pub fn utilisation(&self) -> crate::reconcile::UtilisationConfig {
+        crate::reconcile::UtilisationConfig {
+            report_interval: Duration::from_millis(self.utilisation_report_interval_ms),
+            sample_interval: Duration::from_millis(self.utilisation_sample_interval_ms),
+        }
+    }
+
     /// The heartbeat period.
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)

@@ -24,10 +24,11 @@ use async_trait::async_trait;
 use meridian_common::ids::{Generation, Timestamp};
 use meridian_common::model::{Ipv4Net, Severity, SiteIntent};
 use meridian_drivers::{
-    ChangeReport, GatewaySpec, HostNetwork, HostNetworkSpec, HostPeer, HostTenant, RouterRole,
-    WanGateway,
+    ChangeReport, GatewayCounters, GatewaySpec, HostNetwork, HostNetworkSpec, HostPeer, HostTenant,
+    RouterRole, WanGateway,
 };
 
+use super::egress::{self, EgressMeter};
 use super::resource::{Cx, NodeBook, Resource};
 use super::{Action, ReconcileError};
 
@@ -175,8 +176,10 @@ pub fn plan(_want: &GatewayWant) -> GatewayStep {
 pub(crate) struct GatewayInstance {
     gateway: ManagedGateway,
     book: NodeBook,
-    /// The counters last reported, by rule comment.
+    /// The packet counters last reported, by rule comment.
     counters: BTreeMap<String, u64>,
+    /// Egress bytes per tenant and period; loaded from the agent's store at the first pass.
+    meter: Option<EgressMeter>,
 }
 
 impl GatewayInstance {
@@ -185,6 +188,7 @@ impl GatewayInstance {
             gateway,
             book: NodeBook::default(),
             counters: BTreeMap::new(),
+            meter: None,
         }
     }
 }
@@ -204,8 +208,10 @@ fn joined(what: &str, report: &ChangeReport) -> Option<String> {
 #[async_trait]
 impl Resource for GatewayInstance {
     type Want = GatewayWant;
-    type Observed = Option<BTreeMap<String, u64>>;
+    type Observed = Option<GatewayCounters>;
     type Step = GatewayStep;
+    const KIND: &'static str = "gateway";
+    const DRIVER: &'static str = "gateway";
 
     fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<GatewayWant> {
         let intent = intent?;
@@ -229,7 +235,7 @@ impl Resource for GatewayInstance {
         &mut self,
         want: &GatewayWant,
         _cx: &Cx<'_>,
-    ) -> Result<Option<BTreeMap<String, u64>>, ReconcileError> {
+    ) -> Result<Option<GatewayCounters>, ReconcileError> {
         self.book.start_pass();
         want.specs.as_ref().map_err(|e| e.clone())?;
         self.gateway
@@ -251,11 +257,20 @@ impl Resource for GatewayInstance {
         GatewayStep::Converge: GatewayStep,
         want: &GatewayWant,
         counters: Self::Observed,
-        _cx: &Cx<'_>,
+        cx: &Cx<'_>,
     ) -> Result<Action, ReconcileError> {
         let Ok((host, wan)) = &want.specs else {
             return Ok(Action::AwaitChange);
         };
+        // Egress is counted before the apply below may replace the ruleset (and its counters).
+        let meter = self.meter.get_or_insert_with(|| {
+            let stored = cx.link.store.progress(egress::RECORD_KEY).ok().flatten();
+            EgressMeter::decode(stored.as_deref()).unwrap_or_default()
+        });
+        let before = meter.clone();
+        let egress = counters
+            .as_ref()
+            .and_then(|c| meter.read(cx.now, &c.egress_bytes));
         let host =
             self.gateway
                 .host
@@ -282,7 +297,19 @@ impl Resource for GatewayInstance {
             want.generation,
             (!changed.is_empty()).then(|| changed.join("; ")),
         );
-        if let Some(now) = counters {
+        if let Some(meter) = self.meter.as_mut() {
+            if nft.changed() {
+                meter.restarted();
+            }
+            if *meter != before {
+                cx.commit_reports(
+                    &egress.into_iter().collect::<Vec<_>>(),
+                    &[(egress::RECORD_KEY.to_vec(), Some(meter.encode()))],
+                    "gateway egress",
+                );
+            }
+        }
+        if let Some(now) = counters.map(|c| c.packets) {
             let moved = counter_lines(&self.counters, &now);
             if !moved.is_empty() {
                 self.book

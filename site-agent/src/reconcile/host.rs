@@ -172,6 +172,12 @@ impl Resource for HostInstance {
     type Want = HostWant;
     type Observed = ();
     type Step = HostStep;
+    const KIND: &'static str = "host";
+    const DRIVER: &'static str = "netlink";
+
+    fn observe_driver() -> Option<&'static str> {
+        None
+    }
 
     fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<HostWant> {
         Some(host_want(intent?, &self.host, now))

@@ -33,6 +33,7 @@
 pub mod clock;
 pub mod desired;
 pub mod device;
+pub mod egress;
 pub mod fabric;
 pub mod gateway;
 pub mod host;
@@ -45,6 +46,7 @@ pub mod site;
 pub mod status;
 pub mod storage;
 pub mod switch;
+pub mod utilisation;
 
 use std::time::Duration;
 
@@ -63,6 +65,7 @@ pub use resource::Resource;
 pub use server::{Observed, ServerCtx, ServerDrivers, ServerSpec, reconcile};
 pub use site::SiteReconciler;
 pub use status::{GatewayStatus, ServerStatus, SiteStatus, SwitchStatus};
+pub use utilisation::UtilisationConfig;
 
 /// What to do after a reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use meridian_common::ids::{Generation, SiteId, Timestamp};
@@ -44,6 +44,8 @@ pub(crate) struct Env {
     pub(crate) intent: watch::Sender<Option<Arc<SiteIntent>>>,
     /// Every resource's last reported status.
     pub(crate) status: watch::Sender<SiteStatus>,
+    /// Passes, failures and driver latency ([`crate::metrics`]).
+    pub(crate) metrics: crate::metrics::ReconcileMetrics,
 }
 
 /// One pass's surroundings.
@@ -103,6 +105,21 @@ pub trait Resource: Send + 'static {
     type Observed: Send + Sync;
     /// The step the planner chose.
     type Step: Send + fmt::Debug;
+
+    /// The resource kind, as metrics name it (`server`, `switch`...).
+    const KIND: &'static str;
+    /// The driver kind it is kept through, as metrics name it (`redfish`, `nvue`...).
+    const DRIVER: &'static str;
+
+    /// The driver [`Resource::observe`] reads through (`None`: it reads none), for metrics.
+    fn observe_driver() -> Option<&'static str> {
+        Some(Self::DRIVER)
+    }
+
+    /// The driver `step` is carried out through (`None`: it calls none), for metrics.
+    fn step_driver(_step: &Self::Step) -> Option<&'static str> {
+        Some(Self::DRIVER)
+    }
 
     /// What the held intent (if any) asks of it at `now`; `None`: nothing to do until an
     /// intent arrives. Pure.
@@ -260,18 +277,38 @@ impl NodeBook {
     }
 }
 
-/// One pass: observe, plan, execute; a failure goes through the error policy.
+/// One pass: observe, plan, execute; a failure goes through the error policy. Each is
+/// counted, and each observation and step timed under its driver ([`crate::metrics`]).
 async fn pass<R: Resource>(r: &mut R, want: &R::Want, cx: &Cx<'_>) -> Action {
-    let result = match r.observe(want, cx).await {
+    let metrics = &cx.env.metrics;
+    let timed = |driver: Option<&'static str>, started: Instant| {
+        if let Some(driver) = driver {
+            metrics.driver_call(driver, started.elapsed());
+        }
+    };
+    let started = Instant::now();
+    let observed = r.observe(want, cx).await;
+    timed(R::observe_driver(), started);
+    let result = match observed {
         Ok(observed) => {
             let step = r.plan(want, &observed);
-            r.execute(step, want, observed, cx).await
+            let driver = R::step_driver(&step);
+            let started = Instant::now();
+            let done = r.execute(step, want, observed, cx).await;
+            timed(driver, started);
+            done
         }
         Err(e) => Err(e),
     };
     match result {
-        Ok(action) => action,
-        Err(e) => r.failed(want, e, cx),
+        Ok(action) => {
+            metrics.action(R::KIND);
+            action
+        }
+        Err(e) => {
+            metrics.error(R::KIND);
+            r.failed(want, e, cx)
+        }
     }
 }
 

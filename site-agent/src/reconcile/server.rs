@@ -110,6 +110,31 @@ impl Resource for ServerInstance {
     type Want = ServerWant;
     type Observed = Observed;
     type Step = Step;
+    const KIND: &'static str = "server";
+    const DRIVER: &'static str = "redfish";
+
+    fn step_driver(step: &Step) -> Option<&'static str> {
+        match step {
+            Step::SetMigMode { .. }
+            | Step::ResetGpu { .. }
+            | Step::CreateMig { .. }
+            | Step::DestroyMig { .. } => Some("nvml"),
+            Step::InstallBfb { .. } | Step::SetDpuMode { .. } | Step::ResetDpu => Some("dpu"),
+            Step::Discover
+            | Step::Inspect
+            | Step::InsertMedia { .. }
+            | Step::ArmBoot
+            | Step::PowerOn { .. }
+            | Step::Restart { .. }
+            | Step::WaitPower
+            | Step::PowerOff
+            | Step::EjectMedia
+            | Step::ClearBootOverride
+            | Step::IssueAction { .. } => Some("redfish"),
+            // Bookkeeping in the agent's records only.
+            _ => None,
+        }
+    }
 
     fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<ServerWant> {
         let mut want = desired::server_want(intent, &self.spec.id, now);

@@ -39,6 +39,7 @@ use super::resource::{self, Env, commit_site_reports};
 use super::server::{InventoryBook, ServerInstance, ServerSpec};
 use super::storage::{ManagedStorage, StorageInstance};
 use super::switch::SwitchInstance;
+use super::utilisation::{self, UtilisationConfig};
 use crate::reconciler::{AgentLink, ApplyError, Background, Convergence, Reconciler};
 
 pub use super::status::{ServerStatus, SiteStatus, SwitchStatus};
@@ -53,6 +54,7 @@ struct Shared {
     outcomes: watch::Sender<Option<Convergence>>,
     started: AtomicBool,
     book: Arc<InventoryBook>,
+    utilisation: UtilisationConfig,
 }
 
 /// The site's reconcile loop; see the module documentation.
@@ -110,6 +112,7 @@ impl SiteReconciler {
                     clock,
                     intent: watch::Sender::new(None),
                     status: watch::Sender::new(SiteStatus::default()),
+                    metrics: crate::metrics::ReconcileMetrics::default(),
                 },
                 servers,
                 switches,
@@ -119,6 +122,7 @@ impl SiteReconciler {
                 outcomes: watch::Sender::new(None),
                 started: AtomicBool::new(false),
                 book: Arc::new(book),
+                utilisation: UtilisationConfig::default(),
             }),
         }
     }
@@ -141,6 +145,16 @@ impl SiteReconciler {
         self
     }
 
+    /// Samples and reports GPU utilisation as `config` says (default: a summary every 60 s
+    /// of the reconciler's clock, NVML sampled every 5 s; see [`super::utilisation`]). Before
+    /// [`start`](Self::start) only, like [`with_hosts`](Self::with_hosts).
+    pub fn with_utilisation(mut self, config: UtilisationConfig) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("utilisation sampling is set before the reconciler is shared")
+            .utilisation = config;
+        self
+    }
+
     /// The workers' status, updated after every reconcile.
     pub fn status(&self) -> watch::Receiver<SiteStatus> {
         self.shared.env.status.subscribe()
@@ -149,6 +163,12 @@ impl SiteReconciler {
     /// The announcements of applied and failed generations.
     pub fn outcomes(&self) -> watch::Receiver<Option<Convergence>> {
         self.shared.outcomes.subscribe()
+    }
+
+    /// What the loop records for `/metrics` (its own families; served when a
+    /// [`MetricsServer`](crate::metrics::MetricsServer) is given this reconciler).
+    pub fn metrics(&self) -> &crate::metrics::ReconcileMetrics {
+        &self.shared.env.metrics
     }
 
     /// The servers managed.
@@ -234,9 +254,46 @@ async fn run(shared: Arc<Shared>, link: AgentLink) {
         let (shared, link) = (Arc::clone(&shared), link.clone());
         workers.spawn(async move { resource::worker(storage, &shared.env, link).await });
     }
+    workers.spawn(utilisation::run(
+        link.clone(),
+        Arc::clone(&shared.env.clock),
+        shared.utilisation,
+        utilisation_sources(&shared, &link),
+    ));
     coordinate(&shared, &link).await;
     // Stopping: the workers see the same stop signal.
     while workers.join_next().await.is_some() {}
+}
+
+/// What the utilisation sampler reads: the servers' GPU drivers, whether each is in service
+/// (its worker last saw it available or allocated) and the site.
+fn utilisation_sources(shared: &Arc<Shared>, link: &AgentLink) -> utilisation::Sources {
+    let gpus = shared
+        .servers
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), s.drivers.gpus.clone()?)))
+        .collect();
+    let status = shared.env.status.subscribe();
+    let intent = shared.env.intent.subscribe();
+    let store = link.store.clone();
+    utilisation::Sources {
+        gpus,
+        in_service: Box::new(move |id| {
+            status.borrow().servers.get(id).is_some_and(|s| {
+                matches!(
+                    s.state,
+                    meridian_common::model::ServerState::Available
+                        | meridian_common::model::ServerState::Allocated
+                )
+            })
+        }),
+        site: Box::new(move || {
+            if let Some(i) = intent.borrow().as_ref() {
+                return Some(i.site.clone());
+            }
+            store.identity().ok().flatten().map(|id| id.site)
+        }),
+    }
 }
 
 /// Decides applied and failed generations from the workers' status.

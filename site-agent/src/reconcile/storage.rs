@@ -219,6 +219,12 @@ impl Resource for StorageInstance {
     type Want = StorageWant;
     type Observed = Vec<ArrayVolume>;
     type Step = StorageStep;
+    const KIND: &'static str = "storage";
+    const DRIVER: &'static str = "storage";
+
+    fn step_driver(step: &StorageStep) -> Option<&'static str> {
+        (!matches!(step, StorageStep::Converged)).then_some(Self::DRIVER)
+    }
 
     fn want(&self, intent: Option<&SiteIntent>, _now: Timestamp) -> Option<StorageWant> {
         intent.map(storage_want)

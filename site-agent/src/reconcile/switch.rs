@@ -73,6 +73,12 @@ impl Resource for SwitchInstance {
     type Want = SwitchWant;
     type Observed = Vec<String>;
     type Step = SwitchStep;
+    const KIND: &'static str = "switch";
+    const DRIVER: &'static str = "nvue";
+
+    fn step_driver(step: &SwitchStep) -> Option<&'static str> {
+        matches!(step, SwitchStep::Apply { .. }).then_some(Self::DRIVER)
+    }
 
     fn want(&self, intent: Option<&SiteIntent>, now: Timestamp) -> Option<SwitchWant> {
         let intent = intent?;

@@ -439,6 +439,7 @@ mod tests {
         ReportBody::Metrics {
             gpu_utilisation_pct: v,
             power_watts: 1.0,
+            period: None,
         }
     }
 
@@ -518,6 +519,9 @@ mod tests {
         assert_eq!(s.dropped().unwrap(), 13);
         // A state report dropped by the bound leaves no stale index entry behind.
         s.append_report(&site(), g, at, metrics(9.0), 20).unwrap();
-        assert_eq!(s.buffered_by_resource().get("Metrics"), Some(&1));
+        assert_eq!(
+            s.buffered_by_resource().get("Metrics(Timestamp(0))"),
+            Some(&1)
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Cost per million tokens (`meridian_common::economics`): the provider's inputs in a form,
 //! the cost at a utilisation, the break-even utilisation against a cloud API's price, the fleet
-//! a token demand needs, and the utilisation-to-cost curve. A calculator: it reads and stores
-//! nothing, so the form is a GET.
+//! a token demand needs, and the utilisation-to-cost curve. A calculator: it stores nothing, so
+//! the form is a GET. Beside it, the cost per million tokens of every live inference endpoint
+//! at its measured utilisation, from the provider's stored cost inputs (the cost service).
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -14,7 +15,9 @@ use serde::Deserialize;
 
 use crate::console::layout;
 use crate::console::web::{Console, PageResult, User};
-use crate::services::Rpc;
+use crate::services::cost::EndpointCost;
+use crate::services::{ApiError, Rpc};
+use meridian_common::model::Workload;
 
 /// The form's fields, as text (a bad one is named, not silently defaulted).
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +198,62 @@ fn money(v: f64) -> String {
     format!("{v:.2}")
 }
 
+/// Hours back the endpoints' utilisation is measured over.
+const ENDPOINT_WINDOW_HOURS: u32 = 24;
+
+/// A cost per million tokens, or why there is none.
+fn per_million(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "no tokens (idle)".to_owned()
+    }
+}
+
+/// The inference endpoints with their measured cost per million tokens.
+fn endpoint_table(rows: &[(Workload, Result<EndpointCost, ApiError>)], inputs_set: bool) -> Markup {
+    html! {
+        section aria-labelledby="endpoints" {
+            h2 id="endpoints" { "Inference endpoints, measured" }
+            p { "Cost per million tokens of each live inference endpoint at its utilisation over the last " (ENDPOINT_WINDOW_HOURS) " hours, from the provider's cost inputs: "
+                strong { "busy" } " (NVML's, from its sites' agents) where measured, else "
+                strong { "allocated" } " (the share of the window its GPUs were held), else the inputs' "
+                strong { "assumed" } " utilisation. " code { "meridian cost endpoint WORKLOAD" } " gives the same per site." }
+            @if !inputs_set {
+                p #no-cost-inputs { "No cost inputs are set yet: a provider operator sets them with " code { "meridian cost inputs set FILE" } "." }
+            }
+            @if rows.is_empty() {
+                p { "No live inference endpoints." }
+            } @else {
+                table #endpoint-costs {
+                    thead { tr {
+                        th scope="col" { "Endpoint" } th scope="col" { "Tenant" } th scope="col" { "GPUs" } th scope="col" { "Model size" }
+                        th scope="col" { "Utilisation" } th.num scope="col" { "Cost per million tokens" } th.num scope="col" { "Break-even" }
+                    } }
+                    tbody { @for (w, cost) in rows { tr {
+                        td { a href={ "/workloads/" (w.id) } { (w.spec.name) } " (" (w.id) ")" }
+                        td { (w.tenant) }
+                        @match cost {
+                            Ok(c) => {
+                                td { (format!("{:.2}", c.total.gpus)) " " (c.gpu_model.as_str()) }
+                                td { (c.model_size) }
+                                td { (format!("{:.1} %", c.total.utilisation * 100.0)) " " (c.total.basis.name()) }
+                                td.num { (per_million(c.total.cost_per_million)) }
+                                td.num { @match c.total.break_even {
+                                    Some(b) if b <= 1.0 => (format!("{:.1} %", b * 100.0)),
+                                    Some(_) => "API cheaper",
+                                    None => "-",
+                                } }
+                            }
+                            Err(e) => { td colspan="5" { (e.to_string()) } }
+                        }
+                    } } }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /cost`.
 pub async fn page(
     State(state): State<Console>,
@@ -202,6 +261,17 @@ pub async fn page(
     Query(form): Query<CostForm>,
 ) -> PageResult {
     state.services.admit(user.caller(), Rpc::ListSites).await?;
+    let s = &state.services;
+    let endpoints = s
+        .endpoint_costs(
+            s.admit(user.caller(), Rpc::GetEndpointCost).await?,
+            ENDPOINT_WINDOW_HOURS,
+        )
+        .await?;
+    let inputs_set = s
+        .get_cost_inputs(s.admit(user.caller(), Rpc::GetCostInputs).await?)
+        .await?
+        .is_some();
     let parsed = parse(&form);
     let result = match &parsed {
         Ok(i) => {
@@ -263,6 +333,7 @@ pub async fn page(
             button type="submit" id="compute" { "Compute" }
         }
         (result)
+        (endpoint_table(&endpoints, inputs_set))
     };
     let status = if parsed.is_ok() {
         StatusCode::OK

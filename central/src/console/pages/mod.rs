@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod login;
 pub mod site;
 pub mod tenants;
+pub mod usage;
 pub mod utilisation;
 pub mod workloads;
 

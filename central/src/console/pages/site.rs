@@ -135,6 +135,26 @@ fn report_line(body: &ReportBody) -> (String, String) {
                 if *ready { "ready" } else { "not ready" }
             ),
         ),
+        ReportBody::Metrics {
+            gpu_utilisation_pct,
+            period: Some(p),
+            ..
+        } => (
+            "utilisation".into(),
+            format!(
+                "{gpu_utilisation_pct:.1} % busy over {} s, {} GPUs and MIG devices",
+                p.length_ms / 1000,
+                p.gpus.len()
+            ),
+        ),
+        ReportBody::Egress { tenants, .. } => (
+            "egress".into(),
+            tenants
+                .iter()
+                .map(|(t, b)| format!("{t}: {b} B"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         other => (name(other), String::new()),
     }
 }

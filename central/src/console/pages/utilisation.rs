@@ -1,13 +1,15 @@
-//! Utilisation: GPUs held per tier over the last two days (from the placements central
-//! stores), and the busiest and idlest sites now. The metering issue adds usage and cost here.
+//! Utilisation, fleet-wide or for one site (`?site=`): **allocated** utilisation (GPU-seconds
+//! held by allocations applied at their site, over GPU-seconds available: online, healthy, not
+//! drained) against **busy** utilisation (NVML's GPU utilisation averaged over the same GPUs
+//! and time, from the agents' summaries) per hour over the last two days, and the busiest and
+//! idlest sites now.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
 use maud::{PreEscaped, html};
-use meridian_common::ids::Timestamp;
-use meridian_common::model::Placement;
+use meridian_common::ids::SiteId;
 use plotters::prelude::*;
 
 use crate::console::layout;
@@ -15,68 +17,69 @@ use crate::console::names::name;
 use crate::console::web::{Console, PageResult, User};
 use crate::services::Rpc;
 use crate::services::overview::SiteRow;
+use crate::services::utilisation::HourUtilisation;
 
 /// Hours charted back from now.
 const HOURS: i64 = 48;
 
-/// GPUs held at `t` by `placements`, per series: `series` names the series a site's GPUs
-/// count in (`None`: not charted).
-fn held_at(
-    placements: &[Placement],
-    series: &dyn Fn(&str) -> Option<String>,
-    t: Timestamp,
-) -> BTreeMap<String, u32> {
-    let mut out = BTreeMap::new();
-    for p in placements {
-        let active = p.decided_at <= t && p.window.is_none_or(|w| w.contains(t));
-        if !active {
-            continue;
-        }
-        for a in &p.assignments {
-            if let Some(name) = series(a.site.as_str()) {
-                *out.entry(name).or_default() += a.slot.gpu_indices().len() as u32;
-            }
-        }
-    }
-    out
-}
+/// One charted measure of an hour.
+type Measure<'a> = &'a dyn Fn(&HourUtilisation) -> Option<f64>;
 
-/// The chart as SVG text.
-fn chart(series: &BTreeMap<String, Vec<(i64, u32)>>) -> String {
+/// The chart as SVG text: allocated and busy utilisation, percent, per hour (a gap where
+/// nothing was measured).
+fn chart(hours: &[HourUtilisation]) -> String {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (900, 320)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let max = series
-            .values()
-            .flatten()
-            .map(|(_, n)| *n)
-            .max()
-            .unwrap_or(0)
-            .max(1);
         let built = ChartBuilder::on(&root)
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(40)
-            .build_cartesian_2d(-HOURS..0i64, 0u32..max + max / 10 + 1);
+            .build_cartesian_2d(-HOURS..0i64, 0.0..100.0f64);
         if let Ok(mut chart) = built {
             let _ = chart
                 .configure_mesh()
                 .x_desc("hours from now")
-                .y_desc("GPUs held")
+                .y_desc("utilisation, %")
                 .draw();
-            let colours = [
-                RGBColor(11, 79, 163),
-                RGBColor(179, 38, 30),
-                RGBColor(27, 127, 59),
+            let n = hours.len() as i64;
+            let at = |i: usize| i as i64 - (n - 1);
+            let series: [(&str, RGBColor, Measure); 2] = [
+                ("allocated", RGBColor(11, 79, 163), &|h| h.allocated),
+                ("busy (NVML)", RGBColor(179, 38, 30), &|h| h.busy),
             ];
-            for (i, (tier, points)) in series.iter().enumerate() {
-                let colour = colours[i % colours.len()];
-                let line = PathElement::new(points.clone(), colour.stroke_width(2));
-                if let Ok(drawn) = chart.draw_series(std::iter::once(line)) {
-                    drawn
-                        .label(tier.clone())
-                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            for (label, colour, value) in series {
+                // One path per run of hours with a value: no line across a gap.
+                let mut runs: Vec<Vec<(i64, f64)>> = vec![Vec::new()];
+                for (i, h) in hours.iter().enumerate() {
+                    match value(h) {
+                        Some(v) => runs.last_mut().expect("one").push((at(i), v * 100.0)),
+                        None if runs.last().is_some_and(|r| !r.is_empty()) => runs.push(Vec::new()),
+                        None => {}
+                    }
+                }
+                runs.retain(|r| !r.is_empty());
+                let mut first = true;
+                for run in runs {
+                    let points = run.clone();
+                    if let Ok(drawn) = chart.draw_series(std::iter::once(PathElement::new(
+                        run,
+                        colour.stroke_width(2),
+                    ))) && std::mem::take(&mut first)
+                    {
+                        drawn.label(label).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 16, y)], colour)
+                        });
+                    }
+                    // A lone hour shows as a dot.
+                    if points.len() == 1 {
+                        let _ = chart.draw_series(
+                            points
+                                .into_iter()
+                                .map(|p| Circle::new(p, 3, colour.filled())),
+                        );
+                    }
                 }
             }
             let _ = chart
@@ -90,15 +93,25 @@ fn chart(series: &BTreeMap<String, Vec<(i64, u32)>>) -> String {
     svg
 }
 
-fn site_table(id: &str, caption: &str, rows: &[&SiteRow]) -> maud::Markup {
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{:.1} %", v * 100.0))
+}
+
+fn site_table(
+    id: &str,
+    caption: &str,
+    rows: &[&SiteRow],
+    busy: &BTreeMap<SiteId, f64>,
+) -> maud::Markup {
     html! {
         section aria-labelledby=(id) {
             h2 id=(id) { (caption) }
             table {
-                thead { tr { th scope="col" { "Site" } th scope="col" { "Tier" } th.num scope="col" { "GPUs held" } th.num scope="col" { "Share" } } }
+                thead { tr { th scope="col" { "Site" } th scope="col" { "Tier" } th.num scope="col" { "GPUs held" } th.num scope="col" { "Share" } th.num scope="col" { "Busy (" (HOURS) " h)" } } }
                 tbody { @for r in rows { tr {
                     td { a href={ "/sites/" (r.site.id) } { (r.site.id) } " " a href={ "/utilisation?site=" (r.site.id) } aria-label={ "utilisation chart of " (r.site.id) } { "chart" } } td { (name(&r.site.tier)) }
                     td.num { (r.held) "/" (r.gpus) } td.num { (format!("{:.0} %", 100.0 * r.held as f64 / r.gpus.max(1) as f64)) }
+                    td.num { (pct(busy.get(&r.site.id).copied())) }
                 } } }
             }
         }
@@ -111,7 +124,7 @@ pub struct Filter {
     site: Option<String>,
 }
 
-/// `GET /utilisation`: per tier, or for one site with `?site=`.
+/// `GET /utilisation`: fleet-wide, or for one site with `?site=`.
 pub async fn page(
     State(state): State<Console>,
     user: User,
@@ -121,46 +134,24 @@ pub async fn page(
     let overview = s
         .fleet_overview(s.admit(user.caller(), Rpc::ListSites).await?)
         .await?;
-    let placements = s
-        .reservations(s.admit(user.caller(), Rpc::ListWorkloads).await?, None)
-        .await?;
-    let tiers: BTreeMap<&str, String> = overview
-        .sites
-        .iter()
-        .map(|r| (r.site.id.as_str(), name(&r.site.tier)))
-        .collect();
     let site = crate::console::pages::filled(&filter.site).map(str::to_owned);
-    if let Some(id) = &site
-        && !tiers.contains_key(id.as_str())
-    {
-        return Err(crate::services::ApiError::not_found("site", id).into());
-    }
-    let names: Vec<String> = match &site {
-        Some(id) => vec![id.clone()],
-        None => vec!["core".to_owned(), "edge".to_owned()],
+    let site_id = match &site {
+        Some(id) => match overview.sites.iter().find(|r| r.site.id.as_str() == id) {
+            Some(r) => Some(r.site.id.clone()),
+            None => return Err(crate::services::ApiError::not_found("site", id).into()),
+        },
+        None => None,
     };
-    let group = |s: &str| match &site {
-        Some(id) => (id == s).then(|| id.clone()),
-        None => Some(tiers.get(s).cloned().unwrap_or_else(|| "unknown".into())),
-    };
-    let now = s.now().as_millis();
-    let mut series: BTreeMap<String, Vec<(i64, u32)>> = BTreeMap::new();
-    for h in -HOURS..=0 {
-        let held = held_at(
-            &placements,
-            &group,
-            Timestamp::from_millis(now + h * 3_600_000),
-        );
-        for name in &names {
-            series
-                .entry(name.clone())
-                .or_default()
-                .push((h, held.get(name).copied().unwrap_or(0)));
-        }
-    }
+    let history = s
+        .utilisation_history(
+            s.admit(user.caller(), Rpc::ListSites).await?,
+            site_id.as_ref(),
+            HOURS,
+        )
+        .await?;
     let what = match &site {
-        Some(id) => format!("GPUs held on site {id}"),
-        None => "GPUs held per tier".to_owned(),
+        Some(id) => format!("Allocated and busy utilisation of site {id}"),
+        None => "Allocated and busy utilisation of the fleet".to_owned(),
     };
     let mut with_gpus: Vec<&SiteRow> = overview.sites.iter().filter(|r| r.gpus > 0).collect();
     with_gpus.sort_by(|a, b| {
@@ -170,24 +161,46 @@ pub async fn page(
     });
     let busiest: Vec<&SiteRow> = with_gpus.iter().take(10).copied().collect();
     let idlest: Vec<&SiteRow> = with_gpus.iter().rev().take(10).copied().collect();
-    let (total, held): (u32, u32) = overview
-        .gpus
-        .values()
-        .fold((0, 0), |(t, h), c| (t + c.total, h + c.held));
+    let (total, held): (u32, u32) = match &site_id {
+        Some(id) => overview
+            .sites
+            .iter()
+            .find(|r| &r.site.id == id)
+            .map_or((0, 0), |r| (r.gpus, r.held)),
+        None => overview
+            .gpus
+            .values()
+            .fold((0, 0), |(t, h), c| (t + c.total, h + c.held)),
+    };
+    let mean = |f: &dyn Fn(&HourUtilisation) -> Option<f64>| {
+        let v: Vec<f64> = history.hours.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let (allocated, busy) = (mean(&|h| h.allocated), mean(&|h| h.busy));
     let body = html! {
-        p { "Allocated now: " strong { (held) " of " (total) " GPUs" } " (" (format!("{:.1} %", 100.0 * held as f64 / total.max(1) as f64)) "). "
-            "History comes from the placements central holds: a deleted workload's past use is not charted." }
+        p { "Allocated now: " strong { (held) " of " (total) " GPUs" } " (" (format!("{:.1} %", 100.0 * held as f64 / total.max(1) as f64)) ")." }
+        p { strong { "Allocated utilisation" } ": GPU-seconds held by allocations applied at their site over GPU-seconds available (online, healthy, not drained). "
+            strong { "Busy utilisation" } ": NVML's GPU utilisation averaged over the same GPUs and time, from the summaries the sites' agents report. "
+            "A wide gap between them is GPUs held and paid for but idle. Allocations come from the placements central holds (a deleted workload's past use is not charted); GPUs in MIG mode have no busy utilisation (NVML gives none)." }
         form.filters method="get" action="/utilisation" {
-            label for="u-site" { "One site (empty: per tier)" input id="u-site" name="site" type="text" value=(site.as_deref().unwrap_or("")); }
+            label for="u-site" { "One site (empty: the fleet)" input id="u-site" name="site" type="text" value=(site.as_deref().unwrap_or("")); }
             button type="submit" { "Show" }
         }
+        table #utilisation-summary {
+            caption { "Over the last " (HOURS) " hours, " (history.available) " GPUs available" }
+            thead { tr { th scope="col" { "Measure" } th.num scope="col" { "Mean of the hours" } } }
+            tbody {
+                tr { th scope="row" { "Allocated" } td.num #allocated-mean { (pct(allocated)) } }
+                tr { th scope="row" { "Busy (NVML)" } td.num #busy-mean { (pct(busy)) } }
+            }
+        }
         figure {
-            div role="img" aria-label={ (what) " over the last " (HOURS) " hours" } { (PreEscaped(chart(&series))) }
-            figcaption { (what) ", hourly, over the last " (HOURS) " hours." }
+            div role="img" aria-label={ (what) ", hourly, over the last " (HOURS) " hours" } { (PreEscaped(chart(&history.hours))) }
+            figcaption { (what) ": allocated (blue) and busy (red), hourly, over the last " (HOURS) " hours." }
         }
         div.cards {
-            (site_table("busiest", "Busiest sites", &busiest))
-            (site_table("idlest", "Idlest sites", &idlest))
+            (site_table("busiest", "Busiest sites", &busiest, &history.busy_by_site))
+            (site_table("idlest", "Idlest sites", &idlest, &history.busy_by_site))
         }
     };
     Ok(layout::page("Utilisation", &user, "/utilisation", body).into_response())

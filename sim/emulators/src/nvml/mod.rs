@@ -5,9 +5,10 @@
 //! without MIG (`NotSupported`), a MIG mode change pending a GPU reset (`current != pending`),
 //! MIG slots with holes (NVML counts the maximum number of slots and answers `NotFound` for
 //! empty ones), and memory and utilisation that change between polls (deterministically, from a
-//! poll counter, so tests can predict them). It also performs the MIG operations the
-//! reconciler needs: set the mode (pending until [`GpuInventory::reset_gpu`]), create a MIG
-//! device of a profile in the lowest free slot, destroy one (leaving a hole).
+//! poll counter, so tests can predict them, or as a test set them with
+//! [`FakeNvml::set_utilisation`] and [`FakeNvml::set_memory_used`]). It also performs the MIG
+//! operations the reconciler needs: set the mode (pending until [`GpuInventory::reset_gpu`]),
+//! create a MIG device of a profile in the lowest free slot, destroy one (leaving a hole).
 
 use std::sync::Mutex;
 
@@ -86,6 +87,10 @@ pub struct FakeGpu {
     memory_total: u64,
     mig: Option<FakeMig>,
     busy: bool,
+    /// Utilisation rates set by a test (else they change from poll to poll).
+    utilisation: Option<Utilisation>,
+    /// Framebuffer memory in use set by a test, bytes (else it changes from poll to poll).
+    memory_used: Option<u64>,
 }
 
 impl FakeGpu {
@@ -101,6 +106,8 @@ impl FakeGpu {
                 slots: vec![None; SLICES as usize],
             }),
             busy: false,
+            utilisation: None,
+            memory_used: None,
         }
     }
 
@@ -112,6 +119,8 @@ impl FakeGpu {
             memory_total: 48 * GIB,
             mig: None,
             busy: false,
+            utilisation: None,
+            memory_used: None,
         }
     }
 
@@ -128,6 +137,8 @@ impl FakeGpu {
                 slots: vec![None; SLICES as usize],
             }),
             busy: false,
+            utilisation: None,
+            memory_used: None,
         }
     }
 
@@ -217,6 +228,25 @@ impl FakeNvml {
     /// A node with these GPUs, indexed in order.
     pub fn with_gpus(gpus: Vec<FakeGpu>) -> Self {
         Self::new(Availability::Present, gpus)
+    }
+
+    /// Sets what NVML answers for a GPU's utilisation rates from now on (percent: `gpu` the
+    /// time a kernel ran, `memory` the time memory was read or written). A GPU in MIG mode
+    /// still reports none, as NVML does.
+    pub fn set_utilisation(&self, gpu: GpuIndex, gpu_pct: u32, memory_pct: u32) {
+        if let Some(g) = self.lock().gpus.get_mut(gpu.0 as usize) {
+            g.utilisation = Some(Utilisation {
+                gpu: gpu_pct.min(100),
+                memory: memory_pct.min(100),
+            });
+        }
+    }
+
+    /// Sets a GPU's framebuffer memory in use from now on, bytes (at most its total).
+    pub fn set_memory_used(&self, gpu: GpuIndex, bytes: u64) {
+        if let Some(g) = self.lock().gpus.get_mut(gpu.0 as usize) {
+            g.memory_used = Some(bytes.min(g.memory_total));
+        }
     }
 
     /// Marks a GPU busy or idle (processes start or end on it).
@@ -322,12 +352,14 @@ impl GpuInventory for FakeNvml {
                     name: g.name.clone(),
                     memory: GpuMemory {
                         total: g.memory_total,
-                        used: g.memory_total / 32 * wobble,
+                        used: g.memory_used.unwrap_or(g.memory_total / 32 * wobble),
                     },
-                    // NVML reports no utilisation for a GPU in MIG mode.
-                    utilisation: (!mig_on).then(|| Utilisation {
-                        gpu: ((poll * 37 + i * 11) % 101) as u32,
-                        memory: ((poll * 13 + i * 29) % 101) as u32,
+                    // NVML reports no utilisation for a GPU in MIG mode (NOT_SUPPORTED).
+                    utilisation: (!mig_on).then(|| {
+                        g.utilisation.unwrap_or(Utilisation {
+                            gpu: ((poll * 37 + i * 11) % 101) as u32,
+                            memory: ((poll * 13 + i * 29) % 101) as u32,
+                        })
                     }),
                     mig,
                 }

@@ -92,7 +92,9 @@ pub struct Utilisation {
     pub memory: u32,
 }
 
-/// One MIG device (a compute instance inside a GPU instance).
+/// One MIG device (a compute instance inside a GPU instance). It has no [`Utilisation`]:
+/// `nvmlDeviceGetUtilizationRates` answers `NVML_ERROR_NOT_SUPPORTED` on MIG device handles
+/// (and on a GPU in MIG mode), so only its memory is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigDevice {
     /// NVML's slot index under the parent GPU.
