@@ -513,27 +513,30 @@ impl TryFrom<proto::CostInputs> for CostInputs {
     }
 }
 
+/// docs/economics.md's worked example: one H100 (30,000 over 4 years, 10 % spares, 1,500 a
+/// year of maintenance, 1 kW at 0.10 per kWh, PUE 1.4) making 3,000 tokens per second.
+pub fn worked_example() -> (GpuCosts, Throughput) {
+    (
+        GpuCosts {
+            capex: 30_000.0,
+            amortisation_years: 4.0,
+            redundancy: 0.1,
+            maintenance_per_year: 1_500.0,
+            power_kw: 1.0,
+            price_per_kwh: 0.10,
+            pue: 1.4,
+        },
+        Throughput {
+            tokens_per_second: 3_000.0,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// docs/economics.md's worked example.
-    fn h100() -> (GpuCosts, Throughput) {
-        (
-            GpuCosts {
-                capex: 30_000.0,
-                amortisation_years: 4.0,
-                redundancy: 0.1,
-                maintenance_per_year: 1_500.0,
-                power_kw: 1.0,
-                price_per_kwh: 0.10,
-                pue: 1.4,
-            },
-            Throughput {
-                tokens_per_second: 3_000.0,
-            },
-        )
-    }
+    use super::worked_example as h100;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-6 * b.abs().max(1.0)

@@ -171,6 +171,64 @@ async fn tenants_drive_workloads_through_the_lifecycle_with_the_real_binaries() 
         "a tenant admin creating tenants"
     );
 
+    // Usage: the billing export as CSV (a header, then rows), as JSON lines into a file, the
+    // tenant's totals; another tenant's usage is not found; a bad time names its flag.
+    let today = meridian_central::clock::now().as_millis() / 86_400_000 * 86_400_000;
+    let day = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+            .unwrap()
+            .date()
+            .to_string()
+    };
+    let (from, to) = (day(today), day(today + 86_400_000));
+    let csv = cli.ok(
+        &admin,
+        &[
+            "usage", "export", "--from", &from, "--to", &to, "--format", "csv",
+        ],
+    );
+    assert!(
+        csv.starts_with("period_start,tenant,workload,site,resource,detail,amount,unit,final\n"),
+        "{csv}"
+    );
+    let file = dir.join("usage.jsonl");
+    cli.ok(
+        &acme,
+        &[
+            "usage",
+            "export",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--format",
+            "jsonl",
+            "--file",
+            file.to_str().unwrap(),
+        ],
+    );
+    for line in std::fs::read_to_string(&file).unwrap().lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["tenant"], "acme", "{line}");
+    }
+    let totals = cli.json(&acme, &["usage", "totals", "--from", &from, "--to", &to]);
+    assert_eq!(totals["tenant"], "acme", "{totals}");
+    assert!(totals["final"].is_boolean(), "{totals}");
+    let out = cli.run(
+        &acme,
+        &[
+            "usage", "totals", "--from", &from, "--to", &to, "--tenant", "globex",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "another tenant's usage");
+    let out = cli.run(
+        &acme,
+        &["usage", "export", "--from", "yesterday", "--to", &to],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--from yesterday"), "{stderr}");
+
     // Delete cancels a live workload and frees its capacity.
     let deleted = cli.json(&acme, &["workload", "delete", &id]);
     assert_eq!(deleted["state"], "canceled");

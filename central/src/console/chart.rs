@@ -41,7 +41,7 @@ pub fn hourly(lines: &[Line], y_desc: &str, y_max: f64) -> String {
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
-            .build_cartesian_2d(-(hours.max(1))..0i64, 0.0..top * 1.05);
+            .build_cartesian_2d(-((hours - 1).max(1))..0i64, 0.0..top * 1.05);
         if let Ok(mut chart) = built {
             let _ = chart
                 .configure_mesh()

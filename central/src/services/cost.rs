@@ -729,22 +729,7 @@ fn kind_name(kind: WorkloadKind) -> String {
 mod tests {
     use super::*;
 
-    fn h100() -> (GpuCosts, Throughput) {
-        (
-            GpuCosts {
-                capex: 30_000.0,
-                amortisation_years: 4.0,
-                redundancy: 0.1,
-                maintenance_per_year: 1_500.0,
-                power_kw: 1.0,
-                price_per_kwh: 0.10,
-                pue: 1.4,
-            },
-            Throughput {
-                tokens_per_second: 3_000.0,
-            },
-        )
-    }
+    use meridian_common::economics::worked_example as h100;
 
     #[test]
     fn measured_busy_wins_then_allocated_then_the_assumption() {

@@ -43,7 +43,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::harness::BoxError;
-use super::percentile;
+use super::{ms, percentile, spread_ms};
 use crate::fleet::{self, FleetSpec};
 
 /// Options of `meridian-sim bench console`.
@@ -122,24 +122,6 @@ impl ConsoleBenchReport {
     pub fn all_delivered(&self) -> bool {
         self.complete == self.streams && self.reloads == 0
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// `p50 .., p99 .. (min .., max ..)` of sorted samples, ms.
-pub fn spread_ms(sorted: &[Duration]) -> String {
-    if sorted.is_empty() {
-        return "no samples".into();
-    }
-    format!(
-        "p50 {:.1} ms, p99 {:.1} ms (min {:.1} ms, max {:.1} ms)",
-        ms(percentile(sorted, 0.5)),
-        ms(percentile(sorted, 0.99)),
-        ms(sorted[0]),
-        ms(sorted[sorted.len() - 1])
-    )
 }
 
 impl std::fmt::Display for ConsoleBenchReport {

@@ -21,7 +21,7 @@ use meridian_common::model::{Assignment, GpuSlot, Placement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::harness::BoxError;
-use super::percentile;
+use super::{ms, spread_ms};
 use crate::fleet::{self, FleetSpec};
 
 /// Options of `meridian-sim bench metrics`.
@@ -65,23 +65,6 @@ pub struct MetricsBenchReport {
     pub series: usize,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// `min .., median .., max ..` of sorted samples, ms.
-pub fn spread(sorted: &[Duration]) -> String {
-    if sorted.is_empty() {
-        return "no samples".into();
-    }
-    format!(
-        "min {:.1} ms, median {:.1} ms, max {:.1} ms",
-        ms(sorted[0]),
-        ms(percentile(sorted, 0.5)),
-        ms(sorted[sorted.len() - 1])
-    )
-}
-
 impl std::fmt::Display for MetricsBenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
@@ -93,7 +76,7 @@ impl std::fmt::Display for MetricsBenchReport {
             f,
             "  fleet gauges from the store ({} reads): {}",
             self.computed.len(),
-            spread(&self.computed)
+            spread_ms(&self.computed)
         )?;
         writeln!(
             f,
@@ -104,7 +87,7 @@ impl std::fmt::Display for MetricsBenchReport {
             f,
             "  GET /metrics within the cache's life ({} scrapes): {}",
             self.cached.len(),
-            spread(&self.cached)
+            spread_ms(&self.cached)
         )?;
         write!(
             f,

@@ -28,3 +28,22 @@ pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> T {
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// Milliseconds of a duration.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `p50 .., p99 .. (min .., max ..)` of sorted samples, ms.
+pub fn spread_ms(sorted: &[std::time::Duration]) -> String {
+    if sorted.is_empty() {
+        return "no samples".into();
+    }
+    format!(
+        "p50 {:.1} ms, p99 {:.1} ms (min {:.1} ms, max {:.1} ms)",
+        ms(percentile(sorted, 0.5)),
+        ms(percentile(sorted, 0.99)),
+        ms(sorted[0]),
+        ms(sorted[sorted.len() - 1])
+    )
+}

@@ -27,7 +27,7 @@ use super::placement::{self, PlacementBenchReport};
 use super::results::{Bound, Machine, Mode, PlotData, Row, Series, SuiteResults};
 use super::resync::{self, ResyncBenchOptions, ResyncBenchReport};
 use super::svg::{self, Marker};
-use super::{api, percentile};
+use super::{api, ms, percentile};
 use crate::scenario::{self, calendar};
 use crate::simfleet::Progress;
 
@@ -226,9 +226,6 @@ impl Plan {
     }
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// Keeps at most `n` points of a long series (evenly, always the last).
 fn thin(points: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
@@ -1394,7 +1391,7 @@ fn metrics_rows(run: &mut Run<'_>, r: &MetricsBenchReport) {
             "ms",
             format!(
                 "computing {}; first scrape {:.1} ms",
-                metrics_bench::spread(&r.computed),
+                super::spread_ms(&r.computed),
                 ms(r.first)
             ),
             "<= 1 s",
@@ -1413,7 +1410,7 @@ fn metrics_rows(run: &mut Run<'_>, r: &MetricsBenchReport) {
         ),
         Some(ms(percentile(&r.cached, 0.5))),
         "ms",
-        metrics_bench::spread(&r.cached),
+        super::spread_ms(&r.cached),
     ));
     rows.push(
         Row::check(
@@ -1453,13 +1450,13 @@ fn console_rows(run: &mut Run<'_>, r: &ConsoleBenchReport) {
             ),
             ms(p99),
             "ms",
-            console::spread_ms(&r.renders),
+            super::spread_ms(&r.renders),
             "p99 <= 1 s",
             Bound::AtMost(1_000.0),
         )
         .baseline(format!(
             "fresh TCP + TLS handshake per request: {}",
-            console::spread_ms(&r.fresh_renders)
+            super::spread_ms(&r.fresh_renders)
         ))
         .note(at_scale(
             "HTTPS on loopback over one kept-alive HTTP/1.1 connection (hyper's http1 client over \
@@ -1528,7 +1525,7 @@ fn console_rows(run: &mut Run<'_>, r: &ConsoleBenchReport) {
             ms(percentile(&r.delivery, 0.99))
         },
         "ms",
-        console::spread_ms(&r.delivery),
+        super::spread_ms(&r.delivery),
         "a site state change on screen <= 2 s over SSE",
         Bound::AtMost(2_000.0),
     )

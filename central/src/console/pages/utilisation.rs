@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use maud::{PreEscaped, html};
 use meridian_common::ids::SiteId;
-use plotters::prelude::*;
 
+use crate::console::chart::{self, Line};
 use crate::console::layout;
 use crate::console::names::name;
 use crate::console::web::{Console, PageResult, User};
@@ -22,75 +22,22 @@ use crate::services::utilisation::HourUtilisation;
 /// Hours charted back from now.
 const HOURS: i64 = 48;
 
-/// One charted measure of an hour.
-type Measure<'a> = &'a dyn Fn(&HourUtilisation) -> Option<f64>;
-
 /// The chart as SVG text: allocated and busy utilisation, percent, per hour (a gap where
 /// nothing was measured).
 fn chart(hours: &[HourUtilisation]) -> String {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 320)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let built = ChartBuilder::on(&root)
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(40)
-            .build_cartesian_2d(-HOURS..0i64, 0.0..100.0f64);
-        if let Ok(mut chart) = built {
-            let _ = chart
-                .configure_mesh()
-                .x_desc("hours from now")
-                .y_desc("utilisation, %")
-                .draw();
-            let n = hours.len() as i64;
-            let at = |i: usize| i as i64 - (n - 1);
-            let series: [(&str, RGBColor, Measure); 2] = [
-                ("allocated", RGBColor(11, 79, 163), &|h| h.allocated),
-                ("busy (NVML)", RGBColor(179, 38, 30), &|h| h.busy),
-            ];
-            for (label, colour, value) in series {
-                // One path per run of hours with a value: no line across a gap.
-                let mut runs: Vec<Vec<(i64, f64)>> = vec![Vec::new()];
-                for (i, h) in hours.iter().enumerate() {
-                    match value(h) {
-                        Some(v) => runs.last_mut().expect("one").push((at(i), v * 100.0)),
-                        None if runs.last().is_some_and(|r| !r.is_empty()) => runs.push(Vec::new()),
-                        None => {}
-                    }
-                }
-                runs.retain(|r| !r.is_empty());
-                let mut first = true;
-                for run in runs {
-                    let points = run.clone();
-                    if let Ok(drawn) = chart.draw_series(std::iter::once(PathElement::new(
-                        run,
-                        colour.stroke_width(2),
-                    ))) && std::mem::take(&mut first)
-                    {
-                        drawn.label(label).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 16, y)], colour)
-                        });
-                    }
-                    // A lone hour shows as a dot.
-                    if points.len() == 1 {
-                        let _ = chart.draw_series(
-                            points
-                                .into_iter()
-                                .map(|p| Circle::new(p, 3, colour.filled())),
-                        );
-                    }
-                }
-            }
-            let _ = chart
-                .configure_series_labels()
-                .background_style(WHITE)
-                .border_style(BLACK)
-                .draw();
-        }
-        let _ = root.present();
-    }
-    svg
+    let line = |label: &str, colour, value: &dyn Fn(&HourUtilisation) -> Option<f64>| Line {
+        label: label.into(),
+        colour,
+        values: hours.iter().map(|h| value(h).map(|v| v * 100.0)).collect(),
+    };
+    chart::hourly(
+        &[
+            line("allocated", chart::PALETTE[0], &|h| h.allocated),
+            line("busy (NVML)", chart::PALETTE[1], &|h| h.busy),
+        ],
+        "utilisation, %",
+        100.0,
+    )
 }
 
 fn pct(v: Option<f64>) -> String {
