@@ -15,12 +15,22 @@
 //! A report's time is never taken as earlier than the site's mark before it: reports arrive
 //! in sequence order, so this only matters for a site clock set back; it keeps a final period
 //! (one the mark has passed) from ever changing.
+//!
+//! Reads: a batch without allocation or volume reports reads nothing. One that has them reads
+//! what it needs up front, concurrently, in two rounds (the open span of each subject, the
+//! site's intent, the servers, the workloads' owners; then the workloads and, for allocations
+//! the intent no longer holds, their placements), then folds the reports without another
+//! read. A store read waits until what it saw is durable, so reads one after another would
+//! each wait for a group commit: B14 measured the ingest p99 at 50,000 reports/s go from 11 to
+//! 129 ms that way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use meridian_common::ids::{ServerId, SiteId, WorkloadId};
+use futures_util::future::try_join_all;
+use meridian_common::ids::{ServerId, SiteId, TenantId, WorkloadId};
 use meridian_common::model::{
-    AllocationMode, AllocationStatus, GpuSlot, ReportBody, Server, SiteReport,
+    AllocationMode, AllocationStatus, GpuSlot, Placement, ReportBody, Server, SiteIntent,
+    SiteReport, WorkloadSpec,
 };
 use meridian_proto::v1 as proto;
 use meridian_store::Op;
@@ -28,6 +38,11 @@ use meridian_store::Tables;
 use meridian_store::tables::{KeyPath, Table, TableError};
 
 use super::model::{Quantity, Resource, Span};
+
+/// The subject of an allocation's spans.
+fn alloc_subject(workload: &WorkloadId, server: &ServerId) -> String {
+    format!("alloc/{workload}/{server}")
+}
 
 /// The writes that the spans touched by `reports` (a batch in sequence order) call for, and
 /// the site's new mark (`mark` is its mark before the batch).
@@ -37,10 +52,11 @@ pub(crate) async fn ops<'a>(
     mark: i64,
     reports: impl Iterator<Item = &'a SiteReport>,
 ) -> Result<(Vec<Op>, i64), TableError> {
+    let reports: Vec<&SiteReport> = reports.collect();
+    let known = Known::read(tables, site, &reports).await?;
     let mut book = Book {
-        tables,
         site,
-        open: BTreeMap::new(),
+        open: known.open.clone(),
         changed: BTreeMap::new(),
     };
     let mut mark = mark;
@@ -54,16 +70,15 @@ pub(crate) async fn ops<'a>(
                 server,
                 state,
             } => {
-                let subject = format!("alloc/{workload}/{server}");
+                let subject = alloc_subject(workload, server);
                 match state {
                     AllocationStatus::Applied => {
-                        if book.open_span(&subject).await?.is_none() {
-                            let span = allocation_span(tables, site, workload, server, at).await?;
-                            book.start(span);
+                        if book.open_span(&subject).is_none() {
+                            book.start(known.allocation_span(site, workload, server, at));
                         }
                     }
                     AllocationStatus::Ended | AllocationStatus::Failed { .. } => {
-                        book.stop(&subject, at).await?;
+                        book.stop(&subject, at);
                     }
                     AllocationStatus::Pending => {}
                 }
@@ -78,14 +93,13 @@ pub(crate) async fn ops<'a>(
                 let subject = format!("volume/{tenant}/{name}");
                 let gib = *size_mib as f64 / 1024.0;
                 if *size_mib == 0 {
-                    book.stop(&subject, at).await?;
+                    book.stop(&subject, at);
                 } else if *ready {
                     let same = book
                         .open_span(&subject)
-                        .await?
                         .is_some_and(|s| s.quantities.first().is_some_and(|q| q.amount == gib));
                     if !same {
-                        book.stop(&subject, at).await?;
+                        book.stop(&subject, at);
                         book.start(Span {
                             site: site.to_string(),
                             tenant: tenant.to_string(),
@@ -127,33 +141,60 @@ pub(crate) async fn ops<'a>(
         .values()
         .map(Table::<proto::UsageEgressRecord>::put_op)
         .collect::<Result<_, _>>()?;
-    let spans: Vec<Op> = book
-        .changed
-        .values()
-        .map(|s| Table::<proto::UsageIntervalRecord>::put_op(&s.into()))
-        .collect::<Result<_, _>>()?;
-    ops.extend(spans);
+    for span in book.changed.values() {
+        ops.push(Table::<proto::UsageIntervalRecord>::put_op(&span.into())?);
+    }
     Ok((ops, mark))
 }
 
-/// The spans a batch touches: the open one per subject (from the store, or started in this
-/// batch) and every span to write.
-struct Book<'t> {
-    tables: &'t Tables,
-    site: &'t SiteId,
-    /// Subject -> its open span's start (`None`: none open), once looked up.
-    open: BTreeMap<String, Option<i64>>,
-    /// (subject, start) -> the span as it is to be written.
-    changed: BTreeMap<(String, i64), Span>,
+/// What a batch needs from the store, read before it is folded.
+#[derive(Debug, Default)]
+struct Known {
+    /// Subject -> its open span (`None`: none open).
+    open: BTreeMap<String, Option<Span>>,
+    intent: Option<SiteIntent>,
+    servers: BTreeMap<ServerId, Server>,
+    /// The owner of each applied workload (from the intent, else the workload index).
+    owners: BTreeMap<WorkloadId, TenantId>,
+    specs: BTreeMap<WorkloadId, WorkloadSpec>,
+    placements: BTreeMap<WorkloadId, Placement>,
 }
 
-impl Book<'_> {
-    /// The subject's open span, if any.
-    async fn open_span(&mut self, subject: &str) -> Result<Option<&Span>, TableError> {
-        if !self.open.contains_key(subject) {
-            let parent = KeyPath(format!("{}/{subject}", self.site));
-            let stored = self
-                .tables
+impl Known {
+    async fn read(
+        tables: &Tables,
+        site: &SiteId,
+        reports: &[&SiteReport],
+    ) -> Result<Known, TableError> {
+        let mut subjects = BTreeSet::new();
+        let mut applied: BTreeSet<(&WorkloadId, &ServerId)> = BTreeSet::new();
+        for r in reports {
+            match &r.body {
+                ReportBody::AllocationState {
+                    workload,
+                    server,
+                    state,
+                } => {
+                    subjects.insert(alloc_subject(workload, server));
+                    if *state == AllocationStatus::Applied {
+                        applied.insert((workload, server));
+                    }
+                }
+                ReportBody::Volume { tenant, name, .. } => {
+                    subjects.insert(format!("volume/{tenant}/{name}"));
+                }
+                _ => {}
+            }
+        }
+        if subjects.is_empty() {
+            return Ok(Known::default());
+        }
+        let workloads: BTreeSet<&WorkloadId> = applied.iter().map(|(w, _)| *w).collect();
+        let servers: BTreeSet<&ServerId> = applied.iter().map(|(_, s)| *s).collect();
+        // Round 1.
+        let spans = try_join_all(subjects.iter().map(|subject| async move {
+            let parent = KeyPath(format!("{site}/{subject}"));
+            let stored = tables
                 .usage_intervals()
                 .list_all(Some(&parent), 100)
                 .await?;
@@ -162,124 +203,152 @@ impl Book<'_> {
                 .map(Span::from)
                 .filter(|s| s.end_ms.is_none())
                 .max_by_key(|s| s.start_ms);
-            let start = open.as_ref().map(|s| s.start_ms);
-            if let Some(span) = open {
-                self.changed
-                    .entry((subject.to_owned(), span.start_ms))
-                    .or_insert(span);
+            Ok::<_, TableError>((subject.clone(), open))
+        }));
+        let intent = async {
+            if applied.is_empty() {
+                Ok(None)
+            } else {
+                Ok(tables.intents().get(site).await?.map(|v| v.record))
             }
-            self.open.insert(subject.to_owned(), start);
+        };
+        let hardware = try_join_all(servers.iter().map(|server| async move {
+            let found = tables.servers().get(&(site, *server)).await?;
+            Ok::<_, TableError>(found.map(|v| ((*server).clone(), v.record)))
+        }));
+        let index = try_join_all(workloads.iter().map(|w| async move {
+            let found = tables.workload_index().get(*w).await?;
+            Ok::<_, TableError>(found.map(|v| ((*w).clone(), v.record.tenant)))
+        }));
+        let (spans, intent, hardware, index) = tokio::try_join!(spans, intent, hardware, index)?;
+        let mut known = Known {
+            open: spans.into_iter().collect(),
+            intent,
+            servers: hardware.into_iter().flatten().collect(),
+            owners: index.into_iter().flatten().collect(),
+            ..Known::default()
+        };
+        if let Some(intent) = &known.intent {
+            for a in &intent.allocations {
+                if workloads.contains(&a.workload) {
+                    known.owners.insert(a.workload.clone(), a.tenant.clone());
+                }
+            }
         }
-        Ok(match self.open.get(subject).copied().flatten() {
-            Some(start) => self.changed.get(&(subject.to_owned(), start)),
-            None => None,
-        })
+        // Round 2: the workloads, and the placements of those the intent no longer holds.
+        let in_intent = |w: &WorkloadId| {
+            known
+                .intent
+                .as_ref()
+                .is_some_and(|i| i.allocations.iter().any(|a| &a.workload == w))
+        };
+        let owners = &known.owners;
+        let specs = try_join_all(owners.iter().map(|(w, t)| async move {
+            let found = tables.workloads().get(&(t, w)).await?;
+            Ok::<_, TableError>(found.map(|v| (w.clone(), v.record.spec)))
+        }));
+        let placed = try_join_all(owners.iter().filter(|(w, _)| !in_intent(w)).map(
+            |(w, t)| async move {
+                let found = tables.placements().get(&(t, w)).await?;
+                Ok::<_, TableError>(found.map(|v| (w.clone(), v.record)))
+            },
+        ));
+        let (specs, placed) = tokio::try_join!(specs, placed)?;
+        known.specs = specs.into_iter().flatten().collect();
+        known.placements = placed.into_iter().flatten().collect();
+        Ok(known)
     }
 
-    fn start(&mut self, span: Span) {
-        self.open.insert(span.subject.clone(), Some(span.start_ms));
-        self.changed
-            .insert((span.subject.clone(), span.start_ms), span);
-    }
-
-    /// Closes the subject's open span at `at` (nothing when none is open).
-    async fn stop(&mut self, subject: &str, at: i64) -> Result<(), TableError> {
-        if self.open_span(subject).await?.is_none() {
-            return Ok(());
+    /// The span an applied allocation starts: what central assigned to it on that server.
+    fn allocation_span(
+        &self,
+        site: &SiteId,
+        workload: &WorkloadId,
+        server: &ServerId,
+        at: i64,
+    ) -> Span {
+        let from_intent = self.intent.as_ref().and_then(|i| {
+            i.allocations
+                .iter()
+                .find(|a| &a.workload == workload && &a.server == server)
+                .map(|a| (a.slot.clone(), Some(a.mode)))
+        });
+        let assignment = from_intent.or_else(|| {
+            self.placements.get(workload).and_then(|p| {
+                p.assignments
+                    .iter()
+                    .find(|a| &a.site == site && &a.server == server)
+                    .map(|a| (a.slot.clone(), None))
+            })
+        });
+        let owner = self.owners.get(workload);
+        let hardware = self.servers.get(server);
+        let mut quantities = Vec::new();
+        if let Some((slot, _)) = &assignment {
+            quantities.extend(gpu_quantities(slot, hardware));
         }
-        if let Some(Some(start)) = self.open.insert(subject.to_owned(), None)
-            && let Some(span) = self.changed.get_mut(&(subject.to_owned(), start))
-        {
-            span.end_ms = Some(at.max(span.start_ms));
+        let mode = assignment.as_ref().and_then(|(_, m)| *m);
+        let cores = match (mode, hardware, self.specs.get(workload)) {
+            (Some(AllocationMode::BareMetal), Some(s), _) => s.cpu_cores,
+            (_, _, Some(spec)) => spec.resources.cpu_cores,
+            _ => 0,
+        };
+        if cores > 0 {
+            quantities.push(Quantity {
+                resource: Resource::CpuCore,
+                detail: String::new(),
+                amount: f64::from(cores),
+            });
         }
-        Ok(())
+        if owner.is_none() || assignment.is_none() {
+            // A workload deleted while its site was cut off, or a site out of step with central.
+            tracing::debug!(
+                %site, %workload, %server,
+                "an allocation the site applied is unknown to central; metered without what it holds"
+            );
+        }
+        Span {
+            site: site.to_string(),
+            tenant: owner.map(ToString::to_string).unwrap_or_default(),
+            workload: workload.to_string(),
+            subject: alloc_subject(workload, server),
+            start_ms: at,
+            end_ms: None,
+            quantities,
+        }
     }
 }
 
-/// The span an applied allocation starts: what central assigned to it on that server.
-async fn allocation_span(
-    tables: &Tables,
-    site: &SiteId,
-    workload: &WorkloadId,
-    server: &ServerId,
-    at: i64,
-) -> Result<Span, TableError> {
-    let intent = tables.intents().get(site).await?.map(|v| v.record);
-    let from_intent = intent.as_ref().and_then(|i| {
-        i.allocations
-            .iter()
-            .find(|a| &a.workload == workload && &a.server == server)
-            .map(|a| (a.tenant.clone(), a.slot.clone(), Some(a.mode)))
-    });
-    let owner = match &from_intent {
-        Some((tenant, ..)) => Some(tenant.clone()),
-        None => tables
-            .workload_index()
-            .get(workload)
-            .await?
-            .map(|v| v.record.tenant),
-    };
-    let spec = match &owner {
-        Some(tenant) => tables
-            .workloads()
-            .get(&(tenant, workload))
-            .await?
-            .map(|v| v.record.spec),
-        None => None,
-    };
-    let assignment = match (&from_intent, &owner) {
-        (Some((_, slot, mode)), _) => Some((slot.clone(), *mode)),
-        (None, Some(tenant)) => tables
-            .placements()
-            .get(&(tenant, workload))
-            .await?
-            .and_then(|p| {
-                p.record
-                    .assignments
-                    .into_iter()
-                    .find(|a| &a.site == site && &a.server == server)
-                    .map(|a| (a.slot, None))
-            }),
-        (None, None) => None,
-    };
-    let hardware = tables
-        .servers()
-        .get(&(site, server))
-        .await?
-        .map(|v| v.record);
-    let mut quantities = Vec::new();
-    if let Some((slot, _)) = &assignment {
-        quantities.extend(gpu_quantities(slot, hardware.as_ref()));
+/// The spans a batch touches: the open one per subject and every span to write.
+struct Book<'t> {
+    site: &'t SiteId,
+    /// Subject -> its open span, as the batch has it so far.
+    open: BTreeMap<String, Option<Span>>,
+    /// (subject, start) -> the span as it is to be written.
+    changed: BTreeMap<(String, i64), Span>,
+}
+
+impl Book<'_> {
+    /// The subject's open span, if any.
+    fn open_span(&self, subject: &str) -> Option<&Span> {
+        self.open.get(subject).and_then(Option::as_ref)
     }
-    let mode = assignment.as_ref().and_then(|(_, m)| *m);
-    let cores = match (mode, &hardware, &spec) {
-        (Some(AllocationMode::BareMetal), Some(s), _) => s.cpu_cores,
-        (_, _, Some(spec)) => spec.resources.cpu_cores,
-        _ => 0,
-    };
-    if cores > 0 {
-        quantities.push(Quantity {
-            resource: Resource::CpuCore,
-            detail: String::new(),
-            amount: f64::from(cores),
-        });
+
+    fn start(&mut self, span: Span) {
+        debug_assert_eq!(span.site, self.site.as_str());
+        self.changed
+            .insert((span.subject.clone(), span.start_ms), span.clone());
+        self.open.insert(span.subject.clone(), Some(span));
     }
-    if owner.is_none() || assignment.is_none() {
-        // A workload deleted while its site was cut off, or a site out of step with central.
-        tracing::debug!(
-            %site, %workload, %server,
-            "an allocation the site applied is unknown to central; metered without what it holds"
-        );
+
+    /// Closes the subject's open span at `at` (nothing when none is open).
+    fn stop(&mut self, subject: &str, at: i64) {
+        if let Some(Some(mut span)) = self.open.insert(subject.to_owned(), None) {
+            span.end_ms = Some(at.max(span.start_ms));
+            self.changed
+                .insert((subject.to_owned(), span.start_ms), span);
+        }
     }
-    Ok(Span {
-        site: site.to_string(),
-        tenant: owner.map(|t| t.to_string()).unwrap_or_default(),
-        workload: workload.to_string(),
-        subject: format!("alloc/{workload}/{server}"),
-        start_ms: at,
-        end_ms: None,
-        quantities,
-    })
 }
 
 /// Whole GPUs by model, or one MIG slice by model and profile.

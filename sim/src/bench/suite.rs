@@ -226,7 +226,6 @@ impl Plan {
     }
 }
 
-
 /// Keeps at most `n` points of a long series (evenly, always the last).
 fn thin(points: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
     if points.len() <= n || n < 2 {
