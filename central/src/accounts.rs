@@ -40,6 +40,15 @@ pub fn fresh_id(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(bytes))
 }
 
+/// Whether `id` has the shape [`fresh_id`] gives for `prefix` (`wl-` and 12 hex digits).
+pub fn is_fresh_id(prefix: &str, id: &str) -> bool {
+    id.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hex| {
+            hex.len() == 12 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+}
+
 /// The token ID part of a secret, if the secret is well formed.
 pub fn token_id_of(secret: &str) -> Option<TokenId> {
     let (id, rest) = secret.split_once('.')?;
@@ -178,6 +187,21 @@ pub async fn bootstrap_admin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_ids_have_the_shape_they_are_checked_for() {
+        let id = fresh_id("wl");
+        assert!(is_fresh_id("wl", &id), "{id}");
+        for other in [
+            "weights",
+            "wl-12345",
+            "wl-00000000000G",
+            "tok-000000000000",
+            "wl-0000000000000",
+        ] {
+            assert!(!is_fresh_id("wl", other), "{other}");
+        }
+    }
 
     #[test]
     fn secrets_parse_only_when_well_formed() {

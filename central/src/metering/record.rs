@@ -6,7 +6,8 @@
 //!   or the workload's placement once the intent moved on, and the server's inventory), CPU
 //!   cores (the server's for bare metal, the workload's otherwise). Ended or failed closes it.
 //! - `Volume` ready with a size starts a span of that many GiB (a resize closes it and starts
-//!   another); size 0 (deleted) closes it.
+//!   another), the workload's when the volume is named after one (as the compiler names a
+//!   workload's volume); size 0 (deleted) closes it.
 //! - `Egress` (the bytes each tenant sent out of the site's WAN in one hour so far) replaces
 //!   the tenant's record of that hour (`usage/egress/`).
 //! - Every report raises the site's mark, the newest observation time stored
@@ -103,7 +104,12 @@ pub(crate) async fn ops<'a>(
                         book.start(Span {
                             site: site.to_string(),
                             tenant: tenant.to_string(),
-                            workload: String::new(),
+                            // The compiler names a workload's volume after the workload.
+                            workload: if crate::accounts::is_fresh_id("wl", name.as_str()) {
+                                name.to_string()
+                            } else {
+                                String::new()
+                            },
                             subject,
                             start_ms: at,
                             end_ms: None,
@@ -510,8 +516,53 @@ mod tests {
             (egress[0].bytes, egress[0].period_start_ms),
             (25, 3_600_000)
         );
-        // Deleted: the volume's span closes.
-        ingest(&tables, mark, &[report(8, 8_000, volume(0))]).await;
+        assert_eq!(spans[1].workload, "", "a volume not named after a workload");
+        // A workload's volume (named after it) is the workload's.
+        let mark = ingest(
+            &tables,
+            mark,
+            &[report(
+                8,
+                7_500,
+                ReportBody::Volume {
+                    tenant: TenantId::parse("acme").unwrap(),
+                    name: Name::parse("wl-000000000001").unwrap(),
+                    size_mib: 1024,
+                    ready: true,
+                    detail: String::new(),
+                },
+            )],
+        )
+        .await;
+        let theirs = tables
+            .usage_intervals()
+            .list_all(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.subject == "volume/acme/wl-000000000001")
+            .unwrap();
+        assert_eq!(theirs.workload, "wl-000000000001");
+        // Deleted: the volume spans close.
+        ingest(
+            &tables,
+            mark,
+            &[
+                report(9, 8_000, volume(0)),
+                report(
+                    10,
+                    8_000,
+                    ReportBody::Volume {
+                        tenant: TenantId::parse("acme").unwrap(),
+                        name: Name::parse("wl-000000000001").unwrap(),
+                        size_mib: 0,
+                        ready: true,
+                        detail: String::new(),
+                    },
+                ),
+            ],
+        )
+        .await;
         let open = tables
             .usage_intervals()
             .list_all(None, 100)
