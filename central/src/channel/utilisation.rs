@@ -15,6 +15,7 @@
 //! A summary is counted once per hour record: the record keeps the start of every period it
 //! counted, so a resent summary, or a newer one of the same period, is skipped.
 
+use futures_util::future::try_join_all;
 use std::collections::{BTreeMap, BTreeSet};
 
 use meridian_common::ids::{ServerId, SiteId, Timestamp};
@@ -120,27 +121,40 @@ pub async fn ops<'a>(
     if periods.is_empty() {
         return Ok(Vec::new());
     }
-    let drained: BTreeSet<String> = tables
-        .drains()
-        .list_all(Some(site), 1000)
-        .await?
-        .into_iter()
-        .map(|d| d.server)
+    // Every read up front and at once: a store read waits until what it saw is durable, so
+    // reads one after another would each wait for a group commit on the ingest path.
+    let hours: BTreeSet<i64> = periods
+        .iter()
+        .flat_map(|p| split_hours(p.start.as_millis(), p.end().as_millis()))
+        .map(|(hour, _)| hour)
         .collect();
     let table = tables.busy_utilisation();
-    let mut records: BTreeMap<i64, (proto::BusyUtilisationRecord, bool)> = BTreeMap::new();
+    let drains = tables.drains();
+    let (drained, stored) = tokio::try_join!(
+        drains.list_all(Some(site), 1000),
+        try_join_all(hours.iter().map(|&hour| {
+            let table = &table;
+            async move {
+                let stored = table.get(&path(hour, site)).await?.map(|v| v.record);
+                Ok::<_, TableError>((hour, stored))
+            }
+        })),
+    )?;
+    let drained: BTreeSet<String> = drained.into_iter().map(|d| d.server).collect();
+    let mut records: BTreeMap<i64, (proto::BusyUtilisationRecord, bool)> = stored
+        .into_iter()
+        .map(|(hour, stored)| {
+            let record = stored.unwrap_or_else(|| proto::BusyUtilisationRecord {
+                site: site.to_string(),
+                hour_start_ms: hour,
+                ..Default::default()
+            });
+            (hour, (record, false))
+        })
+        .collect();
     for p in periods {
         for (hour, seconds) in split_hours(p.start.as_millis(), p.end().as_millis()) {
-            if let std::collections::btree_map::Entry::Vacant(e) = records.entry(hour) {
-                let stored = table.get(&path(hour, site)).await?.map(|v| v.record);
-                let record = stored.unwrap_or_else(|| proto::BusyUtilisationRecord {
-                    site: site.to_string(),
-                    hour_start_ms: hour,
-                    ..Default::default()
-                });
-                e.insert((record, false));
-            }
-            let (record, changed) = records.get_mut(&hour).expect("inserted above");
+            let (record, changed) = records.get_mut(&hour).expect("read above");
             *changed |= add_period(record, p, seconds, &drained);
         }
     }

@@ -14,7 +14,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use meridian_central::config::CentralConfig;
 use meridian_central::server::Central;
 use meridian_common::ids::{Timestamp, WorkloadId};
 use meridian_common::model::{Assignment, GpuSlot, Placement};
@@ -23,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::harness::BoxError;
 use super::{ms, spread_ms};
 use crate::fleet::{self, FleetSpec};
+use meridian_testkit::central::{Liveness, any_port, config as test_central_config};
 
 /// Options of `meridian-sim bench metrics`.
 #[derive(Debug, Clone)]
@@ -119,15 +119,8 @@ pub async fn scrape(addr: SocketAddr) -> Result<String, BoxError> {
 /// Runs the benchmark.
 pub async fn run(options: &MetricsBenchOptions) -> Result<MetricsBenchReport, BoxError> {
     let dir = tempfile::tempdir()?;
-    let mut config = CentralConfig {
-        data_dir: dir.path().to_owned(),
-        ..CentralConfig::default()
-    };
-    config.channel.listen = "127.0.0.1:0".parse()?;
-    config.api.listen = "127.0.0.1:0".parse()?;
-    config.console.listen = "127.0.0.1:0".parse()?;
+    let mut config = test_central_config(dir.path(), any_port(), Liveness::Relaxed);
     config.console.enabled = false;
-    config.metrics.listen = "127.0.0.1:0".parse()?;
     // Long enough that the measured scrapes all fall within one computation.
     config.metrics.fleet_cache_ms = 600_000;
     let central = Central::open(config).await?;
